@@ -1,0 +1,182 @@
+//! Avro single-object encoding of the events, with the schemas embedded from `schemas/avro`.
+//!
+//! Framing: the Avro specification's *single-object encoding* — two marker bytes `C3 01`, the
+//! 8-byte CRC-64-AVRO (Rabin) fingerprint of the writer's schema, then the binary datum. We
+//! chose it over the Confluent wire format because it needs no schema registry: every
+//! message names its writer schema by fingerprint, and every reader carries the schemas it
+//! knows (the current one and each previous one under `schemas/avro/previous`) compiled in.
+//! A new field therefore ships as: add it with a default, move the old schema to
+//! `previous/`, and readers on either version keep decoding both. A deployment that runs a
+//! registry can still register these same `.avsc` files; the fingerprint is the registry's
+//! canonical-form fingerprint too.
+
+use apache_avro::{Schema, headers::HeaderBuilder, headers::RabinFingerprintHeader};
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::event::{RequestEvent, ResponseEvent};
+
+const HEADER_LEN: usize = 10;
+const MAGIC: [u8; 2] = [0xC3, 0x01];
+/// Upper bound on any single allocation while decoding. Captures are capped far below this,
+/// so a larger length prefix can only come from a corrupt message.
+const MAX_ALLOCATION_BYTES: usize = 64 * 1024 * 1024;
+
+/// Which event family a schema belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Request,
+    Response,
+}
+
+/// An event type with a schema in `schemas/avro`.
+pub trait Event: Serialize + DeserializeOwned {
+    const KIND: EventKind;
+}
+
+impl Event for RequestEvent {
+    const KIND: EventKind = EventKind::Request;
+}
+
+impl Event for ResponseEvent {
+    const KIND: EventKind = EventKind::Response;
+}
+
+/// The schemas of one event family: the current one (used to write and to read into) and
+/// every schema a writer may have used.
+#[derive(Debug)]
+struct Family {
+    current: Schema,
+    header: [u8; HEADER_LEN],
+    writers: Vec<([u8; HEADER_LEN], Schema)>,
+}
+
+impl Family {
+    fn parse(current: &str, previous: &[&str]) -> Result<Self, SchemaError> {
+        let current = Schema::parse_str(current).map_err(SchemaError)?;
+        let mut writers = vec![(header_of(&current), current.clone())];
+        for text in previous {
+            let schema = Schema::parse_str(text).map_err(SchemaError)?;
+            writers.push((header_of(&schema), schema));
+        }
+        Ok(Self { header: header_of(&current), current, writers })
+    }
+}
+
+fn header_of(schema: &Schema) -> [u8; HEADER_LEN] {
+    let built = RabinFingerprintHeader::from_schema(schema).build_header();
+    let mut header = [0; HEADER_LEN];
+    header.copy_from_slice(&built[..HEADER_LEN]);
+    header
+}
+
+/// An embedded schema failed to parse: a build defect, caught by the codec's tests.
+#[derive(Debug, thiserror::Error)]
+#[error("embedded Avro schema is invalid: {0}")]
+pub struct SchemaError(#[source] apache_avro::Error);
+
+/// An event could not be encoded against its own schema: a programming error.
+#[derive(Debug, thiserror::Error)]
+#[error("encode {kind:?} event: {source}")]
+pub struct EncodeError {
+    kind: EventKind,
+    #[source]
+    source: apache_avro::Error,
+}
+
+/// Why bytes from Kafka are not a readable event. Every variant is a dead-letter reason.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is {0} bytes, shorter than the 10-byte single-object header")]
+    TooShort(usize),
+    #[error("message does not start with the Avro single-object marker C3 01 (found {0:02X?})")]
+    BadMarker([u8; 2]),
+    #[error("writer schema fingerprint {0} is not a known {1:?} event schema")]
+    UnknownSchema(String, EventKind),
+    #[error("Avro datum is malformed: {0}")]
+    Malformed(#[source] apache_avro::Error),
+    #[error("{0} unread bytes after the Avro datum")]
+    TrailingBytes(usize),
+    #[error("Avro datum does not fit the event type: {0}")]
+    Mismatch(#[source] apache_avro::Error),
+}
+
+impl DecodeError {
+    /// A short, bounded label for metrics and the dead-letter `reason` header.
+    pub const fn reason(&self) -> &'static str {
+        match self {
+            Self::TooShort(_) => "too_short",
+            Self::BadMarker(_) => "bad_marker",
+            Self::UnknownSchema(..) => "unknown_schema",
+            Self::Malformed(_) => "malformed",
+            Self::TrailingBytes(_) => "trailing_bytes",
+            Self::Mismatch(_) => "mismatch",
+        }
+    }
+}
+
+/// Encodes and decodes events. Build one at start-up and share it.
+#[derive(Debug)]
+pub struct EventCodec {
+    request: Family,
+    response: Family,
+}
+
+impl EventCodec {
+    pub fn new() -> Result<Self, SchemaError> {
+        // Set once per process; a second call is a no-op, so every codec agrees.
+        apache_avro::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+        Ok(Self {
+            request: Family::parse(
+                include_str!("../../../schemas/avro/request_event.avsc"),
+                &[include_str!("../../../schemas/avro/previous/request_event.v1.avsc")],
+            )?,
+            response: Family::parse(include_str!("../../../schemas/avro/response_event.avsc"), &[])?,
+        })
+    }
+
+    fn family(&self, kind: EventKind) -> &Family {
+        match kind {
+            EventKind::Request => &self.request,
+            EventKind::Response => &self.response,
+        }
+    }
+
+    /// Encodes with the current schema, single-object framed.
+    pub fn encode<E: Event>(&self, event: &E) -> Result<Vec<u8>, EncodeError> {
+        let family = self.family(E::KIND);
+        let err = |source| EncodeError { kind: E::KIND, source };
+        let value = apache_avro::to_value(event).and_then(|v| v.resolve(&family.current)).map_err(err)?;
+        let datum = apache_avro::to_avro_datum(&family.current, value).map_err(err)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+        out.extend_from_slice(&family.header);
+        out.extend_from_slice(&datum);
+        Ok(out)
+    }
+
+    /// Decodes a message written with the current schema or any previous one.
+    pub fn decode<E: Event>(&self, bytes: &[u8]) -> Result<E, DecodeError> {
+        let family = self.family(E::KIND);
+        if bytes.len() < HEADER_LEN {
+            return Err(DecodeError::TooShort(bytes.len()));
+        }
+        let (header, mut datum) = bytes.split_at(HEADER_LEN);
+        if header[..2] != MAGIC {
+            return Err(DecodeError::BadMarker([header[0], header[1]]));
+        }
+        let writer = family
+            .writers
+            .iter()
+            .find(|(known, _)| known == header)
+            .map(|(_, schema)| schema)
+            .ok_or_else(|| DecodeError::UnknownSchema(hex::encode(&header[2..]), E::KIND))?;
+        let value = apache_avro::from_avro_datum(writer, &mut datum, Some(&family.current))
+            .map_err(DecodeError::Malformed)?;
+        if !datum.is_empty() {
+            return Err(DecodeError::TrailingBytes(datum.len()));
+        }
+        apache_avro::from_value(&value).map_err(DecodeError::Mismatch)
+    }
+}
+
+#[cfg(test)]
+mod tests;

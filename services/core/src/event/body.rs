@@ -1,0 +1,101 @@
+//! Body capture: a bounded prefix plus the length and hash of the whole body.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// A body as captured. `bytes` holds at most the capture cap; `length` and `sha256` always
+/// describe the full body, so a truncated capture still compares by hash.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapturedBody {
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+    pub length: i64,
+    pub truncated: bool,
+    #[serde(with = "serde_bytes")]
+    pub sha256: Vec<u8>,
+}
+
+impl CapturedBody {
+    /// Captures a complete, in-memory body, keeping at most `cap` bytes of it.
+    pub fn capture(full: &[u8], cap: usize) -> Self {
+        let mut capture = BodyCapture::new(cap);
+        capture.update(full);
+        capture.finish()
+    }
+
+    pub fn empty() -> Self {
+        Self::capture(&[], 0)
+    }
+
+    pub fn sha256_hex(&self) -> String {
+        hex::encode(&self.sha256)
+    }
+}
+
+impl std::fmt::Debug for CapturedBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CapturedBody")
+            .field("captured", &self.bytes.len())
+            .field("length", &self.length)
+            .field("truncated", &self.truncated)
+            .field("sha256", &self.sha256_hex())
+            .finish()
+    }
+}
+
+/// Incremental capture for streamed bodies: feed chunks as they pass, then finish.
+#[derive(Debug, Clone)]
+pub struct BodyCapture {
+    cap: usize,
+    bytes: Vec<u8>,
+    length: u64,
+    hasher: Sha256,
+}
+
+impl BodyCapture {
+    pub fn new(cap: usize) -> Self {
+        Self { cap, bytes: Vec::new(), length: 0, hasher: Sha256::new() }
+    }
+
+    pub fn update(&mut self, chunk: &[u8]) {
+        let room = self.cap.saturating_sub(self.bytes.len());
+        self.bytes.extend_from_slice(&chunk[..room.min(chunk.len())]);
+        self.length += chunk.len() as u64;
+        self.hasher.update(chunk);
+    }
+
+    pub fn finish(self) -> CapturedBody {
+        CapturedBody {
+            truncated: (self.bytes.len() as u64) < self.length,
+            length: i64::try_from(self.length).unwrap_or(i64::MAX),
+            bytes: self.bytes,
+            sha256: self.hasher.finalize().to_vec(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_but_hashes_the_whole_body() {
+        let full = b"0123456789";
+        let body = CapturedBody::capture(full, 4);
+        assert_eq!(body.bytes, b"0123");
+        assert_eq!(body.length, 10);
+        assert!(body.truncated);
+        assert_eq!(body.sha256, Sha256::digest(full).to_vec());
+
+        let mut streamed = BodyCapture::new(4);
+        streamed.update(b"012");
+        streamed.update(b"3456789");
+        assert_eq!(streamed.finish(), body);
+    }
+
+    #[test]
+    fn small_bodies_are_whole() {
+        let body = CapturedBody::capture(b"{}", 256);
+        assert_eq!((body.bytes.as_slice(), body.length, body.truncated), (&b"{}"[..], 2, false));
+    }
+}

@@ -1,0 +1,128 @@
+//! The events the tap and the mirror publish, mirroring `schemas/avro/*.avsc` field by field.
+//!
+//! Both are keyed in Kafka by the request id, so a request and all of its responses land in
+//! the same partition of their co-partitioned topics.
+
+mod body;
+
+pub use body::{BodyCapture, CapturedBody};
+use serde::{Deserialize, Serialize};
+
+/// One header line. Values are bytes: HTTP allows non-UTF-8 octets, and a tap must not
+/// rewrite what it cannot represent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    pub name: String,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+impl Header {
+    pub fn new(name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        Self { name: name.into(), value: value.into() }
+    }
+}
+
+/// Case-insensitive lookup of the first header with this name.
+pub fn header_value<'a>(headers: &'a [Header], name: &str) -> Option<&'a [u8]> {
+    headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.as_slice())
+}
+
+/// One HTTP request as the tap saw it (`schemas/avro/request_event.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEvent {
+    pub request_id: String,
+    pub timestamp_ms: i64,
+    pub tap_id: String,
+    pub method: String,
+    pub scheme: String,
+    pub authority: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub route_template: Option<String>,
+    pub headers: Vec<Header>,
+    pub body: CapturedBody,
+}
+
+impl RequestEvent {
+    /// Path and query as they go on a request line.
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) if !q.is_empty() => format!("{}?{q}", self.path),
+            _ => self.path.clone(),
+        }
+    }
+
+    /// The route template when the tap had one, else the raw path.
+    pub fn route(&self) -> &str {
+        self.route_template.as_deref().unwrap_or(&self.path)
+    }
+}
+
+/// Which side of the comparison a response comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Role {
+    /// Production: its answer went to the client.
+    Primary,
+    /// Same version as the primary, replayed; differences it shows are noise.
+    Secondary,
+    /// The new version under test.
+    Candidate,
+}
+
+impl Role {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Primary => "primary",
+            Self::Secondary => "secondary",
+            Self::Candidate => "candidate",
+        }
+    }
+}
+
+/// Why a leg has no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorKind {
+    Timeout,
+    Connect,
+    Reset,
+    CircuitOpen,
+    Shed,
+    Other,
+}
+
+impl ErrorKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Timeout => "timeout",
+            Self::Connect => "connect",
+            Self::Reset => "reset",
+            Self::CircuitOpen => "circuit_open",
+            Self::Shed => "shed",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// One leg's response (`schemas/avro/response_event.avsc`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseEvent {
+    pub request_id: String,
+    pub timestamp_ms: i64,
+    pub role: Role,
+    pub deployment: String,
+    pub status: Option<i32>,
+    pub headers: Vec<Header>,
+    pub body: CapturedBody,
+    pub latency_us: i64,
+    pub error: Option<ErrorKind>,
+}
+
+/// Milliseconds since the Unix epoch, the unit of every event timestamp.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
