@@ -124,7 +124,7 @@ pub struct EventCodec {
 impl EventCodec {
     pub fn new() -> Result<Self, SchemaError> {
         // Set once per process; a second call is a no-op, so every codec agrees.
-        apache_avro::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+        apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
         Ok(Self {
             request: Family::parse(
                 include_str!("../../../schemas/avro/request_event.avsc"),

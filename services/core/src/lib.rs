@@ -8,7 +8,7 @@
 pub mod codec;
 pub mod diff;
 pub mod event;
-mod request_id;
+pub mod request_id;
 
 pub use codec::{DecodeError, EncodeError, EventCodec};
 pub use event::{CapturedBody, ErrorKind, Header, RequestEvent, ResponseEvent, Role};

@@ -1,0 +1,128 @@
+//! The ClickHouse client, configured once for every service that reads or writes rows.
+
+use clickhouse::{Client, Compression};
+use serde::Deserialize;
+
+/// `[clickhouse]`: where the comparison rows live.
+#[derive(Clone, Deserialize)]
+pub struct ClickHouseConfig {
+    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    #[serde(default = "default_url")]
+    pub url: String,
+    #[serde(default = "default_database")]
+    pub database: String,
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Never logged; prefer `SHADOWDIFF_CLICKHOUSE_PASSWORD` from a secret over the file.
+    #[serde(default)]
+    pub password: String,
+    /// LZ4 over HTTP. `auto` turns it on for servers that handle it (ClickHouse 24 and
+    /// later were checked; 18.x breaks the client's reads with it).
+    #[serde(default)]
+    pub compression: Toggle,
+    /// Schema validation of rows before insert. `auto`: on for ClickHouse 24 and later;
+    /// older servers lack the `describe_include_subcolumns` setting it uses.
+    #[serde(default)]
+    pub validation: Toggle,
+}
+
+impl std::fmt::Debug for ClickHouseConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouseConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
+            .field("compression", &self.compression)
+            .field("validation", &self.validation)
+            .finish()
+    }
+}
+
+/// On, off, or decided by the server's version.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Toggle {
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// First major version on which `auto` turns the client's modern features on.
+const MODERN_MAJOR: u32 = 24;
+
+fn default_url() -> String {
+    "http://127.0.0.1:8123".to_owned()
+}
+fn default_database() -> String {
+    "shadowdiff".to_owned()
+}
+fn default_user() -> String {
+    "default".to_owned()
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: default_url(),
+            database: default_database(),
+            user: default_user(),
+            password: String::new(),
+            compression: Toggle::Auto,
+            validation: Toggle::Auto,
+        }
+    }
+}
+
+/// A connected client and what the server told us about itself.
+#[derive(Clone)]
+pub struct ClickHouse {
+    /// Bound to the configured database.
+    pub client: Client,
+    /// Not bound to a database, for `CREATE DATABASE`.
+    pub server: Client,
+    /// `SELECT version()`, e.g. `18.16.1`.
+    pub version: String,
+}
+
+impl std::fmt::Debug for ClickHouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClickHouse").field("version", &self.version).finish_non_exhaustive()
+    }
+}
+
+impl ClickHouse {
+    /// The server's major version (0 if unparsable).
+    pub fn major_version(&self) -> u32 {
+        major(&self.version)
+    }
+}
+
+fn major(version: &str) -> u32 {
+    version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or(0)
+}
+
+impl ClickHouseConfig {
+    /// Asks the server for its version (with settings every version accepts), then builds
+    /// the client with `auto` toggles resolved for that version.
+    pub async fn connect(&self) -> Result<ClickHouse, clickhouse::error::Error> {
+        let base = Client::default()
+            .with_url(&self.url)
+            .with_user(&self.user)
+            .with_password(&self.password)
+            .with_compression(Compression::None)
+            .with_validation(false);
+        let version: String = base.query("SELECT version()").fetch_one().await?;
+        let modern = major(&version) >= MODERN_MAJOR;
+        let resolve = |toggle: Toggle| match toggle {
+            Toggle::Auto => modern,
+            Toggle::On => true,
+            Toggle::Off => false,
+        };
+        let compression = if resolve(self.compression) { Compression::Lz4 } else { Compression::None };
+        let server = base.with_compression(compression).with_validation(resolve(self.validation));
+        let client = server.clone().with_database(&self.database);
+        Ok(ClickHouse { client, server, version })
+    }
+}

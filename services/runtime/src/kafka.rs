@@ -1,0 +1,248 @@
+//! Kafka clients built the same way in every service, plus topic provisioning and the
+//! dead-letter publisher.
+//!
+//! Only standard Kafka APIs are used, so the same code runs against Apache Kafka, Redpanda
+//! or tansu; anything broker-specific goes in `[kafka.properties]`, which is passed to
+//! librdkafka verbatim and wins over the defaults set here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::StreamConsumer;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::types::RDKafkaErrorCode;
+use serde::Deserialize;
+
+use crate::config::serde_duration;
+
+/// `[kafka]`: how to reach the brokers.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// How long the producer waits to fill a batch.
+    #[serde(default = "default_linger", rename = "linger_ms", with = "serde_duration::millis")]
+    pub linger: Duration,
+    /// How long a message may wait for delivery before it counts as failed.
+    #[serde(default = "default_message_timeout", rename = "message_timeout_ms", with = "serde_duration::millis")]
+    pub message_timeout: Duration,
+    /// Extra librdkafka properties (SASL, TLS, broker quirks), applied last.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_brokers() -> String {
+    "127.0.0.1:9092".to_owned()
+}
+const fn default_linger() -> Duration {
+    Duration::from_millis(5)
+}
+const fn default_message_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: default_brokers(),
+            linger: default_linger(),
+            message_timeout: default_message_timeout(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[topics]`: the topic names, shared by every service so that they agree.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TopicsConfig {
+    #[serde(default = "default_requests")]
+    pub requests: String,
+    #[serde(default = "default_responses")]
+    pub responses: String,
+    #[serde(default = "default_dead_letter")]
+    pub dead_letter: String,
+    /// Partition count used when this service creates the topics. Requests and responses
+    /// must have the same count: the correlator relies on them being co-partitioned.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default = "default_replication")]
+    pub replication: i32,
+    /// Create missing topics at start-up (admin API); turn off where topics are managed.
+    #[serde(default = "default_true")]
+    pub create: bool,
+}
+
+fn default_requests() -> String {
+    "shadowdiff.requests".to_owned()
+}
+fn default_responses() -> String {
+    "shadowdiff.responses".to_owned()
+}
+fn default_dead_letter() -> String {
+    "shadowdiff.dead-letter".to_owned()
+}
+const fn default_partitions() -> i32 {
+    6
+}
+const fn default_replication() -> i32 {
+    1
+}
+const fn default_true() -> bool {
+    true
+}
+
+impl Default for TopicsConfig {
+    fn default() -> Self {
+        Self {
+            requests: default_requests(),
+            responses: default_responses(),
+            dead_letter: default_dead_letter(),
+            partitions: default_partitions(),
+            replication: default_replication(),
+            create: true,
+        }
+    }
+}
+
+impl crate::config::Validate for TopicsConfig {
+    fn validate(&self, errors: &mut Vec<crate::config::ConfigError>) {
+        use crate::config::ConfigError;
+        if self.partitions < 1 {
+            errors.push(ConfigError::rule("topics.partitions", "must be at least 1"));
+        }
+        if self.replication < 1 {
+            errors.push(ConfigError::rule("topics.replication", "must be at least 1"));
+        }
+        if self.requests == self.responses {
+            errors.push(ConfigError::rule("topics.responses", "must differ from topics.requests"));
+        }
+    }
+}
+
+impl KafkaConfig {
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        config
+    }
+
+    fn apply_overrides(&self, config: &mut ClientConfig) {
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+    }
+
+    /// An idempotent, lz4-compressing producer that partitions keys like the Java client
+    /// (`murmur2_random`), so co-partitioning holds whichever client produced.
+    pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("compression.type", "lz4")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", self.linger.as_millis().to_string())
+            .set("message.timeout.ms", self.message_timeout.as_millis().to_string());
+        self.apply_overrides(&mut config);
+        config.create()
+    }
+
+    /// A group consumer that never commits on its own: offsets are stored or committed by
+    /// the service only after the downstream write is acknowledged.
+    pub fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("enable.partition.eof", "false");
+        self.apply_overrides(&mut config);
+        config.create()
+    }
+
+    /// Creates each topic that does not exist yet. Existing topics are left as they are.
+    pub async fn ensure_topics(&self, topics: &TopicsConfig) -> Result<(), TopicError> {
+        let mut config = self.client_config();
+        self.apply_overrides(&mut config);
+        let admin: AdminClient<DefaultClientContext> = config.create().map_err(TopicError::Client)?;
+        let names = [&topics.requests, &topics.responses, &topics.dead_letter];
+        let new: Vec<_> = names.iter().map(|name| NewTopic::new(name, topics.partitions, TopicReplication::Fixed(topics.replication))).collect();
+        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let results = admin.create_topics(&new, &options).await.map_err(TopicError::Client)?;
+        for result in results {
+            match result {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(TopicError::Create { topic, code }),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    #[error("kafka admin client: {0}")]
+    Client(#[source] KafkaError),
+    #[error("create topic {topic}: {code}")]
+    Create { topic: String, code: RDKafkaErrorCode },
+}
+
+/// Publishes messages that could not be processed to the dead-letter topic, unchanged, with
+/// the reason and their origin in headers, so nothing bad input carries is lost.
+#[derive(Clone)]
+pub struct DeadLetter {
+    producer: FutureProducer,
+    topic: String,
+    service: &'static str,
+}
+
+impl std::fmt::Debug for DeadLetter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetter").field("topic", &self.topic).field("service", &self.service).finish()
+    }
+}
+
+/// Header names on dead-lettered messages.
+pub mod dead_letter_headers {
+    pub const REASON: &str = "shadowdiff-reason";
+    pub const ERROR: &str = "shadowdiff-error";
+    pub const SERVICE: &str = "shadowdiff-service";
+    pub const SOURCE_TOPIC: &str = "shadowdiff-source-topic";
+    pub const SOURCE_PARTITION: &str = "shadowdiff-source-partition";
+    pub const SOURCE_OFFSET: &str = "shadowdiff-source-offset";
+}
+
+impl DeadLetter {
+    pub fn new(producer: FutureProducer, topic: impl Into<String>, service: &'static str) -> Self {
+        Self { producer, topic: topic.into(), service }
+    }
+
+    /// Sends `message` to the dead-letter topic and waits for the broker's acknowledgement,
+    /// so the caller may then move its offset past it.
+    pub async fn send<M: Message>(&self, message: &M, reason: &str, error: &str) -> Result<(), KafkaError> {
+        use dead_letter_headers as h;
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header { key: h::REASON, value: Some(reason) })
+            .insert(Header { key: h::ERROR, value: Some(error) })
+            .insert(Header { key: h::SERVICE, value: Some(self.service) })
+            .insert(Header { key: h::SOURCE_TOPIC, value: Some(message.topic()) })
+            .insert(Header { key: h::SOURCE_PARTITION, value: Some(&partition) })
+            .insert(Header { key: h::SOURCE_OFFSET, value: Some(&offset) });
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topic).headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        if let Some(payload) = message.payload() {
+            record = record.payload(payload);
+        }
+        self.producer.send(record, Duration::from_secs(5)).await.map(|_| ()).map_err(|(error, _)| error)
+    }
+}
