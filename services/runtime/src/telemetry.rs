@@ -59,3 +59,29 @@ pub fn metrics() -> &'static PrometheusHandle {
         handle
     })
 }
+
+/// Lets a log line through at most once a second, for events that can repeat at request
+/// rate (drops, bad messages) while their counter records every occurrence.
+#[derive(Debug)]
+pub struct LogLimiter {
+    limiter: OnceLock<governor::DefaultDirectRateLimiter>,
+}
+
+impl LogLimiter {
+    pub const fn new() -> Self {
+        Self { limiter: OnceLock::new() }
+    }
+
+    pub fn allow(&self) -> bool {
+        self.limiter
+            .get_or_init(|| governor::RateLimiter::direct(governor::Quota::per_second(std::num::NonZeroU32::MIN)))
+            .check()
+            .is_ok()
+    }
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,42 @@
+//! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, so a proxy removes
+//! them, along with every header the `Connection` header names, before forwarding.
+
+use http::HeaderMap;
+use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+
+const FIXED: [&str; 4] = ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization"];
+
+/// Removes hop-by-hop headers in place. `Host` goes too: the client uses the upstream's.
+pub(crate) fn strip(headers: &mut HeaderMap) {
+    let named: Vec<String> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in named.iter().map(String::as_str).chain(FIXED) {
+        headers.remove(name);
+    }
+    for name in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, HOST] {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_fixed_and_connection_named_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert("connection", "keep-alive, X-Debug".parse().unwrap());
+        headers.insert("x-debug", "1".parse().unwrap());
+        headers.insert("keep-alive", "timeout=5".parse().unwrap());
+        headers.insert("transfer-encoding", "chunked".parse().unwrap());
+        headers.insert("accept", "*/*".parse().unwrap());
+        strip(&mut headers);
+        assert_eq!(headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["accept"]);
+    }
+}

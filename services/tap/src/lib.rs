@@ -1,0 +1,90 @@
+//! The ingress tap: a reverse proxy in front of the primary that publishes every exchange.
+//!
+//! The client always gets the primary's response, untouched and on time. Reading order:
+//! [`config`] (what an operator sets), `proxy` (the client path: request id, forwarding,
+//! capture), `publish` (the background path to Kafka, which drops and counts rather than
+//! waits), and `events` (what the tap logs and counts).
+
+pub mod config;
+mod events;
+pub(crate) mod hop;
+mod proxy;
+mod publish;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use shadowdiff_core::EventCodec;
+use shadowdiff_runtime::{CancellationToken, admin};
+use tokio::net::TcpListener;
+
+pub use config::TapConfig;
+
+/// Why the tap could not start or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error("bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("kafka producer: {0}")]
+    Producer(#[source] rdkafka::error::KafkaError),
+    #[error("create topics: {0}")]
+    Topics(#[source] shadowdiff_runtime::kafka::TopicError),
+    #[error(transparent)]
+    Schema(#[from] shadowdiff_core::codec::SchemaError),
+    #[error("upstream HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("serve: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A bound tap, ready to serve.
+#[derive(Debug)]
+pub struct Tap {
+    listener: TcpListener,
+    admin_addr: SocketAddr,
+    proxy: Arc<proxy::Proxy>,
+}
+
+impl Tap {
+    /// Binds the proxy and admin listeners and connects the producer. Topics are created
+    /// here when configured, so a tap that starts is a tap that can publish.
+    pub async fn bind(config: TapConfig, shutdown: CancellationToken) -> Result<Self, TapError> {
+        if config.topics.create {
+            config.kafka.ensure_topics(&config.topics).await.map_err(TapError::Topics)?;
+        }
+        let health = admin::Health::default();
+        let publisher = publish::Publisher::new(&config, Arc::new(EventCodec::new()?), health.clone())?;
+        publisher.watch_broker(shutdown.clone());
+        let listener = TcpListener::bind(config.tap.listen).await.map_err(|source| TapError::Bind { addr: config.tap.listen, source })?;
+        let admin_addr = admin::spawn(&config.admin, health, shutdown)
+            .await
+            .map_err(|source| TapError::Bind { addr: config.admin.listen, source })?;
+        let proxy = Arc::new(proxy::Proxy::new(config, publisher)?);
+        Ok(Self { listener, admin_addr, proxy })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Serves until `shutdown`, then lets in-flight requests finish and flushes the producer.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), TapError> {
+        tracing::info!(addr = %self.local_addr(), upstream = %self.proxy.upstream(), "tap listening");
+        let app = proxy::app(self.proxy.clone());
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(TapError::Serve)?;
+        self.proxy.flush().await;
+        Ok(())
+    }
+}
+
+/// Binds and runs a tap until `shutdown`: the service's whole life.
+pub async fn run(config: TapConfig, shutdown: CancellationToken) -> Result<(), TapError> {
+    Tap::bind(config, shutdown.clone()).await?.run(shutdown).await
+}
