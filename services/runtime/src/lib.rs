@@ -13,6 +13,7 @@ pub mod kafka;
 mod launch;
 pub mod shutdown;
 pub mod telemetry;
+pub mod upstream;
 
 
 pub use launch::{ServiceConfig, launch};

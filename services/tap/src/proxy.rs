@@ -27,10 +27,7 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub(crate) fn new(config: TapConfig, publisher: Publisher) -> Result<Self, TapError> {
-        let client = reqwest::Client::builder()
-            .timeout(config.tap.upstream_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
+        let client = shadowdiff_runtime::upstream::client(config.tap.upstream_timeout)
             .map_err(TapError::Client)?;
         // Checked by `TapConfig::validate` before start-up; the fallback is never taken.
         let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
@@ -126,7 +123,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             response
         }
         Err(error) => {
-            let kind = classify(&error);
+            let kind = shadowdiff_runtime::upstream::classify(&error);
             primary.error = Some(kind);
             let status = if kind == ErrorKind::Timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
             events::upstream_failed(kind, &error);
@@ -138,18 +135,6 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     }
     proxy.publisher.publish(request_event, primary);
     response
-}
-
-fn classify(error: &reqwest::Error) -> ErrorKind {
-    if error.is_timeout() {
-        ErrorKind::Timeout
-    } else if error.is_connect() {
-        ErrorKind::Connect
-    } else if error.is_body() || error.is_request() {
-        ErrorKind::Reset
-    } else {
-        ErrorKind::Other
-    }
 }
 
 fn capture_headers(headers: &HeaderMap) -> Vec<Header> {

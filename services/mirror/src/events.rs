@@ -1,0 +1,44 @@
+//! What the mirror logs and counts; labels are bounded (target name, reason, error kind).
+
+use shadowdiff_core::ErrorKind;
+use shadowdiff_runtime::telemetry::LogLimiter;
+
+static WARN_LOG: LogLimiter = LogLimiter::new();
+
+pub(crate) fn replayed(target: &str, status: Option<i32>) {
+    let outcome = if status.is_some() { "response" } else { "error" };
+    metrics::counter!("shadowdiff_mirror_replays_total", "target" => target.to_owned(), "outcome" => outcome).increment(1);
+}
+
+pub(crate) fn replay_failed(target: &str, kind: ErrorKind, error: &reqwest::Error) {
+    metrics::counter!("shadowdiff_mirror_replay_errors_total", "target" => target.to_owned(), "kind" => kind.as_str())
+        .increment(1);
+    if WARN_LOG.allow() {
+        tracing::warn!(target, kind = kind.as_str(), %error, "replay got no response");
+    }
+}
+
+pub(crate) fn skipped(reason: &'static str) {
+    metrics::counter!("shadowdiff_mirror_skipped_total", "reason" => reason).increment(1);
+}
+
+pub(crate) fn malformed(reason: &'static str, error: &dyn std::fmt::Display) {
+    metrics::counter!("shadowdiff_mirror_dead_lettered_total", "reason" => reason).increment(1);
+    if WARN_LOG.allow() {
+        tracing::warn!(reason, %error, "malformed request event sent to the dead-letter topic");
+    }
+}
+
+pub(crate) fn publish_failed(what: &'static str, error: &rdkafka::error::KafkaError) {
+    metrics::counter!("shadowdiff_mirror_publish_retries_total", "what" => what).increment(1);
+    if WARN_LOG.allow() {
+        tracing::warn!(what, %error, "publish failed; retrying");
+    }
+}
+
+pub(crate) fn consume_failed(error: &rdkafka::error::KafkaError) {
+    metrics::counter!("shadowdiff_mirror_consume_errors_total").increment(1);
+    if WARN_LOG.allow() {
+        tracing::warn!(%error, "consume failed");
+    }
+}
