@@ -15,13 +15,13 @@ use shadowdiff_core::{EventCodec, RequestEvent, ResponseEvent};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
 use shadowdiff_runtime::kafka::DeadLetter;
+use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 
 use crate::config::MirrorConfig;
 use crate::replay::Replayer;
 use crate::{MirrorError, events};
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) struct Mirror {
     consumer: StreamConsumer,
@@ -33,10 +33,6 @@ pub(crate) struct Mirror {
     responses: String,
     health: Health,
 }
-
-/// Processing stopped because shutdown arrived while a publish was being retried; the
-/// message's offset was not stored, so it is replayed after restart.
-struct Interrupted;
 
 impl Mirror {
     pub(crate) async fn start(config: MirrorConfig, shutdown: CancellationToken) -> Result<Self, MirrorError> {
@@ -107,7 +103,7 @@ impl Mirror {
             Err(error) => {
                 events::malformed(error.reason(), &error);
                 let detail = error.to_string();
-                return retry(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail)).await;
+                return until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail)).await;
             }
         };
         if !self.methods.contains(&request.method) {
@@ -136,29 +132,10 @@ impl Mirror {
                 return Ok(());
             }
         };
-        retry(shutdown, "publish response", || async {
+        until_shutdown(shutdown, "publish response", || async {
             let record = FutureRecord::to(&self.responses).key(&response.request_id).payload(&payload);
             self.producer.send(record, PUBLISH_TIMEOUT).await.map(|_| ()).map_err(|(error, _)| error)
         })
         .await
-    }
-}
-
-/// Retries `attempt` with capped exponential backoff until it succeeds or shutdown arrives.
-async fn retry<F, Fut>(shutdown: &CancellationToken, what: &'static str, mut attempt: F) -> Result<(), Interrupted>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), rdkafka::error::KafkaError>>,
-{
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match attempt().await {
-            Ok(()) => return Ok(()),
-            Err(error) => events::publish_failed(what, &error),
-        }
-        tokio::select! {
-            () = shutdown.cancelled() => return Err(Interrupted),
-            () = tokio::time::sleep(backoff) => backoff = (backoff * 2).min(MAX_BACKOFF),
-        }
     }
 }

@@ -29,13 +29,6 @@ pub(crate) fn malformed(reason: &'static str, error: &dyn std::fmt::Display) {
     }
 }
 
-pub(crate) fn publish_failed(what: &'static str, error: &rdkafka::error::KafkaError) {
-    metrics::counter!("shadowdiff_mirror_publish_retries_total", "what" => what).increment(1);
-    if WARN_LOG.allow() {
-        tracing::warn!(what, %error, "publish failed; retrying");
-    }
-}
-
 pub(crate) fn consume_failed(error: &rdkafka::error::KafkaError) {
     metrics::counter!("shadowdiff_mirror_consume_errors_total").increment(1);
     if WARN_LOG.allow() {

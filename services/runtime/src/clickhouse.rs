@@ -126,3 +126,17 @@ impl ClickHouseConfig {
         Ok(ClickHouse { client, server, version })
     }
 }
+
+impl crate::config::Validate for ClickHouseConfig {
+    fn validate(&self, errors: &mut Vec<crate::config::ConfigError>) {
+        use crate::config::ConfigError;
+        // The database name is spliced into DDL, so it must be a plain identifier.
+        let plain = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        if self.database.is_empty() || !self.database.chars().all(plain) {
+            errors.push(ConfigError::rule("clickhouse.database", "must be letters, digits and _ only"));
+        }
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            errors.push(ConfigError::rule("clickhouse.url", "must be an http:// or https:// URL"));
+        }
+    }
+}

@@ -11,6 +11,7 @@ pub mod clickhouse;
 pub mod config;
 pub mod kafka;
 mod launch;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
 pub mod upstream;

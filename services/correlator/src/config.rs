@@ -1,0 +1,94 @@
+//! The correlator's configuration (`shadowdiff-correlator --config correlator.toml`,
+//! `SHADOWDIFF_CORRELATOR_*`).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use shadowdiff_runtime::admin::AdminConfig;
+use shadowdiff_runtime::clickhouse::ClickHouseConfig;
+use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
+use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
+use shadowdiff_runtime::telemetry::LogConfig;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorrelatorConfig {
+    #[serde(default)]
+    pub correlator: CorrelatorSection,
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub topics: TopicsConfig,
+    #[serde(default)]
+    pub clickhouse: ClickHouseConfig,
+    #[serde(default = "default_admin")]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[correlator]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct CorrelatorSection {
+    /// Consumer group shared by all replicas.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// How long an exchange waits for its legs after its first event arrives.
+    #[serde(default = "default_window", rename = "window_ms", with = "serde_duration::millis")]
+    pub window: Duration,
+    /// How often final exchanges are written and offsets committed.
+    #[serde(default = "default_flush_interval", rename = "flush_interval_ms", with = "serde_duration::millis")]
+    pub flush_interval: Duration,
+    /// Longest value stored per difference; longer ones are cut and marked with `…`.
+    #[serde(default = "default_max_value_bytes")]
+    pub max_value_bytes: usize,
+}
+
+impl Default for CorrelatorSection {
+    fn default() -> Self {
+        Self {
+            group_id: default_group_id(),
+            window: default_window(),
+            flush_interval: default_flush_interval(),
+            max_value_bytes: default_max_value_bytes(),
+        }
+    }
+}
+
+fn default_admin() -> AdminConfig {
+    AdminConfig { listen: SocketAddr::from(([0, 0, 0, 0], 9466)) }
+}
+fn default_group_id() -> String {
+    "shadowdiff-correlator".to_owned()
+}
+const fn default_window() -> Duration {
+    Duration::from_secs(30)
+}
+const fn default_flush_interval() -> Duration {
+    Duration::from_secs(1)
+}
+const fn default_max_value_bytes() -> usize {
+    1024
+}
+
+impl Validate for CorrelatorConfig {
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        self.topics.validate(errors);
+        self.clickhouse.validate(errors);
+        if self.correlator.window.is_zero() {
+            errors.push(ConfigError::rule("correlator.window_ms", "must be > 0"));
+        }
+        if self.correlator.flush_interval.is_zero() {
+            errors.push(ConfigError::rule("correlator.flush_interval_ms", "must be > 0"));
+        }
+        if self.correlator.max_value_bytes < 16 {
+            errors.push(ConfigError::rule("correlator.max_value_bytes", "must be at least 16"));
+        }
+    }
+}
+
+impl shadowdiff_runtime::ServiceConfig for CorrelatorConfig {
+    fn log(&self) -> &LogConfig {
+        &self.log
+    }
+}

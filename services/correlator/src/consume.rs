@@ -1,0 +1,183 @@
+//! The correlator's loop: one `select!` over shutdown, the flush tick and the next message.
+//! Messages are joined in memory; on each tick, exchanges whose window has passed are
+//! diffed into rows, the rows are written, and only then are their offsets committed.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use shadowdiff_core::EventCodec;
+use shadowdiff_runtime::CancellationToken;
+use shadowdiff_runtime::admin::{self, Health};
+use shadowdiff_runtime::kafka::DeadLetter;
+use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
+
+use crate::config::{CorrelatorConfig, CorrelatorSection};
+use crate::join::{Added, Joiner, Leg, Position};
+use crate::offsets::OffsetTracker;
+use crate::sink::{Batch, Sink, rows};
+use crate::{CorrelatorError, events};
+
+pub(crate) struct Correlator {
+    consumer: StreamConsumer,
+    state: State,
+}
+
+/// Everything the loop mutates, apart from the consumer that lends out messages.
+struct State {
+    config: CorrelatorSection,
+    codec: EventCodec,
+    dead_letter: DeadLetter,
+    requests: Arc<str>,
+    responses: Arc<str>,
+    joiner: Joiner,
+    offsets: OffsetTracker,
+    batch: Batch,
+    sink: Sink,
+    health: Health,
+}
+
+enum Step<'a> {
+    Stop,
+    Flush,
+    Message(rdkafka::error::KafkaResult<BorrowedMessage<'a>>),
+}
+
+impl Correlator {
+    pub(crate) async fn start(config: CorrelatorConfig, shutdown: CancellationToken) -> Result<Self, CorrelatorError> {
+        if config.topics.create {
+            config.kafka.ensure_topics(&config.topics).await?;
+        }
+        let sink = Sink::connect(&config.clickhouse).await?;
+        let consumer = config.kafka.consumer(&config.correlator.group_id)?;
+        consumer.subscribe(&[&config.topics.requests, &config.topics.responses])?;
+        let producer = config.kafka.producer()?;
+        let health = Health::default();
+        health.set("kafka", true);
+        health.set("clickhouse", true);
+        admin::spawn(&config.admin, health.clone(), shutdown).await.map_err(CorrelatorError::Admin)?;
+        Ok(Self {
+            consumer,
+            state: State {
+                joiner: Joiner::new(config.correlator.window),
+                config: config.correlator,
+                codec: EventCodec::new()?,
+                dead_letter: DeadLetter::new(producer, &config.topics.dead_letter, "correlator"),
+                requests: config.topics.requests.as_str().into(),
+                responses: config.topics.responses.as_str().into(),
+                offsets: OffsetTracker::default(),
+                batch: Batch::default(),
+                sink,
+                health,
+            },
+        })
+    }
+
+    pub(crate) async fn run(self, shutdown: CancellationToken) -> Result<(), CorrelatorError> {
+        let Self { consumer, mut state } = self;
+        let mut tick = tokio::time::interval(state.config.flush_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(window_ms = state.config.window.as_millis(), "correlator consuming");
+        loop {
+            let step = tokio::select! {
+                () = shutdown.cancelled() => Step::Stop,
+                _ = tick.tick() => Step::Flush,
+                message = consumer.recv() => Step::Message(message),
+            };
+            let handled = match step {
+                Step::Stop => break,
+                Step::Flush => state.flush(&consumer, &shutdown).await,
+                Step::Message(Ok(message)) => state.ingest(&message, &shutdown).await,
+                Step::Message(Err(error)) => {
+                    events::consume_failed(&error);
+                    Ok(())
+                }
+            };
+            if handled.is_err() {
+                break;
+            }
+        }
+        // Open exchanges are not forced out early: they would be written as incomplete.
+        // Their offsets were never committed, so the next owner of the partition re-reads them.
+        state.commit(&consumer, CommitMode::Sync);
+        tracing::info!(open = state.joiner.open_exchanges(), "correlator stopped; open exchanges will be re-read");
+        Ok(())
+    }
+}
+
+impl State {
+    async fn ingest(&mut self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+        let topic: Arc<str> = if message.topic() == &*self.requests { self.requests.clone() } else { self.responses.clone() };
+        let position: Position = (topic.clone(), message.partition(), message.offset());
+        self.offsets.hold(&position);
+        let payload = message.payload().unwrap_or_default();
+        let decoded = if topic == self.requests {
+            self.codec.decode(payload).map(Leg::Request)
+        } else {
+            self.codec.decode(payload).map(Leg::Response)
+        };
+        let leg = match decoded {
+            Ok(leg) => leg,
+            Err(error) => {
+                events::malformed(error.reason(), &error);
+                let detail = error.to_string();
+                until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail)).await?;
+                self.offsets.release(&position);
+                return Ok(());
+            }
+        };
+        let (added, released) = self.joiner.add(leg, position, Instant::now());
+        if let Some(position) = released {
+            events::ignored(if added == Added::Late { "late" } else { "duplicate" });
+            self.offsets.release(&position);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, consumer: &StreamConsumer, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+        for exchange in self.joiner.expire(Instant::now()) {
+            let outcomes = rows::add_exchange(&mut self.batch, exchange, self.config.max_value_bytes);
+            events::finalized(&outcomes);
+        }
+        events::open_exchanges(self.joiner.open_exchanges());
+        if self.batch.is_empty() {
+            self.commit(consumer, CommitMode::Async);
+            return Ok(());
+        }
+        let started = Instant::now();
+        let (sink, batch, health) = (&self.sink, &self.batch, &self.health);
+        until_shutdown(shutdown, "clickhouse insert", || async {
+            let written = sink.write(batch).await;
+            health.set("clickhouse", written.is_ok());
+            written
+        })
+        .await?;
+        events::written(self.batch.exchanges.len(), self.batch.differences.len(), started.elapsed());
+        let batch = std::mem::take(&mut self.batch);
+        for position in &batch.positions {
+            self.offsets.release(position);
+        }
+        self.commit(consumer, CommitMode::Async);
+        Ok(())
+    }
+
+    fn commit(&mut self, consumer: &StreamConsumer, mode: CommitMode) {
+        let advanced = self.offsets.advance();
+        if advanced.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, offset) in advanced {
+            if let Err(error) = list.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+                tracing::warn!(%error, %topic, partition, "cannot add offset to commit");
+            }
+        }
+        if let Err(error) = consumer.commit(&list, mode) {
+            // The next commit covers these offsets too; a crash before then re-reads and
+            // rewrites the same keyed rows.
+            events::commit_failed(&error);
+        }
+    }
+}

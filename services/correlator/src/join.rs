@@ -1,0 +1,179 @@
+//! Per-request join state: every event with the same request id lands in one [`Exchange`],
+//! which becomes final when its window has passed since its first event.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shadowdiff_core::{RequestEvent, ResponseEvent, Role};
+
+/// Where an event was read from: topic, partition, offset.
+pub(crate) type Position = (Arc<str>, i32, i64);
+
+/// One decoded event.
+#[derive(Debug)]
+pub(crate) enum Leg {
+    Request(RequestEvent),
+    Response(ResponseEvent),
+}
+
+impl Leg {
+    fn request_id(&self) -> &str {
+        match self {
+            Self::Request(r) => &r.request_id,
+            Self::Response(r) => &r.request_id,
+        }
+    }
+}
+
+/// Everything known about one request.
+#[derive(Debug, Default)]
+pub(crate) struct Exchange {
+    pub(crate) request: Option<RequestEvent>,
+    pub(crate) primary: Option<ResponseEvent>,
+    /// One per shadow deployment, first arrival wins.
+    pub(crate) shadows: Vec<ResponseEvent>,
+    /// Every position read into this exchange; released once its rows are written.
+    pub(crate) positions: Vec<Position>,
+}
+
+impl Exchange {
+    fn add(&mut self, leg: Leg) -> bool {
+        match leg {
+            Leg::Request(r) if self.request.is_none() => self.request = Some(r),
+            Leg::Response(r) if r.role == Role::Primary && self.primary.is_none() => self.primary = Some(r),
+            Leg::Response(r) if r.role != Role::Primary && !self.shadows.iter().any(|s| s.deployment == r.deployment) => {
+                self.shadows.push(r);
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// What happened to an added event.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Added {
+    Joined,
+    /// A second copy of a leg already held (a producer retry or a replay); ignored.
+    Duplicate,
+    /// Its exchange was already final; counted and ignored, so a straggler never
+    /// overwrites a complete comparison with an incomplete one.
+    Late,
+}
+
+#[derive(Debug)]
+pub(crate) struct Joiner {
+    window: Duration,
+    open: HashMap<String, Exchange>,
+    /// Open request ids by first arrival; ids already taken out are skipped.
+    opened: VecDeque<(Instant, String)>,
+    /// Recently final request ids, remembered for one more window to recognise late events.
+    finished: HashMap<String, Instant>,
+    finished_order: VecDeque<(Instant, String)>,
+}
+
+impl Joiner {
+    pub(crate) fn new(window: Duration) -> Self {
+        Self {
+            window,
+            open: HashMap::new(),
+            opened: VecDeque::new(),
+            finished: HashMap::new(),
+            finished_order: VecDeque::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, leg: Leg, position: Position, now: Instant) -> (Added, Option<Position>) {
+        let id = leg.request_id();
+        if self.finished.contains_key(id) {
+            return (Added::Late, Some(position));
+        }
+        if !self.open.contains_key(id) {
+            self.opened.push_back((now, id.to_owned()));
+        }
+        let exchange = self.open.entry(id.to_owned()).or_default();
+        if exchange.add(leg) {
+            exchange.positions.push(position);
+            (Added::Joined, None)
+        } else {
+            (Added::Duplicate, Some(position))
+        }
+    }
+
+    /// Takes out every exchange whose window has passed.
+    pub(crate) fn expire(&mut self, now: Instant) -> Vec<Exchange> {
+        let mut done = Vec::new();
+        while let Some((opened, _)) = self.opened.front() {
+            if now.duration_since(*opened) < self.window {
+                break;
+            }
+            let Some((_, id)) = self.opened.pop_front() else { break };
+            if let Some(exchange) = self.open.remove(&id) {
+                self.finished.insert(id.clone(), now);
+                self.finished_order.push_back((now, id));
+                done.push(exchange);
+            }
+        }
+        while let Some((finished, _)) = self.finished_order.front() {
+            if now.duration_since(*finished) < self.window {
+                break;
+            }
+            if let Some((_, id)) = self.finished_order.pop_front() {
+                self.finished.remove(&id);
+            }
+        }
+        done
+    }
+
+    pub(crate) fn open_exchanges(&self) -> usize {
+        self.open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowdiff_core::CapturedBody;
+
+    fn response(id: &str, role: Role, deployment: &str) -> Leg {
+        Leg::Response(ResponseEvent {
+            request_id: id.into(),
+            timestamp_ms: 0,
+            role,
+            deployment: deployment.into(),
+            status: Some(200),
+            headers: vec![],
+            body: CapturedBody::empty(),
+            latency_us: 1,
+            error: None,
+        })
+    }
+
+    fn pos(offset: i64) -> Position {
+        (Arc::from("responses"), 0, offset)
+    }
+
+    #[test]
+    fn joins_by_id_expires_after_window_and_flags_late_and_duplicate_legs() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(2);
+        let mut joiner = Joiner::new(window);
+        assert_eq!(joiner.add(response("a", Role::Primary, "prod"), pos(1), t0).0, Added::Joined);
+        assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(2), t0).0, Added::Joined);
+        assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(3), t0), (Added::Duplicate, Some(pos(3))));
+        assert_eq!(joiner.add(response("b", Role::Primary, "prod"), pos(4), t0 + Duration::from_secs(1)).0, Added::Joined);
+
+        assert!(joiner.expire(t0 + Duration::from_millis(1999)).is_empty());
+        let done = joiner.expire(t0 + window);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].positions, vec![pos(1), pos(2)]);
+        assert_eq!(done[0].shadows.len(), 1);
+        assert_eq!(joiner.open_exchanges(), 1);
+
+        assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(5), t0 + window).0, Added::Late);
+        // Forgotten after another window: an id reused much later starts a new exchange.
+        joiner.expire(t0 + window * 2);
+        assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(6), t0 + window * 2).0, Added::Joined);
+    }
+}

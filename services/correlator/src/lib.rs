@@ -1,0 +1,41 @@
+//! The correlator: joins each request with all of its responses, diffs every shadow leg
+//! against the primary, and writes the results to ClickHouse exactly once.
+//!
+//! Reading order: [`config`]; `consume` (the loop: receive, join, flush on a tick, commit);
+//! `join` (the per-request state and when an exchange is final); `offsets` (which offsets
+//! are safe to commit while exchanges are still open); `sink` (rows, migrations and the
+//! ClickHouse writer); `events`.
+//!
+//! Exactly once, end to end: an offset is committed only after every exchange that read
+//! it has been written; rows are keyed so that the rewrite after a crash replaces rather
+//! than duplicates (`ReplacingMergeTree`, read with `FINAL`).
+
+pub mod config;
+mod consume;
+mod events;
+mod join;
+mod offsets;
+pub mod sink;
+
+pub use config::CorrelatorConfig;
+use shadowdiff_runtime::CancellationToken;
+
+/// Why the correlator could not start or stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum CorrelatorError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("create topics: {0}")]
+    Topics(#[from] shadowdiff_runtime::kafka::TopicError),
+    #[error(transparent)]
+    Schema(#[from] shadowdiff_core::codec::SchemaError),
+    #[error("clickhouse: {0}")]
+    ClickHouse(#[from] sink::SinkError),
+    #[error("admin listener: {0}")]
+    Admin(#[source] std::io::Error),
+}
+
+/// Runs a correlator until `shutdown`: the service's whole life.
+pub async fn run(config: CorrelatorConfig, shutdown: CancellationToken) -> Result<(), CorrelatorError> {
+    consume::Correlator::start(config, shutdown.clone()).await?.run(shutdown).await
+}

@@ -1,0 +1,174 @@
+//! From a final exchange to rows: the comparison of each shadow leg with the primary.
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+use shadowdiff_core::diff::{self, DiffKind};
+use shadowdiff_core::{ErrorKind, ResponseEvent};
+
+use crate::join::{Exchange, Position};
+
+/// A row of `exchanges` (schemas/clickhouse/0001_exchanges.sql); fields in column order.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct ExchangeRow {
+    pub ts: u32,
+    pub request_id: String,
+    pub route: String,
+    pub method: String,
+    pub deployment: String,
+    pub role: String,
+    pub outcome: String,
+    pub primary_status: u16,
+    pub shadow_status: u16,
+    pub primary_error: String,
+    pub shadow_error: String,
+    pub primary_latency_us: u64,
+    pub shadow_latency_us: u64,
+    pub latency_delta_us: i64,
+    pub status_differs: u8,
+    pub body_differs: u8,
+    pub differences: u32,
+}
+
+/// A row of `differences`; fields in column order.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct DifferenceRow {
+    pub ts: u32,
+    pub request_id: String,
+    pub route: String,
+    pub deployment: String,
+    pub role: String,
+    pub kind: String,
+    pub path: String,
+    pub primary_value: String,
+    pub shadow_value: String,
+}
+
+/// Rows waiting to be written, with the positions they release once written.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub exchanges: Vec<ExchangeRow>,
+    pub differences: Vec<DifferenceRow>,
+    pub(crate) positions: Vec<Position>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.exchanges.is_empty() && self.positions.is_empty()
+    }
+}
+
+/// How a comparison row came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Request, primary and this shadow all arrived, and both answered.
+    Complete,
+    MissingRequest,
+    MissingPrimary,
+    PrimaryError,
+    ShadowError,
+}
+
+impl Outcome {
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::MissingRequest => "missing_request",
+            Self::MissingPrimary => "missing_primary",
+            Self::PrimaryError => "primary_error",
+            Self::ShadowError => "shadow_error",
+        }
+    }
+}
+
+/// Adds the rows of one final exchange to `batch`: one per shadow leg, compared with the
+/// primary. An exchange without shadow legs (a request the mirror did not replay) adds
+/// no rows, only its positions. Returns the outcomes added.
+pub(crate) fn add_exchange(batch: &mut Batch, exchange: Exchange, max_value_bytes: usize) -> Vec<Outcome> {
+    let Exchange { request, primary, shadows, positions } = exchange;
+    batch.positions.extend(positions);
+    let mut outcomes = Vec::with_capacity(shadows.len());
+    for shadow in &shadows {
+        let outcome = match (&request, &primary) {
+            (None, _) => Outcome::MissingRequest,
+            (_, None) => Outcome::MissingPrimary,
+            (_, Some(p)) if p.error.is_some() => Outcome::PrimaryError,
+            _ if shadow.error.is_some() => Outcome::ShadowError,
+            _ => Outcome::Complete,
+        };
+        outcomes.push(outcome);
+        let ts_ms = request.as_ref().map_or(shadow.timestamp_ms, |r| r.timestamp_ms);
+        let ts = u32::try_from(ts_ms.max(0) / 1000).unwrap_or(u32::MAX);
+        let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
+        let method = request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
+        let found = match (&primary, outcome) {
+            (Some(p), Outcome::Complete) => diff::compare(p, shadow),
+            _ => Vec::new(),
+        };
+        let primary_latency = primary.as_ref().map_or(0, |p| p.latency_us);
+        batch.exchanges.push(ExchangeRow {
+            ts,
+            request_id: shadow.request_id.clone(),
+            route: route.clone(),
+            method,
+            deployment: shadow.deployment.clone(),
+            role: shadow.role.as_str().to_owned(),
+            outcome: outcome.as_str().to_owned(),
+            primary_status: primary.as_ref().map_or(0, status),
+            shadow_status: status(shadow),
+            primary_error: primary.as_ref().map_or("", error).to_owned(),
+            shadow_error: error(shadow).to_owned(),
+            primary_latency_us: u64::try_from(primary_latency).unwrap_or(0),
+            shadow_latency_us: u64::try_from(shadow.latency_us).unwrap_or(0),
+            latency_delta_us: if primary.is_some() { shadow.latency_us - primary_latency } else { 0 },
+            status_differs: u8::from(found.iter().any(|d| d.kind == DiffKind::Status)),
+            body_differs: u8::from(found.iter().any(|d| d.kind != DiffKind::Status)),
+            differences: u32::try_from(found.len()).unwrap_or(u32::MAX),
+        });
+        batch.differences.extend(found.into_iter().map(|d| DifferenceRow {
+            ts,
+            request_id: shadow.request_id.clone(),
+            route: route.clone(),
+            deployment: shadow.deployment.clone(),
+            role: shadow.role.as_str().to_owned(),
+            kind: d.kind.as_str().to_owned(),
+            path: d.path,
+            primary_value: truncate(d.primary.unwrap_or_default(), max_value_bytes),
+            shadow_value: truncate(d.shadow.unwrap_or_default(), max_value_bytes),
+        }));
+    }
+    outcomes
+}
+
+fn status(response: &ResponseEvent) -> u16 {
+    response.status.and_then(|s| u16::try_from(s).ok()).unwrap_or(0)
+}
+
+fn error(response: &ResponseEvent) -> &'static str {
+    response.error.map_or("", ErrorKind::as_str)
+}
+
+/// Cuts `value` to at most `max` bytes on a character boundary, marking the cut with `…`.
+fn truncate(mut value: String, max: usize) -> String {
+    if value.len() <= max {
+        return value;
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value.truncate(end);
+    value.push('…');
+    value
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_on_char_boundaries() {
+        assert_eq!(truncate("short".into(), 16), "short");
+        let cut = truncate("ééééééééééé".into(), 8);
+        assert!(cut.len() <= 8 && cut.ends_with('…'), "{cut}");
+    }
+}
