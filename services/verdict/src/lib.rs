@@ -1,0 +1,65 @@
+//! The verdict API: reads the correlator's rows from ClickHouse and answers "how is this
+//! candidate doing?" for CD gates and people.
+//!
+//! Reading order: [`config`], [`api`] (`fn app(state) -> Router`, the handlers and their
+//! error type), `query` (the SQL).
+
+pub mod api;
+pub mod config;
+mod query;
+
+use std::net::SocketAddr;
+
+pub use config::VerdictConfig;
+use shadowdiff_runtime::{CancellationToken, admin};
+use tokio::net::TcpListener;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerdictError {
+    #[error("bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("connect to clickhouse at {url}: {source}")]
+    ClickHouse { url: String, source: clickhouse::error::Error },
+    #[error("serve: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A bound verdict server.
+#[derive(Debug)]
+pub struct Verdict {
+    listener: TcpListener,
+    state: api::AppState,
+}
+
+impl Verdict {
+    pub async fn bind(config: VerdictConfig, shutdown: CancellationToken) -> Result<Self, VerdictError> {
+        let url = config.clickhouse.url.clone();
+        let clickhouse = config.clickhouse.connect().await.map_err(|source| VerdictError::ClickHouse { url, source })?;
+        let listener = TcpListener::bind(config.verdict.listen)
+            .await
+            .map_err(|source| VerdictError::Bind { addr: config.verdict.listen, source })?;
+        let health = admin::Health::default();
+        health.set("clickhouse", true);
+        admin::spawn(&config.admin, health, shutdown)
+            .await
+            .map_err(|source| VerdictError::Bind { addr: config.admin.listen, source })?;
+        Ok(Self { listener, state: api::AppState::new(clickhouse.client) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), VerdictError> {
+        tracing::info!(addr = %self.local_addr(), "verdict API listening");
+        axum::serve(self.listener, api::app(self.state))
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .map_err(VerdictError::Serve)
+    }
+}
+
+/// Binds and serves until `shutdown`: the service's whole life.
+pub async fn run(config: VerdictConfig, shutdown: CancellationToken) -> Result<(), VerdictError> {
+    Verdict::bind(config, shutdown.clone()).await?.run(shutdown).await
+}
