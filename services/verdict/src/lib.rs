@@ -8,6 +8,8 @@ pub mod api;
 pub mod config;
 mod query;
 
+pub use query::{Counts, PathCount};
+
 use std::net::SocketAddr;
 
 pub use config::VerdictConfig;

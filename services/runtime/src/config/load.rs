@@ -26,11 +26,30 @@ pub fn load<T: DeserializeOwned + Validate>(
     file: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigErrors> {
-    let file_name = file.map(|p| p.display().to_string());
-    let mut table = match file {
+    let table = match file {
         Some(path) => read_file(path)?,
         None => Table::new(),
     };
+    from_table(table, file.map(|p| p.display().to_string()), env)
+}
+
+/// Loads config from TOML text (labelled `name` in errors), with overrides from `env`.
+pub fn load_str<T: DeserializeOwned + Validate>(
+    text: &str,
+    name: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigErrors> {
+    let table = text.parse::<Table>().map_err(|e| {
+        ConfigErrors(vec![ConfigError { key: "(file)".into(), message: e.to_string(), origin: Origin::File(name.to_owned()) }])
+    })?;
+    from_table(table, Some(name.to_owned()), env)
+}
+
+fn from_table<T: DeserializeOwned + Validate>(
+    mut table: Table,
+    file_name: Option<String>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<T, ConfigErrors> {
     let file_sections: BTreeSet<String> = table.keys().cloned().collect();
 
     // Environment values start as strings; a key whose field wants another type is re-read

@@ -16,7 +16,7 @@
 mod load;
 pub mod serde_duration;
 
-pub use load::{load, load_from_env};
+pub use load::{load, load_from_env, load_str};
 
 use std::fmt;
 

@@ -1,0 +1,115 @@
+//! `shadowdiff-demo`: the pieces of the local demo (`deploy/local/demo.sh`).
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use shadowdiff_demo::{backend, traffic};
+use shadowdiff_verdict::api::VerdictResponse;
+
+#[derive(Debug, Parser)]
+#[command(about = "Demo backends, traffic and report for shadowdiff")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the demo catalogue (as primary, secondary or candidate).
+    Backend {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Change the price of every item whose number is a multiple of this (0: never).
+        #[arg(long, default_value_t = 0)]
+        regress_every: u64,
+    },
+    /// Send item reads and writes through the tap.
+    Traffic {
+        #[arg(long)]
+        tap: String,
+        #[arg(long, default_value = "demo")]
+        prefix: String,
+        #[arg(long, default_value_t = 200)]
+        reads: u64,
+        #[arg(long, default_value_t = 10)]
+        writes: u64,
+    },
+    /// Wait until the verdict API has `expect` samples for the candidate, then print it.
+    Report {
+        #[arg(long)]
+        verdict: String,
+        #[arg(long)]
+        candidate: String,
+        #[arg(long)]
+        expect: u64,
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Backend { listen, regress_every } => serve(listen, regress_every).await,
+        Command::Traffic { tap, prefix, reads, writes } => traffic::drive(&tap, &prefix, reads, writes)
+            .await
+            .map(|sent| println!("sent {} reads and {} writes through {tap}", sent.reads.len(), sent.writes.len()))
+            .map_err(|e| e.to_string()),
+        Command::Report { verdict, candidate, expect, timeout_secs } => {
+            report(&verdict, &candidate, expect, Duration::from_secs(timeout_secs)).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("shadowdiff-demo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(listen: SocketAddr, regress_every: u64) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("bind {listen}: {e}"))?;
+    println!("demo backend on {listen} (regress_every={regress_every})");
+    backend::serve(listener, backend::Behavior { regress_every }).await.map_err(|e| e.to_string())
+}
+
+async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) -> Result<(), String> {
+    let client = reqwest::Client::new();
+    let url = format!("{verdict}/v1/verdict?candidate={candidate}");
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    while Instant::now() < deadline {
+        if let Ok(response) = client.get(&url).send().await {
+            if let Ok(v) = response.json::<VerdictResponse>().await {
+                eprint!("\r  comparisons recorded: {}/{expect}   ", v.counts.samples);
+                let done = v.counts.samples >= expect;
+                last = Some(v);
+                if done {
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!();
+    let v = last.ok_or_else(|| format!("no answer from {url}"))?;
+    println!("\nverdict for candidate {:?}", v.candidate);
+    println!("  {:<22} {:>8}", "samples", v.counts.samples);
+    println!("  {:<22} {:>8}", "complete", v.counts.complete);
+    println!("  {:<22} {:>8}", "diverged", v.counts.diverged);
+    println!("  {:<22} {:>8}", "status mismatches", v.counts.status_mismatches);
+    println!("  {:<22} {:>8}", "incomplete", v.counts.incomplete);
+    if !v.top_paths.is_empty() {
+        println!("\n  top differing paths");
+        for p in &v.top_paths {
+            println!("  {:<22} {:>8}  {}", p.path, p.count, p.kind);
+        }
+    }
+    if v.counts.samples < expect {
+        return Err(format!("only {} of {expect} comparisons arrived within {timeout:?}", v.counts.samples));
+    }
+    Ok(())
+}

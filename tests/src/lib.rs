@@ -1,0 +1,32 @@
+//! The end-to-end harness: real infrastructure ([`infra`]), the four services running in
+//! this process on their own topics, consumer groups and ClickHouse database
+//! ([`pipeline`]), and a deadline-bound wait ([`eventually`]). Scenarios live in `tests/`.
+
+pub mod infra;
+pub mod pipeline;
+
+use std::future::Future;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// A name no other test run uses: for topics, groups, databases and request ids.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{prefix}_{}_{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// Polls `check` until it returns `Ok`, or panics after `timeout` with the last `Err` it
+/// returned (what was found instead), so a failure says what the system looked like.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(found) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}; last saw: {found}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The four services, in this process, wired to one test's own topics, consumer groups and
+//! ClickHouse database. Configs are TOML text through the same loader the binaries use.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use shadowdiff_runtime::CancellationToken;
+use shadowdiff_runtime::config::{Validate, load_str};
+use tokio::task::JoinHandle;
+
+use crate::infra::Infra;
+use crate::unique;
+
+/// Names this pipeline's resources, all unique to one test run.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub requests: String,
+    pub responses: String,
+    pub dead_letter: String,
+    pub database: String,
+    pub group_prefix: String,
+}
+
+impl Names {
+    fn new() -> Self {
+        let id = unique("e2e");
+        Self {
+            requests: format!("{id}.requests"),
+            responses: format!("{id}.responses"),
+            dead_letter: format!("{id}.dead-letter"),
+            database: format!("sd_{id}"),
+            group_prefix: id,
+        }
+    }
+}
+
+/// The backends a pipeline forwards and replays to.
+#[derive(Debug, Clone, Copy)]
+pub struct Backends {
+    pub primary: SocketAddr,
+    pub candidate: SocketAddr,
+}
+
+/// Name of the candidate deployment in every pipeline.
+pub const CANDIDATE: &str = "candidate";
+
+pub struct Pipeline {
+    pub names: Names,
+    pub tap_url: String,
+    pub verdict_url: String,
+    pub clickhouse: clickhouse::Client,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+    failures: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("names", &self.names).field("tap_url", &self.tap_url).finish_non_exhaustive()
+    }
+}
+
+fn config<T: DeserializeOwned + Validate>(service: &str, text: &str) -> T {
+    load_str(text, &format!("{service} test config"), Vec::new()).unwrap_or_else(|errors| panic!("{service}: {errors}"))
+}
+
+impl Pipeline {
+    /// Starts tap, mirror, correlator and verdict against `infra`.
+    pub async fn start(infra: &Infra, backends: Backends) -> Self {
+        shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {
+            level: "warn,shadowdiff=info".into(),
+            ..Default::default()
+        });
+        let names = Names::new();
+        let kafka = format!(
+            "[kafka]\nbrokers = \"{}\"\nlinger_ms = 1\n\
+             [topics]\nrequests = \"{}\"\nresponses = \"{}\"\ndead_letter = \"{}\"\npartitions = 3\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n",
+            infra.brokers, names.requests, names.responses, names.dead_letter
+        );
+        let clickhouse = format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n", infra.clickhouse_url, names.database);
+
+        let shutdown = CancellationToken::new();
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+
+        let tap_config = config(
+            "tap",
+            &format!(
+                "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nid = \"tap-test\"\n{kafka}",
+                backends.primary
+            ),
+        );
+        let tap = shadowdiff_tap::Tap::bind(tap_config, shutdown.clone()).await.unwrap_or_else(|e| panic!("tap: {e}"));
+        let tap_url = format!("http://{}", tap.local_addr());
+        tasks.push(supervise("tap", tap.run(shutdown.clone()), &failures));
+
+        let mirror_config = config(
+            "mirror",
+            &format!(
+                "[mirror]\ngroup_id = \"{}-mirror\"\n\
+                 [[mirror.targets]]\nname = \"{CANDIDATE}\"\nrole = \"candidate\"\nbase_url = \"http://{}\"\n{kafka}",
+                names.group_prefix, backends.candidate
+            ),
+        );
+        tasks.push(supervise("mirror", shadowdiff_mirror::run(mirror_config, shutdown.clone()), &failures));
+
+        let correlator_config = config(
+            "correlator",
+            &format!(
+                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 1500\nflush_interval_ms = 250\n{kafka}{clickhouse}",
+                names.group_prefix
+            ),
+        );
+        tasks.push(supervise(
+            "correlator",
+            shadowdiff_correlator::run(correlator_config, shutdown.clone()),
+            &failures,
+        ));
+
+        let verdict_config = config(
+            "verdict",
+            &format!("[verdict]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse}"),
+        );
+        let verdict =
+            shadowdiff_verdict::Verdict::bind(verdict_config, shutdown.clone()).await.unwrap_or_else(|e| panic!("verdict: {e}"));
+        let verdict_url = format!("http://{}", verdict.local_addr());
+        tasks.push(supervise("verdict", verdict.run(shutdown.clone()), &failures));
+
+        let clickhouse =
+            clickhouse::Client::default().with_url(&infra.clickhouse_url).with_database(&names.database)
+                .with_compression(clickhouse::Compression::None)
+                .with_validation(false);
+        Self { names, tap_url, verdict_url, clickhouse, shutdown, tasks, failures }
+    }
+
+    /// Services that stopped with an error so far, for failure messages.
+    pub fn failures(&self) -> Vec<String> {
+        self.failures.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    /// Stops every service (bounded) and drops this test's database.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        let _ = self.clickhouse.query(&format!("DROP DATABASE IF EXISTS {}", self.names.database)).execute().await;
+    }
+}
+
+fn supervise<E: std::fmt::Display + Send + 'static>(
+    name: &'static str,
+    service: impl std::future::Future<Output = Result<(), E>> + Send + 'static,
+    failures: &Arc<Mutex<Vec<String>>>,
+) -> JoinHandle<()> {
+    let failures = failures.clone();
+    tokio::spawn(async move {
+        if let Err(error) = service.await {
+            eprintln!("{name} failed: {error}");
+            if let Ok(mut f) = failures.lock() {
+                f.push(format!("{name}: {error}"));
+            }
+        }
+    })
+}

@@ -1,0 +1,201 @@
+//! The whole path on real infrastructure: client → tap → primary, Kafka → mirror →
+//! candidate, Kafka → correlator → ClickHouse → verdict API.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use clickhouse::Row;
+use rdkafka::Message;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use serde::Deserialize;
+use shadowdiff_demo::backend::{self, Behavior};
+use shadowdiff_demo::traffic;
+use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::pipeline::{Backends, CANDIDATE, Pipeline};
+use shadowdiff_tests::{eventually, unique};
+use shadowdiff_verdict::api::VerdictResponse;
+
+const READS: u64 = 60;
+const WRITES: u64 = 5;
+const REGRESS_EVERY: u64 = 5;
+const DEADLINE: Duration = Duration::from_secs(90);
+
+async fn backend(behavior: Behavior) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(backend::serve(listener, behavior));
+    addr
+}
+
+async fn start() -> (Infra, Pipeline) {
+    let infra = Infra::get().await;
+    let backends = Backends {
+        primary: backend(Behavior::default()).await,
+        candidate: backend(Behavior { regress_every: REGRESS_EVERY }).await,
+    };
+    let pipeline = Pipeline::start(&infra, backends).await;
+    (infra, pipeline)
+}
+
+#[derive(Debug, Row, Deserialize, PartialEq, Eq)]
+struct ExchangeSummary {
+    request_id: String,
+    route: String,
+    method: String,
+    outcome: String,
+    primary_status: u16,
+    shadow_status: u16,
+    differences: u32,
+}
+
+#[derive(Debug, Row, Deserialize, PartialEq, Eq)]
+struct DifferenceSummary {
+    request_id: String,
+    kind: String,
+    path: String,
+    primary_value: String,
+    shadow_value: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
+    let (_infra, pipeline) = start().await;
+    let prefix = unique("req");
+
+    // The client sees the primary's answer, with its request id echoed.
+    let client = reqwest::Client::new();
+    let first = client.get(format!("{}/items/7", pipeline.tap_url)).header("x-request-id", "probe-7").send().await.unwrap();
+    assert_eq!(first.headers()["x-request-id"], "probe-7");
+    assert_eq!(first.json::<serde_json::Value>().await.unwrap(), backend::item_json(7));
+
+    let sent = traffic::drive(&pipeline.tap_url, &prefix, READS, WRITES).await.unwrap();
+    assert_eq!(sent.reads.len() as u64, READS);
+
+    // Exactly one comparison per mirrored read (plus the probe); none for the writes.
+    let expected = READS + 1;
+    let rows: Vec<ExchangeSummary> = eventually("one exchanges row per mirrored read", DEADLINE, || async {
+        let rows: Vec<ExchangeSummary> = pipeline
+            .clickhouse
+            .query(
+                "SELECT request_id, route, method, outcome, primary_status, shadow_status, differences \
+                 FROM exchanges FINAL WHERE deployment = ? ORDER BY request_id",
+            )
+            .bind(CANDIDATE)
+            .fetch_all()
+            .await
+            .map_err(|e| format!("query failed: {e}; services: {:?}", pipeline.failures()))?;
+        if rows.len() as u64 == expected { Ok(rows) } else { Err(format!("{} rows; services: {:?}", rows.len(), pipeline.failures())) }
+    })
+    .await;
+
+    let regressed: BTreeSet<String> =
+        (0..READS).filter(|n| Behavior { regress_every: REGRESS_EVERY }.regresses(*n)).map(|n| format!("{prefix}-r{n}")).collect();
+    assert_eq!(regressed.len(), 12);
+    for row in &rows {
+        assert_eq!(row.outcome, "complete", "{row:?}");
+        assert_eq!((row.primary_status, row.shadow_status), (200, 200), "{row:?}");
+        assert_eq!(row.method, "GET");
+        assert!(row.route.starts_with("/items/"), "{row:?}");
+        let expected_differences = u32::from(regressed.contains(&row.request_id));
+        assert_eq!(row.differences, expected_differences, "{row:?}");
+    }
+    let ids: BTreeSet<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+    for write in &sent.writes {
+        assert!(!ids.contains(write.as_str()), "write {write} must not be mirrored");
+    }
+
+    // Exactly the regressed requests have a difference, at `price`, with both values.
+    let differences: Vec<DifferenceSummary> = pipeline
+        .clickhouse
+        .query("SELECT request_id, kind, path, primary_value, shadow_value FROM differences FINAL WHERE deployment = ? ORDER BY request_id")
+        .bind(CANDIDATE)
+        .fetch_all()
+        .await
+        .unwrap();
+    let differing: BTreeSet<String> = differences.iter().map(|d| d.request_id.clone()).collect();
+    assert_eq!(differing, regressed);
+    for d in &differences {
+        let n: u64 = d.request_id.rsplit("-r").next().unwrap().parse().unwrap();
+        assert_eq!((d.kind.as_str(), d.path.as_str()), ("changed_value", "price"), "{d:?}");
+        assert_eq!((d.primary_value.clone(), d.shadow_value.clone()), ((n * 100).to_string(), (n * 100 + 1).to_string()));
+    }
+
+    // The verdict API reports the same counts.
+    let verdict: VerdictResponse = client
+        .get(format!("{}/v1/verdict?candidate={CANDIDATE}", pipeline.verdict_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verdict.candidate, CANDIDATE);
+    assert_eq!(verdict.counts.samples, expected);
+    assert_eq!(verdict.counts.complete, expected);
+    assert_eq!(verdict.counts.diverged, 12);
+    assert_eq!(verdict.counts.status_mismatches, 0);
+    assert_eq!(verdict.counts.incomplete, 0);
+    assert_eq!(verdict.top_paths.len(), 1);
+    assert_eq!((verdict.top_paths[0].path.as_str(), verdict.top_paths[0].count), ("price", 12));
+
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_events_go_to_the_dead_letter_topic_with_their_reason() {
+    let (infra, pipeline) = start().await;
+    // Wait until the tap's topics exist and a real exchange went through, so both
+    // consumers are running before the garbage arrives.
+    let sent = traffic::drive(&pipeline.tap_url, &unique("warm"), 1, 0).await.unwrap();
+    eventually("the warm-up comparison", DEADLINE, || async {
+        let n: u64 = pipeline
+            .clickhouse
+            .query("SELECT count() FROM exchanges FINAL WHERE request_id = ?")
+            .bind(&sent.reads[0])
+            .fetch_one()
+            .await
+            .map_err(|e| e.to_string())?;
+        if n == 1 { Ok(()) } else { Err(format!("{n} rows")) }
+    })
+    .await;
+
+    let producer: rdkafka::producer::FutureProducer = shadowdiff_runtime::kafka::KafkaConfig {
+        brokers: infra.brokers.clone(),
+        ..Default::default()
+    }
+    .producer()
+    .unwrap();
+    let garbage = rdkafka::producer::FutureRecord::to(&pipeline.names.requests).key("junk-1").payload("{\"not\":\"avro\"}");
+    producer.send(garbage, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
+
+    // Both consumers of the request topic dead-letter it, each saying who and why.
+    let consumer: StreamConsumer = shadowdiff_runtime::kafka::KafkaConfig { brokers: infra.brokers.clone(), ..Default::default() }
+        .consumer(&unique("dlq-reader"))
+        .unwrap();
+    consumer.subscribe(&[&pipeline.names.dead_letter]).unwrap();
+    let mut seen = BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while seen.len() < 2 {
+        let message = tokio::time::timeout_at(deadline, consumer.recv())
+            .await
+            .unwrap_or_else(|_| panic!("dead letters seen before the deadline: {seen:?}; services: {:?}", pipeline.failures()))
+            .unwrap();
+        let header = |name: &str| -> String {
+            use rdkafka::message::Headers;
+            let headers = message.headers().expect("dead letters carry headers");
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        assert_eq!(message.key(), Some(&b"junk-1"[..]));
+        assert_eq!(message.payload(), Some(&b"{\"not\":\"avro\"}"[..]), "payload kept unchanged");
+        assert_eq!(header("shadowdiff-reason"), "bad_marker");
+        assert_eq!(header("shadowdiff-source-topic"), pipeline.names.requests);
+        seen.insert(header("shadowdiff-service"));
+    }
+    assert_eq!(seen, BTreeSet::from(["correlator".to_owned(), "mirror".to_owned()]));
+    pipeline.stop().await;
+}
