@@ -93,6 +93,13 @@ async fn kafka_reachable(brokers: &str) -> Result<(), String> {
 
 async fn clickhouse_ready(url: &str) -> Result<(), String> {
     let client = reqwest::Client::builder().timeout(Duration::from_secs(3)).build().map_err(|e| e.to_string())?;
-    let body = client.get(format!("{url}/ping")).send().await.map_err(|e| e.to_string())?.text().await.map_err(|e| e.to_string())?;
+    let body = client
+        .get(format!("{url}/ping"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
     if body.trim() == "Ok." { Ok(()) } else { Err(format!("/ping answered {body:?}")) }
 }

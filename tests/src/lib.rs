@@ -25,7 +25,9 @@ where
     loop {
         match check().await {
             Ok(value) => return value,
-            Err(found) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}; last saw: {found}"),
+            Err(found) if Instant::now() >= deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last saw: {found}")
+            }
             Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
         }
     }

@@ -80,7 +80,8 @@ impl Pipeline {
              [admin]\nlisten = \"127.0.0.1:0\"\n",
             infra.brokers, names.requests, names.responses, names.dead_letter
         );
-        let clickhouse = format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n", infra.clickhouse_url, names.database);
+        let clickhouse =
+            format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n", infra.clickhouse_url, names.database);
 
         let shutdown = CancellationToken::new();
         let failures = Arc::new(Mutex::new(Vec::new()));
@@ -114,25 +115,23 @@ impl Pipeline {
                 names.group_prefix
             ),
         );
-        tasks.push(supervise(
-            "correlator",
-            shadowdiff_correlator::run(correlator_config, shutdown.clone()),
-            &failures,
-        ));
+        tasks.push(supervise("correlator", shadowdiff_correlator::run(correlator_config, shutdown.clone()), &failures));
 
         let verdict_config = config(
             "verdict",
             &format!("[verdict]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse}"),
         );
-        let verdict =
-            shadowdiff_verdict::Verdict::bind(verdict_config, shutdown.clone()).await.unwrap_or_else(|e| panic!("verdict: {e}"));
+        let verdict = shadowdiff_verdict::Verdict::bind(verdict_config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("verdict: {e}"));
         let verdict_url = format!("http://{}", verdict.local_addr());
         tasks.push(supervise("verdict", verdict.run(shutdown.clone()), &failures));
 
-        let clickhouse =
-            clickhouse::Client::default().with_url(&infra.clickhouse_url).with_database(&names.database)
-                .with_compression(clickhouse::Compression::None)
-                .with_validation(false);
+        let clickhouse = clickhouse::Client::default()
+            .with_url(&infra.clickhouse_url)
+            .with_database(&names.database)
+            .with_compression(clickhouse::Compression::None)
+            .with_validation(false);
         Self { names, tap_url, verdict_url, clickhouse, shutdown, tasks, failures }
     }
 

@@ -1,6 +1,9 @@
 //! The whole path on real infrastructure: client → tap → primary, Kafka → mirror →
 //! candidate, Kafka → correlator → ClickHouse → verdict API.
 
+// Scenario helpers fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -64,7 +67,8 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
 
     // The client sees the primary's answer, with its request id echoed.
     let client = reqwest::Client::new();
-    let first = client.get(format!("{}/items/7", pipeline.tap_url)).header("x-request-id", "probe-7").send().await.unwrap();
+    let first =
+        client.get(format!("{}/items/7", pipeline.tap_url)).header("x-request-id", "probe-7").send().await.unwrap();
     assert_eq!(first.headers()["x-request-id"], "probe-7");
     assert_eq!(first.json::<serde_json::Value>().await.unwrap(), backend::item_json(7));
 
@@ -84,12 +88,18 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
             .fetch_all()
             .await
             .map_err(|e| format!("query failed: {e}; services: {:?}", pipeline.failures()))?;
-        if rows.len() as u64 == expected { Ok(rows) } else { Err(format!("{} rows; services: {:?}", rows.len(), pipeline.failures())) }
+        if rows.len() as u64 == expected {
+            Ok(rows)
+        } else {
+            Err(format!("{} rows; services: {:?}", rows.len(), pipeline.failures()))
+        }
     })
     .await;
 
-    let regressed: BTreeSet<String> =
-        (0..READS).filter(|n| Behavior { regress_every: REGRESS_EVERY }.regresses(*n)).map(|n| format!("{prefix}-r{n}")).collect();
+    let regressed: BTreeSet<String> = (0..READS)
+        .filter(|n| Behavior { regress_every: REGRESS_EVERY }.regresses(*n))
+        .map(|n| format!("{prefix}-r{n}"))
+        .collect();
     assert_eq!(regressed.len(), 12);
     for row in &rows {
         assert_eq!(row.outcome, "complete", "{row:?}");
@@ -117,7 +127,10 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     for d in &differences {
         let n: u64 = d.request_id.rsplit("-r").next().unwrap().parse().unwrap();
         assert_eq!((d.kind.as_str(), d.path.as_str()), ("changed_value", "price"), "{d:?}");
-        assert_eq!((d.primary_value.clone(), d.shadow_value.clone()), ((n * 100).to_string(), (n * 100 + 1).to_string()));
+        assert_eq!(
+            (d.primary_value.clone(), d.shadow_value.clone()),
+            ((n * 100).to_string(), (n * 100 + 1).to_string())
+        );
     }
 
     // The verdict API reports the same counts.
@@ -159,26 +172,28 @@ async fn malformed_events_go_to_the_dead_letter_topic_with_their_reason() {
     })
     .await;
 
-    let producer: rdkafka::producer::FutureProducer = shadowdiff_runtime::kafka::KafkaConfig {
-        brokers: infra.brokers.clone(),
-        ..Default::default()
-    }
-    .producer()
-    .unwrap();
-    let garbage = rdkafka::producer::FutureRecord::to(&pipeline.names.requests).key("junk-1").payload("{\"not\":\"avro\"}");
+    let producer: rdkafka::producer::FutureProducer =
+        shadowdiff_runtime::kafka::KafkaConfig { brokers: infra.brokers.clone(), ..Default::default() }
+            .producer()
+            .unwrap();
+    let garbage =
+        rdkafka::producer::FutureRecord::to(&pipeline.names.requests).key("junk-1").payload("{\"not\":\"avro\"}");
     producer.send(garbage, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
 
     // Both consumers of the request topic dead-letter it, each saying who and why.
-    let consumer: StreamConsumer = shadowdiff_runtime::kafka::KafkaConfig { brokers: infra.brokers.clone(), ..Default::default() }
-        .consumer(&unique("dlq-reader"))
-        .unwrap();
+    let consumer: StreamConsumer =
+        shadowdiff_runtime::kafka::KafkaConfig { brokers: infra.brokers.clone(), ..Default::default() }
+            .consumer(&unique("dlq-reader"))
+            .unwrap();
     consumer.subscribe(&[&pipeline.names.dead_letter]).unwrap();
     let mut seen = BTreeSet::new();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while seen.len() < 2 {
         let message = tokio::time::timeout_at(deadline, consumer.recv())
             .await
-            .unwrap_or_else(|_| panic!("dead letters seen before the deadline: {seen:?}; services: {:?}", pipeline.failures()))
+            .unwrap_or_else(|_| {
+                panic!("dead letters seen before the deadline: {seen:?}; services: {:?}", pipeline.failures())
+            })
             .unwrap();
         let header = |name: &str| -> String {
             use rdkafka::message::Headers;

@@ -169,8 +169,8 @@ impl EventCodec {
             .find(|(known, _)| known == header)
             .map(|(_, schema)| schema)
             .ok_or_else(|| DecodeError::UnknownSchema(hex::encode(&header[2..]), E::KIND))?;
-        let value = apache_avro::from_avro_datum(writer, &mut datum, Some(&family.current))
-            .map_err(DecodeError::Malformed)?;
+        let value =
+            apache_avro::from_avro_datum(writer, &mut datum, Some(&family.current)).map_err(DecodeError::Malformed)?;
         if !datum.is_empty() {
             return Err(DecodeError::TrailingBytes(datum.len()));
         }

@@ -109,7 +109,8 @@ impl Correlator {
 
 impl State {
     async fn ingest(&mut self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Result<(), Interrupted> {
-        let topic: Arc<str> = if message.topic() == &*self.requests { self.requests.clone() } else { self.responses.clone() };
+        let topic: Arc<str> =
+            if message.topic() == &*self.requests { self.requests.clone() } else { self.responses.clone() };
         let position: Position = (topic.clone(), message.partition(), message.offset());
         self.offsets.hold(&position);
         let payload = message.payload().unwrap_or_default();
@@ -123,7 +124,8 @@ impl State {
             Err(error) => {
                 events::malformed(error.reason(), &error);
                 let detail = error.to_string();
-                until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail)).await?;
+                until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail))
+                    .await?;
                 self.offsets.release(&position);
                 return Ok(());
             }

@@ -23,7 +23,8 @@ pub(crate) fn open_exchanges(open: usize) {
 
 pub(crate) fn written(exchanges: usize, differences: usize, took: Duration) {
     metrics::counter!("shadowdiff_correlator_rows_written_total", "table" => "exchanges").increment(exchanges as u64);
-    metrics::counter!("shadowdiff_correlator_rows_written_total", "table" => "differences").increment(differences as u64);
+    metrics::counter!("shadowdiff_correlator_rows_written_total", "table" => "differences")
+        .increment(differences as u64);
     metrics::histogram!("shadowdiff_correlator_write_seconds").record(took.as_secs_f64());
     tracing::debug!(exchanges, differences, took_ms = took.as_millis(), "batch written");
 }

@@ -42,7 +42,9 @@ impl Exchange {
         match leg {
             Leg::Request(r) if self.request.is_none() => self.request = Some(r),
             Leg::Response(r) if r.role == Role::Primary && self.primary.is_none() => self.primary = Some(r),
-            Leg::Response(r) if r.role != Role::Primary && !self.shadows.iter().any(|s| s.deployment == r.deployment) => {
+            Leg::Response(r)
+                if r.role != Role::Primary && !self.shadows.iter().any(|s| s.deployment == r.deployment) =>
+            {
                 self.shadows.push(r);
             }
             _ => return false,
@@ -162,7 +164,10 @@ mod tests {
         assert_eq!(joiner.add(response("a", Role::Primary, "prod"), pos(1), t0).0, Added::Joined);
         assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(2), t0).0, Added::Joined);
         assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(3), t0), (Added::Duplicate, Some(pos(3))));
-        assert_eq!(joiner.add(response("b", Role::Primary, "prod"), pos(4), t0 + Duration::from_secs(1)).0, Added::Joined);
+        assert_eq!(
+            joiner.add(response("b", Role::Primary, "prod"), pos(4), t0 + Duration::from_secs(1)).0,
+            Added::Joined
+        );
 
         assert!(joiner.expire(t0 + Duration::from_millis(1999)).is_empty());
         let done = joiner.expire(t0 + window);

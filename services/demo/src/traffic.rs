@@ -22,9 +22,10 @@ pub enum TrafficError {
 /// Sends `reads` GETs of `/items/0..reads` and `writes` POSTs through the tap at `tap`,
 /// with request ids `{prefix}-r{i}` and `{prefix}-w{i}`.
 pub async fn drive(tap: &str, prefix: &str, reads: u64, writes: u64) -> Result<Sent, TrafficError> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|source| {
-        TrafficError::Request { id: String::new(), source }
-    })?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|source| TrafficError::Request { id: String::new(), source })?;
     let mut sent = Sent::default();
     for i in 0..reads {
         let id = format!("{prefix}-r{i}");

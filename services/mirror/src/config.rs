@@ -102,7 +102,10 @@ impl Validate for MirrorConfig {
         let mut names = BTreeSet::new();
         for (i, target) in m.targets.iter().enumerate() {
             if !names.insert(target.name.as_str()) {
-                errors.push(ConfigError::rule(format!("mirror.targets[{i}].name"), format!("duplicate target {:?}", target.name)));
+                errors.push(ConfigError::rule(
+                    format!("mirror.targets[{i}].name"),
+                    format!("duplicate target {:?}", target.name),
+                ));
             }
             if target.base_url.scheme() != "http" {
                 errors.push(ConfigError::rule(format!("mirror.targets[{i}].base_url"), "must be an http:// URL"));

@@ -40,8 +40,8 @@ impl Mirror {
             config.kafka.ensure_topics(&config.topics).await?;
         }
         let m = &config.mirror;
-        let id_header = HeaderName::from_bytes(m.request_id_header.as_bytes())
-            .unwrap_or(HeaderName::from_static("x-request-id")); // validated at start-up
+        let id_header =
+            HeaderName::from_bytes(m.request_id_header.as_bytes()).unwrap_or(HeaderName::from_static("x-request-id")); // validated at start-up
         let replayers = m
             .targets
             .iter()
@@ -103,7 +103,10 @@ impl Mirror {
             Err(error) => {
                 events::malformed(error.reason(), &error);
                 let detail = error.to_string();
-                return until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail)).await;
+                return until_shutdown(shutdown, "dead-letter", || {
+                    self.dead_letter.send(message, error.reason(), &detail)
+                })
+                .await;
             }
         };
         if !self.methods.contains(&request.method) {

@@ -7,7 +7,8 @@ static WARN_LOG: LogLimiter = LogLimiter::new();
 
 pub(crate) fn replayed(target: &str, status: Option<i32>) {
     let outcome = if status.is_some() { "response" } else { "error" };
-    metrics::counter!("shadowdiff_mirror_replays_total", "target" => target.to_owned(), "outcome" => outcome).increment(1);
+    metrics::counter!("shadowdiff_mirror_replays_total", "target" => target.to_owned(), "outcome" => outcome)
+        .increment(1);
 }
 
 pub(crate) fn replay_failed(target: &str, kind: ErrorKind, error: &reqwest::Error) {

@@ -24,7 +24,11 @@ pub(crate) struct Replayer {
 }
 
 impl Replayer {
-    pub(crate) fn new(target: Target, id_header: HeaderName, capture_max_body_bytes: usize) -> Result<Self, MirrorError> {
+    pub(crate) fn new(
+        target: Target,
+        id_header: HeaderName,
+        capture_max_body_bytes: usize,
+    ) -> Result<Self, MirrorError> {
         let client = shadowdiff_runtime::upstream::client(target.timeout)
             .map_err(|source| MirrorError::Client { target: target.name.clone(), source })?;
         Ok(Self { role: target.role.into(), target, client, id_header, capture_max_body_bytes })
@@ -82,7 +86,8 @@ impl Replayer {
     fn headers(&self, request: &RequestEvent) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(request.headers.len() + 3);
         for Header { name, value } in &request.headers {
-            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value)) else {
+            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
+            else {
                 continue;
             };
             if name == http::header::CONTENT_LENGTH || name == http::header::HOST {

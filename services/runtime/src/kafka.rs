@@ -172,7 +172,10 @@ impl KafkaConfig {
         self.apply_overrides(&mut config);
         let admin: AdminClient<DefaultClientContext> = config.create().map_err(TopicError::Client)?;
         let names = [&topics.requests, &topics.responses, &topics.dead_letter];
-        let new: Vec<_> = names.iter().map(|name| NewTopic::new(name, topics.partitions, TopicReplication::Fixed(topics.replication))).collect();
+        let new: Vec<_> = names
+            .iter()
+            .map(|name| NewTopic::new(name, topics.partitions, TopicReplication::Fixed(topics.replication)))
+            .collect();
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin.create_topics(&new, &options).await.map_err(TopicError::Client)?;
         for result in results {

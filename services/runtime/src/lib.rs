@@ -16,6 +16,5 @@ pub mod shutdown;
 pub mod telemetry;
 pub mod upstream;
 
-
 pub use launch::{ServiceConfig, launch};
 pub use tokio_util::sync::CancellationToken;

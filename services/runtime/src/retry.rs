@@ -21,7 +21,11 @@ static RETRY_LOG: LogLimiter = LogLimiter::new();
 
 /// Runs `attempt` until it returns `Ok`, with capped exponential backoff, counting each
 /// failure in `shadowdiff_write_retries_total{what}`.
-pub async fn until_shutdown<T, E, F, Fut>(shutdown: &CancellationToken, what: &'static str, mut attempt: F) -> Result<T, Interrupted>
+pub async fn until_shutdown<T, E, F, Fut>(
+    shutdown: &CancellationToken,
+    what: &'static str,
+    mut attempt: F,
+) -> Result<T, Interrupted>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,

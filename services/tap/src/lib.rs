@@ -55,7 +55,9 @@ impl Tap {
         let health = admin::Health::default();
         let publisher = publish::Publisher::new(&config, Arc::new(EventCodec::new()?), health.clone())?;
         publisher.watch_broker(shutdown.clone());
-        let listener = TcpListener::bind(config.tap.listen).await.map_err(|source| TapError::Bind { addr: config.tap.listen, source })?;
+        let listener = TcpListener::bind(config.tap.listen)
+            .await
+            .map_err(|source| TapError::Bind { addr: config.tap.listen, source })?;
         let admin_addr = admin::spawn(&config.admin, health, shutdown)
             .await
             .map_err(|source| TapError::Bind { addr: config.admin.listen, source })?;

@@ -27,8 +27,7 @@ pub(crate) struct Proxy {
 
 impl Proxy {
     pub(crate) fn new(config: TapConfig, publisher: Publisher) -> Result<Self, TapError> {
-        let client = shadowdiff_runtime::upstream::client(config.tap.upstream_timeout)
-            .map_err(TapError::Client)?;
+        let client = shadowdiff_runtime::upstream::client(config.tap.upstream_timeout).map_err(TapError::Client)?;
         // Checked by `TapConfig::validate` before start-up; the fallback is never taken.
         let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
             .unwrap_or(HeaderName::from_static("x-request-id"));

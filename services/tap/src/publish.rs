@@ -11,9 +11,9 @@ use shadowdiff_core::{EventCodec, RequestEvent, ResponseEvent};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::Health;
 
+use crate::TapError;
 use crate::config::TapConfig;
 use crate::events::{self, DropReason};
-use crate::TapError;
 
 /// How long shutdown waits for queued events to reach the broker.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
@@ -111,7 +111,9 @@ impl Publisher {
         .await;
         match flushed {
             Ok((Ok(()), _)) => tracing::info!("producer flushed"),
-            Ok((Err(error), left)) => tracing::warn!(%error, left, "producer flush incomplete; undelivered events are lost"),
+            Ok((Err(error), left)) => {
+                tracing::warn!(%error, left, "producer flush incomplete; undelivered events are lost")
+            }
             Err(error) => tracing::warn!(%error, "producer flush task failed"),
         }
     }

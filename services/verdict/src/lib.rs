@@ -36,7 +36,8 @@ pub struct Verdict {
 impl Verdict {
     pub async fn bind(config: VerdictConfig, shutdown: CancellationToken) -> Result<Self, VerdictError> {
         let url = config.clickhouse.url.clone();
-        let clickhouse = config.clickhouse.connect().await.map_err(|source| VerdictError::ClickHouse { url, source })?;
+        let clickhouse =
+            config.clickhouse.connect().await.map_err(|source| VerdictError::ClickHouse { url, source })?;
         let listener = TcpListener::bind(config.verdict.listen)
             .await
             .map_err(|source| VerdictError::Bind { addr: config.verdict.listen, source })?;

@@ -38,7 +38,11 @@ pub(crate) async fn counts(client: &Client, candidate: &str) -> clickhouse::erro
         .await
 }
 
-pub(crate) async fn top_paths(client: &Client, candidate: &str, limit: u32) -> clickhouse::error::Result<Vec<PathCount>> {
+pub(crate) async fn top_paths(
+    client: &Client,
+    candidate: &str,
+    limit: u32,
+) -> clickhouse::error::Result<Vec<PathCount>> {
     client
         .query(
             "SELECT path, kind, count() AS count \

@@ -87,8 +87,8 @@ pub fn compare(primary: &ResponseEvent, shadow: &ResponseEvent) -> Vec<Differenc
 
 /// The body as JSON, when it is declared JSON (or undeclared) and parses.
 fn as_json(response: &ResponseEvent) -> Option<serde_json::Value> {
-    let declared = header_value(&response.headers, "content-type")
-        .map(|ct| String::from_utf8_lossy(ct).to_ascii_lowercase());
+    let declared =
+        header_value(&response.headers, "content-type").map(|ct| String::from_utf8_lossy(ct).to_ascii_lowercase());
     let json_like = declared.as_deref().is_none_or(|ct| ct.contains("json"));
     if !json_like || response.body.bytes.is_empty() {
         return None;

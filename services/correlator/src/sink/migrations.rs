@@ -49,11 +49,8 @@ pub async fn apply(clickhouse: &ClickHouse, database: &str) -> Result<(), SinkEr
 
 /// Splits a migration file into statements: `;` ends a statement, `--` starts a comment.
 pub fn statements(sql: &str) -> Vec<String> {
-    let without_comments: String = sql
-        .lines()
-        .map(|line| line.split_once("--").map_or(line, |(code, _)| code))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let without_comments: String =
+        sql.lines().map(|line| line.split_once("--").map_or(line, |(code, _)| code)).collect::<Vec<_>>().join("\n");
     without_comments.split(';').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 

@@ -40,7 +40,11 @@ pub fn load_str<T: DeserializeOwned + Validate>(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigErrors> {
     let table = text.parse::<Table>().map_err(|e| {
-        ConfigErrors(vec![ConfigError { key: "(file)".into(), message: e.to_string(), origin: Origin::File(name.to_owned()) }])
+        ConfigErrors(vec![ConfigError {
+            key: "(file)".into(),
+            message: e.to_string(),
+            origin: Origin::File(name.to_owned()),
+        }])
     })?;
     from_table(table, Some(name.to_owned()), env)
 }
@@ -76,7 +80,11 @@ fn from_table<T: DeserializeOwned + Validate>(
                     // service sharing this environment.
                     let env_only_section = !key.contains(['.', '[']) && !file_sections.contains(key);
                     if !env_only_section {
-                        errors.push(ConfigError { key: key.clone(), message: "unknown key".into(), origin: origin(key, &from_env, file_name.as_deref()) });
+                        errors.push(ConfigError {
+                            key: key.clone(),
+                            message: "unknown key".into(),
+                            origin: origin(key, &from_env, file_name.as_deref()),
+                        });
                     }
                 }
                 config.validate(&mut errors);
@@ -93,7 +101,11 @@ fn from_table<T: DeserializeOwned + Validate>(
                     }
                 }
                 let key = if key.is_empty() { "(top level)".to_owned() } else { key };
-                errors.push(ConfigError { origin: origin(&key, &from_env, file_name.as_deref()), key, message: err.into_inner().message().to_owned() });
+                errors.push(ConfigError {
+                    origin: origin(&key, &from_env, file_name.as_deref()),
+                    key,
+                    message: err.into_inner().message().to_owned(),
+                });
                 if !remove_leaf(&mut table, &segments) {
                     break; // a missing field: nothing to remove, later passes would repeat it
                 }
@@ -101,7 +113,11 @@ fn from_table<T: DeserializeOwned + Validate>(
         }
     }
     for key in ignored.iter().filter(|k| k.contains(['.', '[']) || file_sections.contains(*k)) {
-        errors.push(ConfigError { key: key.clone(), message: "unknown key".into(), origin: origin(key, &from_env, file_name.as_deref()) });
+        errors.push(ConfigError {
+            key: key.clone(),
+            message: "unknown key".into(),
+            origin: origin(key, &from_env, file_name.as_deref()),
+        });
     }
     Err(ConfigErrors(errors))
 }

@@ -119,7 +119,11 @@ fn missing_required_key_and_cross_field_rules() {
 
     let errors = load::<Config>(
         None,
-        env(&[("SHADOWDIFF_KAFKA_BROKERS", "b"), ("SHADOWDIFF_KAFKA_IDEMPOTENT", "true"), ("SHADOWDIFF_KAFKA_LINGER_MS", "0")]),
+        env(&[
+            ("SHADOWDIFF_KAFKA_BROKERS", "b"),
+            ("SHADOWDIFF_KAFKA_IDEMPOTENT", "true"),
+            ("SHADOWDIFF_KAFKA_LINGER_MS", "0"),
+        ]),
     )
     .unwrap_err()
     .0;
