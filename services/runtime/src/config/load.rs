@@ -68,31 +68,22 @@ fn from_table<T: DeserializeOwned + Validate>(
 
     let mut errors = Vec::new();
     let mut ignored = BTreeSet::new();
+    let mut removed: Vec<String> = Vec::new();
+    let mut parsed = None;
     for _ in 0..MAX_PASSES {
         let mut on_ignored = |path: serde_ignored::Path<'_>| {
-            ignored.insert(path.to_string());
+            let segments: Vec<String> = path.to_string().split('.').map(str::to_owned).collect();
+            ignored.insert(display_key(&segments));
         };
         let deserializer = serde_ignored::Deserializer::new(Value::Table(table.clone()), &mut on_ignored);
         match serde_path_to_error::deserialize::<_, T>(deserializer) {
             Ok(config) => {
-                for key in &ignored {
-                    // A whole section that only the environment mentions belongs to another
-                    // service sharing this environment.
-                    let env_only_section = !key.contains(['.', '[']) && !file_sections.contains(key);
-                    if !env_only_section {
-                        errors.push(ConfigError {
-                            key: key.clone(),
-                            message: "unknown key".into(),
-                            origin: origin(key, &from_env, file_name.as_deref()),
-                        });
-                    }
-                }
-                config.validate(&mut errors);
-                return if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) };
+                parsed = Some(config);
+                break;
             }
             Err(err) => {
                 let segments = segments(err.path());
-                let key = segments.join(".");
+                let key = display_key(&segments);
                 if let Some(env) = from_env.get_mut(&key).filter(|env| !env.retyped) {
                     env.retyped = true;
                     if let Some(typed) = parse_scalar(&env.raw) {
@@ -100,26 +91,49 @@ fn from_table<T: DeserializeOwned + Validate>(
                         continue;
                     }
                 }
-                let key = if key.is_empty() { "(top level)".to_owned() } else { key };
-                errors.push(ConfigError {
-                    origin: origin(&key, &from_env, file_name.as_deref()),
-                    key,
-                    message: err.into_inner().message().to_owned(),
-                });
-                if !remove_leaf(&mut table, &segments) {
-                    break; // a missing field: nothing to remove, later passes would repeat it
+                // A table missing a field because an earlier pass removed that bad field
+                // is the same problem again, not a new one.
+                if !removed.iter().any(|r| is_within(r, &key)) {
+                    errors.push(ConfigError {
+                        origin: origin(&key, &from_env, file_name.as_deref()),
+                        key: if key.is_empty() { "(top level)".to_owned() } else { key.clone() },
+                        message: err.into_inner().message().to_owned(),
+                    });
                 }
+                if !remove(&mut table, &segments) {
+                    break; // the top level itself is wrong: nothing left to learn
+                }
+                removed.push(key);
             }
         }
     }
-    for key in ignored.iter().filter(|k| k.contains(['.', '[']) || file_sections.contains(*k)) {
-        errors.push(ConfigError {
-            key: key.clone(),
-            message: "unknown key".into(),
-            origin: origin(key, &from_env, file_name.as_deref()),
-        });
+    for key in &ignored {
+        // A whole section that only the environment mentions belongs to another service
+        // sharing this environment.
+        let env_only_section = !key.contains(['.', '[']) && !file_sections.contains(key);
+        if !env_only_section {
+            errors.push(ConfigError {
+                key: key.clone(),
+                message: "unknown key".into(),
+                origin: origin(key, &from_env, file_name.as_deref()),
+            });
+        }
     }
-    Err(ConfigErrors(errors))
+    match parsed {
+        Some(config) => {
+            config.validate(&mut errors);
+            if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+        }
+        None => Err(ConfigErrors(errors)),
+    }
+}
+
+/// Whether `removed` lies inside the table at `key` (the top level when `key` is empty).
+fn is_within(removed: &str, key: &str) -> bool {
+    if key.is_empty() {
+        return !removed.contains(['.', '[']);
+    }
+    removed.strip_prefix(key).is_some_and(|rest| rest.starts_with(['.', '[']))
 }
 
 fn origin(key: &str, from_env: &HashMap<String, EnvValue>, file: Option<&str>) -> Origin {
@@ -178,6 +192,22 @@ fn segments(path: &serde_path_to_error::Path) -> Vec<String> {
         .collect()
 }
 
+/// `["a", "b", "0", "c"]` → `a.b[0].c`.
+fn display_key(segments: &[String]) -> String {
+    let mut key = String::new();
+    for segment in segments {
+        if segment.parse::<usize>().is_ok() {
+            key.push_str(&format!("[{segment}]"));
+        } else {
+            if !key.is_empty() {
+                key.push('.');
+            }
+            key.push_str(segment);
+        }
+    }
+    key
+}
+
 fn set(table: &mut Table, path: &[String], value: Value) {
     let Some((last, parents)) = path.split_last() else { return };
     let mut current = table;
@@ -192,9 +222,9 @@ fn set(table: &mut Table, path: &[String], value: Value) {
     current.insert(last.clone(), value);
 }
 
-/// Removes the value at `path` if it is a leaf (or an array element's leaf). Returns whether
-/// anything was removed.
-fn remove_leaf(table: &mut Table, path: &[String]) -> bool {
+/// Removes the value at `path` (a key of a table or an element of an array). Returns
+/// whether anything was removed; the top level itself cannot be.
+fn remove(table: &mut Table, path: &[String]) -> bool {
     let Some((last, parents)) = path.split_last() else { return false };
     let mut current = Some(table);
     let mut value: Option<&mut Value> = None;
@@ -210,7 +240,7 @@ fn remove_leaf(table: &mut Table, path: &[String]) -> bool {
         }
     }
     match (current, value) {
-        (Some(t), _) => t.get(last).is_some_and(|v| !v.is_table()) && t.remove(last).is_some(),
+        (Some(t), _) => t.remove(last).is_some(),
         (None, Some(Value::Array(items))) => match last.parse::<usize>() {
             Ok(i) if i < items.len() => {
                 items.remove(i);

@@ -139,3 +139,29 @@ fn unreadable_and_unparsable_files_name_the_file() {
     let errors = load::<Config>(Some(missing), env(&[])).unwrap_err().0;
     assert!(errors[0].message.starts_with("cannot read"));
 }
+
+#[derive(Debug, Deserialize)]
+struct Targets {
+    #[allow(dead_code)] // read by serde only: the test checks the errors
+    targets: Vec<Target>,
+}
+
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+struct Target {
+    name: String,
+    port: u16,
+}
+
+impl Validate for Targets {
+    fn validate(&self, _: &mut Vec<ConfigError>) {}
+}
+
+#[test]
+fn errors_inside_arrays_name_the_element_and_are_not_repeated() {
+    let f = file("[[targets]]\nname = \"a\"\nport = 1\n[[targets]]\nname = \"b\"\nport = \"x\"\ntypo = 1\n");
+    let errors = load::<Targets>(Some(&f.0), env(&[])).unwrap_err().0;
+    let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+    // The bad port is reported once: not again as "missing field `port`" after removal.
+    assert_eq!(keys, vec!["targets[1].port", "targets[1].typo"], "{errors:#?}");
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or a warm one: starts the real Kafka-protocol
+# broker and ClickHouse (installing them if needed), then checks formatting and lints and
+# runs every test. `.ci/run` runs exactly this.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/../.."
+
+deploy/local/services.sh up
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo test --workspace
