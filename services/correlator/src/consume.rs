@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use shadowdiff_core::EventCodec;
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
-use shadowdiff_runtime::kafka::DeadLetter;
+use shadowdiff_runtime::kafka::{DeadLetter, events as kafka_events};
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 
 use crate::config::{CorrelatorConfig, CorrelatorSection};
@@ -91,7 +91,7 @@ impl Correlator {
                 Step::Flush => state.flush(&consumer, &shutdown).await,
                 Step::Message(Ok(message)) => state.ingest(&message, &shutdown).await,
                 Step::Message(Err(error)) => {
-                    events::consume_failed(&error);
+                    kafka_events::consume_failed("correlator", &error);
                     Ok(())
                 }
             };
@@ -122,7 +122,7 @@ impl State {
         let leg = match decoded {
             Ok(leg) => leg,
             Err(error) => {
-                events::malformed(error.reason(), &error);
+                kafka_events::dead_lettered("correlator", error.reason(), &error);
                 let detail = error.to_string();
                 until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail))
                     .await?;

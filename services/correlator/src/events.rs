@@ -33,20 +33,6 @@ pub(crate) fn ignored(reason: &'static str) {
     metrics::counter!("shadowdiff_correlator_events_ignored_total", "reason" => reason).increment(1);
 }
 
-pub(crate) fn malformed(reason: &'static str, error: &dyn std::fmt::Display) {
-    metrics::counter!("shadowdiff_correlator_dead_lettered_total", "reason" => reason).increment(1);
-    if WARN_LOG.allow() {
-        tracing::warn!(reason, %error, "malformed event sent to the dead-letter topic");
-    }
-}
-
-pub(crate) fn consume_failed(error: &rdkafka::error::KafkaError) {
-    metrics::counter!("shadowdiff_correlator_consume_errors_total").increment(1);
-    if WARN_LOG.allow() {
-        tracing::warn!(%error, "consume failed");
-    }
-}
-
 pub(crate) fn commit_failed(error: &rdkafka::error::KafkaError) {
     metrics::counter!("shadowdiff_correlator_commit_errors_total").increment(1);
     if WARN_LOG.allow() {

@@ -14,7 +14,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use shadowdiff_core::{EventCodec, RequestEvent, ResponseEvent};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
-use shadowdiff_runtime::kafka::DeadLetter;
+use shadowdiff_runtime::kafka::{DeadLetter, events as kafka_events};
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 
 use crate::config::MirrorConfig;
@@ -76,7 +76,7 @@ impl Mirror {
             let message = match message {
                 Ok(message) => message,
                 Err(error) => {
-                    events::consume_failed(&error);
+                    kafka_events::consume_failed("mirror", &error);
                     self.health.set("kafka", false);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -101,7 +101,7 @@ impl Mirror {
         let request: RequestEvent = match self.codec.decode(payload) {
             Ok(request) => request,
             Err(error) => {
-                events::malformed(error.reason(), &error);
+                kafka_events::dead_lettered("mirror", error.reason(), &error);
                 let detail = error.to_string();
                 return until_shutdown(shutdown, "dead-letter", || {
                     self.dead_letter.send(message, error.reason(), &detail)

@@ -22,17 +22,3 @@ pub(crate) fn replay_failed(target: &str, kind: ErrorKind, error: &reqwest::Erro
 pub(crate) fn skipped(reason: &'static str) {
     metrics::counter!("shadowdiff_mirror_skipped_total", "reason" => reason).increment(1);
 }
-
-pub(crate) fn malformed(reason: &'static str, error: &dyn std::fmt::Display) {
-    metrics::counter!("shadowdiff_mirror_dead_lettered_total", "reason" => reason).increment(1);
-    if WARN_LOG.allow() {
-        tracing::warn!(reason, %error, "malformed request event sent to the dead-letter topic");
-    }
-}
-
-pub(crate) fn consume_failed(error: &rdkafka::error::KafkaError) {
-    metrics::counter!("shadowdiff_mirror_consume_errors_total").increment(1);
-    if WARN_LOG.allow() {
-        tracing::warn!(%error, "consume failed");
-    }
-}

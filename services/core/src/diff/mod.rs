@@ -6,6 +6,7 @@
 //! correlator can run it inline for every exchange.
 
 mod json;
+mod text;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +28,9 @@ pub enum DiffKind {
     ExtraField,
     /// Arrays of different lengths.
     ArrayLength,
-    /// Non-JSON bodies differ; compared by the full-body hash.
+    /// Text bodies differ by lines; the values hold the removed and added lines.
+    TextLines,
+    /// Binary or truncated bodies differ; compared by the full-body hash.
     BodyHash,
 }
 
@@ -40,6 +43,7 @@ impl DiffKind {
             Self::MissingField => "missing_field",
             Self::ExtraField => "extra_field",
             Self::ArrayLength => "array_length",
+            Self::TextLines => "text_lines",
             Self::BodyHash => "body_hash",
         }
     }
@@ -73,23 +77,44 @@ pub fn compare(primary: &ResponseEvent, shadow: &ResponseEvent) -> Vec<Differenc
         return out;
     }
     let complete = !primary.body.truncated && !shadow.body.truncated;
-    match (complete, as_json(primary), as_json(shadow)) {
-        (true, Some(p), Some(s)) => json::diff(&p, &s, &mut out),
-        _ => out.push(Difference {
-            kind: DiffKind::BodyHash,
-            path: "body".to_owned(),
-            primary: Some(primary.body.sha256_hex()),
-            shadow: Some(shadow.body.sha256_hex()),
-        }),
+    if !complete {
+        out.push(hash_difference(primary, shadow));
+        return out;
+    }
+    match (as_json(primary), as_json(shadow)) {
+        (Some(p), Some(s)) => json::diff(&p, &s, &mut out),
+        _ => match (as_text(primary), as_text(shadow)) {
+            (Some(p), Some(s)) => out.extend(text::diff(p, s)),
+            _ => out.push(hash_difference(primary, shadow)),
+        },
     }
     out
 }
 
+fn hash_difference(primary: &ResponseEvent, shadow: &ResponseEvent) -> Difference {
+    Difference {
+        kind: DiffKind::BodyHash,
+        path: "body".to_owned(),
+        primary: Some(primary.body.sha256_hex()),
+        shadow: Some(shadow.body.sha256_hex()),
+    }
+}
+
+fn content_type(response: &ResponseEvent) -> Option<String> {
+    header_value(&response.headers, "content-type").map(|ct| String::from_utf8_lossy(ct).to_ascii_lowercase())
+}
+
+/// The body as text, when it is declared text (or undeclared) and valid UTF-8.
+fn as_text(response: &ResponseEvent) -> Option<&str> {
+    let text_like = content_type(response).as_deref().is_none_or(|ct| {
+        ct.starts_with("text/") || ["json", "xml", "javascript", "x-www-form-urlencoded"].iter().any(|t| ct.contains(t))
+    });
+    if text_like { std::str::from_utf8(&response.body.bytes).ok() } else { None }
+}
+
 /// The body as JSON, when it is declared JSON (or undeclared) and parses.
 fn as_json(response: &ResponseEvent) -> Option<serde_json::Value> {
-    let declared =
-        header_value(&response.headers, "content-type").map(|ct| String::from_utf8_lossy(ct).to_ascii_lowercase());
-    let json_like = declared.as_deref().is_none_or(|ct| ct.contains("json"));
+    let json_like = content_type(response).as_deref().is_none_or(|ct| ct.contains("json"));
     if !json_like || response.body.bytes.is_empty() {
         return None;
     }

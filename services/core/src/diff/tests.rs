@@ -49,15 +49,37 @@ fn typed_differences_at_paths() {
 }
 
 #[test]
-fn non_json_and_truncated_bodies_compare_by_hash() {
-    let mut p = response(200, "plain");
-    p.headers = vec![Header::new("content-type", "text/plain")];
-    let mut s = p.clone();
-    s.body = CapturedBody::capture(b"other", 1024);
-    assert_eq!(kinds_and_paths(&compare(&p, &s)), vec![(DiffKind::BodyHash, "body")]);
-
+fn truncated_bodies_compare_by_hash() {
     let p = response(200, r#"{"a":1,"b":2}"#);
     let mut s = p.clone();
     s.body = CapturedBody::capture(br#"{"a":1,"b":3}"#, 4);
+    assert_eq!(kinds_and_paths(&compare(&p, &s)), vec![(DiffKind::BodyHash, "body")]);
+}
+
+#[test]
+fn text_bodies_get_a_bounded_line_diff() {
+    let mut p = response(200, "a\nb\nc\n");
+    p.headers = vec![Header::new("content-type", "text/plain; charset=utf-8")];
+    let mut s = p.clone();
+    s.body = CapturedBody::capture(b"a\nB\nc\nd\n", 1024);
+    let diffs = compare(&p, &s);
+    assert_eq!(kinds_and_paths(&diffs), vec![(DiffKind::TextLines, "body")]);
+    assert_eq!(diffs[0].primary.as_deref(), Some("b\n"));
+    assert_eq!(diffs[0].shadow.as_deref(), Some("B\nd\n"));
+
+    let long: String = (0..100).map(|i| format!("line {i}\n")).collect();
+    let mut s = p.clone();
+    s.body = CapturedBody::capture(long.as_bytes(), 1 << 20);
+    let shadow = compare(&p, &s).remove(0).shadow.unwrap();
+    assert!(shadow.ends_with("… 80 more line(s)\n"), "{shadow}");
+}
+
+#[test]
+fn binary_bodies_compare_by_hash() {
+    let mut p = response(200, "");
+    p.headers = vec![Header::new("content-type", "image/png")];
+    p.body = CapturedBody::capture(&[0x89, b'P', b'N', b'G', 1], 1024);
+    let mut s = p.clone();
+    s.body = CapturedBody::capture(&[0x89, b'P', b'N', b'G', 2], 1024);
     assert_eq!(kinds_and_paths(&compare(&p, &s)), vec![(DiffKind::BodyHash, "body")]);
 }
