@@ -53,6 +53,8 @@ pub struct Pipeline {
     pub clickhouse: clickhouse::Client,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    correlator: Option<JoinHandle<()>>,
+    correlator_config: shadowdiff_correlator::CorrelatorConfig,
     failures: Arc<Mutex<Vec<String>>>,
 }
 
@@ -115,7 +117,12 @@ impl Pipeline {
                 names.group_prefix
             ),
         );
-        tasks.push(supervise("correlator", shadowdiff_correlator::run(correlator_config, shutdown.clone()), &failures));
+        let correlator_config: shadowdiff_correlator::CorrelatorConfig = correlator_config;
+        let correlator = Some(supervise(
+            "correlator",
+            shadowdiff_correlator::run(correlator_config.clone(), shutdown.clone()),
+            &failures,
+        ));
 
         let verdict_config = config(
             "verdict",
@@ -132,7 +139,21 @@ impl Pipeline {
             .with_database(&names.database)
             .with_compression(clickhouse::Compression::None)
             .with_validation(false);
-        Self { names, tap_url, verdict_url, clickhouse, shutdown, tasks, failures }
+        Self { names, tap_url, verdict_url, clickhouse, shutdown, tasks, correlator, correlator_config, failures }
+    }
+
+    /// Kills the correlator as a crash would: no final flush, no final commit.
+    pub async fn crash_correlator(&mut self) {
+        if let Some(task) = self.correlator.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Starts a correlator in the same consumer group, as a restart after a crash.
+    pub fn restart_correlator(&mut self) {
+        let run = shadowdiff_correlator::run(self.correlator_config.clone(), self.shutdown.clone());
+        self.correlator = Some(supervise("correlator", run, &self.failures));
     }
 
     /// Services that stopped with an error so far, for failure messages.
@@ -143,7 +164,7 @@ impl Pipeline {
     /// Stops every service (bounded) and drops this test's database.
     pub async fn stop(self) {
         self.shutdown.cancel();
-        for task in self.tasks {
+        for task in self.tasks.into_iter().chain(self.correlator) {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
         let _ = self.clickhouse.query(&format!("DROP DATABASE IF EXISTS {}", self.names.database)).execute().await;
