@@ -8,6 +8,7 @@
 pub mod codec;
 pub mod diff;
 pub mod event;
+pub mod redact;
 pub mod request_id;
 
 pub use codec::{DecodeError, EncodeError, EventCodec};

@@ -1,0 +1,165 @@
+//! Redaction at the source: secrets never leave the tap in clear.
+//!
+//! Configured headers, query parameters and JSON body paths are replaced by a keyed
+//! digest, `hmac-sha256:<base64url>`: equal values give equal digests under the same key,
+//! so two legs still compare, while the clear value never leaves the process. "Sealed"
+//! headers additionally travel AEAD-encrypted (XChaCha20-Poly1305) under a key shared only
+//! with the mirror, in a companion header `x-shadowdiff-sealed-<name>`, so a replay can
+//! still authenticate; see [`Sealer`].
+
+mod json_path;
+mod seal;
+
+use std::collections::BTreeSet;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub use json_path::{InvalidJsonPath, JsonPath};
+pub use seal::{SealError, Sealer};
+
+use crate::event::{CapturedBody, Header, header_value};
+
+/// Prefix of every digest the redactor writes.
+pub const DIGEST_PREFIX: &str = "hmac-sha256:";
+/// Prefix of the companion header that carries a sealed header's encrypted value.
+pub const SEALED_HEADER_PREFIX: &str = "x-shadowdiff-sealed-";
+
+/// Headers redacted when the config names none.
+pub const DEFAULT_HEADERS: [&str; 5] = ["authorization", "cookie", "set-cookie", "proxy-authorization", "x-api-key"];
+
+/// What to redact, and the keys to do it with.
+pub struct Redactor {
+    mac: Hmac<Sha256>,
+    headers: BTreeSet<String>,
+    query_params: BTreeSet<String>,
+    json_paths: Vec<JsonPath>,
+    sealed: BTreeSet<String>,
+    sealer: Option<Sealer>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("headers", &self.headers)
+            .field("query_params", &self.query_params)
+            .field("json_paths", &self.json_paths)
+            .field("sealed", &self.sealed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The redaction rules, as plain data (services deserialize their config into this).
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub headers: Vec<String>,
+    pub query_params: Vec<String>,
+    pub json_paths: Vec<JsonPath>,
+    /// Headers also carried sealed for replay; each is redacted too.
+    pub sealed_headers: Vec<String>,
+}
+
+impl Redactor {
+    /// `hmac_key` keys the digests; `sealer` is required when `rules.sealed_headers` is set.
+    pub fn new(hmac_key: &[u8], rules: Rules, sealer: Option<Sealer>) -> Self {
+        let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect::<BTreeSet<_>>();
+        let sealed = if sealer.is_some() { lower(&rules.sealed_headers) } else { BTreeSet::new() };
+        let mut headers = lower(&rules.headers);
+        headers.extend(sealed.iter().cloned());
+        Self {
+            // HMAC accepts keys of any length, so this cannot fail.
+            mac: Hmac::<Sha256>::new_from_slice(hmac_key).unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
+            headers,
+            query_params: rules.query_params.into_iter().collect(),
+            json_paths: rules.json_paths,
+            sealed,
+            sealer,
+        }
+    }
+
+    /// The keyed digest of `value`.
+    pub fn digest(&self, value: &[u8]) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(value);
+        format!("{DIGEST_PREFIX}{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// Replaces configured header values by digests, adding sealed companions.
+    pub fn headers(&self, headers: &mut Vec<Header>) {
+        let mut sealed = Vec::new();
+        for header in headers.iter_mut() {
+            let name = header.name.to_ascii_lowercase();
+            if !self.headers.contains(&name) {
+                continue;
+            }
+            if let (true, Some(sealer)) = (self.sealed.contains(&name), &self.sealer) {
+                sealed.push(Header::new(format!("{SEALED_HEADER_PREFIX}{name}"), sealer.seal(&name, &header.value)));
+            }
+            header.value = self.digest(&header.value).into_bytes();
+        }
+        // A client cannot smuggle its own "sealed" header past the mirror.
+        headers.retain(|h| !h.name.to_ascii_lowercase().starts_with(SEALED_HEADER_PREFIX));
+        headers.extend(sealed);
+    }
+
+    /// The query string with configured parameters' values replaced by digests.
+    pub fn query(&self, query: &str) -> String {
+        if self.query_params.is_empty() {
+            return query.to_owned();
+        }
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if self.query_params.contains(name.as_ref()) {
+                out.append_pair(&name, &self.digest(value.as_bytes()));
+            } else {
+                out.append_pair(&name, &value);
+            }
+        }
+        out.finish()
+    }
+
+    /// Redacts configured JSON paths in a captured body. A body the redactor cannot read
+    /// (not JSON, compressed, truncated, malformed) while paths are configured has its bytes
+    /// withheld: it keeps its length and hash and is flagged truncated, so it still
+    /// compares by hash and nothing unread leaves the process.
+    pub fn body(&self, body: &mut CapturedBody, headers: &[Header]) {
+        if self.json_paths.is_empty() || body.bytes.is_empty() {
+            return;
+        }
+        let is = |name: &str, pred: &dyn Fn(&str) -> bool| {
+            header_value(headers, name)
+                .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
+                .is_some_and(|v| pred(&v))
+        };
+        let json = is("content-type", &|ct| ct.contains("json"));
+        let encoded = is("content-encoding", &|ce| ce != "identity");
+        if !json {
+            return;
+        }
+        let parsed = match (encoded, body.truncated) {
+            (false, false) => serde_json::from_slice::<serde_json::Value>(&body.bytes).ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(mut value) => {
+                let mut changed = false;
+                for path in &self.json_paths {
+                    changed |=
+                        path.replace(&mut value, &|v| serde_json::Value::String(self.digest(v.to_string().as_bytes())));
+                }
+                if changed {
+                    body.bytes = value.to_string().into_bytes();
+                }
+            }
+            None => {
+                body.bytes.clear();
+                body.truncated = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
