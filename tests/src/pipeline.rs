@@ -43,6 +43,9 @@ pub struct Backends {
     pub candidate: SocketAddr,
 }
 
+/// Key of the digests in every test pipeline.
+pub const TEST_HMAC_KEY: &str = "test-only-hmac-key-0123456789";
+
 /// Name of the candidate deployment in every pipeline.
 pub const CANDIDATE: &str = "candidate";
 
@@ -92,7 +95,8 @@ impl Pipeline {
         let tap_config = config(
             "tap",
             &format!(
-                "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nid = \"tap-test\"\n{kafka}",
+                "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{}\"\nid = \"tap-test\"\n\
+                 [tap.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n{kafka}",
                 backends.primary
             ),
         );

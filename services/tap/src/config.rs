@@ -3,7 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use base64::Engine;
 use serde::Deserialize;
+use shadowdiff_core::Role;
+use shadowdiff_core::redact::{self, JsonPath};
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
@@ -25,25 +28,131 @@ pub struct TapConfig {
 /// `[tap]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct TapSection {
-    /// Where clients connect, e.g. `0.0.0.0:8080`.
+    /// Where clients connect, e.g. `0.0.0.0:8080`. HTTP/1.1 and h2c.
     pub listen: SocketAddr,
-    /// The primary's base URL, e.g. `http://127.0.0.1:8081`.
+    /// The upstream's base URL, e.g. `http://127.0.0.1:8081`.
     pub upstream: url::Url,
+    /// `ingress` in front of the primary; `sidecar` in front of a secondary or candidate.
+    #[serde(default)]
+    pub mode: Mode,
     /// Names this tap instance in every event it publishes.
     #[serde(default = "default_tap_id")]
     pub id: String,
     /// The request-id header: kept when valid, minted otherwise, echoed to the client.
     #[serde(default = "default_request_id_header")]
     pub request_id_header: String,
+    /// Share of requests captured, 0 to 100, sticky by request id.
+    #[serde(default = "default_capture_percent")]
+    pub capture_percent: f64,
     /// Body bytes captured per request and response; the rest is only hashed.
     #[serde(default = "default_capture_max_body_bytes")]
     pub capture_max_body_bytes: usize,
-    /// Largest request body the tap accepts; larger ones get 413.
-    #[serde(default = "default_max_request_body_bytes")]
-    pub max_request_body_bytes: usize,
-    /// Deadline for the primary's whole response; past it the client gets 504.
+    /// Deadline for the upstream's response head; past it the client gets 504.
     #[serde(default = "default_upstream_timeout", rename = "upstream_timeout_ms", with = "serde_duration::millis")]
     pub upstream_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    #[serde(default = "default_drain", rename = "drain_timeout_ms", with = "serde_duration::millis")]
+    pub drain_timeout: Duration,
+    /// Route templates, most specific first; other paths are templated automatically.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    pub redaction: RedactionConfig,
+}
+
+/// Where the tap sits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Mode {
+    /// In front of the primary: publishes request and primary response events.
+    #[default]
+    Ingress,
+    /// In front of a shadow: publishes the responses to mirrored requests (those carrying
+    /// `X-Shadow-Role`) under this role and deployment.
+    Sidecar { role: SidecarRole, deployment: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SidecarRole {
+    Secondary,
+    Candidate,
+}
+
+impl From<SidecarRole> for Role {
+    fn from(role: SidecarRole) -> Self {
+        match role {
+            SidecarRole::Secondary => Self::Secondary,
+            SidecarRole::Candidate => Self::Candidate,
+        }
+    }
+}
+
+/// `[[tap.routes]]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct RouteConfig {
+    /// A path template such as `/users/{id}` or `/static/{*rest}`.
+    pub template: String,
+    /// Overrides `tap.capture_percent` for this route.
+    pub capture_percent: Option<f64>,
+    /// Overrides `tap.capture_max_body_bytes` for this route.
+    pub capture_max_body_bytes: Option<usize>,
+}
+
+/// `[tap.redaction]`: what never leaves the tap in clear.
+#[derive(Clone, Deserialize)]
+pub struct RedactionConfig {
+    /// Key of the digests (at least 16 bytes); shared by every tap and mirror that must
+    /// produce comparable digests. Set it from a secret: `SHADOWDIFF_TAP_REDACTION__HMAC_KEY`.
+    pub hmac_key: String,
+    /// Headers replaced by their digest.
+    #[serde(default = "default_redacted_headers")]
+    pub headers: Vec<String>,
+    /// Query parameters replaced by their digest.
+    #[serde(default)]
+    pub query_params: Vec<String>,
+    /// JSON body paths (`password`, `cards[*].number`) replaced by their digest.
+    #[serde(default)]
+    pub json_paths: Vec<String>,
+    /// Headers also carried AEAD-sealed for the mirror, so replays can authenticate.
+    #[serde(default)]
+    pub sealed_headers: Vec<String>,
+    /// 32-byte key, base64, shared only with the mirror; required with `sealed_headers`.
+    #[serde(default)]
+    pub seal_key: Option<String>,
+}
+
+impl std::fmt::Debug for RedactionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedactionConfig")
+            .field("headers", &self.headers)
+            .field("query_params", &self.query_params)
+            .field("json_paths", &self.json_paths)
+            .field("sealed_headers", &self.sealed_headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedactionConfig {
+    /// The redactor these settings describe; call after validation.
+    pub fn redactor(&self) -> Result<redact::Redactor, String> {
+        let json_paths =
+            self.json_paths.iter().map(|p| JsonPath::parse(p)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        let sealer = match &self.seal_key {
+            Some(key) => Some(redact::Sealer::new(&decode_key(key)?).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let rules = redact::Rules {
+            headers: self.headers.clone(),
+            query_params: self.query_params.clone(),
+            json_paths,
+            sealed_headers: self.sealed_headers.clone(),
+        };
+        Ok(redact::Redactor::new(self.hmac_key.as_bytes(), rules, sealer))
+    }
+}
+
+fn decode_key(key: &str) -> Result<Vec<u8>, String> {
+    base64::engine::general_purpose::STANDARD.decode(key.trim()).map_err(|e| format!("not base64: {e}"))
 }
 
 fn default_admin() -> AdminConfig {
@@ -55,27 +164,75 @@ fn default_tap_id() -> String {
 fn default_request_id_header() -> String {
     "x-request-id".to_owned()
 }
+const fn default_capture_percent() -> f64 {
+    100.0
+}
 const fn default_capture_max_body_bytes() -> usize {
     256 * 1024
 }
-const fn default_max_request_body_bytes() -> usize {
-    16 * 1024 * 1024
-}
 const fn default_upstream_timeout() -> Duration {
     Duration::from_secs(30)
+}
+const fn default_drain() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_redacted_headers() -> Vec<String> {
+    redact::DEFAULT_HEADERS.iter().map(|h| (*h).to_owned()).collect()
 }
 
 impl Validate for TapConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
         self.topics.validate(errors);
-        if http::HeaderName::from_bytes(self.tap.request_id_header.as_bytes()).is_err() {
+        let tap = &self.tap;
+        if http::HeaderName::from_bytes(tap.request_id_header.as_bytes()).is_err() {
             errors.push(ConfigError::rule("tap.request_id_header", "is not a valid HTTP header name"));
         }
-        if !matches!(self.tap.upstream.scheme(), "http") {
+        if tap.upstream.scheme() != "http" {
             errors.push(ConfigError::rule("tap.upstream", "must be an http:// URL"));
         }
-        if self.tap.upstream_timeout.is_zero() {
+        if tap.upstream_timeout.is_zero() {
             errors.push(ConfigError::rule("tap.upstream_timeout_ms", "must be > 0"));
+        }
+        let percent_ok = |p: f64| (0.0..=100.0).contains(&p);
+        if !percent_ok(tap.capture_percent) {
+            errors.push(ConfigError::rule("tap.capture_percent", "must be between 0 and 100"));
+        }
+        let mut router = matchit::Router::new();
+        for (i, route) in tap.routes.iter().enumerate() {
+            if route.capture_percent.is_some_and(|p| !percent_ok(p)) {
+                errors.push(ConfigError::rule(format!("tap.routes[{i}].capture_percent"), "must be between 0 and 100"));
+            }
+            if let Err(error) = router.insert(route.template.as_str(), i) {
+                errors.push(ConfigError::rule(format!("tap.routes[{i}].template"), error.to_string()));
+            }
+        }
+        let r = &tap.redaction;
+        if r.hmac_key.len() < 16 {
+            errors.push(ConfigError::rule("tap.redaction.hmac_key", "must be at least 16 bytes"));
+        }
+        for (i, path) in r.json_paths.iter().enumerate() {
+            if let Err(error) = JsonPath::parse(path) {
+                errors.push(ConfigError::rule(format!("tap.redaction.json_paths[{i}]"), error.to_string()));
+            }
+        }
+        match (&r.seal_key, r.sealed_headers.is_empty()) {
+            (None, false) => {
+                errors.push(ConfigError::rule("tap.redaction.seal_key", "is required with sealed_headers"))
+            }
+            (Some(key), _) => match decode_key(key) {
+                Ok(bytes) if bytes.len() == 32 => {}
+                Ok(bytes) => errors.push(ConfigError::rule(
+                    "tap.redaction.seal_key",
+                    format!("must decode to 32 bytes, got {}", bytes.len()),
+                )),
+                Err(error) => errors.push(ConfigError::rule("tap.redaction.seal_key", error)),
+            },
+            (None, true) => {}
+        }
+        if let Mode::Sidecar { deployment, .. } = &tap.mode {
+            if deployment.is_empty() {
+                errors.push(ConfigError::rule("tap.mode.deployment", "must not be empty"));
+            }
         }
     }
 }

@@ -1,5 +1,7 @@
 //! What the tap logs and counts. Each function writes the log line and bumps the counter
-//! together; labels are bounded (reason, status class, error kind).
+//! together; labels are bounded (route template or `auto`, status class, reason, kind).
+
+use std::time::Duration;
 
 use shadowdiff_core::ErrorKind;
 use shadowdiff_runtime::telemetry::LogLimiter;
@@ -24,6 +26,7 @@ impl DropReason {
 }
 
 static DROP_LOG: LogLimiter = LogLimiter::new();
+static UPSTREAM_LOG: LogLimiter = LogLimiter::new();
 
 pub(crate) fn dropped(reason: DropReason, error: &dyn std::fmt::Display) {
     metrics::counter!("shadowdiff_tap_events_dropped_total", "reason" => reason.as_str()).increment(1);
@@ -32,15 +35,20 @@ pub(crate) fn dropped(reason: DropReason, error: &dyn std::fmt::Display) {
     }
 }
 
-pub(crate) fn published() {
+pub(crate) fn published(took: Duration) {
     metrics::counter!("shadowdiff_tap_events_published_total").increment(1);
+    metrics::histogram!("shadowdiff_tap_publish_seconds").record(took.as_secs_f64());
 }
 
 pub(crate) fn queue_depth(depth: i32) {
     metrics::gauge!("shadowdiff_tap_producer_queue_depth").set(f64::from(depth));
 }
 
-pub(crate) fn proxied(status: u16) {
+pub(crate) fn request_started(route: &str) {
+    metrics::counter!("shadowdiff_tap_requests_started_total", "route" => route.to_owned()).increment(1);
+}
+
+pub(crate) fn proxied(route: &str, status: u16) {
     let class = match status {
         100..=199 => "1xx",
         200..=299 => "2xx",
@@ -48,14 +56,22 @@ pub(crate) fn proxied(status: u16) {
         400..=499 => "4xx",
         _ => "5xx",
     };
-    metrics::counter!("shadowdiff_tap_requests_total", "status_class" => class).increment(1);
+    metrics::counter!("shadowdiff_tap_requests_total", "route" => route.to_owned(), "status_class" => class)
+        .increment(1);
 }
 
-pub(crate) fn upstream_failed(kind: ErrorKind, error: &reqwest::Error) {
-    metrics::counter!("shadowdiff_tap_upstream_errors_total", "kind" => kind.as_str()).increment(1);
-    tracing::warn!(kind = kind.as_str(), %error, "primary did not answer");
+pub(crate) fn body_bytes(direction: &'static str, bytes: u64) {
+    metrics::counter!("shadowdiff_tap_body_bytes_total", "direction" => direction).increment(bytes);
 }
 
-pub(crate) fn rejected(reason: &'static str) {
-    metrics::counter!("shadowdiff_tap_rejected_total", "reason" => reason).increment(1);
+pub(crate) fn upstream_failed(route: &str, kind: ErrorKind, error: &dyn std::fmt::Display) {
+    metrics::counter!("shadowdiff_tap_upstream_errors_total", "route" => route.to_owned(), "kind" => kind.as_str())
+        .increment(1);
+    if UPSTREAM_LOG.allow() {
+        tracing::warn!(route, kind = kind.as_str(), %error, "upstream did not answer");
+    }
+}
+
+pub(crate) fn upgraded() {
+    metrics::counter!("shadowdiff_tap_upgrades_total").increment(1);
 }

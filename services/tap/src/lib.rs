@@ -1,15 +1,19 @@
-//! The ingress tap: a reverse proxy in front of the primary that publishes every exchange.
+//! The tap: a streaming reverse proxy in front of the primary (or, as a sidecar, in front
+//! of a shadow) that publishes every captured exchange to Kafka.
 //!
-//! The client always gets the primary's response, untouched and on time. Reading order:
-//! [`config`] (what an operator sets), `proxy` (the client path: request id, forwarding,
-//! capture), `publish` (the background path to Kafka, which drops and counts rather than
-//! waits), and `events` (what the tap logs and counts).
+//! The client always gets the upstream's response, untouched and on time. Reading order:
+//! [`config`] (what an operator sets), `route` (templates and the sticky capture
+//! decision), `proxy` (the client path: request id, streaming, upgrades), `capture` (the
+//! body tee), `publish` (the background path: redaction, then Kafka, dropping and counting
+//! rather than waiting), `hop` (hop-by-hop headers) and `events` (what the tap counts).
 
+mod capture;
 pub mod config;
 mod events;
-pub(crate) mod hop;
+mod hop;
 mod proxy;
 mod publish;
+mod route;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,8 +35,8 @@ pub enum TapError {
     Topics(#[source] shadowdiff_runtime::kafka::TopicError),
     #[error(transparent)]
     Schema(#[from] shadowdiff_core::codec::SchemaError),
-    #[error("upstream HTTP client: {0}")]
-    Client(#[source] reqwest::Error),
+    #[error("redaction: {0}")]
+    Redaction(String),
     #[error("serve: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -43,6 +47,7 @@ pub struct Tap {
     listener: TcpListener,
     admin_addr: SocketAddr,
     proxy: Arc<proxy::Proxy>,
+    drain_timeout: std::time::Duration,
 }
 
 impl Tap {
@@ -61,8 +66,9 @@ impl Tap {
         let admin_addr = admin::spawn(&config.admin, health, shutdown)
             .await
             .map_err(|source| TapError::Bind { addr: config.admin.listen, source })?;
-        let proxy = Arc::new(proxy::Proxy::new(config, publisher)?);
-        Ok(Self { listener, admin_addr, proxy })
+        let drain_timeout = config.tap.drain_timeout;
+        let proxy = Arc::new(proxy::Proxy::new(config, publisher));
+        Ok(Self { listener, admin_addr, proxy, drain_timeout })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -73,14 +79,21 @@ impl Tap {
         self.admin_addr
     }
 
-    /// Serves until `shutdown`, then lets in-flight requests finish and flushes the producer.
+    /// Serves HTTP/1.1 and h2c until `shutdown`, then gives in-flight requests up to the
+    /// drain deadline to finish, and flushes the producer.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), TapError> {
         tracing::info!(addr = %self.local_addr(), upstream = %self.proxy.upstream(), "tap listening");
         let app = proxy::app(self.proxy.clone());
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
-            .map_err(TapError::Serve)?;
+        let stop = shutdown.clone();
+        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(self.drain_timeout).await;
+        };
+        tokio::select! {
+            served = serve => served.map_err(TapError::Serve)?,
+            () = deadline => tracing::warn!(drain_ms = self.drain_timeout.as_millis(), "drain deadline passed; closing in-flight requests"),
+        }
         self.proxy.flush().await;
         Ok(())
     }

@@ -1,31 +1,67 @@
-//! The background path to Kafka. Nothing here may slow the client: a full producer queue
-//! or an unreachable broker means the events are dropped and counted, never waited for.
+//! The background path to Kafka. Nothing here may slow the client: once both bodies have
+//! streamed past, the exchange is redacted, encoded and handed to the producer's bounded
+//! queue. A full queue or an unreachable broker means the events are dropped and counted,
+//! never waited for.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use http::{HeaderMap, Method, StatusCode, Uri};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use shadowdiff_core::codec::Event;
-use shadowdiff_core::{EventCodec, RequestEvent, ResponseEvent};
+use shadowdiff_core::event::now_ms;
+use shadowdiff_core::redact::Redactor;
+use shadowdiff_core::{CapturedBody, ErrorKind, EventCodec, Header, RequestEvent, RequestId, ResponseEvent, Role};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::Health;
+use tokio::sync::oneshot;
 
 use crate::TapError;
-use crate::config::TapConfig;
+use crate::capture::Captured;
+use crate::config::{Mode, TapConfig};
 use crate::events::{self, DropReason};
 
 /// How long shutdown waits for queued events to reach the broker.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 /// How often readiness re-checks that the broker answers.
 const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+/// How long a capture may take to finish (a client reading a response very slowly); past
+/// it the exchange is published with the body marked unknown.
+const CAPTURE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// What the client path knows of an exchange when it hands it over.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    pub(crate) id: RequestId,
+    pub(crate) received_ms: i64,
+    pub(crate) route: String,
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) authority: String,
+    /// The request headers as forwarded.
+    pub(crate) headers: HeaderMap,
+    pub(crate) request_capture: Option<oneshot::Receiver<Captured>>,
+    /// When the request was sent upstream.
+    pub(crate) started: Instant,
+}
+
+/// How the upstream answered.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Response { status: StatusCode, headers: HeaderMap, response_capture: Option<oneshot::Receiver<Captured>> },
+    Failed(ErrorKind),
+}
 
 #[derive(Clone)]
 pub(crate) struct Publisher {
     producer: FutureProducer,
     codec: Arc<EventCodec>,
+    redactor: Arc<Redactor>,
     requests: Arc<str>,
     responses: Arc<str>,
+    tap_id: Arc<str>,
+    mode: Mode,
     health: Health,
 }
 
@@ -40,29 +76,84 @@ impl Publisher {
         Ok(Self {
             producer: config.kafka.producer().map_err(TapError::Producer)?,
             codec,
+            redactor: Arc::new(config.tap.redaction.redactor().map_err(TapError::Redaction)?),
             requests: config.topics.requests.as_str().into(),
             responses: config.topics.responses.as_str().into(),
+            tap_id: config.tap.id.as_str().into(),
+            mode: config.tap.mode.clone(),
             health,
         })
     }
 
-    /// Queues both events of one exchange and returns at once.
-    pub(crate) fn publish(&self, request: RequestEvent, response: ResponseEvent) {
-        self.send(&self.requests, &request);
-        self.send(&self.responses, &response);
+    /// Publishes the exchange once its bodies have finished streaming. Returns at once.
+    pub(crate) fn publish_after(&self, exchange: Exchange, outcome: Outcome) {
+        let this = self.clone();
+        tokio::spawn(async move { this.complete(exchange, outcome).await });
     }
 
-    fn send<E: Event + HasKey>(&self, topic: &str, event: &E) {
+    async fn complete(&self, exchange: Exchange, outcome: Outcome) {
+        let request_body = body_of(wait(exchange.request_capture).await);
+        let (status, headers, body, error, finished) = match outcome {
+            Outcome::Response { status, headers, response_capture } => {
+                let captured = wait(response_capture).await;
+                let finished = captured.as_ref().map_or_else(Instant::now, |c| c.finished);
+                (Some(i32::from(status.as_u16())), headers, body_of(captured), None, finished)
+            }
+            Outcome::Failed(kind) => (None, HeaderMap::new(), CapturedBody::empty(), Some(kind), Instant::now()),
+        };
+        let id = exchange.id.to_string();
+        let mut request = RequestEvent {
+            request_id: id.clone(),
+            timestamp_ms: exchange.received_ms,
+            tap_id: self.tap_id.to_string(),
+            method: exchange.method.to_string(),
+            scheme: "http".to_owned(),
+            authority: exchange.authority,
+            path: exchange.uri.path().to_owned(),
+            query: exchange.uri.query().map(|q| self.redactor.query(q)),
+            route_template: Some(exchange.route),
+            headers: headers_of(&exchange.headers),
+            body: request_body,
+        };
+        let (role, deployment) = match &self.mode {
+            Mode::Ingress => (Role::Primary, "primary".to_owned()),
+            Mode::Sidecar { role, deployment } => (Role::from(*role), deployment.clone()),
+        };
+        let mut response = ResponseEvent {
+            request_id: id,
+            timestamp_ms: now_ms(),
+            role,
+            deployment,
+            status,
+            headers: headers_of(&headers),
+            body,
+            latency_us: i64::try_from(finished.duration_since(exchange.started).as_micros()).unwrap_or(i64::MAX),
+            error,
+        };
+        events::body_bytes("request", u64::try_from(request.body.length).unwrap_or(0));
+        events::body_bytes("response", u64::try_from(response.body.length).unwrap_or(0));
+        self.redactor.body(&mut request.body, &request.headers);
+        self.redactor.headers(&mut request.headers);
+        self.redactor.body(&mut response.body, &response.headers);
+        self.redactor.headers(&mut response.headers);
+        if self.mode == Mode::Ingress {
+            self.send(&self.requests, &request.request_id, &request);
+        }
+        self.send(&self.responses, &response.request_id, &response);
+    }
+
+    fn send<E: Event>(&self, topic: &str, key: &str, event: &E) {
         let payload = match self.codec.encode(event) {
             Ok(payload) => payload,
             Err(error) => return events::dropped(DropReason::Encode, &error),
         };
-        let record = FutureRecord::to(topic).key(event.key()).payload(&payload);
+        let record = FutureRecord::to(topic).key(key).payload(&payload);
+        let queued = Instant::now();
         match self.producer.send_result(record) {
             Ok(delivery) => {
                 tokio::spawn(async move {
                     match delivery.await {
-                        Ok(Ok(_)) => events::published(),
+                        Ok(Ok(_)) => events::published(queued.elapsed()),
                         Ok(Err((error, _))) => events::dropped(DropReason::Delivery, &error),
                         Err(canceled) => events::dropped(DropReason::Delivery, &canceled),
                     }
@@ -119,19 +210,23 @@ impl Publisher {
     }
 }
 
-/// The Kafka key of an event: its request id.
-trait HasKey {
-    fn key(&self) -> &str;
+async fn wait(capture: Option<oneshot::Receiver<Captured>>) -> Option<Captured> {
+    tokio::time::timeout(CAPTURE_DEADLINE, capture?).await.ok()?.ok()
 }
 
-impl HasKey for RequestEvent {
-    fn key(&self) -> &str {
-        &self.request_id
+/// The captured body; one that did not finish is flagged truncated, and one never seen is
+/// empty and flagged, so neither compares as a whole body.
+fn body_of(captured: Option<Captured>) -> CapturedBody {
+    match captured {
+        Some(Captured { body, complete: true, .. }) => body,
+        Some(Captured { mut body, complete: false, .. }) => {
+            body.truncated = true;
+            body
+        }
+        None => CapturedBody { truncated: true, ..CapturedBody::empty() },
     }
 }
 
-impl HasKey for ResponseEvent {
-    fn key(&self) -> &str {
-        &self.request_id
-    }
+fn headers_of(headers: &HeaderMap) -> Vec<Header> {
+    headers.iter().map(|(name, value)| Header::new(name.as_str(), value.as_bytes())).collect()
 }

@@ -18,7 +18,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 pub use json_path::{InvalidJsonPath, JsonPath};
-pub use seal::{SealError, Sealer};
+pub use seal::{SEALED_PREFIX, SealError, Sealer};
 
 use crate::event::{CapturedBody, Header, header_value};
 

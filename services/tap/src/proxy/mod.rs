@@ -1,0 +1,166 @@
+//! The client path: keep or mint the request id, resolve the route and the capture
+//! decision, stream the request to the upstream and its response back, teeing both bodies
+//! for capture. Nothing here waits on Kafka: finished captures go to the publisher in the
+//! background.
+
+mod upgrade;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use shadowdiff_core::event::now_ms;
+use shadowdiff_core::{ErrorKind, RequestId};
+
+use crate::capture::Tee;
+use crate::config::{Mode, TapConfig, TapSection};
+use crate::publish::{Exchange, Outcome, Publisher};
+use crate::route::{Resolved, Routes};
+use crate::{events, hop};
+
+/// Marks a request the mirror replayed; a sidecar captures only these.
+const SHADOW_ROLE: &str = "x-shadow-role";
+
+pub(crate) type UpstreamClient = Client<HttpConnector, Tee<Body>>;
+
+#[derive(Debug)]
+pub(crate) struct Proxy {
+    config: TapSection,
+    id_header: HeaderName,
+    client: UpstreamClient,
+    routes: Routes,
+    publisher: Publisher,
+}
+
+impl Proxy {
+    pub(crate) fn new(config: TapConfig, publisher: Publisher) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.tap.upstream_timeout));
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        // Checked by `TapConfig::validate` before start-up; the fallback is never taken.
+        let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
+            .unwrap_or(HeaderName::from_static("x-request-id"));
+        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, client, publisher }
+    }
+
+    pub(crate) fn upstream(&self) -> &url::Url {
+        &self.config.upstream
+    }
+
+    pub(crate) async fn flush(&self) {
+        self.publisher.flush().await;
+    }
+
+    /// The upstream URI for a client request's path and query.
+    fn upstream_uri(&self, uri: &Uri) -> Result<Uri, http::Error> {
+        let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let base = self.config.upstream.as_str().trim_end_matches('/');
+        Ok(format!("{base}{path_and_query}").parse::<Uri>()?)
+    }
+
+    /// Headers as forwarded: hop-by-hop removed, the request id set.
+    fn forward_headers(&self, mut headers: HeaderMap, id: &RequestId) -> HeaderMap {
+        hop::strip(&mut headers);
+        self.set_id(&mut headers, id);
+        headers
+    }
+
+    fn set_id(&self, headers: &mut HeaderMap, id: &RequestId) {
+        // Valid ids are visible ASCII, so this conversion always succeeds.
+        if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+            headers.insert(self.id_header.clone(), value);
+        }
+    }
+
+    fn captures(&self, route: &Resolved, headers: &HeaderMap) -> bool {
+        route.capture && (self.config.mode == Mode::Ingress || headers.contains_key(SHADOW_ROLE))
+    }
+}
+
+pub(crate) fn app(proxy: Arc<Proxy>) -> Router {
+    Router::new().fallback(handle).with_state(proxy)
+}
+
+async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+    let received_ms = now_ms();
+    let id = RequestId::keep_or_mint(request.headers().get(&proxy.id_header).and_then(|v| v.to_str().ok()));
+    if upgrade::requested(request.headers()) {
+        return upgrade::pass_through(&proxy, request, &id).await;
+    }
+    let route = proxy.routes.resolve(request.uri().path(), &id);
+    let capture = proxy.captures(&route, request.headers());
+    let (parts, body) = request.into_parts();
+    let Ok(uri) = proxy.upstream_uri(&parts.uri) else {
+        return (StatusCode::BAD_REQUEST, "invalid request target\n").into_response();
+    };
+    let (body, request_capture) = Tee::new(body, capture.then_some(route.cap));
+    let authority = parts
+        .uri
+        .authority()
+        .map(ToString::to_string)
+        .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
+        .unwrap_or_default();
+    let headers = proxy.forward_headers(parts.headers, &id);
+    let mut upstream = http::Request::new(body);
+    *upstream.method_mut() = parts.method.clone();
+    *upstream.uri_mut() = uri;
+    *upstream.headers_mut() = headers.clone();
+    events::request_started(&route.label);
+
+    let started = Instant::now();
+    let exchange = Exchange {
+        id: id.clone(),
+        received_ms,
+        route: route.template,
+        method: parts.method,
+        uri: parts.uri,
+        authority,
+        headers,
+        request_capture,
+        started,
+    };
+    let response = tokio::time::timeout(proxy.config.upstream_timeout, proxy.client.request(upstream)).await;
+    match response {
+        Ok(Ok(response)) => {
+            let (mut parts, body) = response.into_parts();
+            let (body, response_capture) = Tee::new(body, capture.then_some(route.cap));
+            events::proxied(&route.label, parts.status.as_u16());
+            if capture {
+                let outcome =
+                    Outcome::Response { status: parts.status, headers: parts.headers.clone(), response_capture };
+                proxy.publisher.publish_after(exchange, outcome);
+            }
+            hop::strip(&mut parts.headers);
+            proxy.set_id(&mut parts.headers, &id);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Ok(Err(error)) => {
+            let kind = if error.is_connect() { ErrorKind::Connect } else { ErrorKind::Reset };
+            events::upstream_failed(&route.label, kind, &error);
+            failed(&proxy, exchange, capture, kind, &id)
+        }
+        Err(_elapsed) => {
+            events::upstream_failed(&route.label, ErrorKind::Timeout, &"no response head within the deadline");
+            failed(&proxy, exchange, capture, ErrorKind::Timeout, &id)
+        }
+    }
+}
+
+/// 502 for a failed upstream, 504 for a slow one; published as the primary's answer too.
+fn failed(proxy: &Proxy, exchange: Exchange, capture: bool, kind: ErrorKind, id: &RequestId) -> Response {
+    if capture {
+        proxy.publisher.publish_after(exchange, Outcome::Failed(kind));
+    }
+    let status = if kind == ErrorKind::Timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+    let mut response = (status, "upstream unavailable\n").into_response();
+    proxy.set_id(response.headers_mut(), id);
+    response
+}
