@@ -3,7 +3,9 @@
 //! ([`pipeline`]), and a deadline-bound wait ([`eventually`]). Scenarios live in `tests/`.
 
 pub mod infra;
+pub mod kafka;
 pub mod pipeline;
+pub mod tap;
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

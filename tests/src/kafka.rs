@@ -1,0 +1,33 @@
+//! Reading what the services published, straight from the broker.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::OwnedMessage;
+use shadowdiff_runtime::kafka::KafkaConfig;
+
+use crate::unique;
+
+/// Reads `topic` from the beginning until `done(messages)` holds, or panics after
+/// `timeout` saying how many messages arrived.
+pub async fn read_until(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[OwnedMessage]) -> bool,
+) -> Vec<OwnedMessage> {
+    let consumer: StreamConsumer = KafkaConfig { brokers: brokers.to_owned(), ..KafkaConfig::default() }
+        .consumer(&unique("reader"))
+        .unwrap_or_else(|e| panic!("consumer: {e}"));
+    consumer.subscribe(&[topic]).unwrap_or_else(|e| panic!("subscribe {topic}: {e}"));
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&messages) {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => messages.push(message.detach()),
+            Ok(Err(error)) => panic!("reading {topic}: {error}"),
+            Err(_) => panic!("timed out after {timeout:?} reading {topic}: {} messages arrived", messages.len()),
+        }
+    }
+    messages
+}

@@ -1,0 +1,74 @@
+//! One tap, in this process, on its own topics, in front of a given upstream.
+
+use std::net::SocketAddr;
+
+use shadowdiff_runtime::CancellationToken;
+use shadowdiff_runtime::config::load_str;
+use shadowdiff_tap::{Tap, TapConfig};
+
+use crate::unique;
+
+pub struct TapUnderTest {
+    pub url: String,
+    pub admin_url: String,
+    pub requests: String,
+    pub responses: String,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for TapUnderTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TapUnderTest").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl TapUnderTest {
+    /// Starts a tap for `upstream`; `tap_extra` is TOML appended inside `[tap]`, `extra`
+    /// is TOML appended after the generated sections (e.g. more `[kafka]` keys go there
+    /// through `kafka_extra`).
+    pub async fn start(brokers: &str, upstream: SocketAddr, tap_extra: &str, kafka_extra: &str) -> Self {
+        let id = unique("tap");
+        let requests = format!("{id}.requests");
+        let responses = format!("{id}.responses");
+        let text = format!(
+            "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\nid = \"tap-test\"\n{tap_extra}\n\
+             [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n{kafka_extra}\n\
+             [topics]\nrequests = \"{requests}\"\nresponses = \"{responses}\"\ndead_letter = \"{id}.dead-letter\"\npartitions = 2\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n"
+        );
+        let config: TapConfig = load_str(&text, "tap test config", Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        let shutdown = CancellationToken::new();
+        let tap = Tap::bind(config, shutdown.clone()).await.unwrap_or_else(|e| panic!("tap: {e}"));
+        let url = format!("http://{}", tap.local_addr());
+        let admin_url = format!("http://{}", tap.admin_addr());
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            if let Err(error) = tap.run(stop).await {
+                eprintln!("tap failed: {error}");
+            }
+        });
+        Self { url, admin_url, requests, responses, shutdown, task }
+    }
+
+    /// The value of a counter on the tap's `/metrics` page (summed over its label sets
+    /// matching `labels`), 0 when absent.
+    pub async fn counter(&self, name: &str, labels: &str) -> f64 {
+        let page = reqwest::get(format!("{}/metrics", self.admin_url))
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .unwrap_or_else(|e| panic!("metrics: {e}"))
+            .text()
+            .await
+            .unwrap_or_default();
+        page.lines()
+            .filter(|line| line.starts_with(name) && line.contains(labels))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.task).await;
+    }
+}
