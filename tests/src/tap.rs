@@ -37,6 +37,10 @@ impl TapUnderTest {
              [topics]\nrequests = \"{requests}\"\nresponses = \"{responses}\"\ndead_letter = \"{id}.dead-letter\"\npartitions = 2\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n"
         );
+        shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {
+            level: "warn,shadowdiff=info,librdkafka=warn".into(),
+            ..Default::default()
+        });
         let config: TapConfig = load_str(&text, "tap test config", Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         let shutdown = CancellationToken::new();
         let tap = Tap::bind(config, shutdown.clone()).await.unwrap_or_else(|e| panic!("tap: {e}"));

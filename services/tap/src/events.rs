@@ -75,3 +75,8 @@ pub(crate) fn upstream_failed(route: &str, kind: ErrorKind, error: &dyn std::fmt
 pub(crate) fn upgraded() {
     metrics::counter!("shadowdiff_tap_upgrades_total").increment(1);
 }
+
+pub(crate) fn producer_replaced() {
+    metrics::counter!("shadowdiff_tap_producer_replaced_total").increment(1);
+    tracing::warn!("the producer kept failing while the broker answered; replaced it with a fresh one");
+}

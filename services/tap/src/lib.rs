@@ -11,6 +11,7 @@ mod capture;
 pub mod config;
 mod events;
 mod hop;
+mod producer;
 mod proxy;
 mod publish;
 mod route;

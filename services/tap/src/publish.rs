@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{FutureRecord, Producer};
 use shadowdiff_core::codec::Event;
 use shadowdiff_core::event::now_ms;
 use shadowdiff_core::redact::Redactor;
@@ -21,6 +21,7 @@ use crate::TapError;
 use crate::capture::Captured;
 use crate::config::{Mode, TapConfig};
 use crate::events::{self, DropReason};
+use crate::producer::SupervisedProducer;
 
 /// How long shutdown waits for queued events to reach the broker.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
@@ -55,7 +56,7 @@ pub(crate) enum Outcome {
 
 #[derive(Clone)]
 pub(crate) struct Publisher {
-    producer: FutureProducer,
+    producer: Arc<SupervisedProducer>,
     codec: Arc<EventCodec>,
     redactor: Arc<Redactor>,
     requests: Arc<str>,
@@ -74,7 +75,7 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     pub(crate) fn new(config: &TapConfig, codec: Arc<EventCodec>, health: Health) -> Result<Self, TapError> {
         Ok(Self {
-            producer: config.kafka.producer().map_err(TapError::Producer)?,
+            producer: Arc::new(SupervisedProducer::new(&config.kafka).map_err(TapError::Producer)?),
             codec,
             redactor: Arc::new(config.tap.redaction.redactor().map_err(TapError::Redaction)?),
             requests: config.topics.requests.as_str().into(),
@@ -149,10 +150,14 @@ impl Publisher {
         };
         let record = FutureRecord::to(topic).key(key).payload(&payload);
         let queued = Instant::now();
-        match self.producer.send_result(record) {
+        let producer = self.producer.get();
+        match producer.send_result(record) {
             Ok(delivery) => {
+                let supervisor = self.producer.clone();
                 tokio::spawn(async move {
-                    match delivery.await {
+                    let delivered = delivery.await;
+                    supervisor.delivered(matches!(delivered, Ok(Ok(_))));
+                    match delivered {
                         Ok(Ok(_)) => events::published(queued.elapsed()),
                         Ok(Err((error, _))) => events::dropped(DropReason::Delivery, &error),
                         Err(canceled) => events::dropped(DropReason::Delivery, &canceled),
@@ -167,10 +172,11 @@ impl Publisher {
                 events::dropped(reason, &error);
             }
         }
-        events::queue_depth(self.producer.in_flight_count());
+        events::queue_depth(producer.in_flight_count());
     }
 
-    /// Keeps the `kafka` readiness check current until shutdown. Proxying never depends on it.
+    /// Keeps the `kafka` readiness check current until shutdown, and replaces the producer
+    /// when it is stuck while the broker answers. Proxying never depends on either.
     pub(crate) fn watch_broker(&self, shutdown: CancellationToken) {
         let producer = self.producer.clone();
         let health = self.health.clone();
@@ -178,12 +184,17 @@ impl Publisher {
         tokio::spawn(async move {
             loop {
                 let probe = producer.clone();
-                let reachable = tokio::task::spawn_blocking(move || {
-                    probe.client().fetch_metadata(None, Duration::from_secs(2)).is_ok()
-                })
-                .await
-                .unwrap_or(false);
+                let (reachable, stuck) =
+                    tokio::task::spawn_blocking(move || (probe.broker_reachable(Duration::from_secs(2)), probe.stuck()))
+                        .await
+                        .unwrap_or((false, false));
                 health.set("kafka", reachable);
+                if reachable && stuck {
+                    match producer.replace() {
+                        Ok(()) => events::producer_replaced(),
+                        Err(error) => tracing::warn!(%error, "cannot build a new producer; keeping the stuck one"),
+                    }
+                }
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(BROKER_CHECK_INTERVAL) => {}
@@ -194,7 +205,7 @@ impl Publisher {
 
     /// Waits (bounded) for queued events to be delivered; what is left is counted as dropped.
     pub(crate) async fn flush(&self) {
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         let flushed = tokio::task::spawn_blocking(move || {
             let result = producer.flush(FLUSH_DEADLINE);
             (result, producer.in_flight_count())
