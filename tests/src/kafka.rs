@@ -2,8 +2,9 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::message::OwnedMessage;
+use shadowdiff_runtime::kafka::Consumer;
 use shadowdiff_runtime::kafka::KafkaConfig;
 
 use crate::unique;
@@ -16,7 +17,7 @@ pub async fn read_until(
     timeout: Duration,
     done: impl Fn(&[OwnedMessage]) -> bool,
 ) -> Vec<OwnedMessage> {
-    let consumer: StreamConsumer = KafkaConfig { brokers: brokers.to_owned(), ..KafkaConfig::default() }
+    let consumer: Consumer = KafkaConfig { brokers: brokers.to_owned(), ..KafkaConfig::default() }
         .consumer(&unique("reader"))
         .unwrap_or_else(|e| panic!("consumer: {e}"));
     consumer.subscribe(&[topic]).unwrap_or_else(|e| panic!("subscribe {topic}: {e}"));

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use clickhouse::Row;
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer as _;
 use serde::Deserialize;
 use shadowdiff_demo::backend::{self, Behavior};
 use shadowdiff_demo::traffic;
+use shadowdiff_runtime::kafka::Consumer;
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::pipeline::{Backends, CANDIDATE, Pipeline};
 use shadowdiff_tests::{eventually, unique};
@@ -172,7 +173,7 @@ async fn malformed_events_go_to_the_dead_letter_topic_with_their_reason() {
     })
     .await;
 
-    let producer: rdkafka::producer::FutureProducer =
+    let producer: shadowdiff_runtime::kafka::Producer =
         shadowdiff_runtime::kafka::KafkaConfig { brokers: infra.brokers.clone(), ..Default::default() }
             .producer()
             .unwrap();
@@ -181,7 +182,7 @@ async fn malformed_events_go_to_the_dead_letter_topic_with_their_reason() {
     producer.send(garbage, Duration::from_secs(10)).await.map_err(|(e, _)| e).unwrap();
 
     // Both consumers of the request topic dead-letter it, each saying who and why.
-    let consumer: StreamConsumer =
+    let consumer: Consumer =
         shadowdiff_runtime::kafka::KafkaConfig { brokers: infra.brokers.clone(), ..Default::default() }
             .consumer(&unique("dlq-reader"))
             .unwrap();

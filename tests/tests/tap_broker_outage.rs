@@ -10,7 +10,8 @@ use axum::routing::get;
 use std::collections::BTreeSet;
 
 use rdkafka::Message;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::Consumer as _;
+use shadowdiff_runtime::kafka::Consumer;
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
 use shadowdiff_tests::broker::PrivateBroker;
 use shadowdiff_tests::eventually;
@@ -75,7 +76,7 @@ async fn a_broker_outage_never_reaches_the_client_and_publishing_resumes() {
     KafkaConfig { brokers: broker.brokers(), ..KafkaConfig::default() }.ensure_topics(&topics).await.unwrap();
     // The producer reconnects on its own; until it has, events may still time out. Send a
     // fresh batch every round until one arrives whole on both topics.
-    let consumer: StreamConsumer =
+    let consumer: Consumer =
         KafkaConfig { brokers: broker.brokers(), ..KafkaConfig::default() }.consumer("outage-reader").unwrap();
     consumer.subscribe(&[tap.requests.as_str(), tap.responses.as_str()]).unwrap();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();

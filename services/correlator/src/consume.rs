@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use shadowdiff_core::EventCodec;
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
-use shadowdiff_runtime::kafka::{DeadLetter, events as kafka_events};
+use shadowdiff_runtime::kafka::{Consumer, DeadLetter, events as kafka_events};
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 
 use crate::config::{CorrelatorConfig, CorrelatorSection};
@@ -21,7 +21,7 @@ use crate::sink::{Batch, Sink, rows};
 use crate::{CorrelatorError, events};
 
 pub(crate) struct Correlator {
-    consumer: StreamConsumer,
+    consumer: Consumer,
     state: State,
 }
 
@@ -138,7 +138,7 @@ impl State {
         Ok(())
     }
 
-    async fn flush(&mut self, consumer: &StreamConsumer, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+    async fn flush(&mut self, consumer: &Consumer, shutdown: &CancellationToken) -> Result<(), Interrupted> {
         for exchange in self.joiner.expire(Instant::now()) {
             let outcomes = rows::add_exchange(&mut self.batch, exchange, self.config.max_value_bytes);
             events::finalized(&outcomes);
@@ -165,7 +165,7 @@ impl State {
         Ok(())
     }
 
-    fn commit(&mut self, consumer: &StreamConsumer, mode: CommitMode) {
+    fn commit(&mut self, consumer: &Consumer, mode: CommitMode) {
         let advanced = self.offsets.advance();
         if advanced.is_empty() {
             return;

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::HeaderName;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use shadowdiff_core::{EventCodec, RequestEvent, ResponseEvent};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
-use shadowdiff_runtime::kafka::{DeadLetter, events as kafka_events};
+use shadowdiff_runtime::kafka::{Consumer, DeadLetter, Producer, events as kafka_events};
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 
 use crate::config::MirrorConfig;
@@ -24,8 +24,8 @@ use crate::{MirrorError, events};
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Mirror {
-    consumer: StreamConsumer,
-    producer: FutureProducer,
+    consumer: Consumer,
+    producer: Producer,
     dead_letter: DeadLetter,
     codec: EventCodec,
     replayers: Vec<Replayer>,

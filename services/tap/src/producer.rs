@@ -7,15 +7,15 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::client::Client;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer as _;
 use shadowdiff_core::event::now_ms;
 use shadowdiff_runtime::kafka::KafkaConfig;
+use shadowdiff_runtime::kafka::Producer;
 
 pub(crate) struct SupervisedProducer {
     config: KafkaConfig,
-    current: RwLock<FutureProducer>,
+    current: RwLock<Producer>,
     last_ok_ms: AtomicI64,
     failures_since_ok: AtomicU64,
 }
@@ -37,7 +37,7 @@ impl SupervisedProducer {
     }
 
     /// The producer to send with now (a cheap handle clone).
-    pub(crate) fn get(&self) -> FutureProducer {
+    pub(crate) fn get(&self) -> Producer {
         // Only `replace` writes, and it cannot panic while holding the lock.
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
@@ -54,8 +54,7 @@ impl SupervisedProducer {
     /// Whether the broker answers a metadata request within `timeout` (blocking).
     pub(crate) fn broker_reachable(&self, timeout: Duration) -> bool {
         let producer = self.get();
-        let client: &Client<_> = producer.client();
-        client.fetch_metadata(None, timeout).is_ok()
+        producer.client().fetch_metadata(None, timeout).is_ok()
     }
 
     /// Stuck: a fatal error, or only failed deliveries for longer than twice the message
@@ -72,12 +71,13 @@ impl SupervisedProducer {
     /// Swaps in a fresh producer; the old one's queue is given up (it was failing anyway).
     pub(crate) fn replace(&self) -> Result<(), KafkaError> {
         let fresh = self.config.producer()?;
-        let old = std::mem::replace(&mut *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner), fresh);
+        let old =
+            std::mem::replace(&mut *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner), fresh);
         self.last_ok_ms.store(now_ms(), Ordering::Relaxed);
         self.failures_since_ok.store(0, Ordering::Relaxed);
         // Dropping a producer purges and waits on its queue: off the async workers.
         tokio::task::spawn_blocking(move || {
-            let _ = old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+            old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
             drop(old);
         });
         Ok(())

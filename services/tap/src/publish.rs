@@ -184,10 +184,11 @@ impl Publisher {
         tokio::spawn(async move {
             loop {
                 let probe = producer.clone();
-                let (reachable, stuck) =
-                    tokio::task::spawn_blocking(move || (probe.broker_reachable(Duration::from_secs(2)), probe.stuck()))
-                        .await
-                        .unwrap_or((false, false));
+                let (reachable, stuck) = tokio::task::spawn_blocking(move || {
+                    (probe.broker_reachable(Duration::from_secs(2)), probe.stuck())
+                })
+                .await
+                .unwrap_or((false, false));
                 health.set("kafka", reachable);
                 if reachable && stuck {
                     match producer.replace() {

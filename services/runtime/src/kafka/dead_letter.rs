@@ -4,13 +4,15 @@ use std::time::Duration;
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
+
+use super::Producer;
 
 /// Publishes messages that could not be processed to the dead-letter topic, unchanged, with
 /// the reason and their origin in headers, so nothing bad input carries is lost.
 #[derive(Clone)]
 pub struct DeadLetter {
-    producer: FutureProducer,
+    producer: Producer,
     topic: String,
     service: &'static str,
 }
@@ -32,7 +34,7 @@ pub mod dead_letter_headers {
 }
 
 impl DeadLetter {
-    pub fn new(producer: FutureProducer, topic: impl Into<String>, service: &'static str) -> Self {
+    pub fn new(producer: Producer, topic: impl Into<String>, service: &'static str) -> Self {
         Self { producer, topic: topic.into(), service }
     }
 

@@ -9,19 +9,18 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::StreamConsumer;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
 
 use crate::config::serde_duration;
 
+mod context;
 mod dead_letter;
 pub mod events;
 
+pub use context::{Consumer, KafkaContext, Producer};
 pub use dead_letter::{DeadLetter, dead_letter_headers};
 
 /// `[kafka]`: how to reach the brokers.
@@ -144,7 +143,7 @@ impl KafkaConfig {
 
     /// An idempotent, lz4-compressing producer that partitions keys like the Java client
     /// (`murmur2_random`), so co-partitioning holds whichever client produced.
-    pub fn producer(&self) -> Result<FutureProducer, KafkaError> {
+    pub fn producer(&self) -> Result<Producer, KafkaError> {
         let mut config = self.client_config();
         config
             .set("enable.idempotence", "true")
@@ -153,12 +152,12 @@ impl KafkaConfig {
             .set("linger.ms", self.linger.as_millis().to_string())
             .set("message.timeout.ms", self.message_timeout.as_millis().to_string());
         self.apply_overrides(&mut config);
-        config.create()
+        config.create_with_context(KafkaContext)
     }
 
     /// A group consumer that never commits on its own: offsets are stored or committed by
     /// the service only after the downstream write is acknowledged.
-    pub fn consumer(&self, group: &str) -> Result<StreamConsumer, KafkaError> {
+    pub fn consumer(&self, group: &str) -> Result<Consumer, KafkaError> {
         let mut config = self.client_config();
         config
             .set("group.id", group)
@@ -167,14 +166,14 @@ impl KafkaConfig {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false");
         self.apply_overrides(&mut config);
-        config.create()
+        config.create_with_context(KafkaContext)
     }
 
     /// Creates each topic that does not exist yet. Existing topics are left as they are.
     pub async fn ensure_topics(&self, topics: &TopicsConfig) -> Result<(), TopicError> {
         let mut config = self.client_config();
         self.apply_overrides(&mut config);
-        let admin: AdminClient<DefaultClientContext> = config.create().map_err(TopicError::Client)?;
+        let admin: AdminClient<KafkaContext> = config.create_with_context(KafkaContext).map_err(TopicError::Client)?;
         let names = [&topics.requests, &topics.responses, &topics.dead_letter];
         let new: Vec<_> = names
             .iter()

@@ -1,0 +1,63 @@
+//! The client context every shadowdiff Kafka client uses: librdkafka's own log lines and
+//! error callbacks go through a rate limiter (a broker outage makes librdkafka report every
+//! failed reconnect) and every error is counted.
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+
+use crate::telemetry::LogLimiter;
+
+/// The producer type every service uses.
+pub type Producer = FutureProducer<KafkaContext>;
+/// The consumer type every service uses.
+pub type Consumer = StreamConsumer<KafkaContext>;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KafkaContext;
+
+static CLIENT_LOG: LogLimiter = LogLimiter::new();
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                if CLIENT_LOG.allow() {
+                    tracing::error!(target: "librdkafka", facility, message, "librdkafka (at most one line a second)");
+                }
+            }
+            RDKafkaLogLevel::Warning => {
+                if CLIENT_LOG.allow() {
+                    tracing::warn!(target: "librdkafka", facility, message, "librdkafka (at most one line a second)");
+                }
+            }
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", facility, message),
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, message),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code().map_or("other", |code| code_label(code));
+        metrics::counter!("shadowdiff_kafka_client_errors_total", "code" => code).increment(1);
+        if CLIENT_LOG.allow() {
+            tracing::warn!(target: "librdkafka", %error, reason, "kafka client error (at most one line a second)");
+        }
+    }
+}
+
+impl ConsumerContext for KafkaContext {}
+
+/// A bounded label for the error codes an outage produces; the rest are `other`.
+fn code_label(code: rdkafka::types::RDKafkaErrorCode) -> &'static str {
+    use rdkafka::types::RDKafkaErrorCode as C;
+    match code {
+        C::BrokerTransportFailure => "transport",
+        C::AllBrokersDown => "all_brokers_down",
+        C::MessageTimedOut => "timed_out",
+        C::Resolve => "resolve",
+        C::Authentication => "authentication",
+        _ => "other",
+    }
+}
