@@ -18,7 +18,7 @@ state="${SHADOWDIFF_STATE_DIR:-$repo/.local}"
 brokers="${SHADOWDIFF_KAFKA_BROKERS:-127.0.0.1:9092}"
 ch_url="${SHADOWDIFF_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
 partitions="${SHADOWDIFF_TOPICS_PARTITIONS:-6}"
-topics=(shadowdiff.requests shadowdiff.responses shadowdiff.dead-letter)
+topics=(shadowdiff.requests shadowdiff.responses shadowdiff.dead-letter shadowdiff.outbound)
 tansu_version="0.6.0"
 
 kafka_host="${brokers%%,*}"; kafka_port="${kafka_host##*:}"; kafka_host="${kafka_host%:*}"

@@ -34,7 +34,8 @@ impl TapUnderTest {
         let text = format!(
             "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\nid = \"tap-test\"\n{tap_extra}\n\
              [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n{kafka_extra}\n\
-             [topics]\nrequests = \"{requests}\"\nresponses = \"{responses}\"\ndead_letter = \"{id}.dead-letter\"\npartitions = 2\n\
+             [topics]\nrequests = \"{requests}\"\nresponses = \"{responses}\"\ndead_letter = \"{id}.dead-letter\"\n\
+             outbound = \"{id}.outbound\"\npartitions = 2\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n"
         );
         shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {

@@ -286,3 +286,65 @@ async fn h2c_clients_are_served() {
     assert_eq!(request.body.bytes, b"over h2c");
     tap.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sidecar_publishes_only_mirrored_requests_under_its_role() {
+    let infra = Infra::get().await;
+    let mode = "[tap.mode]\nkind = \"sidecar\"\nrole = \"candidate\"\ndeployment = \"v2\"";
+    let tap = tap(&infra, backend().await, mode).await;
+    let client = reqwest::Client::new();
+    for (id, mirrored) in [("side-0", false), ("side-1", true)] {
+        let mut request = client.post(format!("{}/echo", tap.url)).header("x-request-id", id).body(id);
+        if mirrored {
+            request = request.header("x-shadow-role", "candidate").header("x-shadow-deployment", "v2");
+        }
+        assert_eq!(request.send().await.unwrap().text().await.unwrap(), id);
+    }
+    let codec = EventCodec::new().unwrap();
+    let responses = read_until(&infra.brokers, &tap.responses, DEADLINE, |ms| !with_key(ms, "side-1").is_empty()).await;
+    assert!(with_key(&responses, "side-0").is_empty(), "traffic that was not mirrored is not published");
+    let event: ResponseEvent = codec.decode(with_key(&responses, "side-1")[0].payload().unwrap()).unwrap();
+    assert_eq!(
+        (event.role, event.deployment.as_str(), event.status),
+        (shadowdiff_core::Role::Candidate, "v2", Some(200))
+    );
+    assert_eq!(event.body.bytes, b"side-1");
+    tap.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_egress_tap_publishes_outbound_calls_linked_to_their_request() {
+    let infra = Infra::get().await;
+    let upstream = backend().await;
+    let mode = "[tap.mode]\nkind = \"egress\"\nrole = \"candidate\"\ndeployment = \"v2\"";
+    // The upstream given here is ignored in egress mode: each call names its own.
+    let tap = tap(&infra, upstream, mode).await;
+    let client = reqwest::Client::builder().proxy(reqwest::Proxy::http(&tap.url).unwrap()).build().unwrap();
+    let response = client
+        .post(format!("http://{upstream}/echo?via=proxy"))
+        .header("x-request-id", "orig-7")
+        .body("outbound payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "outbound payload");
+    let unlinked = client.post(format!("http://{upstream}/echo")).body("no id").send().await.unwrap();
+    assert_eq!(unlinked.status(), 200);
+
+    let outbound = format!("{}.outbound", tap.requests.trim_end_matches(".requests"));
+    let calls = read_until(&infra.brokers, &outbound, DEADLINE, |ms| ms.len() >= 2).await;
+    let codec = EventCodec::new().unwrap();
+    let calls: Vec<shadowdiff_core::OutboundCallEvent> =
+        calls.iter().map(|m| codec.decode(m.payload().unwrap()).unwrap()).collect();
+    let linked = calls.iter().find(|c| c.linked).expect("the call that carried a request id");
+    assert_eq!(linked.request_id, "orig-7");
+    assert_eq!((linked.role, linked.deployment.as_str()), (shadowdiff_core::Role::Candidate, "v2"));
+    assert_eq!(linked.request.path, "/echo");
+    assert_eq!(linked.request.query.as_deref(), Some("via=proxy"));
+    assert_eq!(linked.request.authority, upstream.to_string());
+    assert_eq!(linked.request.body.bytes, b"outbound payload");
+    assert_eq!((linked.response.status, linked.response.body.bytes.as_slice()), (Some(200), &b"outbound payload"[..]));
+    let unlinked = calls.iter().find(|c| !c.linked).expect("the call without a request id");
+    assert_ne!(unlinked.request_id, "orig-7");
+    tap.stop().await;
+}

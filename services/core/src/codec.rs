@@ -13,7 +13,7 @@
 use apache_avro::{Schema, headers::HeaderBuilder, headers::RabinFingerprintHeader};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::event::{RequestEvent, ResponseEvent};
+use crate::event::{OutboundCallEvent, RequestEvent, ResponseEvent};
 
 const HEADER_LEN: usize = 10;
 const MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -26,6 +26,7 @@ const MAX_ALLOCATION_BYTES: usize = 64 * 1024 * 1024;
 pub enum EventKind {
     Request,
     Response,
+    OutboundCall,
 }
 
 /// An event type with a schema in `schemas/avro`.
@@ -39,6 +40,10 @@ impl Event for RequestEvent {
 
 impl Event for ResponseEvent {
     const KIND: EventKind = EventKind::Response;
+}
+
+impl Event for OutboundCallEvent {
+    const KIND: EventKind = EventKind::OutboundCall;
 }
 
 /// The schemas of one event family: the current one (used to write and to read into) and
@@ -119,6 +124,7 @@ impl DecodeError {
 pub struct EventCodec {
     request: Family,
     response: Family,
+    outbound_call: Family,
 }
 
 impl EventCodec {
@@ -131,6 +137,7 @@ impl EventCodec {
                 &[include_str!("../../../schemas/avro/previous/request_event.v1.avsc")],
             )?,
             response: Family::parse(include_str!("../../../schemas/avro/response_event.avsc"), &[])?,
+            outbound_call: Family::parse(include_str!("../../../schemas/avro/outbound_call_event.avsc"), &[])?,
         })
     }
 
@@ -138,6 +145,7 @@ impl EventCodec {
         match kind {
             EventKind::Request => &self.request,
             EventKind::Response => &self.response,
+            EventKind::OutboundCall => &self.outbound_call,
         }
     }
 

@@ -30,9 +30,12 @@ pub struct TapConfig {
 pub struct TapSection {
     /// Where clients connect, e.g. `0.0.0.0:8080`. HTTP/1.1 and h2c.
     pub listen: SocketAddr,
-    /// The upstream's base URL, e.g. `http://127.0.0.1:8081`.
-    pub upstream: url::Url,
-    /// `ingress` in front of the primary; `sidecar` in front of a secondary or candidate.
+    /// The upstream's base URL, e.g. `http://127.0.0.1:8081`. Not used in egress mode,
+    /// where each call names its own.
+    #[serde(default)]
+    pub upstream: Option<url::Url>,
+    /// `ingress` in front of the primary; `sidecar` in front of a secondary or candidate;
+    /// `egress` as the HTTP proxy of a deployment's outbound calls.
     #[serde(default)]
     pub mode: Mode,
     /// Names this tap instance in every event it publishes.
@@ -69,6 +72,29 @@ pub enum Mode {
     /// In front of a shadow: publishes the responses to mirrored requests (those carrying
     /// `X-Shadow-Role`) under this role and deployment.
     Sidecar { role: SidecarRole, deployment: String },
+    /// The HTTP proxy (`http_proxy`) of a deployment's outbound calls: each call is
+    /// forwarded to the absolute URL it names and published as an outbound-call event,
+    /// linked to the originating request by the request-id header the deployment propagates.
+    Egress { role: EgressRole, deployment: String },
+}
+
+/// Who makes the outbound calls an egress tap sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EgressRole {
+    Primary,
+    Secondary,
+    Candidate,
+}
+
+impl From<EgressRole> for Role {
+    fn from(role: EgressRole) -> Self {
+        match role {
+            EgressRole::Primary => Self::Primary,
+            EgressRole::Secondary => Self::Secondary,
+            EgressRole::Candidate => Self::Candidate,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -187,8 +213,14 @@ impl Validate for TapConfig {
         if http::HeaderName::from_bytes(tap.request_id_header.as_bytes()).is_err() {
             errors.push(ConfigError::rule("tap.request_id_header", "is not a valid HTTP header name"));
         }
-        if tap.upstream.scheme() != "http" {
-            errors.push(ConfigError::rule("tap.upstream", "must be an http:// URL"));
+        match (&tap.upstream, &tap.mode) {
+            (Some(url), _) if url.scheme() != "http" => {
+                errors.push(ConfigError::rule("tap.upstream", "must be an http:// URL"));
+            }
+            (None, Mode::Ingress | Mode::Sidecar { .. }) => {
+                errors.push(ConfigError::rule("tap.upstream", "is required unless the tap is in egress mode"));
+            }
+            _ => {}
         }
         if tap.upstream_timeout.is_zero() {
             errors.push(ConfigError::rule("tap.upstream_timeout_ms", "must be > 0"));
@@ -229,7 +261,7 @@ impl Validate for TapConfig {
             },
             (None, true) => {}
         }
-        if let Mode::Sidecar { deployment, .. } = &tap.mode {
+        if let Mode::Sidecar { deployment, .. } | Mode::Egress { deployment, .. } = &tap.mode {
             if deployment.is_empty() {
                 errors.push(ConfigError::rule("tap.mode.deployment", "must not be empty"));
             }

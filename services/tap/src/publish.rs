@@ -12,7 +12,9 @@ use rdkafka::producer::{FutureRecord, Producer};
 use shadowdiff_core::codec::Event;
 use shadowdiff_core::event::now_ms;
 use shadowdiff_core::redact::Redactor;
-use shadowdiff_core::{CapturedBody, ErrorKind, EventCodec, Header, RequestEvent, RequestId, ResponseEvent, Role};
+use shadowdiff_core::{
+    CapturedBody, ErrorKind, EventCodec, Header, OutboundCallEvent, RequestEvent, RequestId, ResponseEvent, Role,
+};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::Health;
 use tokio::sync::oneshot;
@@ -35,6 +37,8 @@ const CAPTURE_DEADLINE: Duration = Duration::from_secs(120);
 #[derive(Debug)]
 pub(crate) struct Exchange {
     pub(crate) id: RequestId,
+    /// Whether the id came with the request (rather than minted here).
+    pub(crate) linked: bool,
     pub(crate) received_ms: i64,
     pub(crate) route: String,
     pub(crate) method: Method,
@@ -61,6 +65,7 @@ pub(crate) struct Publisher {
     redactor: Arc<Redactor>,
     requests: Arc<str>,
     responses: Arc<str>,
+    outbound: Arc<str>,
     tap_id: Arc<str>,
     mode: Mode,
     health: Health,
@@ -80,6 +85,7 @@ impl Publisher {
             redactor: Arc::new(config.tap.redaction.redactor().map_err(TapError::Redaction)?),
             requests: config.topics.requests.as_str().into(),
             responses: config.topics.responses.as_str().into(),
+            outbound: config.topics.outbound.as_str().into(),
             tap_id: config.tap.id.as_str().into(),
             mode: config.tap.mode.clone(),
             health,
@@ -119,6 +125,7 @@ impl Publisher {
         let (role, deployment) = match &self.mode {
             Mode::Ingress => (Role::Primary, "primary".to_owned()),
             Mode::Sidecar { role, deployment } => (Role::from(*role), deployment.clone()),
+            Mode::Egress { role, deployment } => (Role::from(*role), deployment.clone()),
         };
         let mut response = ResponseEvent {
             request_id: id,
@@ -137,10 +144,25 @@ impl Publisher {
         self.redactor.headers(&mut request.headers);
         self.redactor.body(&mut response.body, &response.headers);
         self.redactor.headers(&mut response.headers);
-        if self.mode == Mode::Ingress {
-            self.send(&self.requests, &request.request_id, &request);
+        match &self.mode {
+            Mode::Ingress => {
+                self.send(&self.requests, &request.request_id, &request);
+                self.send(&self.responses, &response.request_id, &response);
+            }
+            Mode::Sidecar { .. } => self.send(&self.responses, &response.request_id, &response),
+            Mode::Egress { .. } => {
+                let call = OutboundCallEvent {
+                    request_id: request.request_id.clone(),
+                    call_id: RequestId::mint().to_string(),
+                    linked: exchange.linked,
+                    deployment: response.deployment.clone(),
+                    role: response.role,
+                    request,
+                    response,
+                };
+                self.send(&self.outbound, &call.request_id, &call);
+            }
         }
-        self.send(&self.responses, &response.request_id, &response);
     }
 
     fn send<E: Event>(&self, topic: &str, key: &str, event: &E) {

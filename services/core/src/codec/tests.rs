@@ -130,3 +130,22 @@ fn every_truncation_and_corruption_is_an_error_not_a_panic() {
     huge.extend_from_slice(&[0x02, b'a', 0xfe, 0xff, 0xff, 0xff, 0x0f]);
     assert!(c.decode::<RequestEvent>(&huge).is_err());
 }
+
+#[test]
+fn outbound_call_round_trips() {
+    let c = codec();
+    let call = crate::event::OutboundCallEvent {
+        request_id: request().request_id,
+        call_id: "call-1".into(),
+        linked: true,
+        deployment: "v2".into(),
+        request: request(),
+        response: ResponseEvent { request_id: request().request_id, status: Some(201), error: None, ..response() },
+        role: Role::Candidate,
+    };
+    assert_eq!(c.decode::<crate::event::OutboundCallEvent>(&c.encode(&call).unwrap()).unwrap(), call);
+    assert!(matches!(
+        c.decode::<RequestEvent>(&c.encode(&call).unwrap()),
+        Err(DecodeError::UnknownSchema(_, EventKind::Request))
+    ));
+}

@@ -120,6 +120,21 @@ pub struct ResponseEvent {
     pub error: Option<ErrorKind>,
 }
 
+/// One outbound HTTP call a deployment made while serving a request
+/// (`schemas/avro/outbound_call_event.avsc`), captured by a tap in egress mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboundCallEvent {
+    /// The originating request's id: the Kafka key, shared with `request.request_id`.
+    pub request_id: String,
+    pub call_id: String,
+    /// False when the call carried no request id and `request_id` was minted.
+    pub linked: bool,
+    pub deployment: String,
+    pub request: RequestEvent,
+    pub response: ResponseEvent,
+    pub role: Role,
+}
+
 /// Milliseconds since the Unix epoch, the unit of every event timestamp.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

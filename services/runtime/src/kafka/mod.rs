@@ -70,6 +70,9 @@ pub struct TopicsConfig {
     pub responses: String,
     #[serde(default = "default_dead_letter")]
     pub dead_letter: String,
+    /// Outbound calls captured by taps in egress mode, keyed by the originating request id.
+    #[serde(default = "default_outbound")]
+    pub outbound: String,
     /// Partition count used when this service creates the topics. Requests and responses
     /// must have the same count: the correlator relies on them being co-partitioned.
     #[serde(default = "default_partitions")]
@@ -90,6 +93,9 @@ fn default_responses() -> String {
 fn default_dead_letter() -> String {
     "shadowdiff.dead-letter".to_owned()
 }
+fn default_outbound() -> String {
+    "shadowdiff.outbound".to_owned()
+}
 const fn default_partitions() -> i32 {
     6
 }
@@ -106,6 +112,7 @@ impl Default for TopicsConfig {
             requests: default_requests(),
             responses: default_responses(),
             dead_letter: default_dead_letter(),
+            outbound: default_outbound(),
             partitions: default_partitions(),
             replication: default_replication(),
             create: true,
@@ -174,7 +181,7 @@ impl KafkaConfig {
         let mut config = self.client_config();
         self.apply_overrides(&mut config);
         let admin: AdminClient<KafkaContext> = config.create_with_context(KafkaContext).map_err(TopicError::Client)?;
-        let names = [&topics.requests, &topics.responses, &topics.dead_letter];
+        let names = [&topics.requests, &topics.responses, &topics.dead_letter, &topics.outbound];
         let new: Vec<_> = names
             .iter()
             .map(|name| NewTopic::new(name, topics.partitions, TopicReplication::Fixed(topics.replication)))

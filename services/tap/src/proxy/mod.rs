@@ -51,19 +51,27 @@ impl Proxy {
         Self { routes: Routes::new(&config.tap), config: config.tap, id_header, client, publisher }
     }
 
-    pub(crate) fn upstream(&self) -> &url::Url {
-        &self.config.upstream
+    pub(crate) fn upstream(&self) -> &str {
+        self.config.upstream.as_ref().map_or("(each call's own, egress)", url::Url::as_str)
     }
 
     pub(crate) async fn flush(&self) {
         self.publisher.flush().await;
     }
 
-    /// The upstream URI for a client request's path and query.
-    fn upstream_uri(&self, uri: &Uri) -> Result<Uri, http::Error> {
+    /// Where a request goes: the configured upstream plus its path and query, or in egress
+    /// mode the absolute `http://` URL the deployment asked its proxy for.
+    fn upstream_uri(&self, uri: &Uri) -> Result<Uri, &'static str> {
+        if let Mode::Egress { .. } = self.config.mode {
+            return match (uri.scheme_str(), uri.authority()) {
+                (Some("http"), Some(_)) => Ok(uri.clone()),
+                _ => Err("the egress tap is an HTTP proxy: send absolute http:// request targets\n"),
+            };
+        }
         let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let base = self.config.upstream.as_str().trim_end_matches('/');
-        Ok(format!("{base}{path_and_query}").parse::<Uri>()?)
+        // Required outside egress mode by `TapConfig::validate`.
+        let base = self.config.upstream.as_ref().map_or("", |u| u.as_str().trim_end_matches('/'));
+        format!("{base}{path_and_query}").parse::<Uri>().map_err(|_| "invalid request target\n")
     }
 
     /// Headers as forwarded: hop-by-hop removed, the request id set.
@@ -74,6 +82,10 @@ impl Proxy {
     }
 
     fn set_id(&self, headers: &mut HeaderMap, id: &RequestId) {
+        // An egress tap forwards third-party calls as the deployment made them.
+        if let Mode::Egress { .. } = self.config.mode {
+            return;
+        }
         // Valid ids are visible ASCII, so this conversion always succeeds.
         if let Ok(value) = HeaderValue::from_str(id.as_str()) {
             headers.insert(self.id_header.clone(), value);
@@ -81,7 +93,7 @@ impl Proxy {
     }
 
     fn captures(&self, route: &Resolved, headers: &HeaderMap) -> bool {
-        route.capture && (self.config.mode == Mode::Ingress || headers.contains_key(SHADOW_ROLE))
+        route.capture && (!matches!(self.config.mode, Mode::Sidecar { .. }) || headers.contains_key(SHADOW_ROLE))
     }
 }
 
@@ -91,15 +103,18 @@ pub(crate) fn app(proxy: Arc<Proxy>) -> Router {
 
 async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let received_ms = now_ms();
-    let id = RequestId::keep_or_mint(request.headers().get(&proxy.id_header).and_then(|v| v.to_str().ok()));
+    let incoming = request.headers().get(&proxy.id_header).and_then(|v| v.to_str().ok());
+    let linked = incoming.is_some_and(|raw| RequestId::parse(raw).is_ok());
+    let id = RequestId::keep_or_mint(incoming);
     if upgrade::requested(request.headers()) {
         return upgrade::pass_through(&proxy, request, &id).await;
     }
     let route = proxy.routes.resolve(request.uri().path(), &id);
     let capture = proxy.captures(&route, request.headers());
     let (parts, body) = request.into_parts();
-    let Ok(uri) = proxy.upstream_uri(&parts.uri) else {
-        return (StatusCode::BAD_REQUEST, "invalid request target\n").into_response();
+    let uri = match proxy.upstream_uri(&parts.uri) {
+        Ok(uri) => uri,
+        Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
     };
     let (body, request_capture) = Tee::new(body, capture.then_some(route.cap));
     let authority = parts
@@ -118,6 +133,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let started = Instant::now();
     let exchange = Exchange {
         id: id.clone(),
+        linked,
         received_ms,
         route: route.template,
         method: parts.method,

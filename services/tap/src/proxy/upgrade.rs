@@ -26,8 +26,9 @@ pub(super) fn requested(headers: &HeaderMap) -> bool {
 pub(super) async fn pass_through(proxy: &Proxy, mut request: Request, id: &RequestId) -> Response {
     let client_side = hyper::upgrade::on(&mut request);
     let (parts, body) = request.into_parts();
-    let Ok(uri) = proxy.upstream_uri(&parts.uri) else {
-        return (StatusCode::BAD_REQUEST, "invalid request target\n").into_response();
+    let uri = match proxy.upstream_uri(&parts.uri) {
+        Ok(uri) => uri,
+        Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
     };
     let protocol = parts.headers.get(UPGRADE).cloned();
     let mut headers = proxy.forward_headers(parts.headers, id);
