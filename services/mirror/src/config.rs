@@ -42,6 +42,20 @@ pub struct MirrorSection {
     pub capture_max_body_bytes: usize,
     /// Where replays go.
     pub targets: Vec<Target>,
+    /// The taps' `seal_key` (32 bytes, base64): opens sealed headers so replays can
+    /// authenticate. Without it sealed headers are dropped. Set it from a secret:
+    /// `SHADOWDIFF_MIRROR_SEAL_KEY`.
+    #[serde(default)]
+    pub seal_key: Option<String>,
+}
+
+impl MirrorSection {
+    /// The sealer for `seal_key`, if one is set; call after validation.
+    pub fn sealer(&self) -> Option<shadowdiff_core::redact::Sealer> {
+        use base64::Engine;
+        let key = base64::engine::general_purpose::STANDARD.decode(self.seal_key.as_ref()?.trim()).ok()?;
+        shadowdiff_core::redact::Sealer::new(&key).ok()
+    }
 }
 
 /// One replay target.
@@ -119,6 +133,9 @@ impl Validate for MirrorConfig {
         }
         if let Some(bad) = m.methods.iter().find(|method| http::Method::from_bytes(method.as_bytes()).is_err()) {
             errors.push(ConfigError::rule("mirror.methods", format!("{bad:?} is not an HTTP method")));
+        }
+        if m.seal_key.is_some() && m.sealer().is_none() {
+            errors.push(ConfigError::rule("mirror.seal_key", "must be 32 bytes, base64"));
         }
         if http::HeaderName::from_bytes(m.request_id_header.as_bytes()).is_err() {
             errors.push(ConfigError::rule("mirror.request_id_header", "is not a valid HTTP header name"));

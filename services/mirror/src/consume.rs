@@ -45,7 +45,7 @@ impl Mirror {
         let replayers = m
             .targets
             .iter()
-            .map(|t| Replayer::new(t.clone(), id_header.clone(), m.capture_max_body_bytes))
+            .map(|t| Replayer::new(t.clone(), m.sealer(), id_header.clone(), m.capture_max_body_bytes))
             .collect::<Result<_, _>>()?;
         let consumer = config.kafka.consumer(&m.group_id)?;
         consumer.subscribe(&[&config.topics.requests])?;

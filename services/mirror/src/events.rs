@@ -22,3 +22,10 @@ pub(crate) fn replay_failed(target: &str, kind: ErrorKind, error: &reqwest::Erro
 pub(crate) fn skipped(reason: &'static str) {
     metrics::counter!("shadowdiff_mirror_skipped_total", "reason" => reason).increment(1);
 }
+
+pub(crate) fn unsealable(error: &shadowdiff_core::redact::SealError) {
+    metrics::counter!("shadowdiff_mirror_unsealable_headers_total").increment(1);
+    if WARN_LOG.allow() {
+        tracing::warn!(%error, "a sealed header did not open; it is left out of the replay");
+    }
+}

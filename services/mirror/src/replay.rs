@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use shadowdiff_core::event::now_ms;
+use shadowdiff_core::redact::{DIGEST_PREFIX, SEALED_HEADER_PREFIX, Sealer};
 use shadowdiff_core::{CapturedBody, Header, RequestEvent, ResponseEvent, Role};
 
 use crate::MirrorError;
@@ -17,6 +18,7 @@ const SHADOW_DEPLOYMENT: &str = "x-shadow-deployment";
 #[derive(Debug)]
 pub(crate) struct Replayer {
     target: Target,
+    sealer: Option<Sealer>,
     role: Role,
     client: reqwest::Client,
     id_header: HeaderName,
@@ -26,12 +28,13 @@ pub(crate) struct Replayer {
 impl Replayer {
     pub(crate) fn new(
         target: Target,
+        sealer: Option<Sealer>,
         id_header: HeaderName,
         capture_max_body_bytes: usize,
     ) -> Result<Self, MirrorError> {
         let client = shadowdiff_runtime::upstream::client(target.timeout)
             .map_err(|source| MirrorError::Client { target: target.name.clone(), source })?;
-        Ok(Self { role: target.role.into(), target, client, id_header, capture_max_body_bytes })
+        Ok(Self { role: target.role.into(), target, sealer, client, id_header, capture_max_body_bytes })
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -83,10 +86,24 @@ impl Replayer {
     }
 
     /// The captured headers, less those the client library or this replay sets itself.
+    /// Redacted values are never sent as their digest: a sealed header is opened and sent
+    /// in clear (when this mirror holds the seal key), any other redacted header is left out.
     fn headers(&self, request: &RequestEvent) -> HeaderMap {
         let mut headers = HeaderMap::with_capacity(request.headers.len() + 3);
         for Header { name, value } in &request.headers {
-            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
+            let (name, value) = match name.strip_prefix(SEALED_HEADER_PREFIX) {
+                Some(original) => match self.sealer.as_ref().map(|s| s.open(original, value)) {
+                    Some(Ok(clear)) => (original, clear),
+                    Some(Err(error)) => {
+                        crate::events::unsealable(&error);
+                        continue;
+                    }
+                    None => continue,
+                },
+                None if value.starts_with(DIGEST_PREFIX.as_bytes()) => continue,
+                None => (name.as_str(), value.clone()),
+            };
+            let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(&value))
             else {
                 continue;
             };
@@ -104,5 +121,68 @@ impl Replayer {
         set(HeaderName::from_static(SHADOW_ROLE), self.role.as_str());
         set(HeaderName::from_static(SHADOW_DEPLOYMENT), &self.target.name);
         headers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TargetRole;
+    use shadowdiff_core::redact::{Redactor, Rules};
+
+    fn request(headers: Vec<Header>) -> RequestEvent {
+        RequestEvent {
+            request_id: "r-1".into(),
+            timestamp_ms: 0,
+            tap_id: "t".into(),
+            method: "GET".into(),
+            scheme: "http".into(),
+            authority: "a".into(),
+            path: "/".into(),
+            query: None,
+            route_template: None,
+            headers,
+            body: CapturedBody::empty(),
+        }
+    }
+
+    fn replayer(sealer: Option<Sealer>) -> Replayer {
+        let target = Target {
+            name: "v2".into(),
+            role: TargetRole::Candidate,
+            base_url: "http://127.0.0.1:1".parse().unwrap(),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        Replayer::new(target, sealer, HeaderName::from_static("x-request-id"), 1024).unwrap()
+    }
+
+    #[test]
+    fn sealed_headers_are_opened_and_digests_never_sent() {
+        let key = [9; 32];
+        let rules =
+            Rules { headers: vec!["cookie".into()], sealed_headers: vec!["authorization".into()], ..Rules::default() };
+        let redactor = Redactor::new(b"hmac-key-for-tests", rules, Some(Sealer::new(&key).unwrap()));
+        let mut captured = vec![
+            Header::new("authorization", "Bearer token-1"),
+            Header::new("cookie", "sid=1"),
+            Header::new("accept", "application/json"),
+        ];
+        redactor.headers(&mut captured);
+
+        let with_key = replayer(Some(Sealer::new(&key).unwrap())).headers(&request(captured.clone()));
+        assert_eq!(with_key["authorization"], "Bearer token-1", "opened for the replay");
+        assert!(with_key.get("cookie").is_none(), "a digest is never sent");
+        assert!(with_key.keys().all(|name| !name.as_str().starts_with(SEALED_HEADER_PREFIX)));
+        assert_eq!(with_key["accept"], "application/json");
+        assert_eq!(
+            (&with_key["x-request-id"], &with_key["x-shadow-role"]),
+            (&"r-1".parse().unwrap(), &"candidate".parse().unwrap())
+        );
+
+        let without_key = replayer(None).headers(&request(captured.clone()));
+        assert!(without_key.get("authorization").is_none(), "no key: no authorization at all, never the digest");
+
+        let wrong_key = replayer(Some(Sealer::new(&[1; 32]).unwrap())).headers(&request(captured));
+        assert!(wrong_key.get("authorization").is_none());
     }
 }
