@@ -80,11 +80,17 @@ async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) 
     let client = reqwest::Client::new();
     let url = format!("{verdict}/v1/verdict?candidate={candidate}");
     let deadline = Instant::now() + timeout;
-    let mut last = None;
+    let mut last: Option<VerdictResponse> = None;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     while Instant::now() < deadline {
         if let Ok(response) = client.get(&url).send().await {
             if let Ok(v) = response.json::<VerdictResponse>().await {
-                eprint!("\r  comparisons recorded: {}/{expect}   ", v.counts.samples);
+                let changed = last.as_ref().is_none_or(|l| l.counts.samples != v.counts.samples);
+                if terminal {
+                    eprint!("\r  comparisons recorded: {}/{expect}   ", v.counts.samples);
+                } else if changed {
+                    eprintln!("  comparisons recorded: {}/{expect}", v.counts.samples);
+                }
                 let done = v.counts.samples >= expect;
                 last = Some(v);
                 if done {
@@ -94,7 +100,9 @@ async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) 
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    eprintln!();
+    if terminal {
+        eprintln!();
+    }
     let v = last.ok_or_else(|| format!("no answer from {url}"))?;
     println!("\nverdict for candidate {:?}", v.candidate);
     println!("  {:<22} {:>8}", "samples", v.counts.samples);
