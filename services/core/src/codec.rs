@@ -136,7 +136,10 @@ impl EventCodec {
                 include_str!("../../../schemas/avro/request_event.avsc"),
                 &[include_str!("../../../schemas/avro/previous/request_event.v1.avsc")],
             )?,
-            response: Family::parse(include_str!("../../../schemas/avro/response_event.avsc"), &[])?,
+            response: Family::parse(
+                include_str!("../../../schemas/avro/response_event.avsc"),
+                &[include_str!("../../../schemas/avro/previous/response_event.v1.avsc")],
+            )?,
             outbound_call: Family::parse(include_str!("../../../schemas/avro/outbound_call_event.avsc"), &[])?,
         })
     }

@@ -149,6 +149,8 @@ mod tests {
             body: CapturedBody::empty(),
             latency_us: 1,
             error: None,
+            profile: None,
+            stage: None,
         })
     }
 

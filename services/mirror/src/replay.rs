@@ -69,6 +69,8 @@ impl Replayer {
             body: CapturedBody::empty(),
             latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
             error: None,
+            profile: None,
+            stage: None,
         };
         match sent {
             Ok((status, headers, body)) => {

@@ -137,6 +137,8 @@ impl Publisher {
             body,
             latency_us: i64::try_from(finished.duration_since(exchange.started).as_micros()).unwrap_or(i64::MAX),
             error,
+            profile: None,
+            stage: None,
         };
         events::body_bytes("request", u64::try_from(request.body.length).unwrap_or(0));
         events::body_bytes("response", u64::try_from(response.body.length).unwrap_or(0));

@@ -32,6 +32,8 @@ fn response() -> ResponseEvent {
         body: CapturedBody::empty(),
         latency_us: 1_500,
         error: Some(ErrorKind::CircuitOpen),
+        profile: Some("p1".into()),
+        stage: Some("10".into()),
     }
 }
 
@@ -148,4 +150,19 @@ fn outbound_call_round_trips() {
         c.decode::<RequestEvent>(&c.encode(&call).unwrap()),
         Err(DecodeError::UnknownSchema(_, EventKind::Request))
     ));
+}
+
+#[test]
+fn reads_responses_written_before_profile_and_stage() {
+    let c = codec();
+    let v1 = Schema::parse_str(include_str!("../../../../schemas/avro/previous/response_event.v1.avsc")).unwrap();
+    // A v1 writer had no profile or stage fields.
+    let mut value = apache_avro::to_value(ResponseEvent { profile: None, stage: None, ..response() }).unwrap();
+    if let apache_avro::types::Value::Record(fields) = &mut value {
+        fields.retain(|(name, _)| name != "profile" && name != "stage");
+    }
+    let mut bytes = header_of(&v1).to_vec();
+    bytes.extend(apache_avro::to_avro_datum(&v1, value.resolve(&v1).unwrap()).unwrap());
+    let read: ResponseEvent = c.decode(&bytes).unwrap();
+    assert_eq!(read, ResponseEvent { profile: None, stage: None, ..response() });
 }

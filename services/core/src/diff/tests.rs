@@ -12,6 +12,8 @@ fn response(status: i32, body: &str) -> ResponseEvent {
         body: CapturedBody::capture(body.as_bytes(), 1024),
         latency_us: 0,
         error: None,
+        profile: None,
+        stage: None,
     }
 }
 

@@ -118,6 +118,10 @@ pub struct ResponseEvent {
     pub body: CapturedBody,
     pub latency_us: i64,
     pub error: Option<ErrorKind>,
+    /// The mirror profile that replayed the request; `None` for the primary.
+    pub profile: Option<String>,
+    /// That profile's rollout stage (`shadow`, `1`, `10`, `50`, `100`).
+    pub stage: Option<String>,
 }
 
 /// One outbound HTTP call a deployment made while serving a request
