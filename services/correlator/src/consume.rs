@@ -7,16 +7,14 @@ use std::time::Instant;
 
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use shadowdiff_core::EventCodec;
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
-use shadowdiff_runtime::kafka::{Consumer, DeadLetter, events as kafka_events};
+use shadowdiff_runtime::kafka::{Consumer, DeadLetter, OffsetTracker, events as kafka_events};
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 
 use crate::config::{CorrelatorConfig, CorrelatorSection};
 use crate::join::{Added, Joiner, Leg, Position};
-use crate::offsets::OffsetTracker;
 use crate::sink::{Batch, Sink, rows};
 use crate::{CorrelatorError, events};
 
@@ -166,20 +164,6 @@ impl State {
     }
 
     fn commit(&mut self, consumer: &Consumer, mode: CommitMode) {
-        let advanced = self.offsets.advance();
-        if advanced.is_empty() {
-            return;
-        }
-        let mut list = TopicPartitionList::new();
-        for (topic, partition, offset) in advanced {
-            if let Err(error) = list.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
-                tracing::warn!(%error, %topic, partition, "cannot add offset to commit");
-            }
-        }
-        if let Err(error) = consumer.commit(&list, mode) {
-            // The next commit covers these offsets too; a crash before then re-reads and
-            // rewrites the same keyed rows.
-            events::commit_failed(&error);
-        }
+        self.offsets.commit(consumer, mode, "correlator");
     }
 }

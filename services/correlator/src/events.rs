@@ -2,11 +2,7 @@
 
 use std::time::Duration;
 
-use shadowdiff_runtime::telemetry::LogLimiter;
-
 use crate::sink::rows::Outcome;
-
-static WARN_LOG: LogLimiter = LogLimiter::new();
 
 pub(crate) fn finalized(outcomes: &[Outcome]) {
     if outcomes.is_empty() {
@@ -31,11 +27,4 @@ pub(crate) fn written(exchanges: usize, differences: usize, took: Duration) {
 
 pub(crate) fn ignored(reason: &'static str) {
     metrics::counter!("shadowdiff_correlator_events_ignored_total", "reason" => reason).increment(1);
-}
-
-pub(crate) fn commit_failed(error: &rdkafka::error::KafkaError) {
-    metrics::counter!("shadowdiff_correlator_commit_errors_total").increment(1);
-    if WARN_LOG.allow() {
-        tracing::warn!(%error, "offset commit failed; the next commit covers it");
-    }
 }

@@ -2,13 +2,12 @@
 //! which becomes final when its window has passed since its first event.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+
 use std::time::{Duration, Instant};
 
 use shadowdiff_core::{RequestEvent, ResponseEvent, Role};
 
-/// Where an event was read from: topic, partition, offset.
-pub(crate) type Position = (Arc<str>, i32, i64);
+pub(crate) use shadowdiff_runtime::kafka::Position;
 
 /// One decoded event.
 #[derive(Debug)]
@@ -155,7 +154,7 @@ mod tests {
     }
 
     fn pos(offset: i64) -> Position {
-        (Arc::from("responses"), 0, offset)
+        (std::sync::Arc::from("responses"), 0, offset)
     }
 
     #[test]

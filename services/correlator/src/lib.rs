@@ -2,8 +2,8 @@
 //! against the primary, and writes the results to ClickHouse exactly once.
 //!
 //! Reading order: [`config`]; `consume` (the loop: receive, join, flush on a tick, commit);
-//! `join` (the per-request state and when an exchange is final); `offsets` (which offsets
-//! are safe to commit while exchanges are still open); `sink` (rows, migrations and the
+//! `join` (the per-request state and when an exchange is final); `OffsetTracker` in the
+//! runtime (which offsets are safe to commit while exchanges are still open); `sink` (rows, migrations and the
 //! ClickHouse writer); `events`.
 //!
 //! Exactly once, end to end: an offset is committed only after every exchange that read
@@ -14,7 +14,6 @@ pub mod config;
 mod consume;
 mod events;
 mod join;
-mod offsets;
 pub mod sink;
 
 pub use config::CorrelatorConfig;

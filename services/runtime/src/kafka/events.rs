@@ -19,3 +19,11 @@ pub fn consume_failed(service: &'static str, error: &rdkafka::error::KafkaError)
         tracing::warn!(service, %error, "consume failed");
     }
 }
+
+/// An offset commit failed; the next commit covers it.
+pub fn commit_failed(service: &'static str, error: &rdkafka::error::KafkaError) {
+    metrics::counter!("shadowdiff_commit_errors_total", "service" => service).increment(1);
+    if WARN_LOG.allow() {
+        tracing::warn!(service, %error, "offset commit failed; the next commit covers it");
+    }
+}

@@ -19,9 +19,11 @@ use crate::config::serde_duration;
 mod context;
 mod dead_letter;
 pub mod events;
+mod offsets;
 
 pub use context::{Consumer, KafkaContext, Producer};
 pub use dead_letter::{DeadLetter, dead_letter_headers};
+pub use offsets::{OffsetTracker, Position};
 
 /// `[kafka]`: how to reach the brokers.
 #[derive(Debug, Clone, Deserialize)]

@@ -7,10 +7,11 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::join::Position;
+/// Where an event was read from: topic, partition, offset.
+pub type Position = (Arc<str>, i32, i64);
 
 #[derive(Debug, Default)]
-pub(crate) struct OffsetTracker {
+pub struct OffsetTracker {
     partitions: HashMap<(Arc<str>, i32), Partition>,
 }
 
@@ -23,21 +24,21 @@ struct Partition {
 
 impl OffsetTracker {
     /// An event was read and is now held until released.
-    pub(crate) fn hold(&mut self, (topic, partition, offset): &Position) {
+    pub fn hold(&mut self, (topic, partition, offset): &Position) {
         let p = self.partitions.entry((topic.clone(), *partition)).or_default();
         p.held.insert(*offset);
         p.next = p.next.max(offset + 1);
     }
 
     /// The event at `position` is written or deliberately dropped.
-    pub(crate) fn release(&mut self, (topic, partition, offset): &Position) {
+    pub fn release(&mut self, (topic, partition, offset): &Position) {
         if let Some(p) = self.partitions.get_mut(&(topic.clone(), *partition)) {
             p.held.remove(offset);
         }
     }
 
     /// Offsets (next to read) that advanced since the last call, per topic and partition.
-    pub(crate) fn advance(&mut self) -> Vec<(Arc<str>, i32, i64)> {
+    pub fn advance(&mut self) -> Vec<Position> {
         let mut out = Vec::new();
         for ((topic, partition), p) in &mut self.partitions {
             let safe = p.held.first().copied().unwrap_or(p.next);
@@ -47,6 +48,30 @@ impl OffsetTracker {
             }
         }
         out
+    }
+
+    /// Commits what [`advance`](Self::advance) returns. A failed commit is covered by the
+    /// next one; a crash before then re-reads, which the consumers' writes tolerate.
+    pub fn commit<C: rdkafka::consumer::ConsumerContext>(
+        &mut self,
+        consumer: &rdkafka::consumer::StreamConsumer<C>,
+        mode: rdkafka::consumer::CommitMode,
+        service: &'static str,
+    ) {
+        use rdkafka::consumer::Consumer as _;
+        let advanced = self.advance();
+        if advanced.is_empty() {
+            return;
+        }
+        let mut list = rdkafka::TopicPartitionList::new();
+        for (topic, partition, offset) in advanced {
+            if let Err(error) = list.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(offset)) {
+                tracing::warn!(%error, %topic, partition, "cannot add offset to commit");
+            }
+        }
+        if let Err(error) = consumer.commit(&list, mode) {
+            super::events::commit_failed(service, &error);
+        }
     }
 }
 
