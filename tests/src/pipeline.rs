@@ -108,7 +108,8 @@ impl Pipeline {
             "mirror",
             &format!(
                 "[mirror]\ngroup_id = \"{}-mirror\"\n\
-                 [[mirror.targets]]\nname = \"{CANDIDATE}\"\nrole = \"candidate\"\nbase_url = \"http://{}\"\n{kafka}",
+                 [[mirror.profiles]]\nid = \"e2e\"\n\
+                 [[mirror.profiles.targets]]\nname = \"{CANDIDATE}\"\nrole = \"candidate\"\nbase_url = \"http://{}\"\n{kafka}",
                 names.group_prefix, backends.candidate
             ),
         );

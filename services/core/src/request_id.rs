@@ -57,9 +57,15 @@ impl RequestId {
     /// A stable position of this id in `[0, 10_000)`, for sticky sampling: the same id gets
     /// the same decision in every tap and mirror replica, in every process, on every run.
     pub fn sample_bucket(&self) -> u32 {
+        self.bucket("")
+    }
+
+    /// Like [`sample_bucket`](Self::sample_bucket), but independent for each `salt`, so
+    /// separate decisions about one request (a fault per target, say) are not correlated.
+    pub fn bucket(&self, salt: &str) -> u32 {
         // FNV-1a: fixed, documented, and independent of Rust's randomised hasher.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.0.as_bytes() {
+        for byte in salt.as_bytes().iter().chain(self.0.as_bytes()) {
             hash ^= u64::from(*byte);
             hash = hash.wrapping_mul(0x0100_0000_01b3);
         }

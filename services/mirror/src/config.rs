@@ -5,19 +5,22 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use shadowdiff_core::Role;
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
 use shadowdiff_runtime::telemetry::LogConfig;
 
+use crate::profile::Profile;
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct MirrorConfig {
+    #[serde(default)]
     pub mirror: MirrorSection,
     #[serde(default)]
     pub kafka: KafkaConfig,
     #[serde(default)]
     pub topics: TopicsConfig,
+    /// Serves `/healthz`, `/metrics` and the profile API (`/v1/profiles`).
     #[serde(default = "default_admin")]
     pub admin: AdminConfig,
     #[serde(default)]
@@ -30,23 +33,36 @@ pub struct MirrorSection {
     /// Consumer group shared by all replicas of this mirror.
     #[serde(default = "default_group_id")]
     pub group_id: String,
-    /// Methods replayed. Only safe methods by default: a shadow must never receive a
-    /// production write by accident.
-    #[serde(default = "default_methods")]
-    pub methods: BTreeSet<String>,
     /// Header carrying the request id on replays.
     #[serde(default = "default_request_id_header")]
     pub request_id_header: String,
     /// Body bytes captured per response; the rest is only hashed.
     #[serde(default = "default_capture_max_body_bytes")]
     pub capture_max_body_bytes: usize,
-    /// Where replays go.
-    pub targets: Vec<Target>,
+    /// How long shutdown waits for replays in flight before committing.
+    #[serde(default = "default_drain", rename = "drain_timeout_ms", with = "serde_duration::millis")]
+    pub drain_timeout: Duration,
+    /// Profiles present from start-up; the profile topic (admin API) adds to and overrides them.
+    #[serde(default)]
+    pub profiles: Vec<Profile>,
     /// The taps' `seal_key` (32 bytes, base64): opens sealed headers so replays can
     /// authenticate. Without it sealed headers are dropped. Set it from a secret:
     /// `SHADOWDIFF_MIRROR_SEAL_KEY`.
     #[serde(default)]
     pub seal_key: Option<String>,
+}
+
+impl Default for MirrorSection {
+    fn default() -> Self {
+        Self {
+            group_id: default_group_id(),
+            request_id_header: default_request_id_header(),
+            capture_max_body_bytes: default_capture_max_body_bytes(),
+            drain_timeout: default_drain(),
+            profiles: Vec::new(),
+            seal_key: None,
+        }
+    }
 }
 
 impl MirrorSection {
@@ -58,43 +74,11 @@ impl MirrorSection {
     }
 }
 
-/// One replay target.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Target {
-    /// Deployment name, as it appears in events, tables and verdicts.
-    pub name: String,
-    pub role: TargetRole,
-    /// Base URL; the request's path and query are appended.
-    pub base_url: url::Url,
-    /// Deadline for the whole response.
-    #[serde(default = "default_timeout", rename = "timeout_ms", with = "serde_duration::millis")]
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TargetRole {
-    Secondary,
-    Candidate,
-}
-
-impl From<TargetRole> for Role {
-    fn from(role: TargetRole) -> Self {
-        match role {
-            TargetRole::Secondary => Self::Secondary,
-            TargetRole::Candidate => Self::Candidate,
-        }
-    }
-}
-
 fn default_admin() -> AdminConfig {
     AdminConfig { listen: SocketAddr::from(([0, 0, 0, 0], 9465)) }
 }
 fn default_group_id() -> String {
     "shadowdiff-mirror".to_owned()
-}
-fn default_methods() -> BTreeSet<String> {
-    ["GET", "HEAD", "OPTIONS"].map(str::to_owned).into()
 }
 fn default_request_id_header() -> String {
     "x-request-id".to_owned()
@@ -102,37 +86,26 @@ fn default_request_id_header() -> String {
 const fn default_capture_max_body_bytes() -> usize {
     256 * 1024
 }
-const fn default_timeout() -> Duration {
-    Duration::from_secs(5)
+const fn default_drain() -> Duration {
+    Duration::from_secs(10)
 }
 
 impl Validate for MirrorConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
         self.topics.validate(errors);
         let m = &self.mirror;
-        if m.targets.is_empty() {
-            errors.push(ConfigError::rule("mirror.targets", "needs at least one target"));
-        }
-        let mut names = BTreeSet::new();
-        for (i, target) in m.targets.iter().enumerate() {
-            if !names.insert(target.name.as_str()) {
+        let mut ids = BTreeSet::new();
+        for (i, profile) in m.profiles.iter().enumerate() {
+            if !ids.insert(profile.id.as_str()) {
                 errors.push(ConfigError::rule(
-                    format!("mirror.targets[{i}].name"),
-                    format!("duplicate target {:?}", target.name),
+                    format!("mirror.profiles[{i}].id"),
+                    format!("duplicate profile {:?}", profile.id),
                 ));
             }
-            if target.base_url.scheme() != "http" {
-                errors.push(ConfigError::rule(format!("mirror.targets[{i}].base_url"), "must be an http:// URL"));
+            for problem in profile.problems() {
+                let (field, reason) = problem.split_once(": ").unwrap_or(("", problem.as_str()));
+                errors.push(ConfigError::rule(format!("mirror.profiles[{i}].{field}"), reason));
             }
-            if target.timeout.is_zero() {
-                errors.push(ConfigError::rule(format!("mirror.targets[{i}].timeout_ms"), "must be > 0"));
-            }
-        }
-        if m.targets.iter().filter(|t| t.role == TargetRole::Secondary).count() > 1 {
-            errors.push(ConfigError::rule("mirror.targets", "at most one secondary"));
-        }
-        if let Some(bad) = m.methods.iter().find(|method| http::Method::from_bytes(method.as_bytes()).is_err()) {
-            errors.push(ConfigError::rule("mirror.methods", format!("{bad:?} is not an HTTP method")));
         }
         if m.seal_key.is_some() && m.sealer().is_none() {
             errors.push(ConfigError::rule("mirror.seal_key", "must be 32 bytes, base64"));

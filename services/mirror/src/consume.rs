@@ -1,37 +1,77 @@
-//! The mirror's Kafka loop: one message at a time per worker, in partition order. A
-//! message's offset is stored only after every target's response has been acknowledged by
-//! the broker (or the message went to the dead-letter topic), so a crash replays rather
-//! than loses.
+//! The mirror's Kafka loop: one `select!` over shutdown, finished replays, the commit tick
+//! and the next request. A request is matched against the live profiles and dispatched to
+//! each target of the matching profile without waiting: each target admits it (limits,
+//! circuit) or sheds it, and every outcome is published as a response event. An offset is
+//! committed only once every target's event for it, and for every earlier request, has
+//! been acknowledged by the broker.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use http::HeaderName;
 use rdkafka::consumer::{CommitMode, Consumer as _};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureRecord;
-use shadowdiff_core::{EventCodec, RequestEvent, ResponseEvent};
+use shadowdiff_core::{ErrorKind, EventCodec, RequestEvent, RequestId, ResponseEvent};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
-use shadowdiff_runtime::kafka::{Consumer, DeadLetter, Producer, events as kafka_events};
+use shadowdiff_runtime::kafka::{Consumer, DeadLetter, OffsetTracker, Position, Producer, events as kafka_events};
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
+use tokio::sync::mpsc;
 
 use crate::config::MirrorConfig;
+use crate::profile::Profile;
+use crate::profile::store::{self, ProfileStore, ProfileWriter};
 use crate::replay::Replayer;
-use crate::{MirrorError, events};
+use crate::target::Target;
+use crate::{MirrorError, api, events};
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
+const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Targets by (profile id, target name), rebuilt when their spec changes.
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    built: Mutex<HashMap<(String, String), Arc<Target>>>,
+}
+
+impl Targets {
+    pub(crate) fn of(&self, profile: &str) -> Vec<Arc<Target>> {
+        let built = self.built.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        built.iter().filter(|((p, _), _)| p == profile).map(|(_, t)| t.clone()).collect()
+    }
+}
+
+/// What every dispatched replay needs, shared with its task.
+struct Shared {
+    producer: Producer,
+    codec: EventCodec,
+    responses: String,
+    targets: Arc<Targets>,
+    sealer: Option<shadowdiff_core::redact::Sealer>,
+    id_header: HeaderName,
+    capture_max_body_bytes: usize,
+}
 
 pub(crate) struct Mirror {
-    consumer: Consumer,
-    producer: Producer,
+    consumer: Arc<Consumer>,
     dead_letter: DeadLetter,
-    codec: EventCodec,
-    replayers: Vec<Replayer>,
-    methods: BTreeSet<String>,
-    responses: String,
+    shared: Arc<Shared>,
+    store: Arc<ProfileStore>,
+    offsets: OffsetTracker,
+    /// Targets still to answer, per request position.
+    pending: HashMap<Position, usize>,
+    requests: Arc<str>,
+    drain_timeout: Duration,
     health: Health,
+}
+
+enum Step<'a> {
+    Stop,
+    Commit,
+    Done(Position),
+    Message(rdkafka::error::KafkaResult<BorrowedMessage<'a>>),
 }
 
 impl Mirror {
@@ -42,92 +82,203 @@ impl Mirror {
         let m = &config.mirror;
         let id_header =
             HeaderName::from_bytes(m.request_id_header.as_bytes()).unwrap_or(HeaderName::from_static("x-request-id")); // validated at start-up
-        let replayers = m
-            .targets
-            .iter()
-            .map(|t| Replayer::new(t.clone(), m.sealer(), id_header.clone(), m.capture_max_body_bytes))
-            .collect::<Result<_, _>>()?;
-        let consumer = config.kafka.consumer(&m.group_id)?;
+        let consumer = Arc::new(config.kafka.consumer(&m.group_id)?);
         consumer.subscribe(&[&config.topics.requests])?;
         let producer = config.kafka.producer()?;
+        let store = Arc::new(ProfileStore::new(&m.profiles));
+        store::follow(store.clone(), config.kafka.clone(), config.topics.profiles.clone(), shutdown.clone());
+        let shared = Arc::new(Shared {
+            producer: producer.clone(),
+            codec: EventCodec::new()?,
+            responses: config.topics.responses.clone(),
+            targets: Arc::new(Targets::default()),
+            sealer: m.sealer(),
+            id_header,
+            capture_max_body_bytes: m.capture_max_body_bytes,
+        });
         let health = Health::default();
         health.set("kafka", true);
-        admin::spawn(&config.admin, health.clone(), shutdown).await.map_err(MirrorError::Admin)?;
+        let api = api::router(api::ApiState {
+            store: store.clone(),
+            writer: ProfileWriter::new(producer.clone(), config.topics.profiles.clone()),
+            targets: shared.targets.clone(),
+            consumer: consumer.clone(),
+        });
+        admin::spawn_with(&config.admin, health.clone(), api, shutdown).await.map_err(MirrorError::Admin)?;
         Ok(Self {
             consumer,
-            dead_letter: DeadLetter::new(producer.clone(), &config.topics.dead_letter, "mirror"),
-            producer,
-            codec: EventCodec::new()?,
-            replayers,
-            methods: m.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
-            responses: config.topics.responses.clone(),
+            dead_letter: DeadLetter::new(producer, &config.topics.dead_letter, "mirror"),
+            shared,
+            store,
+            offsets: OffsetTracker::default(),
+            pending: HashMap::new(),
+            requests: config.topics.requests.as_str().into(),
+            drain_timeout: m.drain_timeout,
             health,
         })
     }
 
-    pub(crate) async fn run(self, shutdown: CancellationToken) -> Result<(), MirrorError> {
-        let targets: Vec<_> = self.replayers.iter().map(Replayer::name).collect();
-        tracing::info!(?targets, "mirror consuming");
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<(), MirrorError> {
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let consumer = self.consumer.clone();
+        let mut tick = tokio::time::interval(COMMIT_INTERVAL);
+        tracing::info!(profiles = self.store.all().len(), "mirror consuming");
         loop {
-            let message = tokio::select! {
-                () = shutdown.cancelled() => break,
-                message = self.consumer.recv() => message,
+            let step = tokio::select! {
+                () = shutdown.cancelled() => Step::Stop,
+                Some(position) = done_rx.recv() => Step::Done(position),
+                _ = tick.tick() => Step::Commit,
+                message = consumer.recv() => Step::Message(message),
             };
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
+            match step {
+                Step::Stop => break,
+                Step::Done(position) => self.done(&position),
+                Step::Commit => self.offsets.commit(&consumer, CommitMode::Async, "mirror"),
+                Step::Message(Ok(message)) => {
+                    self.health.set("kafka", true);
+                    if self.ingest(&message, &done_tx, &shutdown).await.is_err() {
+                        break;
+                    }
+                }
+                Step::Message(Err(error)) => {
                     kafka_events::consume_failed("mirror", &error);
                     self.health.set("kafka", false);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
                 }
-            };
-            self.health.set("kafka", true);
-            if self.handle(&message, &shutdown).await.is_err() {
-                break;
             }
-            self.consumer.store_offset_from_message(&message)?;
         }
-        // Commit what was fully handled; in-flight work finished inside `handle`.
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(()) => tracing::info!("offsets committed on shutdown"),
-            Err(error) => tracing::warn!(%error, "final offset commit failed; some requests will be replayed"),
+        // Let replays in flight finish (bounded), then commit what they completed.
+        let drained = tokio::time::timeout(self.drain_timeout, async {
+            while !self.pending.is_empty() {
+                match done_rx.recv().await {
+                    Some(position) => self.done(&position),
+                    None => break,
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(in_flight = self.pending.len(), "drain deadline passed; those requests will be replayed");
         }
+        self.offsets.commit(&consumer, CommitMode::Sync, "mirror");
         Ok(())
     }
 
-    async fn handle(&self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Result<(), Interrupted> {
-        let payload = message.payload().unwrap_or_default();
-        let request: RequestEvent = match self.codec.decode(payload) {
+    fn done(&mut self, position: &Position) {
+        if let Some(left) = self.pending.get_mut(position) {
+            *left -= 1;
+            if *left == 0 {
+                self.pending.remove(position);
+                self.offsets.release(position);
+            }
+        }
+    }
+
+    async fn ingest(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        done: &mpsc::UnboundedSender<Position>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
+        let position: Position = (self.requests.clone(), message.partition(), message.offset());
+        self.offsets.hold(&position);
+        let decoded = self.shared.codec.decode::<RequestEvent>(message.payload().unwrap_or_default());
+        let request = match decoded {
             Ok(request) => request,
             Err(error) => {
                 kafka_events::dead_lettered("mirror", error.reason(), &error);
                 let detail = error.to_string();
-                return until_shutdown(shutdown, "dead-letter", || {
-                    self.dead_letter.send(message, error.reason(), &detail)
-                })
-                .await;
+                until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail))
+                    .await?;
+                self.offsets.release(&position);
+                return Ok(());
             }
         };
-        if !self.methods.contains(&request.method) {
-            events::skipped("method_not_mirrored");
+        let Ok(id) = RequestId::parse(&request.request_id) else {
+            events::skipped("invalid_request_id");
+            self.offsets.release(&position);
             return Ok(());
-        }
+        };
+        let Some(profile) = self.store.matching(&request, &id) else {
+            events::skipped("no_profile");
+            self.offsets.release(&position);
+            return Ok(());
+        };
         if request.body.truncated {
             // Replaying a partial body would compare a request the client never sent.
             events::skipped("body_truncated");
+            self.offsets.release(&position);
             return Ok(());
         }
-        let responses = join_all(self.replayers.iter().map(|r| r.replay(&request))).await;
-        for response in &responses {
-            self.publish(response, shutdown).await?;
-            events::replayed(&response.deployment, response.status);
+        let targets = self.shared.targets_for(&profile);
+        if targets.is_empty() {
+            self.offsets.release(&position);
+            return Ok(());
+        }
+        self.pending.insert(position.clone(), targets.len());
+        let request = Arc::new(request);
+        for target in targets {
+            let ticket = target.admit();
+            let (shared, request, profile, done, position, shutdown) = (
+                self.shared.clone(),
+                request.clone(),
+                profile.clone(),
+                done.clone(),
+                position.clone(),
+                shutdown.clone(),
+            );
+            tokio::spawn(async move {
+                let event = match ticket {
+                    Some(ticket) => target.replay(ticket, &request, &profile).await,
+                    None => target.replayer.unanswered(&request, &profile, ErrorKind::Shed),
+                };
+                events::replayed(&profile.id, &event);
+                if shared.publish(&event, &shutdown).await.is_ok() {
+                    let _ = done.send(position);
+                }
+            });
         }
         Ok(())
     }
+}
 
-    async fn publish(&self, response: &ResponseEvent, shutdown: &CancellationToken) -> Result<(), Interrupted> {
-        let payload = match self.codec.encode(response) {
+impl Shared {
+    /// The targets of `profile`, built on first use and rebuilt when their spec changed.
+    fn targets_for(&self, profile: &Profile) -> Vec<Arc<Target>> {
+        let mut built = self.targets.built.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        built.retain(|(p, name), _| p != &profile.id || profile.targets.iter().any(|t| &t.name == name));
+        let mut out = Vec::with_capacity(profile.targets.len());
+        for spec in &profile.targets {
+            let key = (profile.id.clone(), spec.name.clone());
+            let current = built.get(&key).filter(|t| t.spec == *spec).cloned();
+            let target = match current {
+                Some(target) => target,
+                None => {
+                    let replayer = Replayer::new(
+                        spec.clone(),
+                        self.sealer.clone(),
+                        self.id_header.clone(),
+                        self.capture_max_body_bytes,
+                    );
+                    match replayer {
+                        Ok(replayer) => {
+                            let target = Arc::new(Target::new(spec.clone(), replayer));
+                            built.insert(key, target.clone());
+                            target
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, target = %spec.name, "cannot build the target's HTTP client");
+                            continue;
+                        }
+                    }
+                }
+            };
+            out.push(target);
+        }
+        out
+    }
+
+    async fn publish(&self, event: &ResponseEvent, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+        let payload = match self.codec.encode(event) {
             Ok(payload) => payload,
             Err(error) => {
                 // Our own event failed our own schema: a bug, not an input problem.
@@ -136,7 +287,7 @@ impl Mirror {
             }
         };
         until_shutdown(shutdown, "publish response", || async {
-            let record = FutureRecord::to(&self.responses).key(&response.request_id).payload(&payload);
+            let record = FutureRecord::to(&self.responses).key(&event.request_id).payload(&payload);
             self.producer.send(record, PUBLISH_TIMEOUT).await.map(|_| ()).map_err(|(error, _)| error)
         })
         .await

@@ -5,10 +5,25 @@ use shadowdiff_runtime::telemetry::LogLimiter;
 
 static WARN_LOG: LogLimiter = LogLimiter::new();
 
-pub(crate) fn replayed(target: &str, status: Option<i32>) {
-    let outcome = if status.is_some() { "response" } else { "error" };
-    metrics::counter!("shadowdiff_mirror_replays_total", "target" => target.to_owned(), "outcome" => outcome)
-        .increment(1);
+pub(crate) fn replayed(profile: &str, event: &shadowdiff_core::ResponseEvent) {
+    let outcome = event.error.map_or("response", ErrorKind::as_str);
+    metrics::counter!(
+        "shadowdiff_mirror_replays_total",
+        "profile" => profile.to_owned(),
+        "target" => event.deployment.clone(),
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
+pub(crate) fn profile_changed(id: &str, change: &'static str) {
+    metrics::counter!("shadowdiff_mirror_profile_changes_total", "change" => change).increment(1);
+    tracing::info!(profile = id, change, "profile change applied");
+}
+
+pub(crate) fn profile_rejected(id: &str) {
+    metrics::counter!("shadowdiff_mirror_profile_changes_total", "change" => "rejected").increment(1);
+    tracing::warn!(profile = id, "invalid profile record on the profile topic ignored");
 }
 
 pub(crate) fn replay_failed(target: &str, kind: ErrorKind, error: &reqwest::Error) {

@@ -1,15 +1,21 @@
-//! Mirror workers: consume captured requests, replay the safe ones to every configured
-//! target (the secondary and the candidates), and publish each target's response.
+//! Mirror workers: consume captured requests, replay a sampled, policy-checked share of
+//! them to the targets of the matching shadow profile (the secondary and the candidates),
+//! and publish each target's response.
 //!
-//! Reading order: [`config`], `consume` (the Kafka loop: decode, dead-letter, commit only
-//! after the responses are acknowledged), `replay` (one request to one target), `events`.
+//! Reading order: [`config`], [`profile`] (what is replayed where, and the live profile
+//! table), `consume` (the Kafka loop: match, dispatch, commit only after every target's
+//! event is acknowledged), `target` (rate limit, concurrency, circuit breaker), `replay`
+//! (one request to one target, faults injected), `api` (the profile admin API), `events`.
 //! Replicas share the request topic's partitions through the consumer group, so scaling
 //! out is running more of them.
 
+mod api;
 pub mod config;
 mod consume;
 mod events;
+pub mod profile;
 mod replay;
+mod target;
 
 pub use config::MirrorConfig;
 use shadowdiff_runtime::CancellationToken;

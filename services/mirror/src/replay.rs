@@ -6,18 +6,28 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use shadowdiff_core::event::now_ms;
 use shadowdiff_core::redact::{DIGEST_PREFIX, SEALED_HEADER_PREFIX, Sealer};
-use shadowdiff_core::{CapturedBody, Header, RequestEvent, ResponseEvent, Role};
+use shadowdiff_core::{CapturedBody, ErrorKind, Header, RequestEvent, ResponseEvent, Role};
 
 use crate::MirrorError;
-use crate::config::Target;
+use crate::profile::{Faults, Profile, SAFE_METHODS, TargetSpec, under};
 
 /// Headers set on every replay so a shadow can tell it is one.
 const SHADOW_ROLE: &str = "x-shadow-role";
 const SHADOW_DEPLOYMENT: &str = "x-shadow-deployment";
+/// Rewritten per target on unsafe replays, so a shadow's dedupe never collides with
+/// production's or another shadow's.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A replay's result, and whether a fault was injected into it.
+#[derive(Debug)]
+pub(crate) struct Replayed {
+    pub(crate) event: ResponseEvent,
+    pub(crate) injected: bool,
+}
 
 #[derive(Debug)]
 pub(crate) struct Replayer {
-    target: Target,
+    target: TargetSpec,
     sealer: Option<Sealer>,
     role: Role,
     client: reqwest::Client,
@@ -27,12 +37,12 @@ pub(crate) struct Replayer {
 
 impl Replayer {
     pub(crate) fn new(
-        target: Target,
+        target: TargetSpec,
         sealer: Option<Sealer>,
         id_header: HeaderName,
         capture_max_body_bytes: usize,
     ) -> Result<Self, MirrorError> {
-        let client = shadowdiff_runtime::upstream::client(target.timeout)
+        let client = shadowdiff_runtime::upstream::client(target.timeout())
             .map_err(|source| MirrorError::Client { target: target.name.clone(), source })?;
         Ok(Self { role: target.role.into(), target, sealer, client, id_header, capture_max_body_bytes })
     }
@@ -41,9 +51,49 @@ impl Replayer {
         &self.target.name
     }
 
-    pub(crate) async fn replay(&self, request: &RequestEvent) -> ResponseEvent {
-        let url = format!("{}{}", self.target.base_url.as_str().trim_end_matches('/'), request.path_and_query());
+    /// An event answering for this target without a replay: shed, circuit open.
+    pub(crate) fn unanswered(&self, request: &RequestEvent, profile: &Profile, kind: ErrorKind) -> ResponseEvent {
+        let mut event = self.event(request, profile, 0);
+        event.error = Some(kind);
+        event
+    }
+
+    fn event(&self, request: &RequestEvent, profile: &Profile, latency_us: i64) -> ResponseEvent {
+        ResponseEvent {
+            request_id: request.request_id.clone(),
+            timestamp_ms: now_ms(),
+            role: self.role,
+            deployment: self.target.name.clone(),
+            status: None,
+            headers: Vec::new(),
+            body: CapturedBody::empty(),
+            latency_us,
+            error: None,
+            profile: Some(profile.id.clone()),
+            stage: Some(profile.stage.as_str().to_owned()),
+        }
+    }
+
+    /// Replays `request`, with the profile's faults injected at their rates.
+    pub(crate) async fn replay(&self, request: &RequestEvent, profile: &Profile) -> Replayed {
         let started = Instant::now();
+        let fault = Fault::pick(&profile.faults, &request.request_id, &self.target.name);
+        let elapsed = |started: Instant| i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        match fault {
+            Some(Fault::Drop) => {
+                let mut event = self.event(request, profile, elapsed(started));
+                event.error = Some(ErrorKind::Reset);
+                return Replayed { event, injected: true };
+            }
+            Some(Fault::Error(status)) => {
+                let mut event = self.event(request, profile, elapsed(started));
+                event.status = Some(i32::from(status));
+                return Replayed { event, injected: true };
+            }
+            Some(Fault::Latency(delay)) => tokio::time::sleep(delay).await,
+            None => {}
+        }
+        let url = format!("{}{}", self.target.base_url.as_str().trim_end_matches('/'), request.path_and_query());
         let sent = async {
             let method = http::Method::from_bytes(request.method.as_bytes()).unwrap_or_default();
             let response = self
@@ -59,19 +109,7 @@ impl Replayer {
             Ok::<_, reqwest::Error>((status, headers, body))
         }
         .await;
-        let mut event = ResponseEvent {
-            request_id: request.request_id.clone(),
-            timestamp_ms: now_ms(),
-            role: self.role,
-            deployment: self.target.name.clone(),
-            status: None,
-            headers: Vec::new(),
-            body: CapturedBody::empty(),
-            latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
-            error: None,
-            profile: None,
-            stage: None,
-        };
+        let mut event = self.event(request, profile, elapsed(started));
         match sent {
             Ok((status, headers, body)) => {
                 event.status = Some(i32::from(status.as_u16()));
@@ -84,7 +122,7 @@ impl Replayer {
                 event.error = Some(kind);
             }
         }
-        event
+        Replayed { event, injected: matches!(fault, Some(Fault::Latency(_))) }
     }
 
     /// The captured headers, less those the client library or this replay sets itself.
@@ -114,11 +152,20 @@ impl Replayer {
             }
             headers.append(name, value);
         }
+        let rewritten_key = headers
+            .get(IDEMPOTENCY_KEY)
+            .and_then(|v| v.to_str().ok())
+            .map(|original| format!("{original}.shadow.{}", self.target.name));
         let mut set = |name: HeaderName, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
                 headers.insert(name, value);
             }
         };
+        if !SAFE_METHODS.contains(&request.method.to_ascii_uppercase().as_str()) {
+            if let Some(original) = rewritten_key {
+                set(HeaderName::from_static(IDEMPOTENCY_KEY), &original);
+            }
+        }
         set(self.id_header.clone(), &request.request_id);
         set(HeaderName::from_static(SHADOW_ROLE), self.role.as_str());
         set(HeaderName::from_static(SHADOW_DEPLOYMENT), &self.target.name);
@@ -126,10 +173,34 @@ impl Replayer {
     }
 }
 
+/// The fault injected into one replay, decided by sticky buckets per request and target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Drop,
+    Error(u16),
+    Latency(std::time::Duration),
+}
+
+impl Fault {
+    fn pick(faults: &Faults, request_id: &str, target: &str) -> Option<Self> {
+        let id = shadowdiff_core::RequestId::parse(request_id).ok()?;
+        let hit = |kind: &str, percent: f64| under(id.bucket(&format!("{kind}:{target}:")), percent);
+        if hit("drop", faults.drop_percent) {
+            Some(Self::Drop)
+        } else if hit("error", faults.error_percent) {
+            Some(Self::Error(faults.error_status))
+        } else if faults.latency_ms > 0 && hit("latency", faults.latency_percent) {
+            Some(Self::Latency(std::time::Duration::from_millis(faults.latency_ms)))
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TargetRole;
+    use crate::profile::TargetRole;
     use shadowdiff_core::redact::{Redactor, Rules};
 
     fn request(headers: Vec<Header>) -> RequestEvent {
@@ -149,11 +220,14 @@ mod tests {
     }
 
     fn replayer(sealer: Option<Sealer>) -> Replayer {
-        let target = Target {
+        let target = TargetSpec {
             name: "v2".into(),
             role: TargetRole::Candidate,
             base_url: "http://127.0.0.1:1".parse().unwrap(),
-            timeout: std::time::Duration::from_secs(1),
+            rate_per_sec: None,
+            max_concurrency: 1,
+            max_queued: 1,
+            timeout_ms: 1000,
         };
         Replayer::new(target, sealer, HeaderName::from_static("x-request-id"), 1024).unwrap()
     }

@@ -56,12 +56,21 @@ async fn metrics() -> impl IntoResponse {
 
 /// Binds the admin listener and serves it until `shutdown`. Returns the bound address.
 pub async fn spawn(config: &AdminConfig, health: Health, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
+    spawn_with(config, health, Router::new(), shutdown).await
+}
+
+/// Like [`spawn`], with a service's own admin routes (`extra`) beside the common ones.
+pub async fn spawn_with(
+    config: &AdminConfig,
+    health: Health,
+    extra: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
+    let app = router(health).merge(extra);
     tokio::spawn(async move {
-        let served = axum::serve(listener, router(health))
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
         if let Err(error) = served {
             tracing::error!(%error, "admin server failed");
         }

@@ -75,6 +75,9 @@ pub struct TopicsConfig {
     /// Outbound calls captured by taps in egress mode, keyed by the originating request id.
     #[serde(default = "default_outbound")]
     pub outbound: String,
+    /// Mirror profiles, compacted, one partition, keyed by profile id.
+    #[serde(default = "default_profiles")]
+    pub profiles: String,
     /// Partition count used when this service creates the topics. Requests and responses
     /// must have the same count: the correlator relies on them being co-partitioned.
     #[serde(default = "default_partitions")]
@@ -98,6 +101,9 @@ fn default_dead_letter() -> String {
 fn default_outbound() -> String {
     "shadowdiff.outbound".to_owned()
 }
+fn default_profiles() -> String {
+    "shadowdiff.profiles".to_owned()
+}
 const fn default_partitions() -> i32 {
     6
 }
@@ -115,6 +121,7 @@ impl Default for TopicsConfig {
             responses: default_responses(),
             dead_letter: default_dead_letter(),
             outbound: default_outbound(),
+            profiles: default_profiles(),
             partitions: default_partitions(),
             replication: default_replication(),
             create: true,
@@ -184,10 +191,10 @@ impl KafkaConfig {
         self.apply_overrides(&mut config);
         let admin: AdminClient<KafkaContext> = config.create_with_context(KafkaContext).map_err(TopicError::Client)?;
         let names = [&topics.requests, &topics.responses, &topics.dead_letter, &topics.outbound];
-        let new: Vec<_> = names
-            .iter()
-            .map(|name| NewTopic::new(name, topics.partitions, TopicReplication::Fixed(topics.replication)))
-            .collect();
+        let replication = || TopicReplication::Fixed(topics.replication);
+        let mut new: Vec<_> = names.iter().map(|name| NewTopic::new(name, topics.partitions, replication())).collect();
+        // Profiles are a small table: one ordered partition, compacted to the latest per id.
+        new.push(NewTopic::new(&topics.profiles, 1, replication()).set("cleanup.policy", "compact"));
         let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
         let results = admin.create_topics(&new, &options).await.map_err(TopicError::Client)?;
         for result in results {

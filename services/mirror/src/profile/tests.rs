@@ -1,0 +1,115 @@
+use super::*;
+use shadowdiff_core::{CapturedBody, Header};
+
+fn profile(toml_text: &str) -> Profile {
+    toml::from_str(toml_text).unwrap()
+}
+
+fn base() -> &'static str {
+    r#"
+    id = "p1"
+    targets = [{ name = "v2", role = "candidate", base_url = "http://127.0.0.1:1" }]
+    "#
+}
+
+fn request(method: &str, route: &str) -> RequestEvent {
+    RequestEvent {
+        request_id: "r".into(),
+        timestamp_ms: 0,
+        tap_id: "t".into(),
+        method: method.into(),
+        scheme: "http".into(),
+        authority: "a".into(),
+        path: route.into(),
+        query: None,
+        route_template: Some(route.into()),
+        headers: vec![Header::new("x-tenant", "blue")],
+        body: CapturedBody::empty(),
+    }
+}
+
+fn id(s: &str) -> RequestId {
+    RequestId::parse(s).unwrap()
+}
+
+#[test]
+fn sampling_is_sticky_and_within_a_binomial_bound() {
+    let p = profile(&format!("{}\nsample_percent = 10", base()));
+    let get = request("GET", "/items/{id}");
+    let decide = |i: usize| p.replays(&get, &id(&format!("req-{i}")), 0);
+    let first: Vec<bool> = (0..5_000).map(decide).collect();
+    let again: Vec<bool> = (0..5_000).map(decide).collect();
+    assert_eq!(first, again, "the same id always gets the same decision");
+    let n = first.iter().filter(|d| **d).count();
+    // Binomial(5000, 0.1): mean 500, sd 21.2; 4 sd either side.
+    assert!((415..=585).contains(&n), "{n} of 5000 sampled");
+}
+
+#[test]
+fn unsafe_methods_need_an_opt_in_with_a_reason() {
+    let post = request("POST", "/orders");
+    let plain = profile(base());
+    assert!(!plain.replays(&post, &id("a"), 0), "POST is not mirrored by default");
+    assert!(plain.replays(&request("GET", "/orders"), &id("a"), 0));
+
+    let opted = profile(&format!(
+        "{}\nunsafe_methods = {{ methods = [\"POST\"], reason = \"orders are idempotent by key\" }}",
+        base()
+    ));
+    assert!(opted.problems().is_empty(), "{:?}", opted.problems());
+    assert!(opted.replays(&post, &id("a"), 0));
+
+    let no_reason = profile(&format!("{}\nunsafe_methods = {{ methods = [\"POST\"], reason = \" \" }}", base()));
+    assert!(!no_reason.replays(&post, &id("a"), 0));
+    assert!(no_reason.problems().iter().any(|p| p.starts_with("unsafe_methods.reason")));
+
+    let listed = profile(&format!("{}\nmatch = {{ methods = [\"DELETE\"] }}", base()));
+    assert!(listed.problems().iter().any(|p| p.contains("DELETE is not safe")), "{:?}", listed.problems());
+}
+
+#[test]
+fn routes_headers_enabled_and_ttl() {
+    let p = profile(&format!(
+        "{}\nttl_secs = 60\nmatch = {{ routes = [\"/items/{{id}}\"], headers = [{{ name = \"X-Tenant\", equals = \"blue\" }}] }}",
+        base()
+    ))
+    .applied_at(1_000);
+    assert_eq!(p.expires_at_ms, Some(61_000));
+    assert!(p.replays(&request("GET", "/items/{id}"), &id("a"), 60_999));
+    assert!(!p.replays(&request("GET", "/items/{id}"), &id("a"), 61_000), "expired");
+    assert!(!p.replays(&request("GET", "/other"), &id("a"), 0));
+    let mut other_tenant = request("GET", "/items/{id}");
+    other_tenant.headers = vec![Header::new("x-tenant", "green")];
+    assert!(!p.replays(&other_tenant, &id("a"), 0));
+    let disabled = Profile { enabled: false, ..p };
+    assert!(!disabled.replays(&request("GET", "/items/{id}"), &id("a"), 0));
+}
+
+#[test]
+fn every_problem_is_named() {
+    let bad = profile(
+        r#"
+        id = ""
+        sample_percent = 120
+        targets = [
+          { name = "a", role = "secondary", base_url = "https://x", max_concurrency = 0 },
+          { name = "a", role = "secondary", base_url = "http://x", rate_per_sec = 0 },
+        ]
+        faults = { error_percent = -1, error_status = 42 }
+        "#,
+    );
+    let problems = bad.problems();
+    for expected in [
+        "id:",
+        "sample_percent:",
+        "targets[0].base_url:",
+        "targets[0].max_concurrency:",
+        "targets[1].name:",
+        "targets[1].rate_per_sec:",
+        "targets: at most one secondary",
+        "faults.error_percent:",
+        "faults.error_status:",
+    ] {
+        assert!(problems.iter().any(|p| p.starts_with(expected)), "missing {expected:?} in {problems:#?}");
+    }
+}
