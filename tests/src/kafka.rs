@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::OwnedMessage;
+use shadowdiff_core::{EventCodec, ResponseEvent};
 use shadowdiff_runtime::kafka::Consumer;
 use shadowdiff_runtime::kafka::KafkaConfig;
 
@@ -31,4 +32,20 @@ pub async fn read_until(
         }
     }
     messages
+}
+
+/// The response events on `topic`, decoded, once `done` holds for them.
+pub async fn responses_until(
+    brokers: &str,
+    topic: &str,
+    timeout: Duration,
+    done: impl Fn(&[ResponseEvent]) -> bool,
+) -> Vec<ResponseEvent> {
+    use rdkafka::Message;
+    let codec = EventCodec::new().unwrap_or_else(|e| panic!("{e}"));
+    let decode = |messages: &[OwnedMessage]| -> Vec<ResponseEvent> {
+        messages.iter().filter_map(|m| codec.decode(m.payload()?).ok()).collect()
+    };
+    let messages = read_until(brokers, topic, timeout, |messages| done(&decode(messages))).await;
+    decode(&messages)
 }

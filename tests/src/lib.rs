@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod infra;
 pub mod kafka;
+pub mod mirror;
 pub mod pipeline;
 pub mod tap;
 

@@ -1,0 +1,263 @@
+//! Mirror replicas against the real broker and real HTTP targets: method safety, TTL,
+//! live profile changes across replicas, injected faults, a dead target's circuit, and
+//! the rate limit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use shadowdiff_core::{ErrorKind, ResponseEvent};
+use shadowdiff_tests::eventually;
+use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::kafka::responses_until;
+use shadowdiff_tests::mirror::{MirrorTopics, MirrorUnderTest, publish, recording_backend, request_event};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn profile(id: &str, target: std::net::SocketAddr, extra: &str) -> String {
+    format!(
+        "[[mirror.profiles]]\nid = \"{id}\"\nstage = \"10\"\n{extra}\n\
+         [[mirror.profiles.targets]]\nname = \"v2\"\nrole = \"candidate\"\nbase_url = \"http://{target}\"\ntimeout_ms = 1000\n"
+    )
+}
+
+fn with_prefix<'a>(events: &'a [ResponseEvent], prefix: &str) -> Vec<&'a ResponseEvent> {
+    events.iter().filter(|e| e.request_id.starts_with(prefix)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_post_is_replayed_only_with_an_opt_in_and_a_rewritten_idempotency_key() {
+    let infra = Infra::get().await;
+    let (backend, received) = recording_backend(Duration::ZERO).await;
+    let topics = MirrorTopics::new();
+    let profiles = format!(
+        "{}{}",
+        profile("reads", backend, "match = { routes = [\"/reads\"] }"),
+        profile(
+            "writes",
+            backend,
+            "match = { routes = [\"/orders\"] }\nunsafe_methods = { methods = [\"POST\"], reason = \"the candidate writes to a scratch database\" }"
+        )
+    );
+    let mirror = MirrorUnderTest::start(&infra.brokers, &topics, &profiles).await;
+    publish(
+        &infra.brokers,
+        &topics.requests,
+        &[
+            request_event("w-1", "POST", "/reads"),  // no opt-in on this route
+            request_event("w-2", "POST", "/orders"), // opted in
+            request_event("w-3", "GET", "/reads"),
+        ],
+    )
+    .await;
+    let events = responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| e.len() >= 2).await;
+    let ids: Vec<&str> = events.iter().map(|e| e.request_id.as_str()).collect();
+    assert!(ids.contains(&"w-2") && ids.contains(&"w-3"), "{ids:?}");
+    let log = received.lock().unwrap().clone();
+    assert!(
+        !log.iter().any(|r| r.method == "POST" && r.path == "/reads"),
+        "a POST without opt-in never reaches a shadow"
+    );
+    let post = log.iter().find(|r| r.method == "POST").expect("the opted-in POST was replayed");
+    assert_eq!(post.headers["idempotency-key"], "key-1.shadow.v2");
+    assert_eq!(post.headers["x-shadow-role"], "candidate");
+    assert_eq!(post.headers["x-request-id"], "w-2");
+    let w2 = events.iter().find(|e| e.request_id == "w-2").unwrap();
+    assert_eq!((w2.profile.as_deref(), w2.stage.as_deref()), (Some("writes"), Some("10")));
+    mirror.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
+    let infra = Infra::get().await;
+    let (backend, received) = recording_backend(Duration::ZERO).await;
+    let topics = MirrorTopics::new();
+    let a = MirrorUnderTest::start(&infra.brokers, &topics, "").await;
+    let b = MirrorUnderTest::start(&infra.brokers, &topics, "").await;
+    let client = reqwest::Client::new();
+
+    let body = serde_json::json!({
+        "id": "live",
+        "ttl_secs": 6,
+        "targets": [{ "name": "v2", "role": "candidate", "base_url": format!("http://{backend}") }]
+    });
+    let created = client.post(format!("{}/v1/profiles", a.admin_url)).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), 202);
+    let bad = client
+        .post(format!("{}/v1/profiles", a.admin_url))
+        .json(&serde_json::json!({ "id": "x", "targets": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("targets: at least one"));
+
+    // The change made through replica A reaches replica B.
+    eventually("replica B to apply the profile written through A", DEADLINE, || async {
+        let listed: serde_json::Value = client
+            .get(format!("{}/v1/profiles", b.admin_url))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        if listed.as_array().is_some_and(|l| l.iter().any(|p| p["id"] == "live")) {
+            Ok(())
+        } else {
+            Err(listed.to_string())
+        }
+    })
+    .await;
+    let started = Instant::now();
+    let live: Vec<_> = (0..10).map(|i| request_event(&format!("live-{i}"), "GET", "/x")).collect();
+    publish(&infra.brokers, &topics.requests, &live).await;
+    responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| with_prefix(e, "live-").len() == 10).await;
+
+    // After the TTL, the profile stops matching on every replica: no more replays.
+    let ttl_end = started + Duration::from_secs(7);
+    tokio::time::sleep_until(ttl_end.into()).await;
+    let before = received.lock().unwrap().len();
+    let late: Vec<_> = (0..10).map(|i| request_event(&format!("late-{i}"), "GET", "/x")).collect();
+    publish(&infra.brokers, &topics.requests, &late).await;
+    // A marker profile proves the late requests were consumed before we look.
+    let marker = serde_json::json!({ "id": "marker", "match": { "routes": ["/marker"] }, "targets": [{ "name": "m", "role": "candidate", "base_url": format!("http://{backend}") }] });
+    client.post(format!("{}/v1/profiles", b.admin_url)).json(&marker).send().await.unwrap();
+    eventually("both replicas to see the marker profile", DEADLINE, || async {
+        for replica in [&a, &b] {
+            let listed: serde_json::Value = client
+                .get(format!("{}/v1/profiles", replica.admin_url))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !listed.as_array().is_some_and(|l| l.iter().any(|p| p["id"] == "marker")) {
+                return Err(listed.to_string());
+            }
+        }
+        Ok(())
+    })
+    .await;
+    let markers: Vec<_> = (0..4).map(|i| request_event(&format!("marker-{i}"), "GET", "/marker")).collect();
+    publish(&infra.brokers, &topics.requests, &markers).await;
+    let events =
+        responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| with_prefix(e, "marker-").len() == 4).await;
+    assert!(with_prefix(&events, "late-").is_empty(), "no replays after the TTL");
+    let after = received.lock().unwrap().iter().filter(|r| r.path == "/x").count();
+    assert_eq!(after, before, "the backend saw nothing after the TTL");
+    let listed: serde_json::Value =
+        client.get(format!("{}/v1/profiles", a.admin_url)).send().await.unwrap().json().await.unwrap();
+    let live = listed.as_array().unwrap().iter().find(|p| p["id"] == "live").unwrap().clone();
+    assert_eq!(live["expired"], true);
+
+    let deleted = client.delete(format!("{}/v1/profiles/live", a.admin_url)).send().await.unwrap();
+    assert_eq!(deleted.status(), 202);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_show_up_at_their_rate() {
+    let infra = Infra::get().await;
+    let (backend, _) = recording_backend(Duration::ZERO).await;
+    let topics = MirrorTopics::new();
+    let faults = "faults = { error_percent = 20, error_status = 503, drop_percent = 10 }";
+    let mirror = MirrorUnderTest::start(&infra.brokers, &topics, &profile("faulty", backend, faults)).await;
+    let n = 400;
+    let requests: Vec<_> = (0..n).map(|i| request_event(&format!("f-{i}"), "GET", "/x")).collect();
+    publish(&infra.brokers, &topics.requests, &requests).await;
+    let events = responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| e.len() >= n).await;
+    let errors = events.iter().filter(|e| e.status == Some(503)).count();
+    let drops = events.iter().filter(|e| e.error == Some(ErrorKind::Reset)).count();
+    let clean = events.iter().filter(|e| e.status == Some(200)).count();
+    assert_eq!(errors + drops + clean, n, "every request has exactly one outcome");
+    // Drops take 10%, errors 20% of the remaining 90% (18% overall); each within 4 sd.
+    let within = |count: usize, p: f64| {
+        let (mean, sd) = (n as f64 * p, (n as f64 * p * (1.0 - p)).sqrt());
+        (count as f64 - mean).abs() <= 4.0 * sd
+    };
+    assert!(within(drops, 0.10), "{drops} drops of {n}");
+    assert!(within(errors, 0.18), "{errors} injected errors of {n}");
+
+    // Faults are changed live through the API.
+    let client = reqwest::Client::new();
+    let changed = client
+        .post(format!("{}/v1/profiles/faulty/faults", mirror.admin_url))
+        .json(&serde_json::json!({ "error_percent": 100, "error_status": 500 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 202);
+    eventually("the new faults to apply", DEADLINE, || async {
+        let listed: serde_json::Value = client
+            .get(format!("{}/v1/profiles", mirror.admin_url))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        let faults = &listed[0]["faults"];
+        if faults["error_percent"] == 100.0 { Ok(()) } else { Err(faults.to_string()) }
+    })
+    .await;
+    publish(&infra.brokers, &topics.requests, &[request_event("after-change", "GET", "/x")]).await;
+    let events =
+        responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| !with_prefix(e, "after-change").is_empty())
+            .await;
+    assert_eq!(with_prefix(&events, "after-change")[0].status, Some(500));
+    mirror.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_target_gives_error_events_opens_its_circuit_and_never_stalls_consumption() {
+    let infra = Infra::get().await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let topics = MirrorTopics::new();
+    let mirror = MirrorUnderTest::start(&infra.brokers, &topics, &profile("dead", dead, "")).await;
+    let n = 200;
+    let requests: Vec<_> = (0..n).map(|i| request_event(&format!("d-{i}"), "GET", "/x")).collect();
+    publish(&infra.brokers, &topics.requests, &requests).await;
+    let events = responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| e.len() >= n).await;
+    assert!(events.iter().all(|e| e.status.is_none()), "a dead target never answers");
+    let connect = events.iter().filter(|e| e.error == Some(ErrorKind::Connect)).count();
+    let open = events.iter().filter(|e| e.error == Some(ErrorKind::CircuitOpen)).count();
+    assert!(connect >= 5, "the first failures are real connection errors: {connect}");
+    assert!(open > 0, "then the circuit opens: {open} rejected");
+
+    let status: serde_json::Value =
+        reqwest::get(format!("{}/v1/profiles/dead/status", mirror.admin_url)).await.unwrap().json().await.unwrap();
+    let target = &status["targets"][0];
+    assert_eq!(target["name"], "v2");
+    assert!(target["circuit"] == "open" || target["circuit"] == "half_open", "{status}");
+    assert!(target["errors"].as_u64().unwrap() >= 5, "{status}");
+    assert!(status["consumer_lag"].as_i64().is_some_and(|lag| lag <= 0), "all {n} consumed: {status}");
+    mirror.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limit_holds_within_ten_percent_over_ten_seconds() {
+    let infra = Infra::get().await;
+    let (backend, received) = recording_backend(Duration::ZERO).await;
+    let topics = MirrorTopics::new();
+    let limited = format!(
+        "[[mirror.profiles]]\nid = \"limited\"\n\
+         [[mirror.profiles.targets]]\nname = \"v2\"\nrole = \"candidate\"\nbase_url = \"http://{backend}\"\nrate_per_sec = 20\n"
+    );
+    let mirror = MirrorUnderTest::start(&infra.brokers, &topics, &limited).await;
+    let requests: Vec<_> = (0..400).map(|i| request_event(&format!("r-{i}"), "GET", "/x")).collect();
+    publish(&infra.brokers, &topics.requests, &requests).await;
+    let first = eventually("the first replay", DEADLINE, || async {
+        received.lock().unwrap().first().map(|r| r.at).ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    tokio::time::sleep_until((first + Duration::from_secs(11)).into()).await;
+    let in_window = received.lock().unwrap().iter().filter(|r| r.at < first + Duration::from_secs(10)).count();
+    assert!((180..=220).contains(&in_window), "{in_window} replays in 10 s at 20/s");
+    mirror.stop().await;
+}
