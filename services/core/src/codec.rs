@@ -10,6 +10,8 @@
 //! registry can still register these same `.avsc` files; the fingerprint is the registry's
 //! canonical-form fingerprint too.
 
+use std::sync::OnceLock;
+
 use apache_avro::{Schema, headers::HeaderBuilder, headers::RabinFingerprintHeader};
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -119,18 +121,35 @@ impl DecodeError {
     }
 }
 
-/// Encodes and decodes events. Build one at start-up and share it.
-#[derive(Debug)]
+/// Encodes and decodes events. Cheap to create: the schemas are parsed once per process.
+#[derive(Debug, Clone, Copy)]
 pub struct EventCodec {
+    families: &'static Families,
+}
+
+#[derive(Debug)]
+struct Families {
     request: Family,
     response: Family,
     outbound_call: Family,
 }
 
+static FAMILIES: OnceLock<Families> = OnceLock::new();
+
 impl EventCodec {
     pub fn new() -> Result<Self, SchemaError> {
+        if let Some(families) = FAMILIES.get() {
+            return Ok(Self { families });
+        }
         // Set once per process; a second call is a no-op, so every codec agrees.
         apache_avro::util::max_allocation_bytes(MAX_ALLOCATION_BYTES);
+        let parsed = Families::parse()?;
+        Ok(Self { families: FAMILIES.get_or_init(|| parsed) })
+    }
+}
+
+impl Families {
+    fn parse() -> Result<Self, SchemaError> {
         Ok(Self {
             request: Family::parse(
                 include_str!("../../../schemas/avro/request_event.avsc"),
@@ -143,24 +162,34 @@ impl EventCodec {
             outbound_call: Family::parse(include_str!("../../../schemas/avro/outbound_call_event.avsc"), &[])?,
         })
     }
+}
 
-    fn family(&self, kind: EventKind) -> &Family {
+impl EventCodec {
+    fn family(&self, kind: EventKind) -> &'static Family {
         match kind {
-            EventKind::Request => &self.request,
-            EventKind::Response => &self.response,
-            EventKind::OutboundCall => &self.outbound_call,
+            EventKind::Request => &self.families.request,
+            EventKind::Response => &self.families.response,
+            EventKind::OutboundCall => &self.families.outbound_call,
         }
     }
 
     /// Encodes with the current schema, single-object framed.
+    ///
+    /// Serializes straight into the output, without an intermediate Avro value (over ten
+    /// times faster, see `benches/codec.rs`). That path cannot follow references to named
+    /// types defined elsewhere in the schema (the outbound-call event reuses `Header` and
+    /// `CapturedBody`), so such events go through an Avro value instead.
     pub fn encode<E: Event>(&self, event: &E) -> Result<Vec<u8>, EncodeError> {
         let family = self.family(E::KIND);
         let err = |source| EncodeError { kind: E::KIND, source };
-        let value = apache_avro::to_value(event).and_then(|v| v.resolve(&family.current)).map_err(err)?;
-        let datum = apache_avro::to_avro_datum(&family.current, value).map_err(err)?;
-        let mut out = Vec::with_capacity(HEADER_LEN + datum.len());
+        let mut out = Vec::with_capacity(512);
         out.extend_from_slice(&family.header);
-        out.extend_from_slice(&datum);
+        if apache_avro::write_avro_datum_ref(&family.current, event, &mut out).is_ok() {
+            return Ok(out);
+        }
+        out.truncate(HEADER_LEN);
+        let value = apache_avro::to_value(event).and_then(|v| v.resolve(&family.current)).map_err(err)?;
+        out.extend(apache_avro::to_avro_datum(&family.current, value).map_err(err)?);
         Ok(out)
     }
 

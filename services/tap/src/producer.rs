@@ -1,23 +1,75 @@
-//! The tap's Kafka producer, supervised: a producer that keeps failing every delivery
-//! while its broker answers again is stuck (an idempotent producer whose broker lost its
-//! state can loop on epoch bumps forever), and is replaced by a fresh one. The client path
-//! never notices either way; this only decides whether publishing resumes by itself.
+//! The tap's Kafka producer. Deliveries are counted in librdkafka's delivery callback, on
+//! the producer's own polling thread, so publishing costs the async workers no task and
+//! no wake-up per event.
+//!
+//! It is also supervised: a producer that keeps failing every delivery while its broker
+//! answers again is stuck (an idempotent producer whose broker lost its state can loop on
+//! epoch bumps forever), and is replaced by a fresh one. The client path never notices
+//! either way; this only decides whether publishing resumes by itself.
 
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::Producer as _;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{Producer as _, ProducerContext, ThreadedProducer};
 use shadowdiff_core::event::now_ms;
-use shadowdiff_runtime::kafka::KafkaConfig;
-use shadowdiff_runtime::kafka::Producer;
+use shadowdiff_runtime::kafka::{KafkaConfig, KafkaContext};
+
+use crate::events::{self, DropReason};
+
+pub(crate) type TapProducer = ThreadedProducer<TapContext>;
+
+/// Delivery outcomes since the last success, shared by every producer generation.
+#[derive(Debug)]
+struct Deliveries {
+    last_ok_ms: AtomicI64,
+    failures_since_ok: AtomicU64,
+}
+
+/// Counts each delivery as it is reported; log lines and client errors go the way of
+/// every shadowdiff client ([`KafkaContext`]).
+#[derive(Debug)]
+pub(crate) struct TapContext {
+    deliveries: Arc<Deliveries>,
+}
+
+impl ClientContext for TapContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        KafkaContext.log(level, facility, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        KafkaContext.error(error, reason);
+    }
+}
+
+impl ProducerContext for TapContext {
+    /// When the event was queued, for the publish-latency histogram.
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, queued: Box<Instant>) {
+        match result {
+            Ok(_) => {
+                self.deliveries.last_ok_ms.store(now_ms(), Ordering::Relaxed);
+                self.deliveries.failures_since_ok.store(0, Ordering::Relaxed);
+                events::published(queued.elapsed());
+            }
+            Err((error, _)) => {
+                self.deliveries.failures_since_ok.fetch_add(1, Ordering::Relaxed);
+                events::dropped(DropReason::Delivery, error);
+            }
+        }
+    }
+}
 
 pub(crate) struct SupervisedProducer {
     config: KafkaConfig,
-    current: RwLock<Producer>,
-    last_ok_ms: AtomicI64,
-    failures_since_ok: AtomicU64,
+    current: RwLock<Arc<TapProducer>>,
+    deliveries: Arc<Deliveries>,
 }
 
 impl std::fmt::Debug for SupervisedProducer {
@@ -28,33 +80,20 @@ impl std::fmt::Debug for SupervisedProducer {
 
 impl SupervisedProducer {
     pub(crate) fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        Ok(Self {
-            current: RwLock::new(config.producer()?),
-            config: config.clone(),
-            last_ok_ms: AtomicI64::new(now_ms()),
-            failures_since_ok: AtomicU64::new(0),
-        })
+        let deliveries =
+            Arc::new(Deliveries { last_ok_ms: AtomicI64::new(now_ms()), failures_since_ok: AtomicU64::new(0) });
+        Ok(Self { current: RwLock::new(Arc::new(build(config, &deliveries)?)), config: config.clone(), deliveries })
     }
 
     /// The producer to send with now (a cheap handle clone).
-    pub(crate) fn get(&self) -> Producer {
+    pub(crate) fn get(&self) -> Arc<TapProducer> {
         // Only `replace` writes, and it cannot panic while holding the lock.
         self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
-    pub(crate) fn delivered(&self, ok: bool) {
-        if ok {
-            self.last_ok_ms.store(now_ms(), Ordering::Relaxed);
-            self.failures_since_ok.store(0, Ordering::Relaxed);
-        } else {
-            self.failures_since_ok.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Whether the broker answers a metadata request within `timeout` (blocking).
     pub(crate) fn broker_reachable(&self, timeout: Duration) -> bool {
-        let producer = self.get();
-        producer.client().fetch_metadata(None, timeout).is_ok()
+        self.get().client().fetch_metadata(None, timeout).is_ok()
     }
 
     /// Stuck: a fatal error, or only failed deliveries for longer than twice the message
@@ -63,18 +102,18 @@ impl SupervisedProducer {
         if self.get().client().fatal_error().is_some() {
             return true;
         }
-        let quiet_ms = now_ms() - self.last_ok_ms.load(Ordering::Relaxed);
+        let quiet_ms = now_ms() - self.deliveries.last_ok_ms.load(Ordering::Relaxed);
         let stall_ms = i64::try_from(self.config.message_timeout.as_millis() * 2).unwrap_or(i64::MAX);
-        self.failures_since_ok.load(Ordering::Relaxed) > 0 && quiet_ms > stall_ms
+        self.deliveries.failures_since_ok.load(Ordering::Relaxed) > 0 && quiet_ms > stall_ms
     }
 
     /// Swaps in a fresh producer; the old one's queue is given up (it was failing anyway).
     pub(crate) fn replace(&self) -> Result<(), KafkaError> {
-        let fresh = self.config.producer()?;
+        let fresh = Arc::new(build(&self.config, &self.deliveries)?);
         let old =
             std::mem::replace(&mut *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner), fresh);
-        self.last_ok_ms.store(now_ms(), Ordering::Relaxed);
-        self.failures_since_ok.store(0, Ordering::Relaxed);
+        self.deliveries.last_ok_ms.store(now_ms(), Ordering::Relaxed);
+        self.deliveries.failures_since_ok.store(0, Ordering::Relaxed);
         // Dropping a producer purges and waits on its queue: off the async workers.
         tokio::task::spawn_blocking(move || {
             old.purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
@@ -82,4 +121,8 @@ impl SupervisedProducer {
         });
         Ok(())
     }
+}
+
+fn build(config: &KafkaConfig, deliveries: &Arc<Deliveries>) -> Result<TapProducer, KafkaError> {
+    config.producer_config().create_with_context(TapContext { deliveries: deliveries.clone() })
 }

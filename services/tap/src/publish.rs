@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureRecord, Producer};
+use rdkafka::producer::{BaseRecord, Producer};
 use shadowdiff_core::codec::Event;
 use shadowdiff_core::event::now_ms;
 use shadowdiff_core::redact::Redactor;
@@ -172,29 +172,15 @@ impl Publisher {
             Ok(payload) => payload,
             Err(error) => return events::dropped(DropReason::Encode, &error),
         };
-        let record = FutureRecord::to(topic).key(key).payload(&payload);
-        let queued = Instant::now();
+        let record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now())).key(key).payload(&payload);
         let producer = self.producer.get();
-        match producer.send_result(record) {
-            Ok(delivery) => {
-                let supervisor = self.producer.clone();
-                tokio::spawn(async move {
-                    let delivered = delivery.await;
-                    supervisor.delivered(matches!(delivered, Ok(Ok(_))));
-                    match delivered {
-                        Ok(Ok(_)) => events::published(queued.elapsed()),
-                        Ok(Err((error, _))) => events::dropped(DropReason::Delivery, &error),
-                        Err(canceled) => events::dropped(DropReason::Delivery, &canceled),
-                    }
-                });
-            }
-            Err((error, _)) => {
-                let reason = match error {
-                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => DropReason::QueueFull,
-                    _ => DropReason::Produce,
-                };
-                events::dropped(reason, &error);
-            }
+        // Delivery is counted by the producer's callback (`producer.rs`), never awaited here.
+        if let Err((error, _)) = producer.send(record) {
+            let reason = match error {
+                KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => DropReason::QueueFull,
+                _ => DropReason::Produce,
+            };
+            events::dropped(reason, &error);
         }
         events::queue_depth(producer.in_flight_count());
     }

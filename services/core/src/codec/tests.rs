@@ -87,7 +87,7 @@ fn reads_data_written_with_the_previous_schema() {
     let value = apache_avro::to_value(&old).unwrap().resolve(&v1).unwrap();
     let mut bytes = header_of(&v1).to_vec();
     bytes.extend(apache_avro::to_avro_datum(&v1, value).unwrap());
-    assert_ne!(header_of(&v1), c.request.header, "v1 and current must differ in fingerprint");
+    assert_ne!(header_of(&v1), c.family(EventKind::Request).header, "v1 and current must differ in fingerprint");
 
     let read: RequestEvent = c.decode(&bytes).unwrap();
     assert_eq!(read.request_id, "old-1");
@@ -165,4 +165,33 @@ fn reads_responses_written_before_profile_and_stage() {
     bytes.extend(apache_avro::to_avro_datum(&v1, value.resolve(&v1).unwrap()).unwrap());
     let read: ResponseEvent = c.decode(&bytes).unwrap();
     assert_eq!(read, ResponseEvent { profile: None, stage: None, ..response() });
+}
+
+#[test]
+fn the_direct_encoding_path_is_taken_and_matches_the_value_path() {
+    let c = codec();
+    for (kind, direct, value) in [
+        (
+            EventKind::Request,
+            datum_direct(&c, EventKind::Request, &request()),
+            datum_value(&c, EventKind::Request, &request()),
+        ),
+        (
+            EventKind::Response,
+            datum_direct(&c, EventKind::Response, &response()),
+            datum_value(&c, EventKind::Response, &response()),
+        ),
+    ] {
+        assert_eq!(direct.expect("the direct path handles this schema"), value, "{kind:?}");
+    }
+}
+
+fn datum_direct<T: serde::Serialize>(c: &EventCodec, kind: EventKind, event: &T) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    apache_avro::write_avro_datum_ref(&c.family(kind).current, event, &mut out).ok().map(|_| out)
+}
+
+fn datum_value<T: serde::Serialize>(c: &EventCodec, kind: EventKind, event: &T) -> Vec<u8> {
+    let schema = &c.family(kind).current;
+    apache_avro::to_avro_datum(schema, apache_avro::to_value(event).unwrap().resolve(schema).unwrap()).unwrap()
 }

@@ -160,6 +160,12 @@ impl KafkaConfig {
     /// An idempotent, lz4-compressing producer that partitions keys like the Java client
     /// (`murmur2_random`), so co-partitioning holds whichever client produced.
     pub fn producer(&self) -> Result<Producer, KafkaError> {
+        self.producer_config().create_with_context(KafkaContext)
+    }
+
+    /// The settings of [`producer`](Self::producer), for a producer with its own context
+    /// (the tap counts deliveries in a callback rather than awaiting each one).
+    pub fn producer_config(&self) -> ClientConfig {
         let mut config = self.client_config();
         config
             .set("enable.idempotence", "true")
@@ -168,7 +174,7 @@ impl KafkaConfig {
             .set("linger.ms", self.linger.as_millis().to_string())
             .set("message.timeout.ms", self.message_timeout.as_millis().to_string());
         self.apply_overrides(&mut config);
-        config.create_with_context(KafkaContext)
+        config
     }
 
     /// A group consumer that never commits on its own: offsets are stored or committed by

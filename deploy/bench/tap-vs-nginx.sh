@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# How much the shadowdiff tap costs a client, next to nginx doing the nearest thing it can
+# (a reverse proxy with `mirror`), and what each does when its copy of the traffic has
+# nowhere fast to go. Everything runs on 127.0.0.1. What the script starts (nginx, taps, the
+# slow backend) stops when it exits; the shared Kafka and ClickHouse of
+# deploy/local/services.sh are left up, as that script leaves them.
+#
+#   deploy/bench/tap-vs-nginx.sh                 both scenarios (the default)
+#   deploy/bench/tap-vs-nginx.sh --baseline      only the first: direct, tap, nginx, nginx+mirror
+#   deploy/bench/tap-vs-nginx.sh --slow-shadow   only the second: slow mirror vs dead broker
+#   DURATION=2 deploy/bench/tap-vs-nginx.sh      a quick smoke run
+#
+# Knobs (environment):
+#   DURATION                  seconds per measured wrk run (15)
+#   WARMUP                    seconds of unmeasured load before each run, to fill pools (2)
+#   THREADS, CONNECTIONS      wrk -t and -c for the full-load runs (2, 64)
+#   LOW_CONNECTIONS           wrk -c for the "half load" latency runs (4)
+#   BENCH_PORT_BASE           ports BASE+1..BASE+12 on 127.0.0.1 are used (18180)
+#   BENCH_DEAD_BROKER         where the dead-broker tap looks for Kafka (127.0.0.1:19999)
+#   SLOW_DELAY_MS             how late the slow mirror answers (200)
+#   SHADOWDIFF_KAFKA_BROKERS  the live broker, started by deploy/local/services.sh (127.0.0.1:9092)
+#   BENCH_KEEP=1              keep the temp dir (configs, logs, raw wrk output) for a look
+#
+# The tables go to stdout and to deploy/bench/results-latest.md.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+cd "$repo"
+
+run_baseline=1
+run_slow=1
+case "${1:-}" in
+  "") ;;
+  --baseline) run_slow=0 ;;
+  --slow-shadow) run_baseline=0 ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  *) echo "usage: $0 [--baseline | --slow-shadow]" >&2; exit 2 ;;
+esac
+
+duration="${DURATION:-15}"
+warmup="${WARMUP:-2}"
+threads="${THREADS:-2}"
+connections="${CONNECTIONS:-64}"
+low_connections="${LOW_CONNECTIONS:-4}"
+base="${BENCH_PORT_BASE:-18180}"
+dead_broker="${BENCH_DEAD_BROKER:-127.0.0.1:19999}"
+live_broker="${SHADOWDIFF_KAFKA_BROKERS:-127.0.0.1:9092}"
+slow_delay_ms="${SLOW_DELAY_MS:-200}"
+results="$here/results-latest.md"
+
+backend_port=$((base + 1))
+mirror_backend_port=$((base + 2))
+slow_backend_port=$((base + 3))
+proxy_plain_port=$((base + 4))
+proxy_mirror_port=$((base + 5))
+proxy_slow_mirror_port=$((base + 6))
+tap_port=$((base + 7))
+tap_admin_port=$((base + 8))
+dead_tap_port=$((base + 9))
+dead_tap_admin_port=$((base + 10))
+mirror_empty_backend_port=$((base + 11))
+proxy_mirror_empty_port=$((base + 12))
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root for: $*"; fi; }
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# --- processes: remembered by pid, so a run killed with SIGKILL is cleaned by the next ---
+
+state="$repo/.local/bench"
+mkdir -p "$state"
+# One run at a time: a second would take the first's processes for leftovers. Every server
+# started below gets `9>&-`, so none of them holds the lock after this script is gone.
+exec 9>"$state/lock"
+flock -n 9 || die "another tap-vs-nginx.sh run is in progress"
+running="$state/running"   # lines "PID TMPDIR" (or "- TMPDIR") for what this run started
+
+# A pid is only ours if its command line still names the run's temp dir: pids get reused.
+ours() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF "$2"; }
+
+stop_pid() {
+  local pid="$1" dir="$2"
+  ours "$pid" "$dir" || return 0
+  kill -TERM "$pid" 2>/dev/null || return 0
+  # The tap drains and flushes its producer for up to 5 s before it exits.
+  for _ in $(seq 1 40); do ours "$pid" "$dir" || return 0; sleep 0.2; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+stop_recorded() {
+  [ -f "$running" ] || return 0
+  local pid dir
+  while read -r pid dir; do
+    [ -n "$pid" ] || continue
+    [ "$pid" = - ] || stop_pid "$pid" "$dir"
+    # An interrupted run's temp dir goes too; this run's own is handled by cleanup.
+    case "$dir" in */shadowdiff-bench.*) [ "$dir" = "${tmp:-}" ] || rm -rf "$dir" ;; esac
+  done <"$running"
+  : >"$running"
+}
+
+if [ -s "$running" ]; then log "stopping what an earlier, interrupted run left behind"; fi
+stop_recorded
+
+tmp="$(mktemp -d "${TMPDIR:-/tmp}/shadowdiff-bench.XXXXXX")"
+echo "- $tmp" >>"$running"   # the dir alone, so a run killed before any server starts is cleaned too
+cleanup() {
+  local status=$?
+  stop_recorded
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $tmp"; else rm -rf "$tmp"; fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+remember() { echo "$1 $tmp" >>"$running"; }
+
+# --- prerequisites ---------------------------------------------------------------------
+
+install_missing() {
+  local apt_needed=()
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_needed+=(nginx)
+  command -v wrk >/dev/null || apt_needed+=(wrk)
+  command -v curl >/dev/null || apt_needed+=(curl)
+  if [ "${#apt_needed[@]}" -gt 0 ]; then
+    log "installing Debian packages: ${apt_needed[*]}"
+    as_root apt-get update -qq
+    # Debian's nginx package enables and starts the system nginx on port 80 where it can;
+    # this script never uses it, and leaves it as the package set it up.
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
+  fi
+  command -v python3 >/dev/null || die "python3 is needed for the slow mirror backend"
+}
+
+install_missing
+nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+
+for port in $(seq $((base + 1)) $((base + 12))); do
+  port_busy "$port" && die "127.0.0.1:$port is in use; set BENCH_PORT_BASE to another range"
+done
+port_busy "${dead_broker##*:}" && die "something answers on $dead_broker; set BENCH_DEAD_BROKER to a free port"
+
+# Both scenarios load the healthy tap, which needs the broker; idempotent when it is up.
+log "local Kafka and ClickHouse (deploy/local/services.sh up)"
+deploy/local/services.sh up >"$tmp/services.log" 2>&1 9>&- || { cat "$tmp/services.log" >&2; die "services.sh up failed"; }
+
+log "building shadowdiff-tap (release)"
+cargo build --release --quiet -p shadowdiff-tap
+tap_bin="${CARGO_TARGET_DIR:-$repo/target}/release/shadowdiff-tap"
+[ -x "$tap_bin" ] || die "no $tap_bin after the build"
+
+# --- configs -----------------------------------------------------------------------------
+
+# render TEMPLATE OUT NAME=VALUE...: replaces each @NAME@, and refuses to leave one behind.
+render() {
+  local template="$1" out="$2" pair name value
+  shift 2
+  cp "$template" "$out"
+  for pair in "$@"; do
+    name="${pair%%=*}"; value="${pair#*=}"
+    value="$(printf '%s' "$value" | sed 's/[&|\\]/\\&/g')"
+    sed -i "s|@$name@|$value|g" "$out"
+  done
+  if grep -q '@[A-Z_]*@' "$out"; then die "unrendered placeholder in $out: $(grep -o '@[A-Z_]*@' "$out" | head -1)"; fi
+}
+
+# Workers run as the invoking user so they can read the temp dir; nginx only honours
+# `user` when started as root.
+user_directive=""
+if [ "$(id -u)" -eq 0 ]; then user_directive="user root root;"; fi
+
+mkdir -p "$tmp/www" "$tmp/tmp"
+cp "$here/payload.json" "$tmp/www/payload.json"
+nginx_vars=(
+  PREFIX="$tmp" USER_DIRECTIVE="$user_directive" SLOW_DELAY_MS="$slow_delay_ms"
+  BACKEND_PORT="$backend_port" MIRROR_BACKEND_PORT="$mirror_backend_port" SLOW_BACKEND_PORT="$slow_backend_port"
+  PROXY_PLAIN_PORT="$proxy_plain_port" PROXY_MIRROR_PORT="$proxy_mirror_port"
+  PROXY_SLOW_MIRROR_PORT="$proxy_slow_mirror_port"
+  MIRROR_EMPTY_BACKEND_PORT="$mirror_empty_backend_port" PROXY_MIRROR_EMPTY_PORT="$proxy_mirror_empty_port"
+)
+render "$here/nginx-backend.conf.in" "$tmp/nginx-backend.conf" "${nginx_vars[@]}"
+render "$here/nginx-proxy.conf.in" "$tmp/nginx-proxy.conf" "${nginx_vars[@]}"
+
+run_id="bench-$(date +%Y%m%d%H%M%S)-$$"
+render "$here/tap.toml.in" "$tmp/tap.toml" \
+  LISTEN_PORT="$tap_port" UPSTREAM_PORT="$backend_port" TAP_ID="$run_id" BROKERS="$live_broker" \
+  MESSAGE_TIMEOUT_MS=30000 TOPIC_PREFIX="$run_id" CREATE_TOPICS=true ADMIN_PORT="$tap_admin_port"
+render "$here/tap.toml.in" "$tmp/tap-dead-broker.toml" \
+  LISTEN_PORT="$dead_tap_port" UPSTREAM_PORT="$backend_port" TAP_ID="$run_id-dead-broker" BROKERS="$dead_broker" \
+  MESSAGE_TIMEOUT_MS=2000 TOPIC_PREFIX="$run_id" CREATE_TOPICS=false ADMIN_PORT="$dead_tap_admin_port"
+cp "$here/slow_backend.py" "$tmp/slow_backend.py"   # run from $tmp so its pid is recognisably ours
+
+# --- servers -----------------------------------------------------------------------------
+
+wait_until() {
+  local what="$1" seconds="$2"; shift 2
+  for _ in $(seq 1 $((seconds * 5))); do
+    if "$@"; then return 0; fi
+    sleep 0.2
+  done
+  die "$what did not come up within ${seconds}s (logs in $tmp; rerun with BENCH_KEEP=1 to keep them)"
+}
+http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
+# Any HTTP status will do: the dead-broker tap's /healthz answers 503, as it should.
+http_answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null)" != 000 ]; }
+
+start_nginx() {
+  local name="$1"
+  # -e: the error log before the config is read, else nginx opens the system's log path.
+  "$nginx_bin" -p "$tmp" -e "$tmp/$name-startup.log" -c "$tmp/nginx-$name.conf" -t -q \
+    || die "nginx-$name.conf does not pass nginx -t"
+  "$nginx_bin" -p "$tmp" -e "$tmp/$name-startup.log" -c "$tmp/nginx-$name.conf" 9>&-
+  wait_until "nginx $name" 10 test -s "$tmp/$name.pid"
+  remember "$(cat "$tmp/$name.pid")"
+}
+
+# SHADOWDIFF_* variables override the tap's config file; a benchmark must run the file as
+# written (an exported SHADOWDIFF_KAFKA_BROKERS would otherwise revive the dead-broker tap).
+clean_env=()
+while read -r var; do clean_env+=(-u "$var"); done < <(compgen -e | grep '^SHADOWDIFF_' || true)
+
+# start_tap NAME ADMIN_PORT CHECK: CHECK is http_ok (healthy, broker reachable) or
+# http_answers (serving, whatever /healthz says).
+start_tap() {
+  local name="$1" admin_port="$2" check="$3" pid
+  env "${clean_env[@]}" "$tap_bin" --config "$tmp/$name.toml" >"$tmp/$name.log" 2>&1 9>&- &
+  pid=$!
+  remember "$pid"
+  for _ in $(seq 1 150); do
+    if "$check" "http://127.0.0.1:$admin_port/healthz"; then return 0; fi
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$tmp/$name.log" >&2; die "$name exited at start-up"; }
+    sleep 0.2
+  done
+  tail -20 "$tmp/$name.log" >&2
+  die "$name's /healthz on 127.0.0.1:$admin_port did not pass within 30s"
+}
+
+log "starting the backends and the nginx proxies under $tmp"
+start_nginx backend
+start_nginx proxy
+python3 "$tmp/slow_backend.py" "$slow_backend_port" "$(awk -v ms="$slow_delay_ms" 'BEGIN { print ms / 1000 }')" \
+  >"$tmp/slow-backend.log" 2>&1 9>&- &
+remember $!
+wait_until "backend" 10 http_ok "http://127.0.0.1:$backend_port/payload.json"
+wait_until "nginx proxy" 10 http_ok "http://127.0.0.1:$proxy_plain_port/payload.json"
+wait_until "slow backend" 10 http_ok "http://127.0.0.1:$slow_backend_port/"
+
+# --- measuring ---------------------------------------------------------------------------
+
+# bench NAME URL CONNECTIONS: a warm-up, then the measured run; prints "req/s p50 p99 errors"
+# with latencies in ms. `timeout` bounds each run even if wrk hangs on a dead server.
+bench() {
+  local name="$1" url="$2" conns="$3" out="$tmp/wrk-$1.txt"
+  local t="$threads"; [ "$conns" -lt "$t" ] && t="$conns"
+  log "wrk $name: -t$t -c$conns -d${duration}s $url"
+  if [ "$warmup" -gt 0 ]; then
+    timeout --kill-after=5 $((warmup + 30)) wrk -t"$t" -c"$conns" -d"${warmup}s" "$url" >/dev/null 2>&1 || true
+  fi
+  timeout --kill-after=5 $((duration + 30)) wrk -t"$t" -c"$conns" -d"${duration}s" --latency "$url" >"$out" 2>&1 \
+    || { cat "$out" >&2; die "wrk $name failed"; }
+  # wrk prints latencies as 812.00us, 1.23ms, 2.01s or 1.00m; errors are non-2xx/3xx
+  # responses plus socket errors, which a broken path would otherwise hide behind speed.
+  awk '
+    function ms(v,   n, unit) { n = v + 0; unit = v; sub(/^[0-9.]+/, "", unit)
+      if (unit == "us") return n / 1000; if (unit == "s") return n * 1000
+      if (unit == "m") return n * 60000; if (unit == "h") return n * 3600000; return n }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    /^Requests\/sec:/ { rps = $2 }
+    /Non-2xx or 3xx responses:/ { errors += $NF }
+    /Socket errors:/ { for (i = 3; i <= NF; i++) { gsub(/,/, "", $i); if ($i ~ /^[0-9]+$/) errors += $i } }
+    END { if (rps == "") exit 1; printf "%.0f %.2f %.2f %d\n", rps, p50, p99, errors }
+  ' "$out" || { cat "$out" >&2; die "cannot read wrk's output for $name"; }
+}
+
+row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }           # label req/s p50 p99 errors
+ratio_row() { printf '| %s | %s | %s | %s |\n' "$@"; }      # label req/s p50 p99
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
+diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.2f", a - b }'; }
+
+# What the tap did with the events: scraped from its /metrics before it stops.
+tap_events() {
+  curl -fsS --max-time 5 "http://127.0.0.1:$1/metrics" 2>/dev/null | awk '
+    /^shadowdiff_tap_events_published_total/ { published += $NF }
+    /^shadowdiff_tap_events_dropped_total/ { dropped += $NF; split($0, a, "reason=\""); split(a[2], r, "\""); by[r[1]] += $NF }
+    END { printf "%d published, %d dropped", published, dropped
+      first = 1; for (k in by) { printf "%s%s %d", (first ? " (" : ", "), k, by[k]; first = 0 } if (!first) printf ")"
+      printf "\n" }'
+}
+
+report="$tmp/results.md"
+{
+  echo "# shadowdiff tap vs nginx"
+  echo
+  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'),"
+  echo "$(nproc) CPUs, $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'),"
+  echo "wrk -t$threads -c$connections -d${duration}s --latency after a ${warmup}s warm-up; backend: nginx, 2 workers, a $(wc -c <"$here/payload.json")-byte JSON file."
+  echo "Everything shares the same CPUs (wrk, backends, proxies, Kafka): compare rows, not machines."
+} >"$report"
+
+path="/payload.json"
+start_tap tap "$tap_admin_port" http_ok
+
+if [ "$run_baseline" = 1 ]; then
+  read -r d_rps d_p50 d_p99 d_err < <(bench direct "http://127.0.0.1:$backend_port$path" "$connections")
+  read -r t_rps t_p50 t_p99 t_err < <(bench tap "http://127.0.0.1:$tap_port$path" "$connections")
+  read -r n_rps n_p50 n_p99 n_err < <(bench nginx-plain "http://127.0.0.1:$proxy_plain_port$path" "$connections")
+  read -r m_rps m_p50 m_p99 m_err < <(bench nginx-mirror "http://127.0.0.1:$proxy_mirror_port$path" "$connections")
+  read -r e_rps e_p50 e_p99 e_err < <(bench nginx-mirror-204 "http://127.0.0.1:$proxy_mirror_empty_port$path" "$connections")
+  read -r dl_rps dl_p50 dl_p99 dl_err < <(bench direct-low "http://127.0.0.1:$backend_port$path" "$low_connections")
+  read -r tl_rps tl_p50 tl_p99 tl_err < <(bench tap-low "http://127.0.0.1:$tap_port$path" "$low_connections")
+  tap_summary="$(tap_events "$tap_admin_port")"
+
+  {
+    echo
+    echo "## Full load ($connections connections)"
+    echo
+    echo "| path | req/s | p50 ms | p99 ms | errors |"
+    echo "|---|---:|---:|---:|---:|"
+    row "direct to the backend" "$d_rps" "$d_p50" "$d_p99" "$d_err"
+    row "shadowdiff tap → backend, publishing to Kafka" "$t_rps" "$t_p50" "$t_p99" "$t_err"
+    row "nginx reverse proxy" "$n_rps" "$n_p50" "$n_p99" "$n_err"
+    row "nginx reverse proxy + mirror" "$m_rps" "$m_p50" "$m_p99" "$m_err"
+    row "nginx reverse proxy + mirror answering 204 (nginx's best case)" "$e_rps" "$e_p50" "$e_p99" "$e_err"
+    echo
+    echo "| ratio | req/s | p50 | p99 |"
+    echo "|---|---:|---:|---:|"
+    ratio_row "tap / nginx + mirror" "$(ratio "$t_rps" "$m_rps")" "$(ratio "$t_p50" "$m_p50")" "$(ratio "$t_p99" "$m_p99")"
+    ratio_row "tap / nginx + mirror answering 204" "$(ratio "$t_rps" "$e_rps")" "$(ratio "$t_p50" "$e_p50")" "$(ratio "$t_p99" "$e_p99")"
+    ratio_row "tap / nginx plain" "$(ratio "$t_rps" "$n_rps")" "$(ratio "$t_p50" "$n_p50")" "$(ratio "$t_p99" "$n_p99")"
+    echo
+    echo "Tap events over all its runs (warm-ups included): $tap_summary."
+    echo "nginx does not read a mirror response's body, so it closes each mirror connection when"
+    echo "the shadow answers with one (as a real shadow does); the 204 row is the same proxy with a"
+    echo "mirror that keeps its connections."
+    echo
+    echo "## Latency added at half load ($low_connections connections)"
+    echo
+    echo "wrk2 (constant rate) is not packaged, so a low, fixed concurrency stands in for it."
+    echo
+    echo "| path | req/s | p50 ms | p99 ms | errors |"
+    echo "|---|---:|---:|---:|---:|"
+    row "direct to the backend" "$dl_rps" "$dl_p50" "$dl_p99" "$dl_err"
+    row "shadowdiff tap" "$tl_rps" "$tl_p50" "$tl_p99" "$tl_err"
+    row "**added by the tap**" "" "$(diff_ms "$tl_p50" "$dl_p50")" "$(diff_ms "$tl_p99" "$dl_p99")" ""
+  } >>"$report"
+fi
+
+if [ "$run_slow" = 1 ]; then
+  start_tap tap-dead-broker "$dead_tap_admin_port" http_answers
+
+  # The baselines are measured again here, next to the runs they are compared with.
+  read -r n2_rps n2_p50 n2_p99 n2_err < <(bench nginx-plain-2 "http://127.0.0.1:$proxy_plain_port$path" "$connections")
+  read -r s_rps s_p50 s_p99 s_err < <(bench nginx-slow-mirror "http://127.0.0.1:$proxy_slow_mirror_port$path" "$connections")
+  read -r d2_rps d2_p50 d2_p99 d2_err < <(bench direct-2 "http://127.0.0.1:$backend_port$path" "$connections")
+  read -r t2_rps t2_p50 t2_p99 t2_err < <(bench tap-2 "http://127.0.0.1:$tap_port$path" "$connections")
+  read -r x_rps x_p50 x_p99 x_err < <(bench tap-dead-broker "http://127.0.0.1:$dead_tap_port$path" "$connections")
+  dead_summary="$(tap_events "$dead_tap_admin_port")"
+
+  {
+    echo
+    echo "## Slow shadow ($connections connections)"
+    echo
+    echo "nginx's mirror answers after ${slow_delay_ms} ms; the tap's broker ($dead_broker) does not answer at all"
+    echo "(\`message_timeout_ms = 2000\`). The primary's clients should not notice either."
+    echo
+    echo "| path | req/s | p50 ms | p99 ms | errors |"
+    echo "|---|---:|---:|---:|---:|"
+    row "nginx reverse proxy" "$n2_rps" "$n2_p50" "$n2_p99" "$n2_err"
+    row "nginx reverse proxy + slow mirror" "$s_rps" "$s_p50" "$s_p99" "$s_err"
+    row "direct to the backend" "$d2_rps" "$d2_p50" "$d2_p99" "$d2_err"
+    row "shadowdiff tap, broker up" "$t2_rps" "$t2_p50" "$t2_p99" "$t2_err"
+    row "shadowdiff tap, broker dead" "$x_rps" "$x_p50" "$x_p99" "$x_err"
+    echo
+    echo "| ratio | req/s | p50 | p99 |"
+    echo "|---|---:|---:|---:|"
+    ratio_row "nginx + slow mirror / nginx plain" "$(ratio "$s_rps" "$n2_rps")" "$(ratio "$s_p50" "$n2_p50")" "$(ratio "$s_p99" "$n2_p99")"
+    # The tap's own cost is in the first section; this row isolates what the dead broker adds.
+    ratio_row "tap, broker dead / tap, broker up" "$(ratio "$x_rps" "$t2_rps")" "$(ratio "$x_p50" "$t2_p50")" "$(ratio "$x_p99" "$t2_p99")"
+    ratio_row "tap, broker dead / direct" "$(ratio "$x_rps" "$d2_rps")" "$(ratio "$x_p50" "$d2_p50")" "$(ratio "$x_p99" "$d2_p99")"
+    echo
+    echo "Dead-broker tap events (warm-up included): $dead_summary."
+  } >>"$report"
+fi
+
+cp "$report" "$results"
+echo
+cat "$report"
+log "written to ${results#"$repo/"}"
