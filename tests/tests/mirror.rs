@@ -145,6 +145,7 @@ async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
     let events =
         responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| with_prefix(e, "marker-").len() == 4).await;
     assert!(with_prefix(&events, "late-").is_empty(), "no replays after the TTL");
+    assert_eq!(with_prefix(&events, "live-").len(), 10, "two replicas in one group replay each request once");
     let after = received.lock().unwrap().iter().filter(|r| r.path == "/x").count();
     assert_eq!(after, before, "the backend saw nothing after the TTL");
     let listed: serde_json::Value =
