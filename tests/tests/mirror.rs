@@ -21,6 +21,16 @@ fn profile(id: &str, target: std::net::SocketAddr, extra: &str) -> String {
     )
 }
 
+/// The profiles a replica is applying, as its admin API lists them.
+async fn listed(client: &reqwest::Client, replica: &MirrorUnderTest) -> Result<serde_json::Value, String> {
+    let response = client.get(format!("{}/v1/profiles", replica.admin_url)).send().await.map_err(|e| e.to_string())?;
+    response.json().await.map_err(|e| e.to_string())
+}
+
+fn lists(listed: &serde_json::Value, id: &str) -> bool {
+    listed.as_array().is_some_and(|l| l.iter().any(|p| p["id"] == id))
+}
+
 fn with_prefix<'a>(events: &'a [ResponseEvent], prefix: &str) -> Vec<&'a ResponseEvent> {
     events.iter().filter(|e| e.request_id.starts_with(prefix)).collect()
 }
@@ -94,19 +104,8 @@ async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
 
     // The change made through replica A reaches replica B.
     eventually("replica B to apply the profile written through A", DEADLINE, || async {
-        let listed: serde_json::Value = client
-            .get(format!("{}/v1/profiles", b.admin_url))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
-        if listed.as_array().is_some_and(|l| l.iter().any(|p| p["id"] == "live")) {
-            Ok(())
-        } else {
-            Err(listed.to_string())
-        }
+        let listed = listed(&client, &b).await?;
+        if lists(&listed, "live") { Ok(()) } else { Err(listed.to_string()) }
     })
     .await;
     let started = Instant::now();
@@ -125,15 +124,8 @@ async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
     client.post(format!("{}/v1/profiles", b.admin_url)).json(&marker).send().await.unwrap();
     eventually("both replicas to see the marker profile", DEADLINE, || async {
         for replica in [&a, &b] {
-            let listed: serde_json::Value = client
-                .get(format!("{}/v1/profiles", replica.admin_url))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?
-                .json()
-                .await
-                .map_err(|e| e.to_string())?;
-            if !listed.as_array().is_some_and(|l| l.iter().any(|p| p["id"] == "marker")) {
+            let listed = listed(&client, replica).await?;
+            if !lists(&listed, "marker") {
                 return Err(listed.to_string());
             }
         }
@@ -148,8 +140,7 @@ async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
     assert_eq!(with_prefix(&events, "live-").len(), 10, "two replicas in one group replay each request once");
     let after = received.lock().unwrap().iter().filter(|r| r.path == "/x").count();
     assert_eq!(after, before, "the backend saw nothing after the TTL");
-    let listed: serde_json::Value =
-        client.get(format!("{}/v1/profiles", a.admin_url)).send().await.unwrap().json().await.unwrap();
+    let listed = listed(&client, &a).await.unwrap();
     let live = listed.as_array().unwrap().iter().find(|p| p["id"] == "live").unwrap().clone();
     assert_eq!(live["expired"], true);
 
@@ -192,14 +183,7 @@ async fn injected_faults_show_up_at_their_rate() {
         .unwrap();
     assert_eq!(changed.status(), 202);
     eventually("the new faults to apply", DEADLINE, || async {
-        let listed: serde_json::Value = client
-            .get(format!("{}/v1/profiles", mirror.admin_url))
-            .send()
-            .await
-            .map_err(|e| e.to_string())?
-            .json()
-            .await
-            .map_err(|e| e.to_string())?;
+        let listed = listed(&client, &mirror).await?;
         let faults = &listed[0]["faults"];
         if faults["error_percent"] == 100.0 { Ok(()) } else { Err(faults.to_string()) }
     })

@@ -120,10 +120,7 @@ impl State {
         let leg = match decoded {
             Ok(leg) => leg,
             Err(error) => {
-                kafka_events::dead_lettered("correlator", error.reason(), &error);
-                let detail = error.to_string();
-                until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail))
-                    .await?;
+                self.dead_letter.divert(message, &error, shutdown).await?;
                 self.offsets.release(&position);
                 return Ok(());
             }

@@ -185,10 +185,7 @@ impl Mirror {
         let request = match decoded {
             Ok(request) => request,
             Err(error) => {
-                kafka_events::dead_lettered("mirror", error.reason(), &error);
-                let detail = error.to_string();
-                until_shutdown(shutdown, "dead-letter", || self.dead_letter.send(message, error.reason(), &detail))
-                    .await?;
+                self.dead_letter.divert(message, &error, shutdown).await?;
                 self.offsets.release(&position);
                 return Ok(());
             }

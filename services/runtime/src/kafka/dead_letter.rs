@@ -34,6 +34,19 @@ pub mod dead_letter_headers {
 }
 
 impl DeadLetter {
+    /// Counts an undecodable message and sends it to the dead-letter topic, retrying until
+    /// the broker has it (or shutdown): only then may the caller move past its offset.
+    pub async fn divert<M: Message>(
+        &self,
+        message: &M,
+        error: &shadowdiff_core::DecodeError,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), crate::retry::Interrupted> {
+        super::events::dead_lettered(self.service, error.reason(), error);
+        let detail = error.to_string();
+        crate::retry::until_shutdown(shutdown, "dead-letter", || self.send(message, error.reason(), &detail)).await
+    }
+
     pub fn new(producer: Producer, topic: impl Into<String>, service: &'static str) -> Self {
         Self { producer, topic: topic.into(), service }
     }
