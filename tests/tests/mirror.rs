@@ -246,3 +246,30 @@ async fn a_rate_limit_holds_within_ten_percent_over_ten_seconds() {
     assert!((180..=220).contains(&in_window), "{in_window} replays in 10 s at 20/s");
     mirror.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_target_times_out_and_sheds_without_holding_up_consumption() {
+    let infra = Infra::get().await;
+    let (slow, _) = recording_backend(Duration::from_secs(2)).await;
+    let topics = MirrorTopics::new();
+    let limits = format!(
+        "[[mirror.profiles]]\nid = \"slow\"\n\
+         [[mirror.profiles.targets]]\nname = \"v2\"\nrole = \"candidate\"\nbase_url = \"http://{slow}\"\n\
+         timeout_ms = 300\nmax_concurrency = 2\nmax_queued = 4\n"
+    );
+    let mirror = MirrorUnderTest::start(&infra.brokers, &topics, &limits).await;
+    let n = 100;
+    let requests: Vec<_> = (0..n).map(|i| request_event(&format!("s-{i}"), "GET", "/x")).collect();
+    let started = Instant::now();
+    publish(&infra.brokers, &topics.requests, &requests).await;
+    let events = responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| e.len() >= n).await;
+    let count = |kind| events.iter().filter(|e| e.error == Some(kind)).count();
+    let (timeouts, shed, open) = (count(ErrorKind::Timeout), count(ErrorKind::Shed), count(ErrorKind::CircuitOpen));
+    // Replays that got a slot timed out (and, five in a row, opened the circuit); beyond
+    // 2 in flight and 4 queued the rest were shed. Nothing waited for the slow target.
+    assert_eq!(timeouts + shed + open, n, "{timeouts} timeouts, {shed} shed, {open} circuit open");
+    assert!(timeouts >= 5 && shed > 0 && open > 0, "{timeouts} timeouts, {shed} shed, {open} circuit open");
+    // Without shedding, 100 requests at 2 x 300 ms would take 15 s.
+    assert!(started.elapsed() < Duration::from_secs(12), "consumption was held up: {:?}", started.elapsed());
+    mirror.stop().await;
+}
