@@ -1,16 +1,23 @@
 //! Comparing two responses to the same request.
 //!
 //! [`compare`] is the single entry point: it takes the primary's and a shadow's response
-//! events and returns every [`Difference`], each typed and located by a path (`status`,
-//! `body`, or a JSON path such as `items[3].price`). It is pure and allocation-light so the
-//! correlator can run it inline for every exchange.
+//! events and the route's [`DiffOptions`], and returns every [`Difference`], each typed and
+//! located by a path (`status`, `header:<name>`, `body`, or a JSON path such as
+//! `items[3].price`). Bodies are compared after undoing their Content-Encoding, so two
+//! encodings of the same document are equal. It is pure, so the correlator runs it inline
+//! for every exchange.
 
+mod body;
+mod headers;
 mod json;
+mod options;
 mod text;
+
+pub use options::{DEFAULT_IGNORED_HEADERS, DiffOptions, DiffRules, InvalidRule, KeyedArray, Normalizer, Tolerance};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{ResponseEvent, header_value};
+use crate::event::ResponseEvent;
 
 /// What kind of difference was found at a path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,6 +35,11 @@ pub enum DiffKind {
     ExtraField,
     /// Arrays of different lengths.
     ArrayLength,
+    /// The same elements in another order.
+    OrderOnly,
+    /// Declared JSON but does not parse (on the side whose value is `invalid`); the bodies
+    /// are then compared as text.
+    InvalidJson,
     /// Text bodies differ by lines; the values hold the removed and added lines.
     TextLines,
     /// Binary or truncated bodies differ; compared by the full-body hash.
@@ -43,6 +55,8 @@ impl DiffKind {
             Self::MissingField => "missing_field",
             Self::ExtraField => "extra_field",
             Self::ArrayLength => "array_length",
+            Self::OrderOnly => "order_only",
+            Self::InvalidJson => "invalid_json",
             Self::TextLines => "text_lines",
             Self::BodyHash => "body_hash",
         }
@@ -61,9 +75,9 @@ pub struct Difference {
     pub shadow: Option<String>,
 }
 
-/// Every difference between `primary` and `shadow`, status first, then body paths with
-/// object keys in sorted order, so the output is deterministic.
-pub fn compare(primary: &ResponseEvent, shadow: &ResponseEvent) -> Vec<Difference> {
+/// Every difference between `primary` and `shadow` under `options`: status first, then
+/// headers, then body paths with object keys in sorted order, so the output is deterministic.
+pub fn compare(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOptions) -> Vec<Difference> {
     let mut out = Vec::new();
     if primary.status != shadow.status {
         out.push(Difference {
@@ -73,52 +87,11 @@ pub fn compare(primary: &ResponseEvent, shadow: &ResponseEvent) -> Vec<Differenc
             shadow: shadow.status.map(|s| s.to_string()),
         });
     }
-    if primary.body.sha256 == shadow.body.sha256 {
-        return out;
-    }
-    let complete = !primary.body.truncated && !shadow.body.truncated;
-    if !complete {
-        out.push(hash_difference(primary, shadow));
-        return out;
-    }
-    match (as_json(primary), as_json(shadow)) {
-        (Some(p), Some(s)) => json::diff(&p, &s, &mut out),
-        _ => match (as_text(primary), as_text(shadow)) {
-            (Some(p), Some(s)) => out.extend(text::diff(p, s)),
-            _ => out.push(hash_difference(primary, shadow)),
-        },
+    headers::diff(&primary.headers, &shadow.headers, options, &mut out);
+    if primary.body.sha256 != shadow.body.sha256 {
+        body::diff(primary, shadow, options, &mut out);
     }
     out
-}
-
-fn hash_difference(primary: &ResponseEvent, shadow: &ResponseEvent) -> Difference {
-    Difference {
-        kind: DiffKind::BodyHash,
-        path: "body".to_owned(),
-        primary: Some(primary.body.sha256_hex()),
-        shadow: Some(shadow.body.sha256_hex()),
-    }
-}
-
-fn content_type(response: &ResponseEvent) -> Option<String> {
-    header_value(&response.headers, "content-type").map(|ct| String::from_utf8_lossy(ct).to_ascii_lowercase())
-}
-
-/// The body as text, when it is declared text (or undeclared) and valid UTF-8.
-fn as_text(response: &ResponseEvent) -> Option<&str> {
-    let text_like = content_type(response).as_deref().is_none_or(|ct| {
-        ct.starts_with("text/") || ["json", "xml", "javascript", "x-www-form-urlencoded"].iter().any(|t| ct.contains(t))
-    });
-    if text_like { std::str::from_utf8(&response.body.bytes).ok() } else { None }
-}
-
-/// The body as JSON, when it is declared JSON (or undeclared) and parses.
-fn as_json(response: &ResponseEvent) -> Option<serde_json::Value> {
-    let json_like = content_type(response).as_deref().is_none_or(|ct| ct.contains("json"));
-    if !json_like || response.body.bytes.is_empty() {
-        return None;
-    }
-    serde_json::from_slice(&response.body.bytes).ok()
 }
 
 #[cfg(test)]

@@ -101,7 +101,7 @@ pub(crate) fn add_exchange(batch: &mut Batch, exchange: Exchange, max_value_byte
         let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
         let method = request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
         let found = match (&primary, outcome) {
-            (Some(p), Outcome::Complete) => diff::compare(p, shadow),
+            (Some(p), Outcome::Complete) => diff::compare(p, shadow, &diff::DiffOptions::default()),
             _ => Vec::new(),
         };
         let primary_latency = primary.as_ref().map_or(0, |p| p.latency_us);
@@ -121,7 +121,7 @@ pub(crate) fn add_exchange(batch: &mut Batch, exchange: Exchange, max_value_byte
             shadow_latency_us: u64::try_from(shadow.latency_us).unwrap_or(0),
             latency_delta_us: if primary.is_some() { shadow.latency_us - primary_latency } else { 0 },
             status_differs: u8::from(found.iter().any(|d| d.kind == DiffKind::Status)),
-            body_differs: u8::from(found.iter().any(|d| d.kind != DiffKind::Status)),
+            body_differs: u8::from(found.iter().any(|d| d.kind != DiffKind::Status && !d.path.starts_with("header:"))),
             differences: u32::try_from(found.len()).unwrap_or(u32::MAX),
         });
         batch.differences.extend(found.into_iter().map(|d| DifferenceRow {

@@ -1,0 +1,91 @@
+//! Body comparison: undo the Content-Encoding (gzip, deflate, br), then compare as JSON,
+//! as text, or by hash, whichever the bodies allow.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use super::options::DiffOptions;
+use super::{DiffKind, Difference, json, text};
+use crate::event::{ResponseEvent, header_value};
+
+/// Largest decoded body compared; beyond it (a decompression bomb, say) bodies compare by hash.
+const MAX_DECODED_BYTES: u64 = 32 * 1024 * 1024;
+
+pub(super) fn diff(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOptions, out: &mut Vec<Difference>) {
+    let (Some(p), Some(s)) = (decoded(primary), decoded(shadow)) else {
+        out.push(hash_difference(primary, shadow));
+        return;
+    };
+    if p == s {
+        return; // the same document in two encodings
+    }
+    let (p_json, s_json) = (declared(primary, "json"), declared(shadow, "json"));
+    if p_json || s_json {
+        let parsed = (serde_json::from_slice(&p), serde_json::from_slice(&s));
+        if let (Ok(pv), Ok(sv)) = &parsed {
+            json::diff(pv, sv, options, out);
+            return;
+        }
+        let invalid = |ok: bool, declared: bool| if declared && !ok { "invalid" } else { "valid" };
+        out.push(Difference {
+            kind: DiffKind::InvalidJson,
+            path: "body".to_owned(),
+            primary: Some(invalid(parsed.0.is_ok(), p_json).to_owned()),
+            shadow: Some(invalid(parsed.1.is_ok(), s_json).to_owned()),
+        });
+    }
+    match (std::str::from_utf8(&p), std::str::from_utf8(&s)) {
+        (Ok(pt), Ok(st)) if textual(primary) && textual(shadow) => out.extend(text::diff(pt, st)),
+        _ => out.push(hash_difference(primary, shadow)),
+    }
+}
+
+/// The whole body with its Content-Encoding undone; `None` when truncated, encoded in an
+/// unknown way, corrupt, or too large decoded.
+fn decoded(response: &ResponseEvent) -> Option<Cow<'_, [u8]>> {
+    if response.body.truncated {
+        return None;
+    }
+    let bytes = response.body.bytes.as_slice();
+    let encoding = header_value(&response.headers, "content-encoding")
+        .map(|v| String::from_utf8_lossy(v).trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let reader: Box<dyn Read + '_> = match encoding.as_str() {
+        "" | "identity" => return Some(Cow::Borrowed(bytes)),
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(bytes)),
+        // HTTP's "deflate" is zlib-wrapped; some servers send it raw.
+        "deflate" if bytes.first().is_some_and(|b| b & 0x0f == 8) => Box::new(flate2::read::ZlibDecoder::new(bytes)),
+        "deflate" => Box::new(flate2::read::DeflateDecoder::new(bytes)),
+        "br" => Box::new(brotli::Decompressor::new(bytes, 4096)),
+        _ => return None,
+    };
+    let mut out = Vec::new();
+    reader.take(MAX_DECODED_BYTES + 1).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= MAX_DECODED_BYTES).then_some(Cow::Owned(out))
+}
+
+fn declared(response: &ResponseEvent, kind: &str) -> bool {
+    header_value(&response.headers, "content-type")
+        .is_some_and(|ct| String::from_utf8_lossy(ct).to_ascii_lowercase().contains(kind))
+}
+
+/// Declared text (or undeclared): compared line by line when valid UTF-8.
+fn textual(response: &ResponseEvent) -> bool {
+    match header_value(&response.headers, "content-type") {
+        None => true,
+        Some(ct) => {
+            let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
+            ct.starts_with("text/")
+                || ["json", "xml", "javascript", "x-www-form-urlencoded"].iter().any(|t| ct.contains(t))
+        }
+    }
+}
+
+fn hash_difference(primary: &ResponseEvent, shadow: &ResponseEvent) -> Difference {
+    Difference {
+        kind: DiffKind::BodyHash,
+        path: "body".to_owned(),
+        primary: Some(primary.body.sha256_hex()),
+        shadow: Some(shadow.body.sha256_hex()),
+    }
+}
