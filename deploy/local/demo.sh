@@ -64,12 +64,16 @@ wait_http() {
 }
 
 say "starting demo backends, then verdict, correlator, mirror and tap (logs in .local/demo/)"
-start primary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18081
-start candidate "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18082 --regress-every "$regress_every"
+# Every backend adds a per-response timestamp (honest noise); the candidate also changes
+# the price of every 5th item unless --clean.
+start primary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18081 --noise
+start secondary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18083 --noise
+start candidate "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18082 --noise --regress-every "$regress_every"
 for service in verdict correlator mirror tap; do
   start "$service" "$bin/shadowdiff-$service" --config "deploy/local/config/$service.toml"
 done
 wait_http primary http://127.0.0.1:18081/healthz
+wait_http secondary http://127.0.0.1:18083/healthz
 wait_http candidate http://127.0.0.1:18082/healthz
 wait_http verdict http://127.0.0.1:19467/healthz
 wait_http correlator http://127.0.0.1:19466/healthz
@@ -86,5 +90,5 @@ cat <<EOT
 
 The services stop with this script; the rows stay in ClickHouse. For example:
   clickhouse-client --database shadowdiff_demo \\
-    --query "SELECT path, kind, count() AS n FROM differences FINAL GROUP BY path, kind ORDER BY n DESC LIMIT 5"
+    --query "SELECT path, kind, noise, count() AS n FROM differences FINAL WHERE role = 'candidate' GROUP BY path, kind, noise ORDER BY n DESC"
 EOT

@@ -40,6 +40,7 @@ impl Names {
 #[derive(Debug, Clone, Copy)]
 pub struct Backends {
     pub primary: SocketAddr,
+    pub secondary: SocketAddr,
     pub candidate: SocketAddr,
 }
 
@@ -109,8 +110,9 @@ impl Pipeline {
             &format!(
                 "[mirror]\ngroup_id = \"{}-mirror\"\n\
                  [[mirror.profiles]]\nid = \"e2e\"\n\
+                 [[mirror.profiles.targets]]\nname = \"secondary\"\nrole = \"secondary\"\nbase_url = \"http://{}\"\n\
                  [[mirror.profiles.targets]]\nname = \"{CANDIDATE}\"\nrole = \"candidate\"\nbase_url = \"http://{}\"\n{kafka}",
-                names.group_prefix, backends.candidate
+                names.group_prefix, backends.secondary, backends.candidate
             ),
         );
         tasks.push(supervise("mirror", shadowdiff_mirror::run(mirror_config, shutdown.clone()), &failures));

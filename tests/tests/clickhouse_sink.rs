@@ -27,6 +27,7 @@ fn exchange(i: u32) -> ExchangeRow {
         status_differs: 0,
         body_differs: u8::from(i % 2 == 0),
         differences: u32::from(i % 2 == 0),
+        noise: 0,
     }
 }
 
@@ -41,6 +42,7 @@ fn difference(i: u32) -> DifferenceRow {
         path: "price".into(),
         primary_value: "100".into(),
         shadow_value: "101".into(),
+        noise: 0,
     }
 }
 
@@ -66,7 +68,7 @@ async fn migrations_are_idempotent_and_rewrites_replace_rows() {
         let client = client.clone();
         async move { client.query(sql).fetch_one::<u64>().await.unwrap() }
     };
-    assert_eq!(count("SELECT count() FROM schema_migrations").await, 1);
+    assert_eq!(count("SELECT count() FROM schema_migrations").await, 2, "both migrations, once each");
     assert_eq!(count("SELECT count() FROM exchanges FINAL").await, 10);
     assert_eq!(count("SELECT count() FROM differences FINAL").await, 5);
     assert_eq!(count("SELECT sum(differences) FROM exchanges FINAL").await, 5);

@@ -33,9 +33,11 @@ async fn backend(behavior: Behavior) -> std::net::SocketAddr {
 
 async fn start() -> (Infra, Pipeline) {
     let infra = Infra::get().await;
+    let honest = Behavior { regress_every: 0, noise: true };
     let backends = Backends {
-        primary: backend(Behavior::default()).await,
-        candidate: backend(Behavior { regress_every: REGRESS_EVERY }).await,
+        primary: backend(honest).await,
+        secondary: backend(honest).await,
+        candidate: backend(Behavior { regress_every: REGRESS_EVERY, noise: true }).await,
     };
     let pipeline = Pipeline::start(&infra, backends).await;
     (infra, pipeline)
@@ -50,6 +52,7 @@ struct ExchangeSummary {
     primary_status: u16,
     shadow_status: u16,
     differences: u32,
+    noise: u32,
 }
 
 #[derive(Debug, Row, Deserialize, PartialEq, Eq)]
@@ -59,6 +62,7 @@ struct DifferenceSummary {
     path: String,
     primary_value: String,
     shadow_value: String,
+    noise: u8,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -71,7 +75,9 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     let first =
         client.get(format!("{}/items/7", pipeline.tap_url)).header("x-request-id", "probe-7").send().await.unwrap();
     assert_eq!(first.headers()["x-request-id"], "probe-7");
-    assert_eq!(first.json::<serde_json::Value>().await.unwrap(), backend::item_json(7));
+    let mut body: serde_json::Value = first.json().await.unwrap();
+    assert!(body.as_object_mut().unwrap().remove("served_at").is_some(), "the primary's own noise");
+    assert_eq!(body, backend::item_json(7));
 
     let sent = traffic::drive(&pipeline.tap_url, &prefix, READS, WRITES).await.unwrap();
     assert_eq!(sent.reads.len() as u64, READS);
@@ -82,7 +88,7 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
         let rows: Vec<ExchangeSummary> = pipeline
             .clickhouse
             .query(
-                "SELECT request_id, route, method, outcome, primary_status, shadow_status, differences \
+                "SELECT request_id, route, method, outcome, primary_status, shadow_status, differences, noise \
                  FROM exchanges FINAL WHERE deployment = ? ORDER BY request_id",
             )
             .bind(CANDIDATE)
@@ -98,7 +104,7 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     .await;
 
     let regressed: BTreeSet<String> = (0..READS)
-        .filter(|n| Behavior { regress_every: REGRESS_EVERY }.regresses(*n))
+        .filter(|n| Behavior { regress_every: REGRESS_EVERY, noise: true }.regresses(*n))
         .map(|n| format!("{prefix}-r{n}"))
         .collect();
     assert_eq!(regressed.len(), 12);
@@ -107,8 +113,10 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
         assert_eq!((row.primary_status, row.shadow_status), (200, 200), "{row:?}");
         assert_eq!(row.method, "GET");
         assert_eq!(row.route, "/items/{id}", "{row:?}");
-        let expected_differences = u32::from(regressed.contains(&row.request_id));
-        assert_eq!(row.differences, expected_differences, "{row:?}");
+        // `served_at` differs on every leg: always a difference, always noise. `price`
+        // differs only on the candidate's regressed requests: the one real divergence.
+        let expected_differences = 1 + u32::from(regressed.contains(&row.request_id));
+        assert_eq!((row.differences, row.noise), (expected_differences, 1), "{row:?}");
     }
     let ids: BTreeSet<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
     for write in &sent.writes {
@@ -118,7 +126,10 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     // Exactly the regressed requests have a difference, at `price`, with both values.
     let differences: Vec<DifferenceSummary> = pipeline
         .clickhouse
-        .query("SELECT request_id, kind, path, primary_value, shadow_value FROM differences FINAL WHERE deployment = ? ORDER BY request_id")
+        .query(
+            "SELECT request_id, kind, path, primary_value, shadow_value, noise FROM differences FINAL \
+             WHERE deployment = ? AND noise = 0 ORDER BY request_id",
+        )
         .bind(CANDIDATE)
         .fetch_all()
         .await
@@ -147,6 +158,7 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     assert_eq!(verdict.counts.samples, expected);
     assert_eq!(verdict.counts.complete, expected);
     assert_eq!(verdict.counts.diverged, 12);
+    assert_eq!(verdict.counts.noise_only, expected - 12, "every other exchange differed only by noise");
     assert_eq!(verdict.counts.status_mismatches, 0);
     assert_eq!(verdict.counts.incomplete, 0);
     assert_eq!(verdict.top_paths.len(), 1);
@@ -164,7 +176,7 @@ async fn malformed_events_go_to_the_dead_letter_topic_with_their_reason() {
     eventually("the warm-up comparison", DEADLINE, || async {
         let n: u64 = pipeline
             .clickhouse
-            .query("SELECT count() FROM exchanges FINAL WHERE request_id = ?")
+            .query("SELECT count() FROM exchanges FINAL WHERE request_id = ? AND deployment = 'candidate'")
             .bind(&sent.reads[0])
             .fetch_one()
             .await
@@ -229,20 +241,20 @@ async fn a_crashed_correlator_neither_loses_nor_duplicates_comparisons() {
         async move { client.query(query).fetch_one::<u64>().await.map_err(|e| e.to_string()) }
     };
     eventually("the first written comparisons", DEADLINE, || async {
-        let n = count("SELECT count() FROM exchanges").await?;
+        let n = count("SELECT count() FROM exchanges WHERE deployment = 'candidate'").await?;
         if n > 0 { Ok(()) } else { Err("no rows yet".to_owned()) }
     })
     .await;
     pipeline.crash_correlator().await;
-    let at_crash = count("SELECT count() FROM exchanges").await.unwrap();
+    let at_crash = count("SELECT count() FROM exchanges WHERE deployment = 'candidate'").await.unwrap();
 
     pipeline.restart_correlator();
     let after = traffic::drive(&pipeline.tap_url, &unique("after"), 20, 0).await.unwrap();
 
     let expected = (before.reads.len() + after.reads.len()) as u64;
     eventually("every comparison exactly once after the restart", DEADLINE, || async {
-        let n = count("SELECT count() FROM exchanges FINAL").await?;
-        let distinct = count("SELECT uniqExact(request_id) FROM exchanges").await?;
+        let n = count("SELECT count() FROM exchanges FINAL WHERE deployment = 'candidate'").await?;
+        let distinct = count("SELECT uniqExact(request_id) FROM exchanges WHERE deployment = 'candidate'").await?;
         if n == expected && distinct == expected {
             Ok(())
         } else {
@@ -255,7 +267,7 @@ async fn a_crashed_correlator_neither_loses_nor_duplicates_comparisons() {
     .await;
     eprintln!(
         "rows at crash: {at_crash}; physical rows now: {}",
-        count("SELECT count() FROM exchanges").await.unwrap()
+        count("SELECT count() FROM exchanges WHERE deployment = 'candidate'").await.unwrap()
     );
     let ids: BTreeSet<String> = pipeline
         .clickhouse

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
+use shadowdiff_core::diff::{DiffOptions, DiffRules};
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
 use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
@@ -42,6 +43,19 @@ pub struct CorrelatorSection {
     /// Longest value stored per difference; longer ones are cut and marked with `…`.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: usize,
+    /// Diff rules for routes without their own.
+    #[serde(default)]
+    pub default_rules: DiffRules,
+    /// Diff rules per route template (as the tap names routes).
+    #[serde(default)]
+    pub routes: Vec<RouteRulesConfig>,
+}
+
+/// `[[correlator.routes]]`
+#[derive(Debug, Clone, Deserialize)]
+pub struct RouteRulesConfig {
+    pub template: String,
+    pub rules: DiffRules,
 }
 
 impl Default for CorrelatorSection {
@@ -51,6 +65,8 @@ impl Default for CorrelatorSection {
             window: default_window(),
             flush_interval: default_flush_interval(),
             max_value_bytes: default_max_value_bytes(),
+            default_rules: DiffRules::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -80,6 +96,14 @@ impl Validate for CorrelatorConfig {
         }
         if self.correlator.flush_interval.is_zero() {
             errors.push(ConfigError::rule("correlator.flush_interval_ms", "must be > 0"));
+        }
+        if let Err(error) = DiffOptions::new(&self.correlator.default_rules) {
+            errors.push(ConfigError::rule("correlator.default_rules", error.to_string()));
+        }
+        for (i, route) in self.correlator.routes.iter().enumerate() {
+            if let Err(error) = DiffOptions::new(&route.rules) {
+                errors.push(ConfigError::rule(format!("correlator.routes[{i}].rules"), error.to_string()));
+            }
         }
         if self.correlator.max_value_bytes < 16 {
             errors.push(ConfigError::rule("correlator.max_value_bytes", "must be at least 16"));

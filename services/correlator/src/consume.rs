@@ -33,6 +33,7 @@ struct State {
     joiner: Joiner,
     offsets: OffsetTracker,
     batch: Batch,
+    rules: rows::RouteRules,
     sink: Sink,
     health: Health,
 }
@@ -60,6 +61,7 @@ impl Correlator {
             consumer,
             state: State {
                 joiner: Joiner::new(config.correlator.window),
+                rules: route_rules(&config.correlator),
                 config: config.correlator,
                 codec: EventCodec::new()?,
                 dead_letter: DeadLetter::new(producer, &config.topics.dead_letter, "correlator"),
@@ -105,6 +107,16 @@ impl Correlator {
     }
 }
 
+/// Compiles the configured diff rules; they were validated at start-up, so a rule that
+/// fails here (never) falls back to the defaults.
+fn route_rules(config: &CorrelatorSection) -> rows::RouteRules {
+    use shadowdiff_core::diff::DiffOptions;
+    let default = DiffOptions::new(&config.default_rules).unwrap_or_default();
+    let routes =
+        config.routes.iter().filter_map(|r| DiffOptions::new(&r.rules).ok().map(|o| (r.template.clone(), o))).collect();
+    rows::RouteRules::new(default, routes)
+}
+
 impl State {
     async fn ingest(&mut self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Result<(), Interrupted> {
         let topic: Arc<str> =
@@ -135,7 +147,7 @@ impl State {
 
     async fn flush(&mut self, consumer: &Consumer, shutdown: &CancellationToken) -> Result<(), Interrupted> {
         for exchange in self.joiner.expire(Instant::now()) {
-            let outcomes = rows::add_exchange(&mut self.batch, exchange, self.config.max_value_bytes);
+            let outcomes = rows::add_exchange(&mut self.batch, exchange, &self.rules, self.config.max_value_bytes);
             events::finalized(&outcomes);
         }
         events::open_exchanges(self.joiner.open_exchanges());

@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 pub struct Behavior {
     /// Every item number divisible by this gets a changed `price`; 0 means never.
     pub regress_every: u64,
+    /// Adds honest noise: a `served_at` timestamp that differs on every response, as real
+    /// services' do. The secondary shows it too, so it never counts against a candidate.
+    pub noise: bool,
 }
 
 impl Behavior {
@@ -41,6 +44,10 @@ async fn item(State(behavior): State<Behavior>, Path(n): Path<u64>) -> Json<Valu
     let mut item = item_json(n);
     if behavior.regresses(n) {
         item["price"] = json!(n * 100 + 1);
+    }
+    if behavior.noise {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        item["served_at"] = json!(nanos.to_string());
     }
     Json(item)
 }

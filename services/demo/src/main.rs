@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use shadowdiff_demo::{backend, traffic};
+use shadowdiff_demo::backend::{self, Behavior};
+use shadowdiff_demo::traffic;
 use shadowdiff_verdict::api::VerdictResponse;
 
 #[derive(Debug, Parser)]
@@ -24,6 +25,9 @@ enum Command {
         /// Change the price of every item whose number is a multiple of this (0: never).
         #[arg(long, default_value_t = 0)]
         regress_every: u64,
+        /// Add a per-response timestamp, as real services do.
+        #[arg(long)]
+        noise: bool,
     },
     /// Send item reads and writes through the tap.
     Traffic {
@@ -52,7 +56,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Backend { listen, regress_every } => serve(listen, regress_every).await,
+        Command::Backend { listen, regress_every, noise } => serve(listen, Behavior { regress_every, noise }).await,
         Command::Traffic { tap, prefix, reads, writes } => traffic::drive(&tap, &prefix, reads, writes)
             .await
             .map(|sent| println!("sent {} reads and {} writes through {tap}", sent.reads.len(), sent.writes.len()))
@@ -70,10 +74,10 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(listen: SocketAddr, regress_every: u64) -> Result<(), String> {
+async fn serve(listen: SocketAddr, behavior: Behavior) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("bind {listen}: {e}"))?;
-    println!("demo backend on {listen} (regress_every={regress_every})");
-    backend::serve(listener, backend::Behavior { regress_every }).await.map_err(|e| e.to_string())
+    println!("demo backend on {listen} ({behavior:?})");
+    backend::serve(listener, behavior).await.map_err(|e| e.to_string())
 }
 
 async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) -> Result<(), String> {
@@ -108,6 +112,7 @@ async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) 
     println!("  {:<22} {:>8}", "samples", v.counts.samples);
     println!("  {:<22} {:>8}", "complete", v.counts.complete);
     println!("  {:<22} {:>8}", "diverged", v.counts.diverged);
+    println!("  {:<22} {:>8}", "noise only", v.counts.noise_only);
     println!("  {:<22} {:>8}", "status mismatches", v.counts.status_mismatches);
     println!("  {:<22} {:>8}", "incomplete", v.counts.incomplete);
     if !v.top_paths.is_empty() {

@@ -9,7 +9,10 @@ use serde::{Deserialize, Serialize};
 pub struct Counts {
     pub samples: u64,
     pub complete: u64,
+    /// Exchanges with a difference that is not noise.
     pub diverged: u64,
+    /// Exchanges with differences that were all noise.
+    pub noise_only: u64,
     pub status_mismatches: u64,
     pub incomplete: u64,
 }
@@ -27,7 +30,8 @@ pub(crate) async fn counts(client: &Client, candidate: &str) -> clickhouse::erro
         .query(
             "SELECT count() AS samples, \
                     countIf(outcome = 'complete') AS complete, \
-                    countIf(differences > 0) AS diverged, \
+                    countIf(differences > noise) AS diverged, \
+                    countIf(differences > 0 AND differences = noise) AS noise_only, \
                     countIf(status_differs = 1) AS status_mismatches, \
                     countIf(outcome != 'complete') AS incomplete \
              FROM exchanges FINAL \
@@ -47,7 +51,7 @@ pub(crate) async fn top_paths(
         .query(
             "SELECT path, kind, count() AS count \
              FROM differences FINAL \
-             WHERE role = 'candidate' AND deployment = ? \
+             WHERE role = 'candidate' AND deployment = ? AND noise = 0 \
              GROUP BY path, kind \
              ORDER BY count DESC, path \
              LIMIT ?",

@@ -6,8 +6,10 @@ use shadowdiff_runtime::clickhouse::ClickHouse;
 use super::SinkError;
 
 /// Every migration in order. Append only: an applied migration is never edited.
-pub const MIGRATIONS: &[(u32, &str, &str)] =
-    &[(1, "exchanges", include_str!("../../../../schemas/clickhouse/0001_exchanges.sql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "exchanges", include_str!("../../../../schemas/clickhouse/0001_exchanges.sql")),
+    (2, "noise", include_str!("../../../../schemas/clickhouse/0002_noise.sql")),
+];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
      (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree() ORDER BY version";

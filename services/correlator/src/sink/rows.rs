@@ -3,7 +3,10 @@
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use shadowdiff_core::diff::{self, DiffKind};
-use shadowdiff_core::{ErrorKind, ResponseEvent};
+use std::collections::{BTreeSet, HashMap};
+
+use shadowdiff_core::diff::DiffOptions;
+use shadowdiff_core::{ErrorKind, ResponseEvent, Role};
 
 use crate::join::{Exchange, Position};
 
@@ -27,6 +30,8 @@ pub struct ExchangeRow {
     pub status_differs: u8,
     pub body_differs: u8,
     pub differences: u32,
+    /// Of `differences`, those the secondary shows too in this exchange: noise.
+    pub noise: u32,
 }
 
 /// A row of `differences`; fields in column order.
@@ -41,6 +46,8 @@ pub struct DifferenceRow {
     pub path: String,
     pub primary_value: String,
     pub shadow_value: String,
+    /// 1 when the secondary differs from the primary at this path too (noise).
+    pub noise: u8,
 }
 
 /// Rows waiting to be written, with the positions they release once written.
@@ -81,11 +88,27 @@ impl Outcome {
 }
 
 /// Adds the rows of one final exchange to `batch`: one per shadow leg, compared with the
-/// primary. An exchange without shadow legs (a request the mirror did not replay) adds
-/// no rows, only its positions. Returns the outcomes added.
-pub(crate) fn add_exchange(batch: &mut Batch, exchange: Exchange, max_value_bytes: usize) -> Vec<Outcome> {
+/// primary under the route's rules. An exchange without shadow legs (a request the mirror
+/// did not replay) adds no rows, only its positions. Returns the outcomes added.
+///
+/// Noise, per exchange: a path where the secondary (same version as the primary) differs
+/// from the primary in this very exchange is noise for every shadow of it (timestamps,
+/// random ids). Both the raw count and the noise count are stored.
+pub(crate) fn add_exchange(
+    batch: &mut Batch,
+    exchange: Exchange,
+    rules: &RouteRules,
+    max_value_bytes: usize,
+) -> Vec<Outcome> {
     let Exchange { request, primary, shadows, positions } = exchange;
     batch.positions.extend(positions);
+    let options = rules.for_route(request.as_ref().map_or("", |r| r.route()));
+    let noisy: BTreeSet<String> = match (&primary, shadows.iter().find(|s| s.role == Role::Secondary)) {
+        (Some(p), Some(secondary)) if p.error.is_none() && secondary.error.is_none() => {
+            diff::compare(p, secondary, options).into_iter().map(|d| d.path).collect()
+        }
+        _ => BTreeSet::new(),
+    };
     let mut outcomes = Vec::with_capacity(shadows.len());
     for shadow in &shadows {
         let outcome = match (&request, &primary) {
@@ -101,7 +124,7 @@ pub(crate) fn add_exchange(batch: &mut Batch, exchange: Exchange, max_value_byte
         let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
         let method = request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
         let found = match (&primary, outcome) {
-            (Some(p), Outcome::Complete) => diff::compare(p, shadow, &diff::DiffOptions::default()),
+            (Some(p), Outcome::Complete) => diff::compare(p, shadow, options),
             _ => Vec::new(),
         };
         let primary_latency = primary.as_ref().map_or(0, |p| p.latency_us);
@@ -123,6 +146,7 @@ pub(crate) fn add_exchange(batch: &mut Batch, exchange: Exchange, max_value_byte
             status_differs: u8::from(found.iter().any(|d| d.kind == DiffKind::Status)),
             body_differs: u8::from(found.iter().any(|d| d.kind != DiffKind::Status && !d.path.starts_with("header:"))),
             differences: u32::try_from(found.len()).unwrap_or(u32::MAX),
+            noise: u32::try_from(found.iter().filter(|d| noisy.contains(&d.path)).count()).unwrap_or(u32::MAX),
         });
         batch.differences.extend(found.into_iter().map(|d| DifferenceRow {
             ts,
@@ -131,12 +155,30 @@ pub(crate) fn add_exchange(batch: &mut Batch, exchange: Exchange, max_value_byte
             deployment: shadow.deployment.clone(),
             role: shadow.role.as_str().to_owned(),
             kind: d.kind.as_str().to_owned(),
+            noise: u8::from(noisy.contains(&d.path)),
             path: d.path,
             primary_value: truncate(d.primary.unwrap_or_default(), max_value_bytes),
             shadow_value: truncate(d.shadow.unwrap_or_default(), max_value_bytes),
         }));
     }
     outcomes
+}
+
+/// The diff rules of each route, compiled once.
+#[derive(Debug, Default)]
+pub(crate) struct RouteRules {
+    default: DiffOptions,
+    routes: HashMap<String, DiffOptions>,
+}
+
+impl RouteRules {
+    pub(crate) fn new(default: DiffOptions, routes: HashMap<String, DiffOptions>) -> Self {
+        Self { default, routes }
+    }
+
+    fn for_route(&self, route: &str) -> &DiffOptions {
+        self.routes.get(route).unwrap_or(&self.default)
+    }
 }
 
 fn status(response: &ResponseEvent) -> u16 {
