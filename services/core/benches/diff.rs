@@ -57,7 +57,9 @@ fn diff(c: &mut Criterion) {
         for changes in [0, 1, 50.min(items)] {
             let shadow = event(&with_differences(base.clone(), changes));
             let name = format!("diff, {changes} differences");
-            group.bench_with_input(BenchmarkId::new(name, label), &shadow, |b, s| b.iter(|| compare(&primary, s, &options)));
+            group.bench_with_input(BenchmarkId::new(name, label), &shadow, |b, s| {
+                b.iter(|| compare(&primary, s, &options))
+            });
         }
     }
     group.finish();

@@ -40,6 +40,12 @@ pub struct CorrelatorSection {
     /// How often final exchanges are written and offsets committed.
     #[serde(default = "default_flush_interval", rename = "flush_interval_ms", with = "serde_duration::millis")]
     pub flush_interval: Duration,
+    /// Open exchanges held at most; beyond it the oldest are emitted with what they have.
+    #[serde(default = "default_max_open_exchanges")]
+    pub max_open_exchanges: usize,
+    /// Memory held by open exchanges at most (bodies and headers); same rule.
+    #[serde(default = "default_max_open_bytes")]
+    pub max_open_bytes: usize,
     /// Longest value stored per difference; longer ones are cut and marked with `…`.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: usize,
@@ -65,6 +71,8 @@ impl Default for CorrelatorSection {
             window: default_window(),
             flush_interval: default_flush_interval(),
             max_value_bytes: default_max_value_bytes(),
+            max_open_exchanges: default_max_open_exchanges(),
+            max_open_bytes: default_max_open_bytes(),
             default_rules: DiffRules::default(),
             routes: Vec::new(),
         }
@@ -82,6 +90,12 @@ const fn default_window() -> Duration {
 }
 const fn default_flush_interval() -> Duration {
     Duration::from_secs(1)
+}
+const fn default_max_open_exchanges() -> usize {
+    200_000
+}
+const fn default_max_open_bytes() -> usize {
+    512 * 1024 * 1024
 }
 const fn default_max_value_bytes() -> usize {
     1024

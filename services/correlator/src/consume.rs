@@ -14,7 +14,7 @@ use shadowdiff_runtime::kafka::{Consumer, DeadLetter, OffsetTracker, events as k
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 
 use crate::config::{CorrelatorConfig, CorrelatorSection};
-use crate::join::{Added, Joiner, Leg, Position};
+use crate::join::{Added, Bounds, Joiner, Leg, Position};
 use crate::sink::{Batch, Sink, rows};
 use crate::{CorrelatorError, events};
 
@@ -60,7 +60,10 @@ impl Correlator {
         Ok(Self {
             consumer,
             state: State {
-                joiner: Joiner::new(config.correlator.window),
+                joiner: Joiner::new(
+                    config.correlator.window,
+                    Bounds { exchanges: config.correlator.max_open_exchanges, bytes: config.correlator.max_open_bytes },
+                ),
                 rules: route_rules(&config.correlator),
                 config: config.correlator,
                 codec: EventCodec::new()?,
@@ -137,10 +140,16 @@ impl State {
                 return Ok(());
             }
         };
-        let (added, released) = self.joiner.add(leg, position, Instant::now());
+        let now = Instant::now();
+        let (added, released) = self.joiner.add(leg, position, now);
         if let Some(position) = released {
             events::ignored(if added == Added::Late { "late" } else { "duplicate" });
             self.offsets.release(&position);
+        }
+        for exchange in self.joiner.evict_over_bounds(now) {
+            events::evicted();
+            let outcomes = rows::add_exchange(&mut self.batch, exchange, &self.rules, self.config.max_value_bytes);
+            events::finalized(&outcomes);
         }
         Ok(())
     }

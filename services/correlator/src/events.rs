@@ -28,3 +28,7 @@ pub(crate) fn written(exchanges: usize, differences: usize, took: Duration) {
 pub(crate) fn ignored(reason: &'static str) {
     metrics::counter!("shadowdiff_correlator_events_ignored_total", "reason" => reason).increment(1);
 }
+
+pub(crate) fn evicted() {
+    metrics::counter!("shadowdiff_correlator_evicted_total").increment(1);
+}

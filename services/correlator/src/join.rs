@@ -17,6 +17,15 @@ pub(crate) enum Leg {
 }
 
 impl Leg {
+    /// Roughly what holding this leg costs in memory.
+    fn size(&self) -> usize {
+        let (headers, body) = match self {
+            Self::Request(r) => (&r.headers, &r.body),
+            Self::Response(r) => (&r.headers, &r.body),
+        };
+        256 + body.bytes.len() + headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
+    }
+
     fn request_id(&self) -> &str {
         match self {
             Self::Request(r) => &r.request_id,
@@ -34,6 +43,8 @@ pub(crate) struct Exchange {
     pub(crate) shadows: Vec<ResponseEvent>,
     /// Every position read into this exchange; released once its rows are written.
     pub(crate) positions: Vec<Position>,
+    /// Memory held by its legs.
+    bytes: usize,
 }
 
 impl Exchange {
@@ -63,9 +74,19 @@ pub(crate) enum Added {
     Late,
 }
 
+/// How much join state may be held before the oldest exchanges are emitted early.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub(crate) exchanges: usize,
+    pub(crate) bytes: usize,
+}
+
 #[derive(Debug)]
 pub(crate) struct Joiner {
     window: Duration,
+    bounds: Bounds,
+    /// Memory held by all open exchanges.
+    bytes: usize,
     open: HashMap<String, Exchange>,
     /// Open request ids by first arrival; ids already taken out are skipped.
     opened: VecDeque<(Instant, String)>,
@@ -75,9 +96,11 @@ pub(crate) struct Joiner {
 }
 
 impl Joiner {
-    pub(crate) fn new(window: Duration) -> Self {
+    pub(crate) fn new(window: Duration, bounds: Bounds) -> Self {
         Self {
             window,
+            bounds,
+            bytes: 0,
             open: HashMap::new(),
             opened: VecDeque::new(),
             finished: HashMap::new(),
@@ -94,8 +117,11 @@ impl Joiner {
             self.opened.push_back((now, id.to_owned()));
         }
         let exchange = self.open.entry(id.to_owned()).or_default();
+        let size = leg.size();
         if exchange.add(leg) {
             exchange.positions.push(position);
+            exchange.bytes += size;
+            self.bytes += size;
             (Added::Joined, None)
         } else {
             (Added::Duplicate, Some(position))
@@ -110,11 +136,7 @@ impl Joiner {
                 break;
             }
             let Some((_, id)) = self.opened.pop_front() else { break };
-            if let Some(exchange) = self.open.remove(&id) {
-                self.finished.insert(id.clone(), now);
-                self.finished_order.push_back((now, id));
-                done.push(exchange);
-            }
+            done.extend(self.finish(id, now));
         }
         while let Some((finished, _)) = self.finished_order.front() {
             if now.duration_since(*finished) < self.window {
@@ -125,6 +147,25 @@ impl Joiner {
             }
         }
         done
+    }
+
+    /// Takes out the oldest exchanges while the state is over its bounds, so memory stays
+    /// bounded whatever the traffic; they are emitted with what they have.
+    pub(crate) fn evict_over_bounds(&mut self, now: Instant) -> Vec<Exchange> {
+        let mut evicted = Vec::new();
+        while self.open.len() > self.bounds.exchanges || self.bytes > self.bounds.bytes {
+            let Some((_, id)) = self.opened.pop_front() else { break };
+            evicted.extend(self.finish(id, now));
+        }
+        evicted
+    }
+
+    fn finish(&mut self, id: String, now: Instant) -> Option<Exchange> {
+        let exchange = self.open.remove(&id)?;
+        self.bytes -= exchange.bytes;
+        self.finished.insert(id.clone(), now);
+        self.finished_order.push_back((now, id));
+        Some(exchange)
     }
 
     pub(crate) fn open_exchanges(&self) -> usize {
@@ -161,7 +202,7 @@ mod tests {
     fn joins_by_id_expires_after_window_and_flags_late_and_duplicate_legs() {
         let t0 = Instant::now();
         let window = Duration::from_secs(2);
-        let mut joiner = Joiner::new(window);
+        let mut joiner = Joiner::new(window, Bounds { exchanges: 100, bytes: 1 << 20 });
         assert_eq!(joiner.add(response("a", Role::Primary, "prod"), pos(1), t0).0, Added::Joined);
         assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(2), t0).0, Added::Joined);
         assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(3), t0), (Added::Duplicate, Some(pos(3))));
@@ -181,5 +222,25 @@ mod tests {
         // Forgotten after another window: an id reused much later starts a new exchange.
         joiner.expire(t0 + window * 2);
         assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(6), t0 + window * 2).0, Added::Joined);
+    }
+
+    #[test]
+    fn over_its_bounds_the_oldest_exchanges_go_first() {
+        let t0 = Instant::now();
+        let mut joiner = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 2, bytes: 1 << 20 });
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            joiner.add(response(id, Role::Primary, "prod"), pos(i as i64), t0);
+        }
+        let evicted = joiner.evict_over_bounds(t0);
+        assert_eq!(evicted.len(), 1);
+        assert_eq!(evicted[0].primary.as_ref().unwrap().request_id, "a");
+        assert_eq!(joiner.open_exchanges(), 2);
+
+        let mut by_bytes = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 100, bytes: 600 });
+        for (i, id) in ["a", "b", "c"].iter().enumerate() {
+            by_bytes.add(response(id, Role::Primary, "prod"), pos(i as i64), t0);
+        }
+        assert_eq!(by_bytes.evict_over_bounds(t0).len(), 1, "three legs of ~256 bytes exceed 600");
+        assert_eq!(by_bytes.add(response("a", Role::Candidate, "v2"), pos(9), t0).0, Added::Late);
     }
 }

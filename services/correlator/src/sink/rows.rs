@@ -100,7 +100,7 @@ pub(crate) fn add_exchange(
     rules: &RouteRules,
     max_value_bytes: usize,
 ) -> Vec<Outcome> {
-    let Exchange { request, primary, shadows, positions } = exchange;
+    let Exchange { request, primary, shadows, positions, .. } = exchange;
     batch.positions.extend(positions);
     let options = rules.for_route(request.as_ref().map_or("", |r| r.route()));
     let noisy: BTreeSet<String> = match (&primary, shadows.iter().find(|s| s.role == Role::Secondary)) {
