@@ -3,6 +3,7 @@
 //! ([`pipeline`]), and a deadline-bound wait ([`eventually`]). Scenarios live in `tests/`.
 
 pub mod broker;
+pub mod clickhouse_server;
 pub mod infra;
 pub mod kafka;
 pub mod mirror;
