@@ -28,6 +28,7 @@ fn response(id: &str, role: Role, deployment: &str, price: u32) -> ResponseEvent
         error: None,
         profile: Some("p".into()),
         stage: Some("shadow".into()),
+        expected_legs: Vec::new(),
     }
 }
 

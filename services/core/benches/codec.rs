@@ -36,6 +36,7 @@ fn response() -> ResponseEvent {
         error: None,
         profile: None,
         stage: None,
+        expected_legs: Vec::new(),
     }
 }
 

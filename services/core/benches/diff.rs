@@ -38,6 +38,7 @@ fn event(doc: &Value) -> ResponseEvent {
         error: None,
         profile: None,
         stage: None,
+        expected_legs: Vec::new(),
     }
 }
 

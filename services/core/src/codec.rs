@@ -157,7 +157,10 @@ impl Families {
             )?,
             response: Family::parse(
                 include_str!("../../../schemas/avro/response_event.avsc"),
-                &[include_str!("../../../schemas/avro/previous/response_event.v1.avsc")],
+                &[
+                    include_str!("../../../schemas/avro/previous/response_event.v1.avsc"),
+                    include_str!("../../../schemas/avro/previous/response_event.v2.avsc"),
+                ],
             )?,
             outbound_call: Family::parse(include_str!("../../../schemas/avro/outbound_call_event.avsc"), &[])?,
         })

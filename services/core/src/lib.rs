@@ -12,5 +12,5 @@ pub mod redact;
 pub mod request_id;
 
 pub use codec::{DecodeError, EncodeError, EventCodec};
-pub use event::{CapturedBody, ErrorKind, Header, OutboundCallEvent, RequestEvent, ResponseEvent, Role};
+pub use event::{CapturedBody, ErrorKind, ExpectedLeg, Header, OutboundCallEvent, RequestEvent, ResponseEvent, Role};
 pub use request_id::{InvalidRequestId, RequestId};

@@ -141,13 +141,16 @@ impl State {
             }
         };
         let now = Instant::now();
+        let id = leg.request_id().to_owned();
         let (added, released) = self.joiner.add(leg, position, now);
         if let Some(position) = released {
             events::ignored(if added == Added::Late { "late" } else { "duplicate" });
             self.offsets.release(&position);
         }
-        for exchange in self.joiner.evict_over_bounds(now) {
-            events::evicted();
+        let whole = self.joiner.take_complete(&id, now);
+        let evicted = self.joiner.evict_over_bounds(now);
+        events::evicted(evicted.len());
+        for exchange in whole.into_iter().chain(evicted) {
             let outcomes = rows::add_exchange(&mut self.batch, exchange, &self.rules, self.config.max_value_bytes);
             events::finalized(&outcomes);
         }

@@ -29,6 +29,6 @@ pub(crate) fn ignored(reason: &'static str) {
     metrics::counter!("shadowdiff_correlator_events_ignored_total", "reason" => reason).increment(1);
 }
 
-pub(crate) fn evicted() {
-    metrics::counter!("shadowdiff_correlator_evicted_total").increment(1);
+pub(crate) fn evicted(exchanges: usize) {
+    metrics::counter!("shadowdiff_correlator_evicted_total").increment(exchanges as u64);
 }

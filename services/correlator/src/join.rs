@@ -26,7 +26,7 @@ impl Leg {
         256 + body.bytes.len() + headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
     }
 
-    fn request_id(&self) -> &str {
+    pub(crate) fn request_id(&self) -> &str {
         match self {
             Self::Request(r) => &r.request_id,
             Self::Response(r) => &r.request_id,
@@ -44,10 +44,24 @@ pub(crate) struct Exchange {
     /// Every position read into this exchange; released once its rows are written.
     pub(crate) positions: Vec<Position>,
     /// Memory held by its legs.
-    bytes: usize,
+    pub(crate) bytes: usize,
 }
 
 impl Exchange {
+    /// The shadow legs the mirror said it replays this request to.
+    pub(crate) fn expected(&self) -> std::collections::BTreeSet<&shadowdiff_core::ExpectedLeg> {
+        self.shadows.iter().flat_map(|s| &s.expected_legs).collect()
+    }
+
+    /// Whole: the request, the primary, and every expected shadow leg have arrived.
+    fn complete(&self) -> bool {
+        let expected = self.expected();
+        self.request.is_some()
+            && self.primary.is_some()
+            && !expected.is_empty()
+            && expected.iter().all(|leg| self.shadows.iter().any(|s| s.deployment == leg.deployment))
+    }
+
     fn add(&mut self, leg: Leg) -> bool {
         match leg {
             Leg::Request(r) if self.request.is_none() => self.request = Some(r),
@@ -149,6 +163,12 @@ impl Joiner {
         done
     }
 
+    /// Takes out the exchange for `id` if it is whole, so it is written without waiting for
+    /// its window.
+    pub(crate) fn take_complete(&mut self, id: &str, now: Instant) -> Option<Exchange> {
+        if self.open.get(id).is_some_and(Exchange::complete) { self.finish(id.to_owned(), now) } else { None }
+    }
+
     /// Takes out the oldest exchanges while the state is over its bounds, so memory stays
     /// bounded whatever the traffic; they are emitted with what they have.
     pub(crate) fn evict_over_bounds(&mut self, now: Instant) -> Vec<Exchange> {
@@ -178,6 +198,46 @@ mod tests {
     use super::*;
     use shadowdiff_core::CapturedBody;
 
+    fn shadow(id: &str, deployment: &str, expected: &[&str]) -> Leg {
+        let Leg::Response(mut event) = response(id, Role::Candidate, deployment) else { unreachable!() };
+        event.expected_legs = expected
+            .iter()
+            .map(|d| shadowdiff_core::ExpectedLeg { role: "candidate".into(), deployment: (*d).into() })
+            .collect();
+        Leg::Response(event)
+    }
+
+    fn request(id: &str) -> Leg {
+        Leg::Request(shadowdiff_core::RequestEvent {
+            request_id: id.into(),
+            timestamp_ms: 0,
+            tap_id: "t".into(),
+            method: "GET".into(),
+            scheme: "http".into(),
+            authority: "a".into(),
+            path: "/".into(),
+            query: None,
+            route_template: None,
+            headers: vec![],
+            body: CapturedBody::empty(),
+        })
+    }
+
+    #[test]
+    fn an_exchange_is_taken_as_soon_as_every_expected_leg_is_in() {
+        let t0 = Instant::now();
+        let mut joiner = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 100, bytes: 1 << 20 });
+        joiner.add(request("x"), pos(1), t0);
+        joiner.add(response("x", Role::Primary, "prod"), pos(2), t0);
+        joiner.add(shadow("x", "v2", &["v2", "v3"]), pos(3), t0);
+        assert!(joiner.take_complete("x", t0).is_none(), "v3 is still expected");
+        joiner.add(shadow("x", "v3", &["v2", "v3"]), pos(4), t0);
+        let whole = joiner.take_complete("x", t0).expect("all legs are in");
+        assert_eq!(whole.shadows.len(), 2);
+        assert_eq!(joiner.open_exchanges(), 0);
+        assert!(joiner.expire(t0 + Duration::from_secs(31)).is_empty(), "nothing left to expire");
+    }
+
     fn response(id: &str, role: Role, deployment: &str) -> Leg {
         Leg::Response(ResponseEvent {
             request_id: id.into(),
@@ -191,6 +251,7 @@ mod tests {
             error: None,
             profile: None,
             stage: None,
+            expected_legs: Vec::new(),
         })
     }
 

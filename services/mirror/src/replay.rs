@@ -6,7 +6,7 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use shadowdiff_core::event::now_ms;
 use shadowdiff_core::redact::{DIGEST_PREFIX, SEALED_HEADER_PREFIX, Sealer};
-use shadowdiff_core::{CapturedBody, ErrorKind, Header, RequestEvent, ResponseEvent, Role};
+use shadowdiff_core::{CapturedBody, ErrorKind, ExpectedLeg, Header, RequestEvent, ResponseEvent, Role};
 
 use crate::MirrorError;
 use crate::profile::{Faults, Profile, SAFE_METHODS, TargetSpec, under};
@@ -71,6 +71,11 @@ impl Replayer {
             error: None,
             profile: Some(profile.id.clone()),
             stage: Some(profile.stage.as_str().to_owned()),
+            expected_legs: profile
+                .targets
+                .iter()
+                .map(|t| ExpectedLeg { role: Role::from(t.role).as_str().to_owned(), deployment: t.name.clone() })
+                .collect(),
         }
     }
 

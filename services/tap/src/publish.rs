@@ -139,6 +139,7 @@ impl Publisher {
             error,
             profile: None,
             stage: None,
+            expected_legs: Vec::new(),
         };
         events::body_bytes("request", u64::try_from(request.body.length).unwrap_or(0));
         events::body_bytes("response", u64::try_from(response.body.length).unwrap_or(0));

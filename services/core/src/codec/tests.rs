@@ -34,6 +34,7 @@ fn response() -> ResponseEvent {
         error: Some(ErrorKind::CircuitOpen),
         profile: Some("p1".into()),
         stage: Some("10".into()),
+        expected_legs: Vec::new(),
     }
 }
 

@@ -14,6 +14,7 @@ fn response(status: i32, body: &str) -> ResponseEvent {
         error: None,
         profile: None,
         stage: None,
+        expected_legs: Vec::new(),
     }
 }
 

@@ -122,6 +122,18 @@ pub struct ResponseEvent {
     pub profile: Option<String>,
     /// That profile's rollout stage (`shadow`, `1`, `10`, `50`, `100`).
     pub stage: Option<String>,
+    /// Every shadow leg the mirror replays this request to, this one included; empty on
+    /// the primary's event. The correlator completes an exchange once all have arrived.
+    #[serde(default)]
+    pub expected_legs: Vec<ExpectedLeg>,
+}
+
+/// A shadow leg the mirror replays a request to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ExpectedLeg {
+    /// `secondary` or `candidate`.
+    pub role: String,
+    pub deployment: String,
 }
 
 /// One outbound HTTP call a deployment made while serving a request

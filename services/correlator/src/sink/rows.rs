@@ -6,7 +6,7 @@ use shadowdiff_core::diff::{self, DiffKind};
 use std::collections::{BTreeSet, HashMap};
 
 use shadowdiff_core::diff::DiffOptions;
-use shadowdiff_core::{ErrorKind, ResponseEvent, Role};
+use shadowdiff_core::{ErrorKind, ExpectedLeg, ResponseEvent, Role};
 
 use crate::join::{Exchange, Position};
 
@@ -73,6 +73,8 @@ pub(crate) enum Outcome {
     MissingPrimary,
     PrimaryError,
     ShadowError,
+    /// The mirror expected this leg, and it did not arrive within the window.
+    MissingShadow,
 }
 
 impl Outcome {
@@ -83,6 +85,7 @@ impl Outcome {
             Self::MissingPrimary => "missing_primary",
             Self::PrimaryError => "primary_error",
             Self::ShadowError => "shadow_error",
+            Self::MissingShadow => "missing_shadow",
         }
     }
 }
@@ -100,6 +103,12 @@ pub(crate) fn add_exchange(
     rules: &RouteRules,
     max_value_bytes: usize,
 ) -> Vec<Outcome> {
+    let missing: Vec<ExpectedLeg> = exchange
+        .expected()
+        .into_iter()
+        .filter(|leg| !exchange.shadows.iter().any(|s| s.deployment == leg.deployment))
+        .cloned()
+        .collect();
     let Exchange { request, primary, shadows, positions, .. } = exchange;
     batch.positions.extend(positions);
     let options = rules.for_route(request.as_ref().map_or("", |r| r.route()));
@@ -161,6 +170,33 @@ pub(crate) fn add_exchange(
             shadow_value: truncate(d.shadow.unwrap_or_default(), max_value_bytes),
         }));
     }
+    // Legs the mirror said it replays, that never arrived within the window.
+    if let Some(first) = shadows.first() {
+        let ts_ms = request.as_ref().map_or(first.timestamp_ms, |r| r.timestamp_ms);
+        for leg in missing {
+            outcomes.push(Outcome::MissingShadow);
+            batch.exchanges.push(ExchangeRow {
+                ts: u32::try_from(ts_ms.max(0) / 1000).unwrap_or(u32::MAX),
+                request_id: first.request_id.clone(),
+                route: request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default(),
+                method: request.as_ref().map(|r| r.method.clone()).unwrap_or_default(),
+                deployment: leg.deployment,
+                role: leg.role,
+                outcome: Outcome::MissingShadow.as_str().to_owned(),
+                primary_status: primary.as_ref().map_or(0, status),
+                shadow_status: 0,
+                primary_error: primary.as_ref().map_or("", error).to_owned(),
+                shadow_error: "missing".to_owned(),
+                primary_latency_us: primary.as_ref().map_or(0, |p| u64::try_from(p.latency_us).unwrap_or(0)),
+                shadow_latency_us: 0,
+                latency_delta_us: 0,
+                status_differs: 0,
+                body_differs: 0,
+                differences: 0,
+                noise: 0,
+            });
+        }
+    }
     outcomes
 }
 
@@ -206,6 +242,60 @@ fn truncate(mut value: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use shadowdiff_core::{CapturedBody, RequestEvent};
+
+    fn leg(role: Role, deployment: &str, expected: &[&str]) -> ResponseEvent {
+        ResponseEvent {
+            request_id: "r-1".into(),
+            timestamp_ms: 1_763_900_000_000,
+            role,
+            deployment: deployment.into(),
+            status: Some(200),
+            headers: vec![],
+            body: CapturedBody::capture(b"{}", 64),
+            latency_us: 10,
+            error: None,
+            profile: None,
+            stage: None,
+            expected_legs: expected
+                .iter()
+                .map(|d| ExpectedLeg { role: "candidate".into(), deployment: (*d).into() })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_leg_that_never_came_gets_a_row_naming_it() {
+        let request = RequestEvent {
+            request_id: "r-1".into(),
+            timestamp_ms: 1_763_900_000_000,
+            tap_id: "t".into(),
+            method: "GET".into(),
+            scheme: "http".into(),
+            authority: "a".into(),
+            path: "/x".into(),
+            query: None,
+            route_template: Some("/x".into()),
+            headers: vec![],
+            body: CapturedBody::empty(),
+        };
+        let exchange = Exchange {
+            request: Some(request),
+            primary: Some(leg(Role::Primary, "primary", &[])),
+            shadows: vec![leg(Role::Candidate, "v2", &["v2", "v3"])],
+            ..Exchange::default()
+        };
+        let mut batch = Batch::default();
+        let outcomes = add_exchange(&mut batch, exchange, &RouteRules::default(), 1024);
+        assert_eq!(outcomes, vec![Outcome::Complete, Outcome::MissingShadow]);
+        let rows: Vec<(&str, &str, &str)> = batch
+            .exchanges
+            .iter()
+            .map(|r| (r.deployment.as_str(), r.outcome.as_str(), r.shadow_error.as_str()))
+            .collect();
+        assert_eq!(rows, vec![("v2", "complete", ""), ("v3", "missing_shadow", "missing")]);
+    }
 
     #[test]
     fn truncates_on_char_boundaries() {
