@@ -33,6 +33,10 @@ struct State {
     joiner: Joiner,
     offsets: OffsetTracker,
     batch: Batch,
+    /// Time spent blocked writing, during which nothing was consumed. Windows run on the
+    /// consumption clock (`clock`), so an exchange whose legs wait unread in Kafka while a
+    /// write retries is not closed before they are read.
+    blocked: std::time::Duration,
     rules: rows::RouteRules,
     sink: Sink,
     health: Health,
@@ -72,6 +76,7 @@ impl Correlator {
                 responses: config.topics.responses.as_str().into(),
                 offsets: OffsetTracker::default(),
                 batch: Batch::default(),
+                blocked: std::time::Duration::ZERO,
                 sink,
                 health,
             },
@@ -121,6 +126,12 @@ fn route_rules(config: &CorrelatorSection) -> rows::RouteRules {
 }
 
 impl State {
+    /// Wall-clock time, less the time the loop spent blocked on writes.
+    fn clock(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_sub(self.blocked).unwrap_or(now)
+    }
+
     async fn ingest(&mut self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Result<(), Interrupted> {
         let topic: Arc<str> =
             if message.topic() == &*self.requests { self.requests.clone() } else { self.responses.clone() };
@@ -140,7 +151,7 @@ impl State {
                 return Ok(());
             }
         };
-        let now = Instant::now();
+        let now = self.clock();
         let id = leg.request_id().to_owned();
         let (added, released) = self.joiner.add(leg, position, now);
         if let Some(position) = released {
@@ -158,7 +169,7 @@ impl State {
     }
 
     async fn flush(&mut self, consumer: &Consumer, shutdown: &CancellationToken) -> Result<(), Interrupted> {
-        for exchange in self.joiner.expire(Instant::now()) {
+        for exchange in self.joiner.expire(self.clock()) {
             let outcomes = rows::add_exchange(&mut self.batch, exchange, &self.rules, self.config.max_value_bytes);
             events::finalized(&outcomes);
         }
@@ -175,7 +186,9 @@ impl State {
             written
         })
         .await?;
-        events::written(self.batch.exchanges.len(), self.batch.differences.len(), started.elapsed());
+        let took = started.elapsed();
+        self.blocked += took;
+        events::written(self.batch.exchanges.len(), self.batch.differences.len(), took);
         let batch = std::mem::take(&mut self.batch);
         for position in &batch.positions {
             self.offsets.release(position);
