@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod clickhouse_server;
+pub mod correlator;
 pub mod infra;
 pub mod kafka;
 pub mod mirror;

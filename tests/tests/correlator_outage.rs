@@ -5,47 +5,12 @@
 
 use std::time::Duration;
 
-use rdkafka::producer::FutureRecord;
-use shadowdiff_core::{CapturedBody, EventCodec, Header, ResponseEvent, Role};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::config::load_str;
-use shadowdiff_runtime::kafka::KafkaConfig;
 use shadowdiff_tests::clickhouse_server::PrivateClickHouse;
+use shadowdiff_tests::correlator::exchanges;
 use shadowdiff_tests::infra::Infra;
-use shadowdiff_tests::mirror::request_event;
 use shadowdiff_tests::{eventually, unique};
-
-fn response(id: &str, role: Role, deployment: &str, price: u32) -> ResponseEvent {
-    ResponseEvent {
-        request_id: id.into(),
-        timestamp_ms: shadowdiff_core::event::now_ms(),
-        role,
-        deployment: deployment.into(),
-        status: Some(200),
-        headers: vec![Header::new("content-type", "application/json")],
-        body: CapturedBody::capture(format!(r#"{{"price":{price}}}"#).as_bytes(), 1024),
-        latency_us: 1000,
-        error: None,
-        profile: Some("p".into()),
-        stage: Some("shadow".into()),
-        expected_legs: Vec::new(),
-    }
-}
-
-/// Publishes `n` whole exchanges (request, primary, candidate) with ids `{prefix}-{i}`.
-async fn exchanges(brokers: &str, requests: &str, responses: &str, prefix: &str, n: usize) {
-    let producer = KafkaConfig { brokers: brokers.to_owned(), ..KafkaConfig::default() }.producer().unwrap();
-    let codec = EventCodec::new().unwrap();
-    for i in 0..n {
-        let id = format!("{prefix}-{i}");
-        let request = codec.encode(&request_event(&id, "GET", "/items/{id}")).unwrap();
-        producer.send(FutureRecord::to(requests).key(&id).payload(&request), Duration::from_secs(10)).await.unwrap();
-        for event in [response(&id, Role::Primary, "primary", 100), response(&id, Role::Candidate, "v2", 101)] {
-            let bytes = codec.encode(&event).unwrap();
-            producer.send(FutureRecord::to(responses).key(&id).payload(&bytes), Duration::from_secs(10)).await.unwrap();
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_written_while_clickhouse_was_down_all_arrive_once() {
