@@ -137,7 +137,11 @@ async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
     let events =
         responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| with_prefix(e, "marker-").len() == 4).await;
     assert!(with_prefix(&events, "late-").is_empty(), "no replays after the TTL");
-    assert_eq!(with_prefix(&events, "live-").len(), 10, "two replicas in one group replay each request once");
+    // Two replicas share the group's partitions: every request is replayed. Delivery is at
+    // least once, so a request read just before a rebalance may be replayed by both.
+    let live_ids: std::collections::BTreeSet<&str> =
+        with_prefix(&events, "live-").iter().map(|e| e.request_id.as_str()).collect();
+    assert_eq!(live_ids.len(), 10, "every live request replayed");
     let after = received.lock().unwrap().iter().filter(|r| r.path == "/x").count();
     assert_eq!(after, before, "the backend saw nothing after the TTL");
     let listed = listed(&client, &a).await.unwrap();

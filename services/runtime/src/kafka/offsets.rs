@@ -3,8 +3,11 @@
 //! An offset is safe to commit once every event at or below it has been written (or
 //! deliberately dropped). Per partition that is the lowest offset still held by an open or
 //! unwritten exchange, or one past the highest offset seen when nothing is held.
+//!
+//! Holds are counted: after a rebalance the same offset can be read again while its first
+//! reading is still held, and releasing the second reading must not unprotect the first.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Where an event was read from: topic, partition, offset.
@@ -17,7 +20,8 @@ pub struct OffsetTracker {
 
 #[derive(Debug, Default)]
 struct Partition {
-    held: BTreeSet<i64>,
+    /// Held offsets, with how many readings of each are held.
+    held: BTreeMap<i64, usize>,
     next: i64,
     committed: i64,
 }
@@ -26,14 +30,19 @@ impl OffsetTracker {
     /// An event was read and is now held until released.
     pub fn hold(&mut self, (topic, partition, offset): &Position) {
         let p = self.partitions.entry((topic.clone(), *partition)).or_default();
-        p.held.insert(*offset);
+        *p.held.entry(*offset).or_default() += 1;
         p.next = p.next.max(offset + 1);
     }
 
     /// The event at `position` is written or deliberately dropped.
     pub fn release(&mut self, (topic, partition, offset): &Position) {
         if let Some(p) = self.partitions.get_mut(&(topic.clone(), *partition)) {
-            p.held.remove(offset);
+            if let Some(count) = p.held.get_mut(offset) {
+                *count -= 1;
+                if *count == 0 {
+                    p.held.remove(offset);
+                }
+            }
         }
     }
 
@@ -41,7 +50,7 @@ impl OffsetTracker {
     pub fn advance(&mut self) -> Vec<Position> {
         let mut out = Vec::new();
         for ((topic, partition), p) in &mut self.partitions {
-            let safe = p.held.first().copied().unwrap_or(p.next);
+            let safe = p.held.first_key_value().map_or(p.next, |(offset, _)| *offset);
             if safe > p.committed {
                 p.committed = safe;
                 out.push((topic.clone(), *partition, safe));
@@ -97,5 +106,17 @@ mod tests {
         tracker.release(&pos(4));
         assert_eq!(tracker.advance(), vec![(t.clone(), 0, 5)]);
         assert!(tracker.advance().is_empty(), "nothing new to commit");
+    }
+
+    #[test]
+    fn a_reread_offset_released_once_stays_held_for_its_first_reading() {
+        let t: Arc<str> = Arc::from("responses");
+        let mut tracker = OffsetTracker::default();
+        tracker.hold(&(t.clone(), 0, 7)); // read, joined into an open exchange
+        tracker.hold(&(t.clone(), 0, 7)); // read again after a rebalance: a duplicate
+        tracker.release(&(t.clone(), 0, 7)); // the duplicate is dropped
+        assert_eq!(tracker.advance(), vec![(t.clone(), 0, 7)], "7 itself stays uncommitted: its exchange holds it");
+        tracker.release(&(t.clone(), 0, 7)); // the exchange is written
+        assert_eq!(tracker.advance(), vec![(t, 0, 8)]);
     }
 }
