@@ -103,3 +103,13 @@ async fn clickhouse_ready(url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if body.trim() == "Ok." { Ok(()) } else { Err(format!("/ping answered {body:?}")) }
 }
+
+/// A client for reading a test's rows, with settings every ClickHouse version accepts
+/// (no LZ4, no schema validation), so scenarios read the same on 18.16 and current servers.
+pub fn clickhouse_client(url: &str, database: &str) -> clickhouse::Client {
+    clickhouse::Client::default()
+        .with_url(url)
+        .with_database(database)
+        .with_compression(clickhouse::Compression::None)
+        .with_validation(false)
+}

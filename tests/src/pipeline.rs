@@ -141,11 +141,7 @@ impl Pipeline {
         let verdict_url = format!("http://{}", verdict.local_addr());
         tasks.push(supervise("verdict", verdict.run(shutdown.clone()), &failures));
 
-        let clickhouse = clickhouse::Client::default()
-            .with_url(&infra.clickhouse_url)
-            .with_database(&names.database)
-            .with_compression(clickhouse::Compression::None)
-            .with_validation(false);
+        let clickhouse = crate::infra::clickhouse_client(&infra.clickhouse_url, &names.database);
         Self { names, tap_url, verdict_url, clickhouse, shutdown, tasks, correlator, correlator_config, failures }
     }
 

@@ -63,11 +63,7 @@ async fn a_correlator_killed_mid_batch_writes_every_exchange_exactly_once() {
     let log = dir.join("correlator.log");
     let mut child = spawn(&config, &log);
 
-    let client = clickhouse::Client::default()
-        .with_url(&infra.clickhouse_url)
-        .with_database(&database)
-        .with_compression(clickhouse::Compression::None)
-        .with_validation(false);
+    let client = shadowdiff_tests::infra::clickhouse_client(&infra.clickhouse_url, &database);
     let rows = |sql: &'static str| {
         let client = client.clone();
         async move { client.query(sql).fetch_one::<u64>().await.map_err(|e| e.to_string()) }

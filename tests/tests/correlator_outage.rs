@@ -32,11 +32,7 @@ async fn rows_written_while_clickhouse_was_down_all_arrive_once() {
     let shutdown = CancellationToken::new();
     let correlator = tokio::spawn(shadowdiff_correlator::run(config, shutdown.clone()));
 
-    let client = clickhouse::Client::default()
-        .with_url(clickhouse.url())
-        .with_database(&database)
-        .with_compression(clickhouse::Compression::None)
-        .with_validation(false);
+    let client = shadowdiff_tests::infra::clickhouse_client(&clickhouse.url(), &database);
     let rows = |sql: &'static str| {
         let client = client.clone();
         async move { client.query(sql).fetch_one::<u64>().await.map_err(|e| e.to_string()) }
