@@ -92,6 +92,27 @@ impl Proxy {
         }
     }
 
+    /// Sends one request upstream; no response head within the deadline is a timeout.
+    async fn send(
+        &self,
+        method: http::Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Tee<Body>,
+    ) -> Result<http::Response<hyper::body::Incoming>, (ErrorKind, String)> {
+        let mut upstream = http::Request::new(body);
+        *upstream.method_mut() = method;
+        *upstream.uri_mut() = uri;
+        *upstream.headers_mut() = headers;
+        match tokio::time::timeout(self.config.upstream_timeout, self.client.request(upstream)).await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => {
+                Err((if error.is_connect() { ErrorKind::Connect } else { ErrorKind::Reset }, error.to_string()))
+            }
+            Err(_) => Err((ErrorKind::Timeout, "no response head within the deadline".to_owned())),
+        }
+    }
+
     fn captures(&self, route: &Resolved, headers: &HeaderMap) -> bool {
         route.capture && (!matches!(self.config.mode, Mode::Sidecar { .. }) || headers.contains_key(SHADOW_ROLE))
     }
@@ -124,10 +145,6 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
         .unwrap_or_default();
     let headers = proxy.forward_headers(parts.headers, &id);
-    let mut upstream = http::Request::new(body);
-    *upstream.method_mut() = parts.method.clone();
-    *upstream.uri_mut() = uri;
-    *upstream.headers_mut() = headers.clone();
     events::request_started(&route.label);
 
     let started = Instant::now();
@@ -143,9 +160,8 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         request_capture,
         started,
     };
-    let response = tokio::time::timeout(proxy.config.upstream_timeout, proxy.client.request(upstream)).await;
-    match response {
-        Ok(Ok(response)) => {
+    match proxy.send(exchange.method.clone(), uri, exchange.headers.clone(), body).await {
+        Ok(response) => {
             let (mut parts, body) = response.into_parts();
             let (body, response_capture) = Tee::new(body, capture.then_some(route.cap));
             events::proxied(&route.label, parts.status.as_u16());
@@ -158,14 +174,9 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             proxy.set_id(&mut parts.headers, &id);
             Response::from_parts(parts, Body::new(body))
         }
-        Ok(Err(error)) => {
-            let kind = if error.is_connect() { ErrorKind::Connect } else { ErrorKind::Reset };
+        Err((kind, error)) => {
             events::upstream_failed(&route.label, kind, &error);
             failed(&proxy, exchange, capture, kind, &id)
-        }
-        Err(_elapsed) => {
-            events::upstream_failed(&route.label, ErrorKind::Timeout, &"no response head within the deadline");
-            failed(&proxy, exchange, capture, ErrorKind::Timeout, &id)
         }
     }
 }
@@ -175,8 +186,13 @@ fn failed(proxy: &Proxy, exchange: Exchange, capture: bool, kind: ErrorKind, id:
     if capture {
         proxy.publisher.publish_after(exchange, Outcome::Failed(kind));
     }
-    let status = if kind == ErrorKind::Timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
-    let mut response = (status, "upstream unavailable\n").into_response();
+    let mut response = unavailable(kind);
     proxy.set_id(response.headers_mut(), id);
     response
+}
+
+/// What a client gets when the upstream did not answer: 504 for a slow one, else 502.
+fn unavailable(kind: ErrorKind) -> Response {
+    let status = if kind == ErrorKind::Timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
+    (status, "upstream unavailable\n").into_response()
 }

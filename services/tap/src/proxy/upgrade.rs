@@ -38,17 +38,10 @@ pub(super) async fn pass_through(proxy: &Proxy, mut request: Request, id: &Reque
         headers.insert(UPGRADE, protocol);
     }
     let (body, _) = Tee::new(body, None);
-    let mut upstream = http::Request::new(body);
-    *upstream.method_mut() = parts.method;
-    *upstream.uri_mut() = uri;
-    *upstream.headers_mut() = headers;
-
-    let response = match tokio::time::timeout(proxy.config.upstream_timeout, proxy.client.request(upstream)).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(_)) => return (StatusCode::BAD_GATEWAY, "upstream unavailable\n").into_response(),
-        Err(_) => return (StatusCode::GATEWAY_TIMEOUT, "upstream unavailable\n").into_response(),
+    let mut response = match proxy.send(parts.method, uri, headers, body).await {
+        Ok(response) => response,
+        Err((kind, _)) => return super::unavailable(kind),
     };
-    let mut response = response;
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_side = hyper::upgrade::on(&mut response);
         tokio::spawn(async move {
