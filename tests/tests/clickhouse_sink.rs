@@ -3,8 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use shadowdiff_correlator::sink::{Batch, DifferenceRow, ExchangeRow, Sink};
+use shadowdiff_correlator::sink::{Batch, Sink};
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
+use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::unique;
 
@@ -28,6 +29,24 @@ fn exchange(i: u32) -> ExchangeRow {
         body_differs: u8::from(i % 2 == 0),
         differences: u32::from(i % 2 == 0),
         noise: 0,
+        stage: "10".into(),
+    }
+}
+
+fn sample(i: u32, deployment: &str) -> SampleRow {
+    SampleRow {
+        ts: 1_763_900_000 + i,
+        request_id: format!("req-{i}"),
+        route: "/items/{id}".into(),
+        method: "GET".into(),
+        deployment: deployment.into(),
+        role: if deployment == "primary" { "primary" } else { "candidate" }.into(),
+        status: 200,
+        content_type: "application/json".into(),
+        headers: "content-type: application/json\n".into(),
+        body: format!(r#"{{"price":{}}}"#, 100 + i),
+        body_length: 13,
+        truncated: 0,
     }
 }
 
@@ -60,6 +79,7 @@ async fn migrations_are_idempotent_and_rewrites_replace_rows() {
     let mut batch = Batch::default();
     batch.exchanges = (0..10).map(exchange).collect();
     batch.differences = (0..10).filter(|i| i % 2 == 0).map(difference).collect();
+    batch.samples = vec![sample(0, "primary"), sample(0, "v2")];
     sink.write(&batch).await.unwrap();
     sink.write(&batch).await.unwrap();
 
@@ -68,13 +88,18 @@ async fn migrations_are_idempotent_and_rewrites_replace_rows() {
         let client = client.clone();
         async move { client.query(sql).fetch_one::<u64>().await.unwrap() }
     };
-    assert_eq!(count("SELECT count() FROM schema_migrations").await, 2, "both migrations, once each");
+    let migrations = shadowdiff_store::migrations::MIGRATIONS.len() as u64;
+    assert_eq!(count("SELECT count() FROM schema_migrations").await, migrations, "every migration, once");
+    assert_eq!(count("SELECT count() FROM samples FINAL").await, 2);
     assert_eq!(count("SELECT count() FROM exchanges FINAL").await, 10);
     assert_eq!(count("SELECT count() FROM differences FINAL").await, 5);
     assert_eq!(count("SELECT sum(differences) FROM exchanges FINAL").await, 5);
     let back: Vec<ExchangeRow> =
         client.query("SELECT ?fields FROM exchanges FINAL ORDER BY ts").fetch_all().await.unwrap();
     assert_eq!(back, (0..10).map(exchange).collect::<Vec<_>>(), "rows read back exactly as written");
+    let samples: Vec<SampleRow> =
+        client.query("SELECT ?fields FROM samples FINAL ORDER BY role DESC").fetch_all().await.unwrap();
+    assert_eq!(samples, batch.samples);
 
     client.query(&format!("DROP DATABASE {}", config.database)).execute().await.unwrap();
 }

@@ -17,7 +17,7 @@ use shadowdiff_runtime::kafka::Consumer;
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::pipeline::{Backends, CANDIDATE, Pipeline};
 use shadowdiff_tests::{eventually, unique};
-use shadowdiff_verdict::api::VerdictResponse;
+use shadowdiff_verdict::{Decision, ExchangeDetail, VerdictReport};
 
 const READS: u64 = 60;
 const WRITES: u64 = 5;
@@ -146,7 +146,7 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     }
 
     // The verdict API reports the same counts.
-    let verdict: VerdictResponse = client
+    let verdict: VerdictReport = client
         .get(format!("{}/v1/verdict?candidate={CANDIDATE}", pipeline.verdict_url))
         .send()
         .await
@@ -155,14 +155,38 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
         .await
         .unwrap();
     assert_eq!(verdict.candidate, CANDIDATE);
-    assert_eq!(verdict.counts.samples, expected);
-    assert_eq!(verdict.counts.complete, expected);
-    assert_eq!(verdict.counts.diverged, 12);
-    assert_eq!(verdict.counts.noise_only, expected - 12, "every other exchange differed only by noise");
-    assert_eq!(verdict.counts.status_mismatches, 0);
-    assert_eq!(verdict.counts.incomplete, 0);
+    assert_eq!(verdict.samples, expected);
+    assert_eq!(verdict.compared, expected);
+    assert_eq!(verdict.divergence.count, 12);
+    assert_eq!(verdict.noise_only, expected - 12, "every other exchange differed only by noise");
+    assert_eq!(verdict.new_errors.count, 0);
+    assert_eq!(verdict.incomplete, 0);
     assert_eq!(verdict.top_paths.len(), 1);
     assert_eq!((verdict.top_paths[0].path.as_str(), verdict.top_paths[0].count), ("price", 12));
+    assert_eq!(verdict.verdict, Decision::Fail, "{:?}", verdict.reasons);
+    assert!(verdict.reasons.iter().any(|r| r.contains("12 of")), "{:?}", verdict.reasons);
+
+    // A sampled divergent exchange can be drilled into: both bodies, and the difference.
+    let sampled: String = pipeline
+        .clickhouse
+        .query("SELECT any(request_id) FROM samples FINAL WHERE deployment = ?")
+        .bind(CANDIDATE)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(regressed.contains(&sampled), "only divergent exchanges are sampled: {sampled}");
+    let detail: ExchangeDetail = client
+        .get(format!("{}/v1/exchanges/{sampled}", pipeline.verdict_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deployments: Vec<&str> = detail.samples.iter().map(|s| s.deployment.as_str()).collect();
+    assert_eq!(deployments, ["primary", CANDIDATE]);
+    assert!(detail.differences.iter().any(|d| d.path == "price" && d.noise == 0 && d.deployment == CANDIDATE));
+    assert_eq!(detail.legs.len(), 2, "the secondary's and the candidate's comparisons");
 
     pipeline.stop().await;
 }

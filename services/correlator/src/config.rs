@@ -49,6 +49,10 @@ pub struct CorrelatorSection {
     /// Longest value stored per difference; longer ones are cut and marked with `…`.
     #[serde(default = "default_max_value_bytes")]
     pub max_value_bytes: usize,
+    /// How many divergent exchanges per route and minute keep their full bodies in
+    /// `samples`, for the drill-down page. 0 keeps none.
+    #[serde(default = "default_samples_per_route_minute")]
+    pub samples_per_route_minute: usize,
     /// Diff rules for routes without their own.
     #[serde(default)]
     pub default_rules: DiffRules,
@@ -71,6 +75,7 @@ impl Default for CorrelatorSection {
             window: default_window(),
             flush_interval: default_flush_interval(),
             max_value_bytes: default_max_value_bytes(),
+            samples_per_route_minute: default_samples_per_route_minute(),
             max_open_exchanges: default_max_open_exchanges(),
             max_open_bytes: default_max_open_bytes(),
             default_rules: DiffRules::default(),
@@ -99,6 +104,9 @@ const fn default_max_open_bytes() -> usize {
 }
 const fn default_max_value_bytes() -> usize {
     1024
+}
+const fn default_samples_per_route_minute() -> usize {
+    5
 }
 
 impl Validate for CorrelatorConfig {

@@ -37,7 +37,7 @@ struct State {
     /// consumption clock (`clock`), so an exchange whose legs wait unread in Kafka while a
     /// write retries is not closed before they are read.
     blocked: std::time::Duration,
-    rules: rows::RouteRules,
+    rows: rows::RowBuilder,
     sink: Sink,
     health: Health,
 }
@@ -68,7 +68,11 @@ impl Correlator {
                     config.correlator.window,
                     Bounds { exchanges: config.correlator.max_open_exchanges, bytes: config.correlator.max_open_bytes },
                 ),
-                rules: route_rules(&config.correlator),
+                rows: rows::RowBuilder::new(
+                    route_rules(&config.correlator),
+                    config.correlator.max_value_bytes,
+                    config.correlator.samples_per_route_minute,
+                ),
                 config: config.correlator,
                 codec: EventCodec::new()?,
                 dead_letter: DeadLetter::new(producer, &config.topics.dead_letter, "correlator"),
@@ -162,7 +166,7 @@ impl State {
         let evicted = self.joiner.evict_over_bounds(now);
         events::evicted(evicted.len());
         for exchange in whole.into_iter().chain(evicted) {
-            let outcomes = rows::add_exchange(&mut self.batch, exchange, &self.rules, self.config.max_value_bytes);
+            let outcomes = self.rows.add(&mut self.batch, exchange);
             events::finalized(&outcomes);
         }
         Ok(())
@@ -170,7 +174,7 @@ impl State {
 
     async fn flush(&mut self, consumer: &Consumer, shutdown: &CancellationToken) -> Result<(), Interrupted> {
         for exchange in self.joiner.expire(self.clock()) {
-            let outcomes = rows::add_exchange(&mut self.batch, exchange, &self.rules, self.config.max_value_bytes);
+            let outcomes = self.rows.add(&mut self.batch, exchange);
             events::finalized(&outcomes);
         }
         events::open_exchanges(self.joiner.open_exchanges());

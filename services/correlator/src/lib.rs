@@ -29,7 +29,7 @@ pub enum CorrelatorError {
     #[error(transparent)]
     Schema(#[from] shadowdiff_core::codec::SchemaError),
     #[error("clickhouse: {0}")]
-    ClickHouse(#[from] sink::SinkError),
+    ClickHouse(#[from] shadowdiff_store::StoreError),
     #[error("admin listener: {0}")]
     Admin(#[source] std::io::Error),
 }

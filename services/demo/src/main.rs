@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use shadowdiff_demo::backend::{self, Behavior};
 use shadowdiff_demo::traffic;
-use shadowdiff_verdict::api::VerdictResponse;
+use shadowdiff_verdict::VerdictReport;
 
 #[derive(Debug, Parser)]
 #[command(about = "Demo backends, traffic and report for shadowdiff")]
@@ -84,18 +84,18 @@ async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) 
     let client = reqwest::Client::new();
     let url = format!("{verdict}/v1/verdict?candidate={candidate}");
     let deadline = Instant::now() + timeout;
-    let mut last: Option<VerdictResponse> = None;
+    let mut last: Option<VerdictReport> = None;
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     while Instant::now() < deadline {
         if let Ok(response) = client.get(&url).send().await {
-            if let Ok(v) = response.json::<VerdictResponse>().await {
-                let changed = last.as_ref().is_none_or(|l| l.counts.samples != v.counts.samples);
+            if let Ok(v) = response.json::<VerdictReport>().await {
+                let changed = last.as_ref().is_none_or(|l| l.samples != v.samples);
                 if terminal {
-                    eprint!("\r  comparisons recorded: {}/{expect}   ", v.counts.samples);
+                    eprint!("\r  comparisons recorded: {}/{expect}   ", v.samples);
                 } else if changed {
-                    eprintln!("  comparisons recorded: {}/{expect}", v.counts.samples);
+                    eprintln!("  comparisons recorded: {}/{expect}", v.samples);
                 }
-                let done = v.counts.samples >= expect;
+                let done = v.samples >= expect;
                 last = Some(v);
                 if done {
                     break;
@@ -109,20 +109,21 @@ async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) 
     }
     let v = last.ok_or_else(|| format!("no answer from {url}"))?;
     println!("\nverdict for candidate {:?}", v.candidate);
-    println!("  {:<22} {:>8}", "samples", v.counts.samples);
-    println!("  {:<22} {:>8}", "complete", v.counts.complete);
-    println!("  {:<22} {:>8}", "diverged", v.counts.diverged);
-    println!("  {:<22} {:>8}", "noise only", v.counts.noise_only);
-    println!("  {:<22} {:>8}", "status mismatches", v.counts.status_mismatches);
-    println!("  {:<22} {:>8}", "incomplete", v.counts.incomplete);
+    println!("  {:<22} {:>8}", "samples", v.samples);
+    println!("  {:<22} {:>8}", "compared", v.compared);
+    println!("  {:<22} {:>8}", "diverged", v.divergence.count);
+    println!("  {:<22} {:>8}", "noise only", v.noise_only);
+    println!("  {:<22} {:>8}", "new errors", v.new_errors.count);
+    println!("  {:<22} {:>8}", "incomplete", v.incomplete);
+    println!("  {:<22} {:>8}", "verdict", v.verdict.as_str());
     if !v.top_paths.is_empty() {
         println!("\n  top differing paths");
         for p in &v.top_paths {
             println!("  {:<22} {:>8}  {}", p.path, p.count, p.kind);
         }
     }
-    if v.counts.samples < expect {
-        return Err(format!("only {} of {expect} comparisons arrived within {timeout:?}", v.counts.samples));
+    if v.samples < expect {
+        return Err(format!("only {} of {expect} comparisons arrived within {timeout:?}", v.samples));
     }
     Ok(())
 }

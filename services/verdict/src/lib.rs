@@ -1,14 +1,22 @@
 //! The verdict API: reads the correlator's rows from ClickHouse and answers "how is this
 //! candidate doing?" for CD gates and people.
 //!
-//! Reading order: [`config`], [`api`] (`fn app(state) -> Router`, the handlers and their
-//! error type), `query` (the SQL).
+//! Reading order: [`config`] and [`gate`] (the policy per rollout stage), [`evaluate`] (from
+//! evidence to pass / fail / inconclusive, pure), [`report`] (what a verdict says), `query`
+//! (the SQL), [`api`] (`fn app(state) -> Router`, the handlers and their error type) and
+//! `page` (the drill-down page).
 
 pub mod api;
 pub mod config;
+pub mod evaluate;
+pub mod gate;
+mod page;
 mod query;
+pub mod report;
 
-pub use query::{Counts, PathCount};
+pub use evaluate::{Criterion, Decision, Latency, Quantiles, Rate};
+pub use query::{ExchangeDetail, PathCount, Window};
+pub use report::{RouteReport, VerdictReport};
 
 use std::net::SocketAddr;
 
@@ -46,7 +54,8 @@ impl Verdict {
         admin::spawn(&config.admin, health, shutdown)
             .await
             .map_err(|source| VerdictError::Bind { addr: config.admin.listen, source })?;
-        Ok(Self { listener, state: api::AppState::new(clickhouse.client) })
+        let state = api::AppState::new(clickhouse.client, config.verdict.gates, config.verdict.token.as_deref());
+        Ok(Self { listener, state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

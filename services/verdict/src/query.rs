@@ -3,61 +3,192 @@
 
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
 
-/// Comparison counts for one candidate.
-#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
-pub struct Counts {
-    pub samples: u64,
-    pub complete: u64,
-    /// Exchanges with a difference that is not noise.
-    pub diverged: u64,
-    /// Exchanges with differences that were all noise.
-    pub noise_only: u64,
-    pub status_mismatches: u64,
-    pub incomplete: u64,
+use crate::evaluate::{Evidence, Latency, Quantiles};
+
+/// Which comparison rows a verdict covers: one candidate, optionally one rollout stage, and
+/// optionally only rows from a point in time on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Window {
+    pub candidate: String,
+    /// `None`: every stage.
+    pub stage: Option<String>,
+    /// Unix seconds; 0 covers everything.
+    pub since: u32,
 }
 
-/// How often one path differed.
+/// The candidate's rows in the window. Binds: candidate, stage, stage, since.
+const IN_WINDOW: &str = "role = 'candidate' AND deployment = ? AND (? = '' OR stage = ?) AND ts >= toDateTime(?)";
+
+/// The counts every verdict is built from; `route` is empty for the whole candidate.
+const COUNTS: &str = "count() AS samples, \
+     countIf(outcome = 'complete') AS compared, \
+     countIf(outcome = 'complete' AND differences > noise) AS diverged, \
+     countIf(outcome = 'complete' AND differences > 0 AND differences = noise) AS noise_only, \
+     countIf(outcome IN ('complete', 'shadow_error')) AS answered, \
+     countIf(outcome IN ('complete', 'shadow_error') AND (shadow_status >= 500 OR shadow_error != '') \
+             AND primary_status < 500 AND primary_error = '') AS new_errors, \
+     if(count() = 0, toUInt64(0), toUInt64(toUInt32(max(ts)) - toUInt32(min(ts)))) AS span_secs";
+
+#[derive(Debug, Row, Deserialize)]
+struct CountsRow {
+    route: String,
+    samples: u64,
+    compared: u64,
+    diverged: u64,
+    noise_only: u64,
+    answered: u64,
+    new_errors: u64,
+    span_secs: u64,
+}
+
+impl CountsRow {
+    fn into_evidence(self, latency: Latency) -> (String, Evidence) {
+        let evidence = Evidence {
+            samples: self.samples,
+            compared: self.compared,
+            diverged: self.diverged,
+            noise_only: self.noise_only,
+            answered: self.answered,
+            new_errors: self.new_errors,
+            span_secs: self.span_secs,
+            latency,
+        };
+        (self.route, evidence)
+    }
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct LatencyRow {
+    n: u64,
+    primary: Vec<f64>,
+    shadow: Vec<f64>,
+}
+
+impl LatencyRow {
+    fn quantiles(values: &[f64]) -> Quantiles {
+        match values {
+            [p50, p95, p99] => Quantiles { p50: *p50, p95: *p95, p99: *p99 },
+            _ => Quantiles::default(),
+        }
+    }
+
+    /// (shadow p95 − primary p95) / primary p95, when there is something to divide by.
+    fn p95_delta(&self) -> Option<f64> {
+        let (primary, shadow) = (Self::quantiles(&self.primary).p95, Self::quantiles(&self.shadow).p95);
+        (self.n > 0 && primary > 0.0).then(|| (shadow - primary) / primary)
+    }
+}
+
+/// Latency quantiles in milliseconds of the compared rows matching `filter`.
+const LATENCY: &str = "SELECT count() AS n, \
+     arrayMap(x -> toFloat64(x) / 1000, quantilesExact(0.5, 0.95, 0.99)(primary_latency_us)) AS primary, \
+     arrayMap(x -> toFloat64(x) / 1000, quantilesExact(0.5, 0.95, 0.99)(shadow_latency_us)) AS shadow \
+     FROM exchanges FINAL WHERE outcome = 'complete' AND ";
+
+fn bind_window(query: clickhouse::query::Query, window: &Window) -> clickhouse::query::Query {
+    let stage = window.stage.as_deref().unwrap_or("");
+    query.bind(&window.candidate).bind(stage).bind(stage).bind(window.since)
+}
+
+/// The whole window's evidence, with paired latency (the candidate's, and the secondary's
+/// on the same requests as the A/A baseline).
+pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::error::Result<Evidence> {
+    let counts: CountsRow = bind_window(
+        client.query(&format!("SELECT '' AS route, {COUNTS} FROM exchanges FINAL WHERE {IN_WINDOW}")),
+        window,
+    )
+    .fetch_one()
+    .await?;
+    let candidate: LatencyRow = bind_window(client.query(&format!("{LATENCY}{IN_WINDOW}")), window).fetch_one().await?;
+    let secondary: LatencyRow = bind_window(
+        client.query(&format!(
+            "{LATENCY}role = 'secondary' AND request_id IN \
+             (SELECT request_id FROM exchanges FINAL WHERE outcome = 'complete' AND {IN_WINDOW})"
+        )),
+        window,
+    )
+    .fetch_one()
+    .await?;
+    let latency = Latency {
+        primary: LatencyRow::quantiles(&candidate.primary),
+        candidate: LatencyRow::quantiles(&candidate.shadow),
+        p95_delta: candidate.p95_delta().unwrap_or(0.0),
+        secondary_p95_delta: secondary.p95_delta(),
+    };
+    Ok(counts.into_evidence(latency).1)
+}
+
+/// Evidence per route (without latency), in no particular order.
+pub(crate) async fn routes(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<(String, Evidence)>> {
+    let rows: Vec<CountsRow> = bind_window(
+        client.query(&format!("SELECT route, {COUNTS} FROM exchanges FINAL WHERE {IN_WINDOW} GROUP BY route")),
+        window,
+    )
+    .fetch_all()
+    .await?;
+    Ok(rows.into_iter().map(|r| r.into_evidence(Latency::default())).collect())
+}
+
+/// How often one path differed, noise excluded.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
 pub struct PathCount {
+    pub route: String,
     pub path: String,
     pub kind: String,
     pub count: u64,
 }
 
-pub(crate) async fn counts(client: &Client, candidate: &str) -> clickhouse::error::Result<Counts> {
-    client
-        .query(
-            "SELECT count() AS samples, \
-                    countIf(outcome = 'complete') AS complete, \
-                    countIf(differences > noise) AS diverged, \
-                    countIf(differences > 0 AND differences = noise) AS noise_only, \
-                    countIf(status_differs = 1) AS status_mismatches, \
-                    countIf(outcome != 'complete') AS incomplete \
-             FROM exchanges FINAL \
-             WHERE role = 'candidate' AND deployment = ?",
-        )
-        .bind(candidate)
-        .fetch_one()
-        .await
-}
-
 pub(crate) async fn top_paths(
     client: &Client,
-    candidate: &str,
+    window: &Window,
     limit: u32,
 ) -> clickhouse::error::Result<Vec<PathCount>> {
-    client
-        .query(
-            "SELECT path, kind, count() AS count \
+    bind_window(
+        client
+            .query(&format!(
+                "SELECT route, path, kind, count() AS count \
              FROM differences FINAL \
-             WHERE role = 'candidate' AND deployment = ? AND noise = 0 \
-             GROUP BY path, kind \
-             ORDER BY count DESC, path \
-             LIMIT ?",
-        )
-        .bind(candidate)
-        .bind(limit)
+             WHERE noise = 0 AND role = 'candidate' AND deployment = ? AND request_id IN \
+                   (SELECT request_id FROM exchanges FINAL WHERE {IN_WINDOW}) \
+             GROUP BY route, path, kind \
+             ORDER BY count DESC, route, path \
+             LIMIT ?"
+            ))
+            .bind(&window.candidate),
+        window,
+    )
+    .bind(limit)
+    .fetch_all()
+    .await
+}
+
+/// Everything stored about one request: every shadow leg's comparison, every difference, and
+/// the bodies if the exchange was sampled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeDetail {
+    pub request_id: String,
+    pub legs: Vec<ExchangeRow>,
+    pub differences: Vec<DifferenceRow>,
+    pub samples: Vec<SampleRow>,
+}
+
+pub(crate) async fn exchange(client: &Client, request_id: &str) -> clickhouse::error::Result<ExchangeDetail> {
+    let legs = client
+        .query("SELECT ?fields FROM exchanges FINAL WHERE request_id = ? ORDER BY role DESC, deployment")
+        .bind(request_id)
         .fetch_all()
-        .await
+        .await?;
+    let differences = client
+        .query("SELECT ?fields FROM differences FINAL WHERE request_id = ? ORDER BY deployment, path, kind")
+        .bind(request_id)
+        .fetch_all()
+        .await?;
+    let samples = client
+        .query("SELECT ?fields FROM samples FINAL WHERE request_id = ? ORDER BY role DESC, deployment")
+        .bind(request_id)
+        .fetch_all()
+        .await?;
+    Ok(ExchangeDetail { request_id: request_id.to_owned(), legs, differences, samples })
 }

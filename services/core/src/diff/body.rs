@@ -42,7 +42,7 @@ pub(super) fn diff(primary: &ResponseEvent, shadow: &ResponseEvent, options: &Di
 
 /// The whole body with its Content-Encoding undone; `None` when truncated, encoded in an
 /// unknown way, corrupt, or too large decoded.
-fn decoded(response: &ResponseEvent) -> Option<Cow<'_, [u8]>> {
+pub fn decoded(response: &ResponseEvent) -> Option<Cow<'_, [u8]>> {
     if response.body.truncated {
         return None;
     }

@@ -13,6 +13,7 @@ mod json;
 mod options;
 mod text;
 
+pub use body::decoded as decoded_body;
 pub use options::{DEFAULT_IGNORED_HEADERS, DiffOptions, DiffRules, InvalidRule, KeyedArray, Normalizer, Tolerance};
 
 use serde::{Deserialize, Serialize};

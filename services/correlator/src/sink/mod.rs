@@ -1,29 +1,15 @@
 //! Where comparison rows are written: ClickHouse, through the `clickhouse` crate.
 //!
-//! `rows` turns a final exchange into rows (this is where the diff is computed), `migrations`
-//! keeps the tables current, and [`Sink`] writes a batch.
+//! `rows` turns a final exchange into rows (this is where the diff is computed), and [`Sink`]
+//! writes a batch. The tables and their migrations live in `shadowdiff-store`.
 
-pub mod migrations;
 pub mod rows;
 
 use shadowdiff_runtime::clickhouse::{ClickHouse, ClickHouseConfig};
 
-pub use rows::{Batch, DifferenceRow, ExchangeRow};
-
-/// A ClickHouse failure, with what was being done.
-#[derive(Debug, thiserror::Error)]
-#[error("{action}: {source}")]
-pub struct SinkError {
-    action: String,
-    #[source]
-    source: clickhouse::error::Error,
-}
-
-impl SinkError {
-    pub(crate) fn new(action: impl Into<String>, source: clickhouse::error::Error) -> Self {
-        Self { action: action.into(), source }
-    }
-}
+pub use rows::Batch;
+use shadowdiff_store::StoreError;
+use shadowdiff_store::migrations;
 
 /// Writes batches of rows.
 #[derive(Debug, Clone)]
@@ -33,8 +19,9 @@ pub struct Sink {
 
 impl Sink {
     /// Connects, creates the database if needed and applies pending migrations.
-    pub async fn connect(config: &ClickHouseConfig) -> Result<Self, SinkError> {
-        let clickhouse = config.connect().await.map_err(|e| SinkError::new(format!("connect to {}", config.url), e))?;
+    pub async fn connect(config: &ClickHouseConfig) -> Result<Self, StoreError> {
+        let clickhouse =
+            config.connect().await.map_err(|e| StoreError::new(format!("connect to {}", config.url), e))?;
         migrations::apply(&clickhouse, &config.database).await?;
         tracing::info!(version = %clickhouse.version, database = %config.database, "clickhouse ready");
         Ok(Self { clickhouse })
@@ -42,13 +29,14 @@ impl Sink {
 
     /// Inserts both tables' rows. Safe to repeat after a failure: rows are keyed, so a
     /// retried batch replaces itself.
-    pub async fn write(&self, batch: &Batch) -> Result<(), SinkError> {
+    pub async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        insert(&self.clickhouse.client, "samples", &batch.samples).await?;
         insert(&self.clickhouse.client, "differences", &batch.differences).await?;
         insert(&self.clickhouse.client, "exchanges", &batch.exchanges).await
     }
 }
 
-async fn insert<T>(client: &clickhouse::Client, table: &str, rows: &[T]) -> Result<(), SinkError>
+async fn insert<T>(client: &clickhouse::Client, table: &str, rows: &[T]) -> Result<(), StoreError>
 where
     T: clickhouse::Row + clickhouse::RowWrite + for<'a> clickhouse::Row<Value<'a> = T>,
 {
@@ -56,9 +44,9 @@ where
         return Ok(());
     }
     let action = || format!("insert {} rows into {table}", rows.len());
-    let mut insert = client.insert::<T>(table).await.map_err(|e| SinkError::new(action(), e))?;
+    let mut insert = client.insert::<T>(table).await.map_err(|e| StoreError::new(action(), e))?;
     for row in rows {
-        insert.write(row).await.map_err(|e| SinkError::new(action(), e))?;
+        insert.write(row).await.map_err(|e| StoreError::new(action(), e))?;
     }
-    insert.end().await.map_err(|e| SinkError::new(action(), e))
+    insert.end().await.map_err(|e| StoreError::new(action(), e))
 }

@@ -1,60 +1,22 @@
 //! From a final exchange to rows: the comparison of each shadow leg with the primary.
 
-use clickhouse::Row;
-use serde::{Deserialize, Serialize};
 use shadowdiff_core::diff::{self, DiffKind};
 use std::collections::{BTreeSet, HashMap};
 
 use shadowdiff_core::diff::DiffOptions;
-use shadowdiff_core::{ErrorKind, ExpectedLeg, ResponseEvent, Role};
+use shadowdiff_core::event::header_value;
+use shadowdiff_core::{ErrorKind, ExpectedLeg, RequestEvent, ResponseEvent, Role};
+
+use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
 
 use crate::join::{Exchange, Position};
-
-/// A row of `exchanges` (schemas/clickhouse/0001_exchanges.sql); fields in column order.
-#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
-pub struct ExchangeRow {
-    pub ts: u32,
-    pub request_id: String,
-    pub route: String,
-    pub method: String,
-    pub deployment: String,
-    pub role: String,
-    pub outcome: String,
-    pub primary_status: u16,
-    pub shadow_status: u16,
-    pub primary_error: String,
-    pub shadow_error: String,
-    pub primary_latency_us: u64,
-    pub shadow_latency_us: u64,
-    pub latency_delta_us: i64,
-    pub status_differs: u8,
-    pub body_differs: u8,
-    pub differences: u32,
-    /// Of `differences`, those the secondary shows too in this exchange: noise.
-    pub noise: u32,
-}
-
-/// A row of `differences`; fields in column order.
-#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
-pub struct DifferenceRow {
-    pub ts: u32,
-    pub request_id: String,
-    pub route: String,
-    pub deployment: String,
-    pub role: String,
-    pub kind: String,
-    pub path: String,
-    pub primary_value: String,
-    pub shadow_value: String,
-    /// 1 when the secondary differs from the primary at this path too (noise).
-    pub noise: u8,
-}
 
 /// Rows waiting to be written, with the positions they release once written.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub exchanges: Vec<ExchangeRow>,
     pub differences: Vec<DifferenceRow>,
+    pub samples: Vec<SampleRow>,
     pub(crate) positions: Vec<Position>,
 }
 
@@ -90,114 +52,190 @@ impl Outcome {
     }
 }
 
-/// Adds the rows of one final exchange to `batch`: one per shadow leg, compared with the
-/// primary under the route's rules. An exchange without shadow legs (a request the mirror
-/// did not replay) adds no rows, only its positions. Returns the outcomes added.
-///
-/// Noise, per exchange: a path where the secondary (same version as the primary) differs
-/// from the primary in this very exchange is noise for every shadow of it (timestamps,
-/// random ids). Both the raw count and the noise count are stored.
-pub(crate) fn add_exchange(
-    batch: &mut Batch,
-    exchange: Exchange,
-    rules: &RouteRules,
+/// Turns final exchanges into rows: the diff rules of each route, the cap on stored values,
+/// and the budget of body samples per route and minute.
+#[derive(Debug)]
+pub(crate) struct RowBuilder {
+    rules: RouteRules,
     max_value_bytes: usize,
-) -> Vec<Outcome> {
-    let missing: Vec<ExpectedLeg> = exchange
-        .expected()
-        .into_iter()
-        .filter(|leg| !exchange.shadows.iter().any(|s| s.deployment == leg.deployment))
-        .cloned()
-        .collect();
-    let Exchange { request, primary, shadows, positions, .. } = exchange;
-    batch.positions.extend(positions);
-    let options = rules.for_route(request.as_ref().map_or("", |r| r.route()));
-    let noisy: BTreeSet<String> = match (&primary, shadows.iter().find(|s| s.role == Role::Secondary)) {
-        (Some(p), Some(secondary)) if p.error.is_none() && secondary.error.is_none() => {
-            diff::compare(p, secondary, options).into_iter().map(|d| d.path).collect()
-        }
-        _ => BTreeSet::new(),
-    };
-    let mut outcomes = Vec::with_capacity(shadows.len());
-    for shadow in &shadows {
-        let outcome = match (&request, &primary) {
-            (None, _) => Outcome::MissingRequest,
-            (_, None) => Outcome::MissingPrimary,
-            (_, Some(p)) if p.error.is_some() => Outcome::PrimaryError,
-            _ if shadow.error.is_some() => Outcome::ShadowError,
-            _ => Outcome::Complete,
-        };
-        outcomes.push(outcome);
-        let ts_ms = request.as_ref().map_or(shadow.timestamp_ms, |r| r.timestamp_ms);
-        let ts = u32::try_from(ts_ms.max(0) / 1000).unwrap_or(u32::MAX);
-        let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
-        let method = request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
-        let found = match (&primary, outcome) {
-            (Some(p), Outcome::Complete) => diff::compare(p, shadow, options),
-            _ => Vec::new(),
-        };
-        let primary_latency = primary.as_ref().map_or(0, |p| p.latency_us);
-        batch.exchanges.push(ExchangeRow {
-            ts,
-            request_id: shadow.request_id.clone(),
-            route: route.clone(),
-            method,
-            deployment: shadow.deployment.clone(),
-            role: shadow.role.as_str().to_owned(),
-            outcome: outcome.as_str().to_owned(),
-            primary_status: primary.as_ref().map_or(0, status),
-            shadow_status: status(shadow),
-            primary_error: primary.as_ref().map_or("", error).to_owned(),
-            shadow_error: error(shadow).to_owned(),
-            primary_latency_us: u64::try_from(primary_latency).unwrap_or(0),
-            shadow_latency_us: u64::try_from(shadow.latency_us).unwrap_or(0),
-            latency_delta_us: if primary.is_some() { shadow.latency_us - primary_latency } else { 0 },
-            status_differs: u8::from(found.iter().any(|d| d.kind == DiffKind::Status)),
-            body_differs: u8::from(found.iter().any(|d| d.kind != DiffKind::Status && !d.path.starts_with("header:"))),
-            differences: u32::try_from(found.len()).unwrap_or(u32::MAX),
-            noise: u32::try_from(found.iter().filter(|d| noisy.contains(&d.path)).count()).unwrap_or(u32::MAX),
-        });
-        batch.differences.extend(found.into_iter().map(|d| DifferenceRow {
-            ts,
-            request_id: shadow.request_id.clone(),
-            route: route.clone(),
-            deployment: shadow.deployment.clone(),
-            role: shadow.role.as_str().to_owned(),
-            kind: d.kind.as_str().to_owned(),
-            noise: u8::from(noisy.contains(&d.path)),
-            path: d.path,
-            primary_value: truncate(d.primary.unwrap_or_default(), max_value_bytes),
-            shadow_value: truncate(d.shadow.unwrap_or_default(), max_value_bytes),
-        }));
+    samples: SampleBudget,
+}
+
+impl RowBuilder {
+    pub(crate) fn new(rules: RouteRules, max_value_bytes: usize, samples_per_minute: usize) -> Self {
+        Self { rules, max_value_bytes, samples: SampleBudget::new(samples_per_minute) }
     }
-    // Legs the mirror said it replays, that never arrived within the window.
-    if let Some(first) = shadows.first() {
-        let ts_ms = request.as_ref().map_or(first.timestamp_ms, |r| r.timestamp_ms);
-        for leg in missing {
-            outcomes.push(Outcome::MissingShadow);
+
+    /// Adds the rows of one final exchange to `batch`: one per shadow leg, compared with the
+    /// primary under the route's rules. An exchange without shadow legs (a request the mirror
+    /// did not replay) adds no rows, only its positions. Returns the outcomes added.
+    ///
+    /// Noise, per exchange: a path where the secondary (same version as the primary) differs
+    /// from the primary in this very exchange is noise for every shadow of it (timestamps,
+    /// random ids). Both the raw count and the noise count are stored.
+    pub(crate) fn add(&mut self, batch: &mut Batch, exchange: Exchange) -> Vec<Outcome> {
+        let max_value_bytes = self.max_value_bytes;
+        let missing: Vec<ExpectedLeg> = exchange
+            .expected()
+            .into_iter()
+            .filter(|leg| !exchange.shadows.iter().any(|s| s.deployment == leg.deployment))
+            .cloned()
+            .collect();
+        let Exchange { request, primary, shadows, positions, .. } = exchange;
+        batch.positions.extend(positions);
+        let options = self.rules.for_route(request.as_ref().map_or("", |r| r.route()));
+        let noisy: BTreeSet<String> = match (&primary, shadows.iter().find(|s| s.role == Role::Secondary)) {
+            (Some(p), Some(secondary)) if p.error.is_none() && secondary.error.is_none() => {
+                diff::compare(p, secondary, options).into_iter().map(|d| d.path).collect()
+            }
+            _ => BTreeSet::new(),
+        };
+        let mut outcomes = Vec::with_capacity(shadows.len());
+        let mut diverged: Vec<&ResponseEvent> = Vec::new();
+        for shadow in &shadows {
+            let outcome = match (&request, &primary) {
+                (None, _) => Outcome::MissingRequest,
+                (_, None) => Outcome::MissingPrimary,
+                (_, Some(p)) if p.error.is_some() => Outcome::PrimaryError,
+                _ if shadow.error.is_some() => Outcome::ShadowError,
+                _ => Outcome::Complete,
+            };
+            outcomes.push(outcome);
+            let ts_ms = request.as_ref().map_or(shadow.timestamp_ms, |r| r.timestamp_ms);
+            let ts = u32::try_from(ts_ms.max(0) / 1000).unwrap_or(u32::MAX);
+            let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
+            let method = request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
+            let found = match (&primary, outcome) {
+                (Some(p), Outcome::Complete) => diff::compare(p, shadow, options),
+                _ => Vec::new(),
+            };
+            let primary_latency = primary.as_ref().map_or(0, |p| p.latency_us);
+            let noise = found.iter().filter(|d| noisy.contains(&d.path)).count();
+            if found.len() > noise && shadow.role == Role::Candidate {
+                diverged.push(shadow);
+            }
             batch.exchanges.push(ExchangeRow {
-                ts: u32::try_from(ts_ms.max(0) / 1000).unwrap_or(u32::MAX),
-                request_id: first.request_id.clone(),
-                route: request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default(),
-                method: request.as_ref().map(|r| r.method.clone()).unwrap_or_default(),
-                deployment: leg.deployment,
-                role: leg.role,
-                outcome: Outcome::MissingShadow.as_str().to_owned(),
+                ts,
+                request_id: shadow.request_id.clone(),
+                route: route.clone(),
+                method,
+                deployment: shadow.deployment.clone(),
+                role: shadow.role.as_str().to_owned(),
+                outcome: outcome.as_str().to_owned(),
                 primary_status: primary.as_ref().map_or(0, status),
-                shadow_status: 0,
+                shadow_status: status(shadow),
                 primary_error: primary.as_ref().map_or("", error).to_owned(),
-                shadow_error: "missing".to_owned(),
-                primary_latency_us: primary.as_ref().map_or(0, |p| u64::try_from(p.latency_us).unwrap_or(0)),
-                shadow_latency_us: 0,
-                latency_delta_us: 0,
-                status_differs: 0,
-                body_differs: 0,
-                differences: 0,
-                noise: 0,
+                shadow_error: error(shadow).to_owned(),
+                primary_latency_us: u64::try_from(primary_latency).unwrap_or(0),
+                shadow_latency_us: u64::try_from(shadow.latency_us).unwrap_or(0),
+                latency_delta_us: if primary.is_some() { shadow.latency_us - primary_latency } else { 0 },
+                status_differs: u8::from(found.iter().any(|d| d.kind == DiffKind::Status)),
+                body_differs: u8::from(
+                    found.iter().any(|d| d.kind != DiffKind::Status && !d.path.starts_with("header:")),
+                ),
+                differences: u32::try_from(found.len()).unwrap_or(u32::MAX),
+                noise: u32::try_from(noise).unwrap_or(u32::MAX),
+                stage: shadow.stage.clone().unwrap_or_default(),
             });
+            batch.differences.extend(found.into_iter().map(|d| DifferenceRow {
+                ts,
+                request_id: shadow.request_id.clone(),
+                route: route.clone(),
+                deployment: shadow.deployment.clone(),
+                role: shadow.role.as_str().to_owned(),
+                kind: d.kind.as_str().to_owned(),
+                noise: u8::from(noisy.contains(&d.path)),
+                path: d.path,
+                primary_value: truncate(d.primary.unwrap_or_default(), max_value_bytes),
+                shadow_value: truncate(d.shadow.unwrap_or_default(), max_value_bytes),
+            }));
         }
+        // Legs the mirror said it replays, that never arrived within the window.
+        if let Some(first) = shadows.first() {
+            let ts_ms = request.as_ref().map_or(first.timestamp_ms, |r| r.timestamp_ms);
+            for leg in missing {
+                outcomes.push(Outcome::MissingShadow);
+                batch.exchanges.push(ExchangeRow {
+                    ts: u32::try_from(ts_ms.max(0) / 1000).unwrap_or(u32::MAX),
+                    request_id: first.request_id.clone(),
+                    route: request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default(),
+                    method: request.as_ref().map(|r| r.method.clone()).unwrap_or_default(),
+                    deployment: leg.deployment,
+                    role: leg.role,
+                    outcome: Outcome::MissingShadow.as_str().to_owned(),
+                    primary_status: primary.as_ref().map_or(0, status),
+                    shadow_status: 0,
+                    primary_error: primary.as_ref().map_or("", error).to_owned(),
+                    shadow_error: "missing".to_owned(),
+                    primary_latency_us: primary.as_ref().map_or(0, |p| u64::try_from(p.latency_us).unwrap_or(0)),
+                    shadow_latency_us: 0,
+                    latency_delta_us: 0,
+                    status_differs: 0,
+                    body_differs: 0,
+                    differences: 0,
+                    noise: 0,
+                    stage: first.stage.clone().unwrap_or_default(),
+                });
+            }
+        }
+        if let (Some(request), Some(primary)) = (&request, &primary)
+            && !diverged.is_empty()
+            && self.samples.take(request.route(), request.timestamp_ms)
+        {
+            for leg in std::iter::once(primary).chain(diverged) {
+                batch.samples.push(sample(request, leg));
+            }
+        }
+        outcomes
     }
-    outcomes
+}
+
+/// At most `per_minute` sampled exchanges per route and minute of request time.
+#[derive(Debug)]
+struct SampleBudget {
+    per_minute: usize,
+    /// Route → (minute, samples taken in it). Bounded: routes are templates.
+    used: HashMap<String, (i64, usize)>,
+}
+
+impl SampleBudget {
+    fn new(per_minute: usize) -> Self {
+        Self { per_minute, used: HashMap::new() }
+    }
+
+    /// Whether an exchange of `route` at `timestamp_ms` may be sampled; counts it if so.
+    fn take(&mut self, route: &str, timestamp_ms: i64) -> bool {
+        let minute = timestamp_ms.div_euclid(60_000);
+        let (at, used) = self.used.entry(route.to_owned()).or_insert((minute, 0));
+        if *at != minute {
+            (*at, *used) = (minute, 0);
+        }
+        if *used >= self.per_minute {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+}
+
+fn sample(request: &RequestEvent, leg: &ResponseEvent) -> SampleRow {
+    let body = diff::decoded_body(leg).unwrap_or(std::borrow::Cow::Borrowed(leg.body.bytes.as_slice()));
+    SampleRow {
+        ts: u32::try_from(request.timestamp_ms.max(0) / 1000).unwrap_or(u32::MAX),
+        request_id: leg.request_id.clone(),
+        route: request.route().to_owned(),
+        method: request.method.clone(),
+        deployment: leg.deployment.clone(),
+        role: leg.role.as_str().to_owned(),
+        status: status(leg),
+        content_type: header_value(&leg.headers, "content-type")
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default(),
+        headers: leg.headers.iter().map(|h| format!("{}: {}\n", h.name, String::from_utf8_lossy(&h.value))).collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        body_length: u64::try_from(leg.body.length).unwrap_or(0),
+        truncated: u8::from(leg.body.truncated),
+    }
 }
 
 /// The diff rules of each route, compiled once.
@@ -243,7 +281,7 @@ fn truncate(mut value: String, max: usize) -> String {
 mod tests {
     use super::*;
 
-    use shadowdiff_core::{CapturedBody, RequestEvent};
+    use shadowdiff_core::CapturedBody;
 
     fn leg(role: Role, deployment: &str, expected: &[&str]) -> ResponseEvent {
         ResponseEvent {
@@ -287,7 +325,7 @@ mod tests {
             ..Exchange::default()
         };
         let mut batch = Batch::default();
-        let outcomes = add_exchange(&mut batch, exchange, &RouteRules::default(), 1024);
+        let outcomes = RowBuilder::new(RouteRules::default(), 1024, 5).add(&mut batch, exchange);
         assert_eq!(outcomes, vec![Outcome::Complete, Outcome::MissingShadow]);
         let rows: Vec<(&str, &str, &str)> = batch
             .exchanges

@@ -3,39 +3,44 @@
 
 use shadowdiff_runtime::clickhouse::ClickHouse;
 
-use super::SinkError;
+use crate::StoreError;
 
 /// Every migration in order. Append only: an applied migration is never edited.
 pub const MIGRATIONS: &[(u32, &str, &str)] = &[
-    (1, "exchanges", include_str!("../../../../schemas/clickhouse/0001_exchanges.sql")),
-    (2, "noise", include_str!("../../../../schemas/clickhouse/0002_noise.sql")),
+    (1, "exchanges", include_str!("../../../schemas/clickhouse/0001_exchanges.sql")),
+    (2, "noise", include_str!("../../../schemas/clickhouse/0002_noise.sql")),
+    (3, "stage_and_samples", include_str!("../../../schemas/clickhouse/0003_stage_and_samples.sql")),
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \
      (version UInt32, name String, applied_at DateTime DEFAULT now()) ENGINE = MergeTree() ORDER BY version";
 
 /// Creates `database` if missing and applies every migration not yet recorded.
-pub async fn apply(clickhouse: &ClickHouse, database: &str) -> Result<(), SinkError> {
+pub async fn apply(clickhouse: &ClickHouse, database: &str) -> Result<(), StoreError> {
     clickhouse
         .server
         .query(&format!("CREATE DATABASE IF NOT EXISTS {database}"))
         .execute()
         .await
-        .map_err(|e| SinkError::new(format!("create database {database}"), e))?;
+        .map_err(|e| StoreError::new(format!("create database {database}"), e))?;
     let client = &clickhouse.client;
-    client.query(CREATE_MIGRATIONS_TABLE).execute().await.map_err(|e| SinkError::new("create schema_migrations", e))?;
+    client
+        .query(CREATE_MIGRATIONS_TABLE)
+        .execute()
+        .await
+        .map_err(|e| StoreError::new("create schema_migrations", e))?;
     let applied: Vec<u32> = client
         .query("SELECT DISTINCT version FROM schema_migrations")
         .fetch_all()
         .await
-        .map_err(|e| SinkError::new("read schema_migrations", e))?;
+        .map_err(|e| StoreError::new("read schema_migrations", e))?;
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, ..)| !applied.contains(v)) {
         for statement in statements(sql) {
             client
                 .query(&statement)
                 .execute()
                 .await
-                .map_err(|e| SinkError::new(format!("migration {version:04} {name}"), e))?;
+                .map_err(|e| StoreError::new(format!("migration {version:04} {name}"), e))?;
         }
         client
             .query("INSERT INTO schema_migrations (version, name) VALUES (?, ?)")
@@ -43,7 +48,7 @@ pub async fn apply(clickhouse: &ClickHouse, database: &str) -> Result<(), SinkEr
             .bind(*name)
             .execute()
             .await
-            .map_err(|e| SinkError::new(format!("record migration {version:04}"), e))?;
+            .map_err(|e| StoreError::new(format!("record migration {version:04}"), e))?;
         tracing::info!(version, name, "migration applied");
     }
     Ok(())

@@ -1,0 +1,28 @@
+//! The comparison store: the ClickHouse tables shadowdiff keeps its evidence in.
+//!
+//! The correlator writes them (`shadowdiff-correlator`, `sink`) and the verdict service reads
+//! them. Reading order: [`migrations`] (the schema, from `schemas/clickhouse/*.sql`, applied at
+//! start-up), then [`rows`] (one struct per table).
+//!
+//! Tables are `ReplacingMergeTree`s keyed on the request id and deployment, so a batch that is
+//! written again after a crash replaces itself; readers use `FINAL` to see each row once.
+
+pub mod migrations;
+pub mod rows;
+
+pub use rows::{DifferenceRow, ExchangeRow, SampleRow};
+
+/// A ClickHouse failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{action}: {source}")]
+pub struct StoreError {
+    action: String,
+    #[source]
+    source: clickhouse::error::Error,
+}
+
+impl StoreError {
+    pub fn new(action: impl Into<String>, source: clickhouse::error::Error) -> Self {
+        Self { action: action.into(), source }
+    }
+}

@@ -1,0 +1,68 @@
+//! One struct per table, fields in column order: what the correlator writes and the verdict
+//! reads. Timestamps are Unix seconds (`DateTime`).
+
+use clickhouse::Row;
+use serde::{Deserialize, Serialize};
+
+/// A row of `exchanges` (schemas/clickhouse/0001_exchanges.sql, 0002, 0003); fields in column order.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct ExchangeRow {
+    pub ts: u32,
+    pub request_id: String,
+    pub route: String,
+    pub method: String,
+    pub deployment: String,
+    pub role: String,
+    pub outcome: String,
+    pub primary_status: u16,
+    pub shadow_status: u16,
+    pub primary_error: String,
+    pub shadow_error: String,
+    pub primary_latency_us: u64,
+    pub shadow_latency_us: u64,
+    pub latency_delta_us: i64,
+    pub status_differs: u8,
+    pub body_differs: u8,
+    pub differences: u32,
+    /// Of `differences`, those the secondary shows too in this exchange: noise.
+    pub noise: u32,
+    /// The mirror profile's rollout stage when this leg was replayed; empty if unknown.
+    pub stage: String,
+}
+
+/// A row of `differences`; fields in column order.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct DifferenceRow {
+    pub ts: u32,
+    pub request_id: String,
+    pub route: String,
+    pub deployment: String,
+    pub role: String,
+    pub kind: String,
+    pub path: String,
+    pub primary_value: String,
+    pub shadow_value: String,
+    /// 1 when the secondary differs from the primary at this path too (noise).
+    pub noise: u8,
+}
+
+/// A row of `samples`: one leg's full captured response, kept for a capped share of the
+/// divergent exchanges so the drill-down page can show the bodies side by side.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct SampleRow {
+    pub ts: u32,
+    pub request_id: String,
+    pub route: String,
+    pub method: String,
+    pub deployment: String,
+    pub role: String,
+    pub status: u16,
+    pub content_type: String,
+    /// `name: value` lines, as published (secrets are already digests).
+    pub headers: String,
+    /// The body with its Content-Encoding undone, as text (lossy for binary).
+    pub body: String,
+    /// The full body's length, even when the capture was cut.
+    pub body_length: u64,
+    pub truncated: u8,
+}

@@ -1,0 +1,240 @@
+//! The HTTP API and the drill-down pages.
+//!
+//! - `GET /v1/verdict?candidate=&stage=&since=`: the verdict report (Argo Rollouts web metric).
+//! - `POST /v1/flagger/gate` and `POST /v1/flagger/check`: Flagger webhooks.
+//! - `GET /v1/exchanges/{request_id}`: every leg, difference and sampled body of a request.
+//! - `GET /exchanges/{request_id}`: the same, as a page with the bodies side by side.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::evaluate::Decision;
+use crate::gate::{Gates, STAGES};
+use crate::page;
+use crate::query::{self, ExchangeDetail, Window};
+use crate::report::{self, VerdictReport};
+
+#[derive(Clone)]
+pub struct AppState {
+    clickhouse: clickhouse::Client,
+    gates: Arc<Gates>,
+    /// SHA-256 of the bearer token, compared digest to digest so the comparison's timing
+    /// says nothing about the token.
+    token: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("gates", &self.gates).finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn new(clickhouse: clickhouse::Client, gates: Gates, token: Option<&str>) -> Self {
+        Self { clickhouse, gates: Arc::new(gates), token: token.map(|t| Sha256::digest(t.as_bytes()).into()) }
+    }
+}
+
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/verdict", get(verdict))
+        .route("/v1/flagger/{hook}", post(flagger))
+        .route("/v1/exchanges/{request_id}", get(exchange))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new().route("/exchanges/{request_id}", get(exchange_page)).merge(api).with_state(state)
+}
+
+/// What a client did wrong, or what went wrong here. Causes of 5xx stay in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("no comparison stored for request {0}")]
+    NotFound(String),
+    #[error("comparison store unavailable")]
+    Store(#[source] clickhouse::error::Error),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Store(error) => {
+                tracing::error!(%error, "clickhouse query failed");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        };
+        let mut response = (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
+    if let Some(expected) = state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| <[u8; 32]>::from(Sha256::digest(t.trim().as_bytes())));
+        if given != Some(expected) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    Ok(next.run(request).await)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct VerdictParams {
+    candidate: Option<String>,
+    stage: Option<String>,
+    since: Option<String>,
+}
+
+async fn verdict(
+    State(state): State<AppState>,
+    Query(params): Query<VerdictParams>,
+) -> Result<Json<VerdictReport>, ApiError> {
+    let window = window(params.candidate, params.stage, params.since.as_deref())?;
+    Ok(Json(judge(&state, window).await?))
+}
+
+async fn judge(state: &AppState, window: Window) -> Result<VerdictReport, ApiError> {
+    let stage = window.stage.as_deref().unwrap_or("shadow");
+    let policy = state.gates.for_stage(stage).ok_or_else(|| unknown_stage(stage))?;
+    report::build(&state.clickhouse, window, policy).await.map_err(ApiError::Store)
+}
+
+/// Checks and parses the parameters shared by every verdict entry point.
+fn window(candidate: Option<String>, stage: Option<String>, since: Option<&str>) -> Result<Window, ApiError> {
+    let candidate = candidate.unwrap_or_default();
+    if candidate.is_empty() || candidate.len() > 128 {
+        return Err(ApiError::BadRequest("candidate is required: 1 to 128 characters".into()));
+    }
+    let stage = stage.filter(|s| !s.is_empty());
+    if let Some(stage) = &stage
+        && !STAGES.contains(&stage.as_str())
+    {
+        return Err(unknown_stage(stage));
+    }
+    let since = match since.filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(since) => parse_since(since, SystemTime::now())
+            .ok_or_else(|| ApiError::BadRequest(format!(
+                "since {since:?} is neither an RFC 3339 time (2026-11-24T10:00:00Z), Unix seconds, nor a duration ago (15m, 2h)"
+            )))?,
+    };
+    Ok(Window { candidate, stage, since })
+}
+
+fn unknown_stage(stage: &str) -> ApiError {
+    ApiError::BadRequest(format!("stage {stage:?} is not one of {}", STAGES.join(", ")))
+}
+
+/// `since` as Unix seconds: an RFC 3339 time, Unix seconds, or a duration before `now`.
+fn parse_since(since: &str, now: SystemTime) -> Option<u32> {
+    let at = if let Ok(secs) = since.parse::<u64>() {
+        UNIX_EPOCH + Duration::from_secs(secs)
+    } else if let Ok(at) = humantime::parse_rfc3339_weak(since) {
+        at
+    } else {
+        now.checked_sub(humantime::parse_duration(since).ok()?)?
+    };
+    u32::try_from(at.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()
+}
+
+/// Flagger's webhook payload. Flagger reads only the status code of the answer.
+#[derive(Debug, Deserialize)]
+pub struct FlaggerHook {
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)] // part of the contract; the candidate comes from metadata or name
+    namespace: String,
+    #[serde(default)]
+    phase: String,
+    #[serde(default)]
+    metadata: std::collections::HashMap<String, String>,
+}
+
+/// `gate`, for `confirm-rollout`, `confirm-traffic-increase` and `confirm-promotion` hooks:
+/// 200 only on pass, so Flagger waits on inconclusive and on fail (pair it with `check`).
+/// `check`, for `pre-rollout` and `rollout` hooks: non-2xx only on fail, which Flagger counts
+/// toward the canary's failure threshold and then rolls back.
+async fn flagger(
+    State(state): State<AppState>,
+    Path(hook): Path<String>,
+    payload: Result<Json<FlaggerHook>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(payload) = payload.map_err(|e| ApiError::BadRequest(format!("flagger payload: {}", e.body_text())))?;
+    let passes: fn(Decision) -> bool = match hook.as_str() {
+        "gate" => |d| d == Decision::Pass,
+        "check" => |d| d != Decision::Fail,
+        other => return Err(ApiError::BadRequest(format!("unknown flagger hook {other:?}: use gate or check"))),
+    };
+    let candidate = payload.metadata.get("candidate").cloned().unwrap_or(payload.name);
+    let window = window(
+        Some(candidate),
+        payload.metadata.get("stage").cloned(),
+        payload.metadata.get("since").map(String::as_str),
+    )?;
+    let report = judge(&state, window).await?;
+    let status = if passes(report.verdict) { StatusCode::OK } else { StatusCode::PRECONDITION_FAILED };
+    tracing::info!(hook, phase = payload.phase, candidate = report.candidate, verdict = report.verdict.as_str(), %status, "flagger webhook");
+    Ok((status, Json(report)).into_response())
+}
+
+async fn exchange(
+    State(state): State<AppState>,
+    Path(request_id): Path<String>,
+) -> Result<Json<ExchangeDetail>, ApiError> {
+    Ok(Json(detail(&state, &request_id).await?))
+}
+
+async fn detail(state: &AppState, request_id: &str) -> Result<ExchangeDetail, ApiError> {
+    if request_id.is_empty() || request_id.len() > 128 {
+        return Err(ApiError::BadRequest("request id must be 1 to 128 characters".into()));
+    }
+    let detail = query::exchange(&state.clickhouse, request_id).await.map_err(ApiError::Store)?;
+    if detail.legs.is_empty() {
+        return Err(ApiError::NotFound(request_id.to_owned()));
+    }
+    Ok(detail)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageParams {
+    candidate: Option<String>,
+}
+
+async fn exchange_page(
+    State(state): State<AppState>,
+    Path(request_id): Path<String>,
+    Query(params): Query<PageParams>,
+) -> Response {
+    match detail(&state, &request_id).await {
+        Ok(detail) => Html(page::render(&detail, params.candidate.as_deref())).into_response(),
+        Err(error) => {
+            let status = error.into_response().status();
+            (status, Html(page::error(&request_id, status))).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

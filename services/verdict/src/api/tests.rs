@@ -1,0 +1,83 @@
+use axum::body::Body;
+use tower::ServiceExt;
+
+use super::*;
+
+/// An app whose store is unreachable: enough for every path that fails before a query.
+fn offline(token: Option<&str>) -> Router {
+    app(AppState::new(clickhouse::Client::default().with_url("http://127.0.0.1:1"), Gates::default(), token))
+}
+
+async fn call(app: Router, request: http::Request<Body>) -> (StatusCode, String) {
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+fn get(uri: &str) -> http::Request<Body> {
+    http::Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400s_with_the_reason() {
+    let cases = [
+        ("/v1/verdict", "candidate is required: 1 to 128 characters"),
+        ("/v1/verdict?candidate=v2&stage=25", r#"stage \"25\" is not one of shadow, 1, 10, 50, 100"#),
+        ("/v1/verdict?candidate=v2&since=yesterday", r#"since \"yesterday\" is neither an RFC 3339 time"#),
+    ];
+    for (uri, reason) in cases {
+        let (status, body) = call(offline(None), get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(body.contains(reason), "{uri}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn store_failures_are_503_without_internals() {
+    let (status, body) = call(offline(None), get("/v1/verdict?candidate=v2")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body, r#"{"error":"comparison store unavailable"}"#);
+}
+
+#[tokio::test]
+async fn the_api_wants_the_bearer_token_when_one_is_set() {
+    let token = "s3cret-token-0123456789";
+    let (status, body) = call(offline(Some(token)), get("/v1/verdict?candidate=v2")).await;
+    assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong bearer token"}"#));
+    let wrong =
+        http::Request::get("/v1/verdict?candidate=v2").header("authorization", "Bearer nope").body(Body::empty());
+    assert_eq!(call(offline(Some(token)), wrong.unwrap()).await.0, StatusCode::UNAUTHORIZED);
+    let right = http::Request::get("/v1/verdict?candidate=v2")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty());
+    // Past the token, on to the (unreachable) store.
+    assert_eq!(call(offline(Some(token)), right.unwrap()).await.0, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn flagger_payloads_are_checked() {
+    let post = |uri: &str, body: &str| {
+        http::Request::post(uri).header("content-type", "application/json").body(Body::from(body.to_owned())).unwrap()
+    };
+    let (status, body) = call(offline(None), post("/v1/flagger/gate", "{}")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("flagger payload") && body.contains("name"), "{body}");
+    let payload =
+        r#"{"name":"podinfo","namespace":"test","phase":"Progressing","checksum":"abc","metadata":{"stage":"10"}}"#;
+    let (status, body) = call(offline(None), post("/v1/flagger/promote", payload)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("unknown flagger hook"), "{body}");
+    let bad_stage = r#"{"name":"podinfo","namespace":"test","phase":"Progressing","metadata":{"stage":"7"}}"#;
+    assert_eq!(call(offline(None), post("/v1/flagger/gate", bad_stage)).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn since_reads_times_seconds_and_durations_ago() {
+    let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    assert_eq!(parse_since("1700000000", now), Some(1_700_000_000));
+    assert_eq!(parse_since("2026-11-24T10:00:00Z", now), Some(1_795_514_400));
+    assert_eq!(parse_since("15m", now), Some(1_800_000_000 - 900));
+    assert_eq!(parse_since("1h 30m", now), Some(1_800_000_000 - 5400));
+    assert_eq!(parse_since("soon", now), None);
+}

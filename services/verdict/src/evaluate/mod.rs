@@ -1,0 +1,245 @@
+//! From evidence to a verdict: pure functions, no I/O.
+//!
+//! Each criterion of the stage's [`GatePolicy`] comes out as pass, fail or inconclusive, and
+//! the verdict is the worst of them: any fail fails, else any inconclusive is inconclusive.
+//! A failure needs no minimum sample: a divergence whose whole confidence interval is above
+//! the bound, or a new error, is already evidence enough. A pass needs every criterion met.
+
+use serde::{Deserialize, Serialize};
+
+use crate::gate::GatePolicy;
+
+/// The two-sided 95% normal quantile.
+const Z: f64 = 1.959_964;
+
+/// How a criterion, or the whole verdict, came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Pass,
+    Inconclusive,
+    Fail,
+}
+
+impl Decision {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Inconclusive => "inconclusive",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+/// A proportion with its 95% Wilson score interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    pub count: u64,
+    pub of: u64,
+    pub rate: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+impl Rate {
+    /// `count` out of `of`. With nothing observed the interval is the whole of [0, 1].
+    pub fn wilson(count: u64, of: u64) -> Self {
+        if of == 0 {
+            return Self { count, of, rate: 0.0, lower: 0.0, upper: 1.0 };
+        }
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        let (k, n) = (count.min(of) as f64, of as f64);
+        let p = k / n;
+        let z2 = Z * Z;
+        let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
+        let half = Z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+        Self { count, of, rate: p, lower: (centre - half).max(0.0), upper: (centre + half).min(1.0) }
+    }
+}
+
+/// p50, p95 and p99, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+/// Paired latency: the same requests, as the primary and as the candidate answered them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub primary: Quantiles,
+    pub candidate: Quantiles,
+    /// (candidate p95 − primary p95) / primary p95.
+    pub p95_delta: f64,
+    /// The same delta for the secondary on the same requests: the A/A baseline, the delta a
+    /// shadow shows without any change of version. `None` without a secondary.
+    pub secondary_p95_delta: Option<f64>,
+}
+
+/// What the store holds for a candidate over the window, overall or for one route.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// Comparison rows of any outcome.
+    pub samples: u64,
+    /// Rows where both sides answered and were diffed.
+    pub compared: u64,
+    /// Of `compared`, those with a difference that is not noise.
+    pub diverged: u64,
+    /// Of `compared`, those whose every difference was noise.
+    pub noise_only: u64,
+    /// Rows where the candidate was asked and the primary answered: the new-error base.
+    pub answered: u64,
+    /// Of `answered`, the candidate failed (5xx, timeout, connect) and the primary did not.
+    pub new_errors: u64,
+    /// Seconds from the first comparison to the last.
+    pub span_secs: u64,
+    pub latency: Latency,
+}
+
+/// One criterion's result, with the numbers behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Criterion {
+    pub name: String,
+    pub status: Decision,
+    pub observed: f64,
+    /// The 95% interval around `observed`, for rates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upper: Option<f64>,
+    pub threshold: f64,
+    pub reason: String,
+}
+
+/// Judges `evidence` against `policy`: every criterion, and the worst of them.
+pub fn judge(evidence: &Evidence, policy: &GatePolicy) -> (Decision, Vec<Criterion>) {
+    let criteria = vec![
+        samples(evidence, policy),
+        duration(evidence, policy),
+        divergence(evidence, policy),
+        new_errors(evidence, policy),
+        latency(evidence, policy),
+    ];
+    let decision = criteria.iter().map(|c| c.status).max().unwrap_or(Decision::Inconclusive);
+    (decision, criteria)
+}
+
+/// Judges one route: divergence and new errors only, since a route's share of the traffic
+/// rarely meets the whole gate's sample and duration minimums on its own.
+pub fn judge_route(evidence: &Evidence, policy: &GatePolicy) -> Decision {
+    divergence(evidence, policy).status.max(new_errors(evidence, policy).status)
+}
+
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn samples(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
+    let enough = evidence.compared >= policy.min_samples;
+    Criterion {
+        name: "samples".to_owned(),
+        status: if enough { Decision::Pass } else { Decision::Inconclusive },
+        observed: evidence.compared as f64,
+        lower: None,
+        upper: None,
+        threshold: policy.min_samples as f64,
+        reason: format!("{} compared exchanges, at least {} needed", evidence.compared, policy.min_samples),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // seconds far below 2^52
+fn duration(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
+    let needed = policy.min_duration.as_secs();
+    Criterion {
+        name: "duration".to_owned(),
+        status: if evidence.span_secs >= needed { Decision::Pass } else { Decision::Inconclusive },
+        observed: evidence.span_secs as f64,
+        lower: None,
+        upper: None,
+        threshold: needed as f64,
+        reason: format!("{}s of comparisons, at least {needed}s needed", evidence.span_secs),
+    }
+}
+
+fn divergence(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
+    let rate = Rate::wilson(evidence.diverged, evidence.compared);
+    let max = policy.max_divergence_rate;
+    let (status, reason) = if evidence.compared == 0 {
+        (Decision::Inconclusive, "nothing compared yet".to_owned())
+    } else if rate.lower > max {
+        (
+            Decision::Fail,
+            format!("{} of {} diverged; even the interval's low end is above {}", rate.count, rate.of, pct(max)),
+        )
+    } else if rate.upper <= max {
+        (Decision::Pass, format!("{} of {} diverged; the whole interval is within {}", rate.count, rate.of, pct(max)))
+    } else {
+        let why = format!("interval {}–{} straddles {}", pct(rate.lower), pct(rate.upper), pct(max));
+        (Decision::Inconclusive, format!("{} of {} diverged; {why}", rate.count, rate.of))
+    };
+    Criterion {
+        name: "divergence_rate".to_owned(),
+        status,
+        observed: rate.rate,
+        lower: Some(rate.lower),
+        upper: Some(rate.upper),
+        threshold: max,
+        reason,
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn new_errors(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
+    let rate = Rate::wilson(evidence.new_errors, evidence.answered);
+    let failed = evidence.new_errors > policy.max_new_errors;
+    Criterion {
+        name: "new_errors".to_owned(),
+        status: if failed { Decision::Fail } else { Decision::Pass },
+        observed: evidence.new_errors as f64,
+        lower: Some(rate.lower),
+        upper: Some(rate.upper),
+        threshold: policy.max_new_errors as f64,
+        reason: format!(
+            "the candidate failed {} of {} requests the primary answered, at most {} allowed",
+            evidence.new_errors, evidence.answered, policy.max_new_errors
+        ),
+    }
+}
+
+fn latency(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
+    let latency = &evidence.latency;
+    let max = policy.max_latency_p95_delta;
+    let delta = latency.p95_delta;
+    // What the shadow environment adds on its own, measured by the secondary: only the
+    // candidate's excess over it is the candidate's doing.
+    let baseline = latency.secondary_p95_delta.unwrap_or(0.0).max(0.0);
+    let (status, reason) = if evidence.compared == 0 || latency.primary.p95 <= 0.0 {
+        (Decision::Inconclusive, "no paired latency yet".to_owned())
+    } else if delta <= max {
+        (Decision::Pass, format!("p95 {} vs primary, within {}", signed_pct(delta), pct(max)))
+    } else if delta - baseline > max {
+        let aa = latency.secondary_p95_delta.map_or(String::new(), |s| format!(" (secondary {})", signed_pct(s)));
+        (Decision::Fail, format!("p95 {} vs primary{aa}, above {}", signed_pct(delta), pct(max)))
+    } else {
+        let why = format!("the secondary is {} too, so the shadow environment explains it", signed_pct(baseline));
+        (Decision::Inconclusive, format!("p95 {} vs primary, above {}, but {why}", signed_pct(delta), pct(max)))
+    };
+    Criterion {
+        name: "latency_p95_delta".to_owned(),
+        status,
+        observed: delta,
+        lower: None,
+        upper: None,
+        threshold: max,
+        reason,
+    }
+}
+
+fn pct(fraction: f64) -> String {
+    format!("{:.2}%", fraction * 100.0)
+}
+
+fn signed_pct(fraction: f64) -> String {
+    format!("{:+.2}%", fraction * 100.0)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,140 @@
+use std::time::Duration;
+
+use super::*;
+
+/// Evidence that meets the default policy on every criterion: 1000 clean comparisons over
+/// ten minutes, the candidate 2% slower at p95.
+fn healthy() -> Evidence {
+    Evidence {
+        samples: 1000,
+        compared: 1000,
+        diverged: 0,
+        noise_only: 300,
+        answered: 1000,
+        new_errors: 0,
+        span_secs: 600,
+        latency: Latency {
+            primary: Quantiles { p50: 2.0, p95: 10.0, p99: 20.0 },
+            candidate: Quantiles { p50: 2.0, p95: 10.2, p99: 21.0 },
+            p95_delta: 0.02,
+            secondary_p95_delta: Some(0.01),
+        },
+    }
+}
+
+fn statuses(evidence: &Evidence) -> (Decision, Vec<(String, Decision)>) {
+    let (decision, criteria) = judge(evidence, &GatePolicy::default());
+    (decision, criteria.into_iter().map(|c| (c.name, c.status)).collect())
+}
+
+/// The verdict, and every criterion that did not pass.
+fn verdict(evidence: &Evidence) -> (Decision, Vec<String>) {
+    let (decision, criteria) = statuses(evidence);
+    (decision, criteria.into_iter().filter(|(_, s)| *s != Decision::Pass).map(|(n, _)| n).collect())
+}
+
+#[test]
+fn wilson_intervals_match_published_values() {
+    // Wilson (1927), as tabulated by Newcombe (1998): 81/263 → 0.2553–0.3662.
+    let r = Rate::wilson(81, 263);
+    assert!((r.lower - 0.2553).abs() < 1e-4 && (r.upper - 0.3662).abs() < 1e-4, "{r:?}");
+    // Zero events: the upper bound is z²/(n+z²).
+    let r = Rate::wilson(0, 400);
+    assert!(r.lower == 0.0 && (r.upper - 0.009_512).abs() < 1e-5, "{r:?}");
+    assert_eq!(Rate::wilson(0, 0).upper, 1.0, "nothing observed: anything is possible");
+}
+
+#[test]
+fn healthy_evidence_passes() {
+    assert_eq!(verdict(&healthy()), (Decision::Pass, vec![]));
+}
+
+#[test]
+fn divergence_alone_fails() {
+    let evidence = Evidence { diverged: 50, ..healthy() };
+    assert_eq!(verdict(&evidence), (Decision::Fail, vec!["divergence_rate".to_owned()]));
+}
+
+#[test]
+fn a_single_new_error_alone_fails() {
+    let evidence = Evidence { new_errors: 1, ..healthy() };
+    assert_eq!(verdict(&evidence), (Decision::Fail, vec!["new_errors".to_owned()]));
+}
+
+#[test]
+fn latency_alone_fails() {
+    let mut evidence = healthy();
+    evidence.latency.p95_delta = 0.30;
+    assert_eq!(verdict(&evidence), (Decision::Fail, vec!["latency_p95_delta".to_owned()]));
+}
+
+#[test]
+fn latency_the_secondary_shows_too_is_inconclusive_not_a_failure() {
+    let mut evidence = healthy();
+    evidence.latency.p95_delta = 0.30;
+    evidence.latency.secondary_p95_delta = Some(0.28);
+    assert_eq!(verdict(&evidence), (Decision::Inconclusive, vec!["latency_p95_delta".to_owned()]));
+}
+
+#[test]
+fn few_samples_are_inconclusive() {
+    let evidence = Evidence { samples: 50, compared: 50, answered: 50, noise_only: 10, ..healthy() };
+    // 0 of 50 diverged is still compatible with up to 7% divergence.
+    assert_eq!(verdict(&evidence), (Decision::Inconclusive, vec!["samples".to_owned(), "divergence_rate".to_owned()]));
+}
+
+#[test]
+fn a_short_window_is_inconclusive() {
+    let evidence = Evidence { span_secs: 30, ..healthy() };
+    assert_eq!(verdict(&evidence), (Decision::Inconclusive, vec!["duration".to_owned()]));
+}
+
+#[test]
+fn an_interval_straddling_the_bound_is_inconclusive() {
+    // 1% observed with 1000 samples: 0.54%–1.83%, around the 1% bound.
+    let evidence = Evidence { diverged: 10, ..healthy() };
+    let (_, criteria) = judge(&evidence, &GatePolicy::default());
+    let divergence = criteria.iter().find(|c| c.name == "divergence_rate").unwrap();
+    assert!(divergence.lower.unwrap() < 0.01 && divergence.upper.unwrap() > 0.01, "{divergence:?}");
+    assert!(divergence.reason.contains("straddles"), "{}", divergence.reason);
+    assert_eq!(verdict(&evidence), (Decision::Inconclusive, vec!["divergence_rate".to_owned()]));
+}
+
+#[test]
+fn failure_needs_no_minimum_sample() {
+    // 20 of 40 diverged: too few samples to pass, but plainly a regression.
+    let evidence = Evidence { samples: 40, compared: 40, answered: 40, diverged: 20, span_secs: 5, ..healthy() };
+    let (decision, _) = verdict(&evidence);
+    assert_eq!(decision, Decision::Fail);
+}
+
+#[test]
+fn nothing_observed_is_inconclusive_everywhere_it_matters() {
+    let (decision, criteria) = statuses(&Evidence::default());
+    assert_eq!(decision, Decision::Inconclusive);
+    assert_eq!(
+        criteria,
+        vec![
+            ("samples".to_owned(), Decision::Inconclusive),
+            ("duration".to_owned(), Decision::Inconclusive),
+            ("divergence_rate".to_owned(), Decision::Inconclusive),
+            ("new_errors".to_owned(), Decision::Pass),
+            ("latency_p95_delta".to_owned(), Decision::Inconclusive),
+        ]
+    );
+}
+
+#[test]
+fn policy_thresholds_are_honoured() {
+    let lenient = GatePolicy {
+        max_divergence_rate: 0.2,
+        max_new_errors: 3,
+        min_samples: 10,
+        min_duration: Duration::from_secs(1),
+        ..GatePolicy::default()
+    };
+    let evidence = Evidence { diverged: 50, new_errors: 3, ..healthy() };
+    assert_eq!(judge(&evidence, &lenient).0, Decision::Pass);
+    assert_eq!(judge_route(&evidence, &lenient), Decision::Pass);
+    assert_eq!(judge_route(&evidence, &GatePolicy::default()), Decision::Fail);
+}

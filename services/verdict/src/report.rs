@@ -1,0 +1,110 @@
+//! A verdict report: the window's evidence, judged against the stage's gate, with the worst
+//! routes and paths, in the shape the API returns and `shadowctl` prints.
+
+use clickhouse::Client;
+use serde::{Deserialize, Serialize};
+
+use crate::evaluate::{self, Criterion, Decision, Evidence, Latency, Rate};
+use crate::gate::GatePolicy;
+use crate::query::{self, PathCount, Window};
+
+/// How many routes and paths a report lists.
+const WORST: usize = 10;
+
+/// The answer to "may this candidate move on?".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictReport {
+    pub candidate: String,
+    /// The stage whose rows and gate were used; `None` covers every stage with the
+    /// `shadow` gate.
+    pub stage: Option<String>,
+    /// Unix seconds; 0 when the window has no start.
+    pub since: u32,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: Decision,
+    /// The reason of every criterion that did not pass.
+    pub reasons: Vec<String>,
+    pub criteria: Vec<Criterion>,
+    /// Comparison rows of any outcome.
+    pub samples: u64,
+    pub compared: u64,
+    /// Rows that were not compared: a leg missing or failed.
+    pub incomplete: u64,
+    pub noise_only: u64,
+    pub span_secs: u64,
+    /// Diverged (noise excluded) of compared.
+    pub divergence: Rate,
+    /// New errors of requests the primary answered.
+    pub new_errors: Rate,
+    pub latency: Latency,
+    /// Worst first.
+    pub routes: Vec<RouteReport>,
+    /// Non-noise differences, most frequent first.
+    pub top_paths: Vec<PathCount>,
+    pub policy: GatePolicy,
+}
+
+/// One route's share of the evidence.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteReport {
+    pub route: String,
+    pub verdict: Decision,
+    pub samples: u64,
+    pub divergence: Rate,
+    pub new_errors: Rate,
+}
+
+impl RouteReport {
+    fn new(route: String, evidence: &Evidence, policy: &GatePolicy) -> Self {
+        Self {
+            route,
+            verdict: evaluate::judge_route(evidence, policy),
+            samples: evidence.samples,
+            divergence: Rate::wilson(evidence.diverged, evidence.compared),
+            new_errors: Rate::wilson(evidence.new_errors, evidence.answered),
+        }
+    }
+}
+
+pub(crate) async fn build(
+    client: &Client,
+    window: Window,
+    policy: &GatePolicy,
+) -> clickhouse::error::Result<VerdictReport> {
+    let evidence = query::evidence(client, &window).await?;
+    let mut routes: Vec<RouteReport> = query::routes(client, &window)
+        .await?
+        .into_iter()
+        .map(|(route, evidence)| RouteReport::new(route, &evidence, policy))
+        .collect();
+    // Failing routes first, then by how sure we are they diverge, then by volume.
+    routes.sort_by(|a, b| {
+        b.verdict
+            .cmp(&a.verdict)
+            .then(b.divergence.lower.total_cmp(&a.divergence.lower))
+            .then(b.new_errors.count.cmp(&a.new_errors.count))
+            .then(b.samples.cmp(&a.samples))
+    });
+    routes.truncate(WORST);
+    let top_paths = query::top_paths(client, &window, WORST as u32).await?;
+    let (verdict, criteria) = evaluate::judge(&evidence, policy);
+    Ok(VerdictReport {
+        candidate: window.candidate,
+        stage: window.stage,
+        since: window.since,
+        verdict,
+        reasons: criteria.iter().filter(|c| c.status != Decision::Pass).map(|c| c.reason.clone()).collect(),
+        criteria,
+        samples: evidence.samples,
+        compared: evidence.compared,
+        incomplete: evidence.samples - evidence.compared,
+        noise_only: evidence.noise_only,
+        span_secs: evidence.span_secs,
+        divergence: Rate::wilson(evidence.diverged, evidence.compared),
+        new_errors: Rate::wilson(evidence.new_errors, evidence.answered),
+        latency: evidence.latency,
+        routes,
+        top_paths,
+        policy: policy.clone(),
+    })
+}
