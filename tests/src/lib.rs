@@ -10,6 +10,7 @@ pub mod kafka;
 pub mod mirror;
 pub mod pipeline;
 pub mod tap;
+pub mod verdict;
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -68,7 +68,7 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
-fn config<T: DeserializeOwned + Validate>(service: &str, text: &str) -> T {
+pub(crate) fn config<T: DeserializeOwned + Validate>(service: &str, text: &str) -> T {
     load_str(text, &format!("{service} test config"), Vec::new()).unwrap_or_else(|errors| panic!("{service}: {errors}"))
 }
 

@@ -1,0 +1,112 @@
+//! A verdict service on its own ClickHouse database, with rows crafted by the scenario: for
+//! testing verdicts, the CD contracts, the drill-down page and `shadowctl` on known evidence.
+
+use shadowdiff_runtime::CancellationToken;
+use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
+
+use crate::infra::Infra;
+use crate::pipeline::config;
+use crate::unique;
+
+/// When crafted rows start: [`row`] `i` is `i` seconds later.
+pub const START_TS: u32 = 1_795_000_000;
+
+/// A running verdict service and the database it reads.
+#[derive(Debug)]
+pub struct VerdictService {
+    pub url: String,
+    pub database: String,
+    pub clickhouse: clickhouse::Client,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl VerdictService {
+    /// Migrates a fresh database and starts a verdict service on it. `verdict_toml` is added
+    /// to the `[verdict]` section (a token, gate overrides).
+    pub async fn start(infra: &Infra, verdict_toml: &str) -> Self {
+        let database = unique("sd_verdict");
+        let clickhouse_toml = format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n", infra.clickhouse_url);
+        let store = shadowdiff_runtime::clickhouse::ClickHouseConfig {
+            url: infra.clickhouse_url.clone(),
+            database: database.clone(),
+            ..Default::default()
+        };
+        shadowdiff_correlator::sink::Sink::connect(&store)
+            .await
+            .unwrap_or_else(|e| panic!("migrate the test database: {e}"));
+        let verdict_config = config(
+            "verdict",
+            &format!(
+                "[verdict]\nlisten = \"127.0.0.1:0\"\n{verdict_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse_toml}"
+            ),
+        );
+        let shutdown = CancellationToken::new();
+        let verdict = shadowdiff_verdict::Verdict::bind(verdict_config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("verdict: {e}"));
+        let url = format!("http://{}", verdict.local_addr());
+        let run = verdict.run(shutdown.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = run.await {
+                panic!("verdict stopped: {error}");
+            }
+        });
+        let clickhouse = crate::infra::clickhouse_client(&infra.clickhouse_url, &database);
+        Self { url, database, clickhouse, shutdown, task }
+    }
+
+    pub async fn insert(&self, exchanges: &[ExchangeRow], differences: &[DifferenceRow], samples: &[SampleRow]) {
+        insert(&self.clickhouse, "exchanges", exchanges).await;
+        insert(&self.clickhouse, "differences", differences).await;
+        insert(&self.clickhouse, "samples", samples).await;
+    }
+
+    /// Stops the service and drops its database.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        let _ = self.clickhouse.query(&format!("DROP DATABASE IF EXISTS {}", self.database)).execute().await;
+    }
+}
+
+async fn insert<T>(client: &clickhouse::Client, table: &str, rows: &[T])
+where
+    T: clickhouse::Row + clickhouse::RowWrite + for<'a> clickhouse::Row<Value<'a> = T>,
+{
+    if rows.is_empty() {
+        return;
+    }
+    let mut insert = client.insert::<T>(table).await.unwrap_or_else(|e| panic!("insert into {table}: {e}"));
+    for row in rows {
+        insert.write(row).await.unwrap_or_else(|e| panic!("insert into {table}: {e}"));
+    }
+    insert.end().await.unwrap_or_else(|e| panic!("insert into {table}: {e}"));
+}
+
+/// Comparison `i` of `deployment` (role from the name: `secondary` is the secondary, anything
+/// else a candidate) at stage 10: complete, equal, both legs 200 in 10 ms. Scenarios change
+/// the fields they are about with struct update syntax.
+pub fn row(deployment: &str, i: u32) -> ExchangeRow {
+    ExchangeRow {
+        ts: START_TS + i,
+        request_id: format!("req-{i}"),
+        route: "/items/{id}".into(),
+        method: "GET".into(),
+        deployment: deployment.into(),
+        role: if deployment == "secondary" { "secondary" } else { "candidate" }.into(),
+        outcome: "complete".into(),
+        primary_status: 200,
+        shadow_status: 200,
+        primary_error: String::new(),
+        shadow_error: String::new(),
+        primary_latency_us: 10_000,
+        shadow_latency_us: 10_000,
+        latency_delta_us: 0,
+        status_differs: 0,
+        body_differs: 0,
+        differences: 0,
+        noise: 0,
+        stage: "10".into(),
+    }
+}

@@ -1,0 +1,271 @@
+//! The verdict service on crafted evidence in the real ClickHouse: each criterion computed
+//! by the SQL, stage and time windows, the Argo Rollouts and Flagger contracts with their
+//! exact request shapes, and the drill-down page as headless Chromium renders it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
+use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::verdict::{START_TS, VerdictService, row};
+use shadowdiff_verdict::{Decision, VerdictReport};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// 500 comparisons over 500 s for each candidate, and the secondary's on the same requests.
+fn evidence() -> Vec<ExchangeRow> {
+    let mut rows = Vec::new();
+    for i in 0..500 {
+        // Passes: equal, 2% slower at p95.
+        rows.push(ExchangeRow { shadow_latency_us: 10_200, ..row("clean", i) });
+        // Fails on divergence alone, all of it on one route.
+        rows.push(if i % 8 == 0 {
+            ExchangeRow {
+                route: "/orders/{id}".into(),
+                differences: 2,
+                noise: 1,
+                body_differs: 1,
+                ..row("regressed", i)
+            }
+        } else {
+            ExchangeRow { differences: 1, noise: 1, ..row("regressed", i) }
+        });
+        // Fails on one timeout the primary did not have, alone.
+        rows.push(if i == 42 {
+            ExchangeRow {
+                outcome: "shadow_error".into(),
+                shadow_status: 0,
+                shadow_error: "timeout".into(),
+                ..row("erroring", i)
+            }
+        } else {
+            row("erroring", i)
+        });
+        // Fails on latency alone: 30% slower, while the secondary is not.
+        rows.push(ExchangeRow { shadow_latency_us: 13_000, ..row("slow", i) });
+        rows.push(row("secondary", i));
+        // Just as slow, but so is the secondary on these requests: the environment, not the
+        // candidate. Inconclusive.
+        let j = 10_000 + i;
+        rows.push(ExchangeRow { shadow_latency_us: 13_000, ..row("slow-env", j) });
+        rows.push(ExchangeRow { shadow_latency_us: 12_900, ..row("secondary", j) });
+    }
+    // Too few to conclude anything.
+    rows.extend((0..20).map(|i| row("few", i)));
+    // The clean candidate regressed when it reached stage 50.
+    rows.extend((600..700).map(|i| ExchangeRow { stage: "50".into(), differences: 1, ..row("clean", i) }));
+    rows
+}
+
+async fn verdict(service: &VerdictService, query: &str) -> VerdictReport {
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/verdict?{query}", service.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{query}");
+    response.json().await.unwrap()
+}
+
+/// The verdict and the criteria that did not pass, by name.
+fn outcome(report: &VerdictReport) -> (Decision, Vec<(&str, Decision)>) {
+    let open = report.criteria.iter().filter(|c| c.status != Decision::Pass).map(|c| (c.name.as_str(), c.status));
+    (report.verdict, open.collect())
+}
+
+#[tokio::test]
+async fn each_criterion_is_computed_from_the_stored_rows() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, &format!("token = \"{TOKEN}\"")).await;
+    service.insert(&evidence(), &[], &[]).await;
+
+    let clean = verdict(&service, "candidate=clean&stage=10").await;
+    assert_eq!(outcome(&clean), (Decision::Pass, vec![]), "{:?}", clean.reasons);
+    assert_eq!((clean.samples, clean.compared, clean.span_secs), (500, 500, 499));
+    assert!((clean.latency.p95_delta - 0.02).abs() < 1e-9, "{:?}", clean.latency);
+    assert_eq!(clean.latency.secondary_p95_delta, Some(0.0), "the A/A baseline, on the same requests");
+    assert_eq!((clean.latency.primary.p50, clean.latency.candidate.p99), (10.0, 10.2));
+
+    let regressed = verdict(&service, "candidate=regressed&stage=10").await;
+    assert_eq!(outcome(&regressed), (Decision::Fail, vec![("divergence_rate", Decision::Fail)]));
+    assert_eq!((regressed.divergence.count, regressed.divergence.of, regressed.noise_only), (63, 500, 437));
+    assert_eq!(regressed.routes[0].route, "/orders/{id}", "the worst route first");
+    assert_eq!(regressed.routes[0].verdict, Decision::Fail);
+    assert_eq!(regressed.routes[1].verdict, Decision::Pass, "the other route only shows noise");
+
+    let erroring = verdict(&service, "candidate=erroring&stage=10").await;
+    assert_eq!(outcome(&erroring), (Decision::Fail, vec![("new_errors", Decision::Fail)]));
+    assert_eq!((erroring.new_errors.count, erroring.new_errors.of, erroring.incomplete), (1, 500, 1));
+
+    let slow = verdict(&service, "candidate=slow&stage=10").await;
+    assert_eq!(outcome(&slow), (Decision::Fail, vec![("latency_p95_delta", Decision::Fail)]));
+    let slow_env = verdict(&service, "candidate=slow-env&stage=10").await;
+    assert_eq!(outcome(&slow_env), (Decision::Inconclusive, vec![("latency_p95_delta", Decision::Inconclusive)]));
+
+    let few = verdict(&service, "candidate=few&stage=10").await;
+    assert_eq!(
+        outcome(&few),
+        (
+            Decision::Inconclusive,
+            vec![
+                ("samples", Decision::Inconclusive),
+                ("duration", Decision::Inconclusive),
+                ("divergence_rate", Decision::Inconclusive)
+            ]
+        )
+    );
+
+    // Windows: the stage's own rows, and rows from a point in time on.
+    let fifty = verdict(&service, "candidate=clean&stage=50").await;
+    assert_eq!((fifty.verdict, fifty.samples), (Decision::Fail, 100));
+    let everything = verdict(&service, "candidate=clean").await;
+    assert_eq!(everything.samples, 600, "no stage: every stage's rows");
+    let late = verdict(&service, &format!("candidate=clean&stage=10&since={}", START_TS + 250)).await;
+    assert_eq!((late.verdict, late.samples), (Decision::Inconclusive, 250));
+
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn argo_and_flagger_get_the_answers_their_contracts_expect() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, &format!("token = \"{TOKEN}\"")).await;
+    service.insert(&evidence(), &[], &[]).await;
+    let client = reqwest::Client::new();
+
+    // Argo Rollouts web metric: GET with the bearer header, jsonPath `{$}`, then
+    // successCondition `result.verdict == "pass"` and failureCondition `result.verdict == "fail"`.
+    for (candidate, expected) in [("clean", "pass"), ("regressed", "fail"), ("few", "inconclusive")] {
+        let result: Value = client
+            .get(format!("{}/v1/verdict?candidate={candidate}&stage=10", service.url))
+            .header("Authorization", format!("Bearer {TOKEN}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(result["verdict"], expected, "{candidate}");
+    }
+    let anonymous = client.get(format!("{}/v1/verdict?candidate=clean", service.url)).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+
+    // Flagger webhooks: the payload Flagger posts, and only the status code read.
+    let flagger = |hook: &'static str, candidate: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/v1/flagger/{hook}", service.url);
+        async move {
+            let payload = serde_json::json!({
+                "name": "podinfo",
+                "namespace": "test",
+                "phase": "Progressing",
+                "checksum": "85d557f47b",
+                "metadata": { "candidate": candidate, "stage": "10" }
+            });
+            client.post(url).bearer_auth(TOKEN).json(&payload).send().await.unwrap().status().as_u16()
+        }
+    };
+    // `gate` (confirm-* hooks): 200 only on pass, so Flagger waits otherwise.
+    assert_eq!(flagger("gate", "clean").await, 200);
+    assert_eq!(flagger("gate", "few").await, 412);
+    assert_eq!(flagger("gate", "regressed").await, 412);
+    // `check` (rollout hooks): non-2xx only on fail, counted toward the rollback threshold.
+    assert_eq!(flagger("check", "clean").await, 200);
+    assert_eq!(flagger("check", "few").await, 200);
+    assert_eq!(flagger("check", "regressed").await, 412);
+
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn the_drill_down_page_highlights_the_difference_in_chromium() {
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| std::process::Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("headless Chromium is needed: apt-get install -y chromium (deploy/local/test.sh installs it)");
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, "").await;
+    let id = "req-7";
+    let exchange = ExchangeRow { differences: 2, noise: 1, body_differs: 1, ..row("v2", 7) };
+    let difference = |path: &str, primary: &str, shadow: &str, noise: u8| DifferenceRow {
+        ts: START_TS + 7,
+        request_id: id.into(),
+        route: "/items/{id}".into(),
+        deployment: "v2".into(),
+        role: "candidate".into(),
+        kind: "changed_value".into(),
+        path: path.into(),
+        primary_value: primary.into(),
+        shadow_value: shadow.into(),
+        noise,
+    };
+    let sample = |deployment: &str, role: &str, body: &str| SampleRow {
+        ts: START_TS + 7,
+        request_id: id.into(),
+        route: "/items/{id}".into(),
+        method: "GET".into(),
+        deployment: deployment.into(),
+        role: role.into(),
+        status: 200,
+        content_type: "application/json".into(),
+        headers: "content-type: application/json\n".into(),
+        body: body.into(),
+        body_length: body.len() as u64,
+        truncated: 0,
+    };
+    service
+        .insert(
+            &[exchange, row("secondary", 7)],
+            &[difference("total", "100", "90", 0), difference("generated_at", "\"10:00\"", "\"10:01\"", 1)],
+            &[
+                sample("primary", "primary", r#"{"id":7,"total":100,"generated_at":"10:00","note":"<b>x</b>"}"#),
+                sample("v2", "candidate", r#"{"id":7,"total":90,"generated_at":"10:01","note":"<b>x</b>"}"#),
+            ],
+        )
+        .await;
+
+    let profile = std::env::temp_dir().join(shadowdiff_tests::unique("chromium-profile"));
+    let output = tokio::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("{}/exchanges/{id}", service.url))
+        .output()
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&profile);
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && dom.contains("</html>"),
+        "chromium: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // The candidate's changed lines are marked, and only those.
+    let marked = |pane: &str, class: &str| -> Vec<String> {
+        let body = dom.split(&format!("id=\"{pane}\"")).nth(1).unwrap().split("</pre>").next().unwrap();
+        body.split(&format!("<mark class=\"{class}\">"))
+            .skip(1)
+            .map(|m| m.split("</mark>").next().unwrap().trim().to_owned())
+            .collect()
+    };
+    assert_eq!(marked("candidate-body", "changed"), [r#""generated_at": "10:01","#, r#""total": 90"#]);
+    assert_eq!(marked("primary-body", "removed"), [r#""generated_at": "10:00","#, r#""total": 100"#]);
+    // The differences table tells the divergence from the noise.
+    assert!(dom.contains("<tr class=\"divergence\"><td>changed_value</td><td><code>total</code>"), "{dom}");
+    assert!(dom.contains("<tr class=\"noise\"><td>changed_value</td><td><code>generated_at</code>"), "{dom}");
+    // Bodies are escaped, never interpreted.
+    assert!(dom.contains("&lt;b&gt;x&lt;/b&gt;") && !dom.contains("<b>x</b>"), "{dom}");
+
+    service.stop().await;
+}
