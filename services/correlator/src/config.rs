@@ -9,6 +9,8 @@ use shadowdiff_core::diff::{DiffOptions, DiffRules};
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
 use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
+
+pub use crate::noise::NoiseConfig;
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
 use shadowdiff_runtime::telemetry::LogConfig;
 
@@ -53,6 +55,9 @@ pub struct CorrelatorSection {
     /// `samples`, for the drill-down page. 0 keeps none.
     #[serde(default = "default_samples_per_route_minute")]
     pub samples_per_route_minute: usize,
+    /// Diffy's thresholds for noise across exchanges (`crate::noise`).
+    #[serde(default)]
+    pub noise: NoiseConfig,
     /// Diff rules for routes without their own.
     #[serde(default)]
     pub default_rules: DiffRules,
@@ -76,6 +81,7 @@ impl Default for CorrelatorSection {
             flush_interval: default_flush_interval(),
             max_value_bytes: default_max_value_bytes(),
             samples_per_route_minute: default_samples_per_route_minute(),
+            noise: NoiseConfig::default(),
             max_open_exchanges: default_max_open_exchanges(),
             max_open_bytes: default_max_open_bytes(),
             default_rules: DiffRules::default(),
@@ -127,6 +133,7 @@ impl Validate for CorrelatorConfig {
                 errors.push(ConfigError::rule(format!("correlator.routes[{i}].rules"), error.to_string()));
             }
         }
+        self.correlator.noise.validate(errors);
         if self.correlator.max_value_bytes < 16 {
             errors.push(ConfigError::rule("correlator.max_value_bytes", "must be at least 16"));
         }

@@ -68,11 +68,7 @@ impl Correlator {
                     config.correlator.window,
                     Bounds { exchanges: config.correlator.max_open_exchanges, bytes: config.correlator.max_open_bytes },
                 ),
-                rows: rows::RowBuilder::new(
-                    route_rules(&config.correlator),
-                    config.correlator.max_value_bytes,
-                    config.correlator.samples_per_route_minute,
-                ),
+                rows: rows::RowBuilder::new(route_rules(&config.correlator), &config.correlator),
                 config: config.correlator,
                 codec: EventCodec::new()?,
                 dead_letter: DeadLetter::new(producer, &config.topics.dead_letter, "correlator"),

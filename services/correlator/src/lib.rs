@@ -2,7 +2,8 @@
 //! against the primary, and writes the results to ClickHouse exactly once.
 //!
 //! Reading order: [`config`]; `consume` (the loop: receive, join, flush on a tick, commit);
-//! `join` (the per-request state and when an exchange is final); `OffsetTracker` in the
+//! `join` (the per-request state and when an exchange is final); `noise` (Diffy's
+//! statistics across exchanges); `OffsetTracker` in the
 //! runtime (which offsets are safe to commit while exchanges are still open); `sink` (rows, migrations and the
 //! ClickHouse writer); `events`.
 //!
@@ -14,6 +15,7 @@ pub mod config;
 mod consume;
 mod events;
 mod join;
+mod noise;
 pub mod sink;
 
 pub use config::CorrelatorConfig;

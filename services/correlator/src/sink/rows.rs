@@ -9,7 +9,9 @@ use shadowdiff_core::{ErrorKind, ExpectedLeg, RequestEvent, ResponseEvent, Role}
 
 use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
 
+use crate::config::CorrelatorSection;
 use crate::join::{Exchange, Position};
+use crate::noise::NoiseModel;
 
 /// Rows waiting to be written, with the positions they release once written.
 #[derive(Debug, Default)]
@@ -52,27 +54,34 @@ impl Outcome {
     }
 }
 
-/// Turns final exchanges into rows: the diff rules of each route, the cap on stored values,
-/// and the budget of body samples per route and minute.
+/// Turns final exchanges into rows: the diff rules of each route, the noise model, the cap
+/// on stored values, and the budget of body samples per route and minute.
 #[derive(Debug)]
 pub(crate) struct RowBuilder {
     rules: RouteRules,
+    noise: NoiseModel,
     max_value_bytes: usize,
     samples: SampleBudget,
 }
 
 impl RowBuilder {
-    pub(crate) fn new(rules: RouteRules, max_value_bytes: usize, samples_per_minute: usize) -> Self {
-        Self { rules, max_value_bytes, samples: SampleBudget::new(samples_per_minute) }
+    pub(crate) fn new(rules: RouteRules, config: &CorrelatorSection) -> Self {
+        Self {
+            rules,
+            noise: NoiseModel::new(config.noise),
+            max_value_bytes: config.max_value_bytes,
+            samples: SampleBudget::new(config.samples_per_route_minute),
+        }
     }
 
     /// Adds the rows of one final exchange to `batch`: one per shadow leg, compared with the
     /// primary under the route's rules. An exchange without shadow legs (a request the mirror
     /// did not replay) adds no rows, only its positions. Returns the outcomes added.
     ///
-    /// Noise, per exchange: a path where the secondary (same version as the primary) differs
-    /// from the primary in this very exchange is noise for every shadow of it (timestamps,
-    /// random ids). Both the raw count and the noise count are stored.
+    /// Noise: a path where the secondary (same version as the primary) differs from the
+    /// primary in this very exchange is noise for every shadow of it (timestamps, random ids);
+    /// so is a path where, across exchanges, the secondary differs about as often as the
+    /// candidate does (`crate::noise`). Both the raw count and the noise count are stored.
     pub(crate) fn add(&mut self, batch: &mut Batch, exchange: Exchange) -> Vec<Outcome> {
         let max_value_bytes = self.max_value_bytes;
         let missing: Vec<ExpectedLeg> = exchange
@@ -84,12 +93,16 @@ impl RowBuilder {
         let Exchange { request, primary, shadows, positions, .. } = exchange;
         batch.positions.extend(positions);
         let options = self.rules.for_route(request.as_ref().map_or("", |r| r.route()));
-        let noisy: BTreeSet<String> = match (&primary, shadows.iter().find(|s| s.role == Role::Secondary)) {
-            (Some(p), Some(secondary)) if p.error.is_none() && secondary.error.is_none() => {
-                diff::compare(p, secondary, options).into_iter().map(|d| d.path).collect()
-            }
-            _ => BTreeSet::new(),
-        };
+        let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
+        // The secondary's differences in this exchange, when it was compared.
+        let secondary: Option<BTreeSet<String>> =
+            match (&request, &primary, shadows.iter().find(|s| s.role == Role::Secondary)) {
+                (Some(_), Some(p), Some(secondary)) if p.error.is_none() && secondary.error.is_none() => {
+                    Some(diff::compare(p, secondary, options).into_iter().map(|d| d.path).collect())
+                }
+                _ => None,
+            };
+        let noisy = secondary.clone().unwrap_or_default();
         let mut outcomes = Vec::with_capacity(shadows.len());
         let mut diverged: Vec<&ResponseEvent> = Vec::new();
         for shadow in &shadows {
@@ -103,14 +116,27 @@ impl RowBuilder {
             outcomes.push(outcome);
             let ts_ms = request.as_ref().map_or(shadow.timestamp_ms, |r| r.timestamp_ms);
             let ts = u32::try_from(ts_ms.max(0) / 1000).unwrap_or(u32::MAX);
-            let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
             let method = request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
             let found = match (&primary, outcome) {
                 (Some(p), Outcome::Complete) => diff::compare(p, shadow, options),
                 _ => Vec::new(),
             };
             let primary_latency = primary.as_ref().map_or(0, |p| p.latency_us);
-            let noise = found.iter().filter(|d| noisy.contains(&d.path)).count();
+            let candidate = shadow.role == Role::Candidate;
+            if let Some(secondary) = &secondary
+                && candidate
+                && outcome == Outcome::Complete
+            {
+                let paths = found.iter().map(|d| d.path.as_str());
+                self.noise.observe(&route, &shadow.deployment, secondary.iter().map(String::as_str), paths);
+            }
+            let is_noise: Vec<bool> = found
+                .iter()
+                .map(|d| {
+                    noisy.contains(&d.path) || (candidate && self.noise.explains(&route, &shadow.deployment, &d.path))
+                })
+                .collect();
+            let noise = is_noise.iter().filter(|n| **n).count();
             if found.len() > noise && shadow.role == Role::Candidate {
                 diverged.push(shadow);
             }
@@ -137,14 +163,14 @@ impl RowBuilder {
                 noise: u32::try_from(noise).unwrap_or(u32::MAX),
                 stage: shadow.stage.clone().unwrap_or_default(),
             });
-            batch.differences.extend(found.into_iter().map(|d| DifferenceRow {
+            batch.differences.extend(found.into_iter().zip(is_noise).map(|(d, noise)| DifferenceRow {
                 ts,
                 request_id: shadow.request_id.clone(),
                 route: route.clone(),
                 deployment: shadow.deployment.clone(),
                 role: shadow.role.as_str().to_owned(),
                 kind: d.kind.as_str().to_owned(),
-                noise: u8::from(noisy.contains(&d.path)),
+                noise: u8::from(noise),
                 path: d.path,
                 primary_value: truncate(d.primary.unwrap_or_default(), max_value_bytes),
                 shadow_value: truncate(d.shadow.unwrap_or_default(), max_value_bytes),
@@ -325,7 +351,7 @@ mod tests {
             ..Exchange::default()
         };
         let mut batch = Batch::default();
-        let outcomes = RowBuilder::new(RouteRules::default(), 1024, 5).add(&mut batch, exchange);
+        let outcomes = RowBuilder::new(RouteRules::default(), &CorrelatorSection::default()).add(&mut batch, exchange);
         assert_eq!(outcomes, vec![Outcome::Complete, Outcome::MissingShadow]);
         let rows: Vec<(&str, &str, &str)> = batch
             .exchanges

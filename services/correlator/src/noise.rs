@@ -1,0 +1,227 @@
+//! Noise across exchanges, after Twitter's Diffy.
+//!
+//! Per route, candidate and path (array indices generalised to `[*]`), count how often the
+//! candidate differs from the primary (*raw*) and how often the secondary does (*noise*), on
+//! the same exchanges. A path is a real divergence only when the candidate differs there
+//! clearly more often than the secondary does; otherwise its differences are noise:
+//!
+//! - absolute difference `|raw − noise| / exchanges × 100` above `absolute_threshold_pct`, and
+//! - relative difference `|raw − noise| / (raw + noise) × 100` above `relative_threshold_pct`,
+//! - and `raw > noise`.
+//!
+//! This complements the per-exchange rule in `sink::rows` (a path the secondary differs on
+//! in this very exchange is noise there): the per-exchange rule catches values that change on
+//! every response, the statistics catch values that differ on some responses only.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use shadowdiff_runtime::config::ConfigError;
+
+/// `[correlator.noise]`: Diffy's thresholds; the defaults are Diffy's.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct NoiseConfig {
+    /// Minimum `|raw − noise| / (raw + noise)`, in percent, for a path to diverge.
+    #[serde(default = "default_relative")]
+    pub relative_threshold_pct: f64,
+    /// Minimum `|raw − noise| / exchanges`, in percent, for a path to diverge.
+    #[serde(default = "default_absolute")]
+    pub absolute_threshold_pct: f64,
+    /// Paths tracked per route and candidate; a path beyond it is never called noise by
+    /// the statistics (only by the per-exchange rule).
+    #[serde(default = "default_max_paths")]
+    pub max_paths: usize,
+}
+
+impl Default for NoiseConfig {
+    fn default() -> Self {
+        Self {
+            relative_threshold_pct: default_relative(),
+            absolute_threshold_pct: default_absolute(),
+            max_paths: default_max_paths(),
+        }
+    }
+}
+
+const fn default_relative() -> f64 {
+    20.0
+}
+const fn default_absolute() -> f64 {
+    0.03
+}
+const fn default_max_paths() -> usize {
+    1000
+}
+
+impl NoiseConfig {
+    pub(crate) fn validate(&self, errors: &mut Vec<ConfigError>) {
+        for (key, value) in [
+            ("correlator.noise.relative_threshold_pct", self.relative_threshold_pct),
+            ("correlator.noise.absolute_threshold_pct", self.absolute_threshold_pct),
+        ] {
+            if !(0.0..=100.0).contains(&value) {
+                errors.push(ConfigError::rule(key, "must be a percentage in [0, 100]"));
+            }
+        }
+    }
+}
+
+/// Counts are halved once a route and candidate has seen this many exchanges, so the model
+/// follows the services as they change instead of remembering forever.
+const HALVE_AT: u64 = 100_000;
+
+#[derive(Debug, Default)]
+struct Counts {
+    /// Exchanges where the secondary and this candidate were both compared.
+    exchanges: u64,
+    /// Path → (raw, noise).
+    paths: HashMap<String, (u64, u64)>,
+}
+
+/// The running counts, per route and candidate.
+#[derive(Debug)]
+pub(crate) struct NoiseModel {
+    config: NoiseConfig,
+    counts: HashMap<(String, String), Counts>,
+}
+
+impl NoiseModel {
+    pub(crate) fn new(config: NoiseConfig) -> Self {
+        Self { config, counts: HashMap::new() }
+    }
+
+    /// Counts one exchange where both the secondary and `candidate` were compared with the
+    /// primary: the paths where each differed.
+    pub(crate) fn observe<'a>(
+        &mut self,
+        route: &str,
+        candidate: &str,
+        secondary_paths: impl IntoIterator<Item = &'a str>,
+        candidate_paths: impl IntoIterator<Item = &'a str>,
+    ) {
+        let max_paths = self.config.max_paths;
+        let counts = self.counts.entry((route.to_owned(), candidate.to_owned())).or_default();
+        counts.exchanges += 1;
+        let mut bump = |path: &str, raw: bool| {
+            let key = generalise(path);
+            let tracked = counts.paths.len();
+            if let Some(entry) = counts.paths.get_mut(&key) {
+                if raw { entry.0 += 1 } else { entry.1 += 1 }
+            } else if tracked < max_paths {
+                counts.paths.insert(key, if raw { (1, 0) } else { (0, 1) });
+            }
+        };
+        // Each path once per exchange and side, however many array elements it matched.
+        let mut seen: Vec<String> = candidate_paths.into_iter().map(generalise).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.iter().for_each(|p| bump(p, true));
+        let mut seen: Vec<String> = secondary_paths.into_iter().map(generalise).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        seen.iter().for_each(|p| bump(p, false));
+        if counts.exchanges >= HALVE_AT {
+            counts.exchanges /= 2;
+            counts.paths.values_mut().for_each(|(raw, noise)| (*raw, *noise) = (*raw / 2, *noise / 2));
+        }
+    }
+
+    /// Whether the secondary's record explains `candidate`'s differences at `path` on `route`.
+    pub(crate) fn explains(&self, route: &str, candidate: &str, path: &str) -> bool {
+        let Some(counts) = self.counts.get(&(route.to_owned(), candidate.to_owned())) else {
+            return false;
+        };
+        let Some(&(raw, noise)) = counts.paths.get(&generalise(path)) else {
+            return false;
+        };
+        if counts.exchanges == 0 || raw + noise == 0 {
+            return false;
+        }
+        #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+        let (raw, noise, exchanges) = (raw as f64, noise as f64, counts.exchanges as f64);
+        let absolute = (raw - noise).abs() / exchanges * 100.0;
+        let relative = (raw - noise).abs() / (raw + noise) * 100.0;
+        let diverges = raw > noise
+            && relative > self.config.relative_threshold_pct
+            && absolute > self.config.absolute_threshold_pct;
+        !diverges
+    }
+}
+
+/// `items[3].price` and `items[id=7].price` → `items[*].price`: one statistic per field.
+fn generalise(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0usize;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                if depth == 0 {
+                    out.push_str("[*]");
+                }
+                depth += 1;
+            }
+            ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_positions_and_keys_generalise() {
+        assert_eq!(generalise("items[3].price"), "items[*].price");
+        assert_eq!(generalise("items[id=7].tags[0]"), "items[*].tags[*]");
+        assert_eq!(generalise("header:x-cache"), "header:x-cache");
+    }
+
+    #[test]
+    fn a_path_the_secondary_differs_on_as_often_is_noise() {
+        let mut model = NoiseModel::new(NoiseConfig::default());
+        // `served_by` differs on about half of the responses, for both shadows, but not
+        // always in the same exchanges.
+        for i in 0..100 {
+            let secondary: &[&str] = if i % 2 == 0 { &["served_by"] } else { &[] };
+            let candidate: &[&str] = if i % 3 != 0 { &["served_by"] } else { &[] };
+            model.observe("/items/{id}", "v2", secondary.iter().copied(), candidate.iter().copied());
+        }
+        // 66 raw vs 50 noise: relative 13.8% < 20%.
+        assert!(model.explains("/items/{id}", "v2", "served_by"));
+    }
+
+    #[test]
+    fn a_path_only_the_candidate_differs_on_diverges() {
+        let mut model = NoiseModel::new(NoiseConfig::default());
+        for i in 0..100 {
+            let candidate: &[&str] = if i % 10 == 0 { &["items[2].price"] } else { &[] };
+            model.observe("/items/{id}", "v2", ["generated_at"], candidate.iter().copied());
+        }
+        assert!(!model.explains("/items/{id}", "v2", "items[5].price"), "10% raw against no noise");
+        assert!(model.explains("/items/{id}", "v2", "generated_at"), "only ever noise");
+        assert!(!model.explains("/other", "v2", "generated_at"), "per route");
+        assert!(!model.explains("/items/{id}", "v3", "generated_at"), "per candidate");
+    }
+
+    #[test]
+    fn the_absolute_threshold_lets_very_rare_excess_through_as_noise() {
+        let config = NoiseConfig { absolute_threshold_pct: 5.0, ..NoiseConfig::default() };
+        let mut model = NoiseModel::new(config);
+        for i in 0..100 {
+            let candidate: &[&str] = if i < 3 { &["etag"] } else { &[] };
+            model.observe("/r", "v2", [], candidate.iter().copied());
+        }
+        assert!(model.explains("/r", "v2", "etag"), "3% excess is under a 5% absolute threshold");
+    }
+
+    #[test]
+    fn tracked_paths_are_bounded() {
+        let mut model = NoiseModel::new(NoiseConfig { max_paths: 2, ..NoiseConfig::default() });
+        model.observe("/r", "v2", ["a", "b", "c"], []);
+        assert!(model.explains("/r", "v2", "a") && model.explains("/r", "v2", "b"));
+        assert!(!model.explains("/r", "v2", "c"), "untracked: never called noise");
+    }
+}
