@@ -103,3 +103,47 @@ async fn migrations_are_idempotent_and_rewrites_replace_rows() {
 
     client.query(&format!("DROP DATABASE {}", config.database)).execute().await.unwrap();
 }
+
+#[tokio::test]
+async fn retention_drops_whole_expired_days_of_each_table() {
+    use shadowdiff_store::retention::{Retention, enforce};
+    const DAY: u32 = 86_400;
+    let infra = Infra::get().await;
+    let config =
+        ClickHouseConfig { url: infra.clickhouse_url.clone(), database: unique("sd_retention"), ..Default::default() };
+    let sink = Sink::connect(&config).await.unwrap();
+    let now = 1_763_900_000 + 100 * DAY;
+    let at = |days_ago: u32, i: u32| {
+        let ts = now - days_ago * DAY;
+        (ExchangeRow { ts, ..exchange(i) }, DifferenceRow { ts, ..difference(i) }, SampleRow { ts, ..sample(i, "v2") })
+    };
+    let mut batch = Batch::default();
+    for (i, days_ago) in [(0, 40), (1, 10), (2, 1)] {
+        let (e, d, s) = at(days_ago, i);
+        batch.exchanges.push(e);
+        batch.differences.push(d);
+        batch.samples.push(s);
+    }
+    sink.write(&batch).await.unwrap();
+
+    let client = config.connect().await.unwrap().client;
+    let dropped = enforce(&client, Retention { comparisons_days: 30, samples_days: 7 }, u64::from(now)).await.unwrap();
+    assert_eq!(dropped.len(), 4, "{dropped:?}");
+    let ids = |table: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .query(&format!("SELECT request_id FROM {table} FINAL ORDER BY request_id"))
+                .fetch_all::<String>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ids("exchanges").await, ["req-1", "req-2"], "30 days kept");
+    assert_eq!(ids("differences").await, ["req-1", "req-2"]);
+    assert_eq!(ids("samples").await, ["req-2"], "7 days kept");
+    let again = enforce(&client, Retention { comparisons_days: 30, samples_days: 7 }, u64::from(now)).await.unwrap();
+    assert!(again.is_empty(), "nothing left to drop: {again:?}");
+
+    client.query(&format!("DROP DATABASE {}", config.database)).execute().await.unwrap();
+}

@@ -55,6 +55,12 @@ pub struct CorrelatorSection {
     /// `samples`, for the drill-down page. 0 keeps none.
     #[serde(default = "default_samples_per_route_minute")]
     pub samples_per_route_minute: usize,
+    /// Days `exchanges` and `differences` keep their rows; 0 keeps them forever.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Days `samples` keeps its bodies; 0 keeps them forever.
+    #[serde(default = "default_samples_retention_days")]
+    pub samples_retention_days: u32,
     /// Diffy's thresholds for noise across exchanges (`crate::noise`).
     #[serde(default)]
     pub noise: NoiseConfig,
@@ -82,6 +88,8 @@ impl Default for CorrelatorSection {
             max_value_bytes: default_max_value_bytes(),
             samples_per_route_minute: default_samples_per_route_minute(),
             noise: NoiseConfig::default(),
+            retention_days: default_retention_days(),
+            samples_retention_days: default_samples_retention_days(),
             max_open_exchanges: default_max_open_exchanges(),
             max_open_bytes: default_max_open_bytes(),
             default_rules: DiffRules::default(),
@@ -110,6 +118,12 @@ const fn default_max_open_bytes() -> usize {
 }
 const fn default_max_value_bytes() -> usize {
     1024
+}
+const fn default_retention_days() -> u32 {
+    30
+}
+const fn default_samples_retention_days() -> u32 {
+    7
 }
 const fn default_samples_per_route_minute() -> usize {
     5

@@ -54,6 +54,13 @@ impl Correlator {
             config.kafka.ensure_topics(&config.topics).await?;
         }
         let sink = Sink::connect(&config.clickhouse).await?;
+        sink.spawn_retention(
+            shadowdiff_store::retention::Retention {
+                comparisons_days: config.correlator.retention_days,
+                samples_days: config.correlator.samples_retention_days,
+            },
+            shutdown.clone(),
+        );
         let consumer = config.kafka.consumer(&config.correlator.group_id)?;
         consumer.subscribe(&[&config.topics.requests, &config.topics.responses])?;
         let producer = config.kafka.producer()?;

@@ -2,12 +2,13 @@
 //!
 //! The correlator writes them (`shadowdiff-correlator`, `sink`) and the verdict service reads
 //! them. Reading order: [`migrations`] (the schema, from `schemas/clickhouse/*.sql`, applied at
-//! start-up), then [`rows`] (one struct per table).
+//! start-up), then [`rows`] (one struct per table) and [`retention`] (dropping expired days).
 //!
 //! Tables are `ReplacingMergeTree`s keyed on the request id and deployment, so a batch that is
 //! written again after a crash replaces itself; readers use `FINAL` to see each row once.
 
 pub mod migrations;
+pub mod retention;
 pub mod rows;
 
 pub use rows::{DifferenceRow, ExchangeRow, SampleRow};

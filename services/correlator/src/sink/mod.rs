@@ -8,8 +8,12 @@ pub mod rows;
 use shadowdiff_runtime::clickhouse::{ClickHouse, ClickHouseConfig};
 
 pub use rows::Batch;
+use shadowdiff_runtime::CancellationToken;
 use shadowdiff_store::StoreError;
 use shadowdiff_store::migrations;
+use shadowdiff_store::retention::{self, Retention};
+
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Writes batches of rows.
 #[derive(Debug, Clone)]
@@ -25,6 +29,30 @@ impl Sink {
         migrations::apply(&clickhouse, &config.database).await?;
         tracing::info!(version = %clickhouse.version, database = %config.database, "clickhouse ready");
         Ok(Self { clickhouse })
+    }
+
+    /// Drops expired days now and then every hour, until `shutdown`. Every replica runs it;
+    /// dropping a day twice is harmless.
+    pub(crate) fn spawn_retention(&self, retention: Retention, shutdown: CancellationToken) {
+        if retention.comparisons_days == 0 && retention.samples_days == 0 {
+            return;
+        }
+        let client = self.clickhouse.client.clone();
+        tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(RETENTION_EVERY);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = hourly.tick() => {}
+                }
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                match retention::enforce(&client, retention, now).await {
+                    Ok(dropped) if dropped.is_empty() => {}
+                    Ok(dropped) => tracing::info!(?dropped, "expired days dropped"),
+                    Err(error) => tracing::warn!(%error, "retention failed; retrying in an hour"),
+                }
+            }
+        });
     }
 
     /// Inserts both tables' rows. Safe to repeat after a failure: rows are keyed, so a
