@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The local demo, no Docker needed: starts Kafka and ClickHouse, the four services and the
-# demo backends, sends traffic through the tap, and prints the candidate's verdict.
+# The local demo, no Docker needed. It starts Kafka and ClickHouse, the four services and
+# the demo backends (primary, secondary, candidate), drives a realistic traffic mix through
+# the tap, and walks the candidate through the rollout stages shadow → 1 → 10 → 50 → 100,
+# each gated by `shadowctl gate` on the verdict API, as a CD pipeline would.
 #
-#   deploy/local/demo.sh            the candidate has a regression on every 5th item
-#   deploy/local/demo.sh --clean    the candidate behaves exactly like the primary
+#   deploy/local/demo.sh            the candidate changes the price of every 20th item: it
+#                                   passes shadow and 1%, and the stricter 10% gate stops it
+#   deploy/local/demo.sh --clean    the candidate behaves like the primary and reaches 100%
 #
 # Each run uses its own topics and a fresh `shadowdiff_demo` database, so runs never mix.
 set -euo pipefail
@@ -12,9 +15,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 cd "$repo"
 
-regress_every=5
-reads="${DEMO_READS:-200}"
-writes="${DEMO_WRITES:-10}"
+regress_every=20
+rate="${DEMO_RATE:-200}"
+stage_wait="${DEMO_STAGE_WAIT:-90s}"
 case "${1:-}" in
   --clean) regress_every=0 ;;
   "") ;;
@@ -27,7 +30,8 @@ say "local Kafka and ClickHouse"
 deploy/local/services.sh up
 
 say "building shadowdiff"
-cargo build --quiet -p shadowdiff-tap -p shadowdiff-mirror -p shadowdiff-correlator -p shadowdiff-verdict -p shadowdiff-demo
+cargo build --quiet -p shadowdiff-tap -p shadowdiff-mirror -p shadowdiff-correlator -p shadowdiff-verdict \
+  -p shadowdiff-demo -p shadowctl
 bin="${CARGO_TARGET_DIR:-$repo/target}/debug"
 
 logs="$repo/.local/demo"
@@ -43,8 +47,10 @@ run="demo-$(date +%s)"
 export SHADOWDIFF_TOPICS_REQUESTS="$run.requests"
 export SHADOWDIFF_TOPICS_RESPONSES="$run.responses"
 export SHADOWDIFF_TOPICS_DEAD_LETTER="$run.dead-letter"
+export SHADOWDIFF_TOPICS_PROFILES="$run.profiles"
 export SHADOWDIFF_TOPICS_PARTITIONS=6
-curl -fsS "${SHADOWDIFF_CLICKHOUSE_URL:-http://127.0.0.1:8123}/" --data-binary "DROP DATABASE IF EXISTS shadowdiff_demo" >/dev/null
+ch_url="${SHADOWDIFF_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
+curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS shadowdiff_demo" >/dev/null
 
 start() {
   local name="$1"; shift
@@ -63,12 +69,15 @@ wait_http() {
   exit 1
 }
 
-say "starting demo backends, then verdict, correlator, mirror and tap (logs in .local/demo/)"
-# Every backend adds a per-response timestamp (honest noise); the candidate also changes
-# the price of every 5th item unless --clean.
-start primary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18081 --noise
-start secondary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18083 --noise
-start candidate "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18082 --noise --regress-every "$regress_every"
+say "starting the demo backends, then verdict, correlator, mirror and tap (logs in .local/demo/)"
+# Every backend shows honest noise: a timestamp and trace id per response, its instance name
+# in a header, and item variants in random order. The candidate also changes the price of
+# every 20th item read by /items/{n}, unless --clean.
+noise=(--noise --shuffle)
+start primary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18081 "${noise[@]}" --instance primary-0
+start secondary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18083 "${noise[@]}" --instance secondary-0
+start candidate "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18082 "${noise[@]}" --instance candidate-0 \
+  --regress-every "$regress_every"
 for service in verdict correlator mirror tap; do
   start "$service" "$bin/shadowdiff-$service" --config "deploy/local/config/$service.toml"
 done
@@ -80,15 +89,74 @@ wait_http correlator http://127.0.0.1:19466/healthz
 wait_http mirror http://127.0.0.1:19465/healthz
 wait_http tap http://127.0.0.1:19464/healthz
 
-say "sending $reads reads and $writes writes through the tap (writes are never mirrored)"
-"$bin/shadowdiff-demo" traffic --tap http://127.0.0.1:18080 --prefix "$run" --reads "$reads" --writes "$writes"
+export SHADOWCTL_VERDICT=http://127.0.0.1:18090 SHADOWCTL_MIRROR=http://127.0.0.1:19465
+shadowctl() { "$bin/shadowctl" "$@"; }
 
-say "waiting for the comparisons to land in ClickHouse"
-"$bin/shadowdiff-demo" report --verdict http://127.0.0.1:18090 --candidate candidate --expect "$reads"
+say "driving $rate requests/s through the tap: item, search and cart reads, and writes the mirror never replays"
+start traffic "$bin/shadowdiff-demo" mix --tap http://127.0.0.1:18080 --prefix "$run" --rate "$rate"
+
+# The mirror profile at one stage: what the CD system changes as it moves the candidate on.
+profile() {
+  cat >"$logs/profile.toml" <<EOT
+id = "demo"
+stage = "$1"
+
+[[targets]]
+name = "secondary"
+role = "secondary"
+base_url = "http://127.0.0.1:18083"
+timeout_ms = 5000
+
+[[targets]]
+name = "candidate"
+role = "candidate"
+base_url = "http://127.0.0.1:18082"
+timeout_ms = 5000
+EOT
+  shadowctl profiles apply "$logs/profile.toml" >/dev/null
+}
+
+reached=""
+for stage in shadow 1 10 50 100; do
+  say "stage $stage: mirror profile 'demo' now stamps stage $stage; gate: shadowctl gate --candidate candidate --stage $stage"
+  profile "$stage"
+  set +e
+  shadowctl gate --candidate candidate --stage "$stage" --wait "$stage_wait" --interval 2s
+  verdict=$?
+  set -e
+  case "$verdict" in
+    0) reached="$stage"; echo "    stage $stage passed: the CD system may shift traffic on" ;;
+    1) echo "    stage $stage FAILED: the CD system stops here and rolls back to the primary"; break ;;
+    2) echo "    stage $stage still inconclusive after $stage_wait: the CD system pauses for a person"; break ;;
+    *) echo "    shadowctl gate could not run (exit $verdict)" >&2; exit 1 ;;
+  esac
+done
+
+if [ "$reached" = 100 ]; then
+  say "the candidate passed every stage and now takes all the traffic"
+else
+  say "why stage $stage did not pass"
+  shadowctl verdict --candidate candidate --stage "$stage"
+  sample="$(curl -fsS "$ch_url/" --data-binary \
+    "SELECT request_id FROM shadowdiff_demo.samples FINAL WHERE deployment = 'candidate' ORDER BY ts DESC LIMIT 1")"
+  if [ -n "$sample" ]; then
+    say "one divergent request, shadowctl diff $sample"
+    shadowctl diff "$sample"
+    drill="http://127.0.0.1:18090/exchanges/$sample"
+  fi
+fi
 
 cat <<EOT
 
-The services stop with this script; the rows stay in ClickHouse. For example:
+The rows stay in ClickHouse (database shadowdiff_demo). For example:
   clickhouse-client --database shadowdiff_demo \\
     --query "SELECT path, kind, noise, count() AS n FROM differences FINAL WHERE role = 'candidate' GROUP BY path, kind, noise ORDER BY n DESC"
 EOT
+if [ -n "${drill:-}" ] && [ -t 0 ]; then
+  echo
+  echo "Drill-down page: $drill"
+  echo "The services keep running so you can open it; press Enter to stop them."
+  read -r _
+elif [ -n "${drill:-}" ]; then
+  echo "Drill-down page (while the services run): $drill"
+fi

@@ -33,11 +33,11 @@ async fn backend(behavior: Behavior) -> std::net::SocketAddr {
 
 async fn start() -> (Infra, Pipeline) {
     let infra = Infra::get().await;
-    let honest = Behavior { regress_every: 0, noise: true };
+    let honest = Behavior { noise: true, ..Behavior::default() };
     let backends = Backends {
-        primary: backend(honest).await,
+        primary: backend(honest.clone()).await,
         secondary: backend(honest).await,
-        candidate: backend(Behavior { regress_every: REGRESS_EVERY, noise: true }).await,
+        candidate: backend(Behavior { regress_every: REGRESS_EVERY, noise: true, ..Behavior::default() }).await,
     };
     let pipeline = Pipeline::start(&infra, backends).await;
     (infra, pipeline)
@@ -104,7 +104,7 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     .await;
 
     let regressed: BTreeSet<String> = (0..READS)
-        .filter(|n| Behavior { regress_every: REGRESS_EVERY, noise: true }.regresses(*n))
+        .filter(|n| Behavior { regress_every: REGRESS_EVERY, noise: true, ..Behavior::default() }.regresses(*n))
         .map(|n| format!("{prefix}-r{n}"))
         .collect();
     assert_eq!(regressed.len(), 12);

@@ -1,29 +1,53 @@
-//! The demo backend: `GET /items/{n}` answers a JSON item; `POST /items` accepts a write.
+//! The demo backend, a small catalogue run as primary, secondary and candidate:
 //!
-//! The candidate's regression is deterministic so tests can predict it exactly: with
-//! `regress_every = k`, every item whose number is a multiple of `k` gets a price one cent
-//! higher than the primary's.
+//! - `GET /items/{n}`: one item; `GET /search?q=`: a page of items; `GET /users/{id}/cart`;
+//! - `POST /items` and `PUT /users/{id}/cart`: writes, which the mirror never replays.
+//!
+//! Honest noise, as real services have, that the secondary shows too: a per-response
+//! timestamp and trace id and a per-instance header (`noise`), and a keyed array in random
+//! order (`shuffle`; the correlator's `keyed_arrays` rule makes it equal).
+//!
+//! The candidate's regressions are deterministic, so tests can predict them exactly: a
+//! changed price on every `regress_every`-th item read by `/items/{n}`, a dropped field, a 503 on every
+//! `error_every`-th item, and added latency.
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// How a backend instance behaves.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Behavior {
     /// Every item number divisible by this gets a changed `price`; 0 means never.
     pub regress_every: u64,
-    /// Adds honest noise: a `served_at` timestamp that differs on every response, as real
-    /// services' do. The secondary shows it too, so it never counts against a candidate.
+    /// Adds a `served_at` timestamp, a random `trace_id` and an `x-instance-id` header.
     pub noise: bool,
+    /// Returns each item's `variants` in a random order.
+    pub shuffle: bool,
+    /// Leaves this field out of every item.
+    pub drop_field: Option<String>,
+    /// Every item number divisible by this answers 503; 0 means never.
+    pub error_every: u64,
+    /// Added to every response.
+    pub latency: Duration,
+    /// Named in `x-instance-id`.
+    pub instance: String,
 }
 
 impl Behavior {
-    /// Whether item `n` is one the candidate answers differently.
+    /// Whether item `n` is one the candidate answers with a changed price.
     pub fn regresses(&self, n: u64) -> bool {
         self.regress_every != 0 && n % self.regress_every == 0
+    }
+
+    fn fails(&self, n: u64) -> bool {
+        self.error_every != 0 && n % self.error_every == 0
     }
 }
 
@@ -31,29 +55,97 @@ pub fn app(behavior: Behavior) -> Router {
     Router::new()
         .route("/items/{n}", get(item))
         .route("/items", post(create))
+        .route("/search", get(search))
+        .route("/users/{id}/cart", get(cart).put(replace_cart))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(behavior)
+        .with_state(std::sync::Arc::new(behavior))
 }
+
+type Shared = State<std::sync::Arc<Behavior>>;
+
+/// Each item's variants, keyed by `id`.
+const COLORS: [&str; 4] = ["red", "green", "blue", "black"];
 
 /// The item as the primary serves it.
 pub fn item_json(n: u64) -> Value {
-    json!({ "id": n, "name": format!("item-{n}"), "price": n * 100, "currency": "EUR" })
+    let variants: Vec<Value> =
+        COLORS.iter().enumerate().map(|(id, color)| json!({ "id": id, "color": color })).collect();
+    json!({
+        "id": n,
+        "name": format!("item-{n}"),
+        "price": n * 100,
+        "currency": "EUR",
+        "variants": variants,
+    })
 }
 
-async fn item(State(behavior): State<Behavior>, Path(n): Path<u64>) -> Json<Value> {
+/// The item as `behavior` serves it (the price regression aside: it is only on `/items/{n}`).
+fn item_for(behavior: &Behavior, n: u64) -> Value {
     let mut item = item_json(n);
+    if let (Some(field), Some(object)) = (&behavior.drop_field, item.as_object_mut()) {
+        object.remove(field);
+    }
+    if behavior.shuffle
+        && let Some(variants) = item["variants"].as_array_mut()
+    {
+        fastrand::shuffle(variants);
+    }
+    item
+}
+
+async fn respond(behavior: &Behavior, status: StatusCode, mut body: Value) -> Response {
+    if !behavior.latency.is_zero() {
+        tokio::time::sleep(behavior.latency).await;
+    }
+    let mut headers = HeaderMap::new();
+    if behavior.noise {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        if let Some(object) = body.as_object_mut() {
+            object.insert("served_at".into(), json!(nanos.to_string()));
+            object.insert("trace_id".into(), json!(format!("{:016x}", fastrand::u64(..))));
+        }
+        if let Ok(instance) = HeaderValue::from_str(&behavior.instance) {
+            headers.insert("x-instance-id", instance);
+        }
+    }
+    (status, headers, Json(body)).into_response()
+}
+
+async fn item(State(behavior): Shared, Path(n): Path<u64>) -> Response {
+    if behavior.fails(n) {
+        return respond(&behavior, StatusCode::SERVICE_UNAVAILABLE, json!({ "error": "unavailable" })).await;
+    }
+    let mut item = item_for(&behavior, n);
     if behavior.regresses(n) {
         item["price"] = json!(n * 100 + 1);
     }
-    if behavior.noise {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        item["served_at"] = json!(nanos.to_string());
-    }
-    Json(item)
+    respond(&behavior, StatusCode::OK, item).await
 }
 
-async fn create(Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
-    (StatusCode::CREATED, Json(json!({ "created": body })))
+#[derive(Debug, Deserialize)]
+struct SearchParams {
+    #[serde(default)]
+    q: String,
+}
+
+/// Five items whose number starts from the query's length: deterministic per query.
+async fn search(State(behavior): Shared, Query(params): Query<SearchParams>) -> Response {
+    let first = params.q.len() as u64 * 5;
+    let items: Vec<Value> = (first..first + 5).map(|n| item_for(&behavior, n)).collect();
+    respond(&behavior, StatusCode::OK, json!({ "query": params.q, "items": items })).await
+}
+
+async fn cart(State(behavior): Shared, Path(user): Path<u64>) -> Response {
+    let lines: Vec<Value> = (0..user % 4).map(|i| json!({ "item": user * 10 + i, "quantity": i + 1 })).collect();
+    respond(&behavior, StatusCode::OK, json!({ "user": user, "lines": lines })).await
+}
+
+async fn create(State(behavior): Shared, Json(body): Json<Value>) -> Response {
+    respond(&behavior, StatusCode::CREATED, json!({ "created": body })).await
+}
+
+async fn replace_cart(State(behavior): Shared, Path(user): Path<u64>, Json(body): Json<Value>) -> Response {
+    respond(&behavior, StatusCode::OK, json!({ "user": user, "cart": body })).await
 }
 
 /// Serves `app(behavior)` on `listener` until the process ends.

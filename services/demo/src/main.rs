@@ -25,9 +25,24 @@ enum Command {
         /// Change the price of every item whose number is a multiple of this (0: never).
         #[arg(long, default_value_t = 0)]
         regress_every: u64,
-        /// Add a per-response timestamp, as real services do.
+        /// Add honest noise: a per-response timestamp and trace id, and an x-instance-id header.
         #[arg(long)]
         noise: bool,
+        /// Return each item's `variants` in a random order.
+        #[arg(long)]
+        shuffle: bool,
+        /// Leave this field out of every item.
+        #[arg(long)]
+        drop_field: Option<String>,
+        /// Answer 503 for every item whose number is a multiple of this (0: never).
+        #[arg(long, default_value_t = 0)]
+        error_every: u64,
+        /// Milliseconds added to every response.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// This instance's name, in the x-instance-id header.
+        #[arg(long, default_value = "demo")]
+        instance: String,
     },
     /// Send item reads and writes through the tap.
     Traffic {
@@ -39,6 +54,22 @@ enum Command {
         reads: u64,
         #[arg(long, default_value_t = 10)]
         writes: u64,
+    },
+    /// Send a realistic mix of reads and writes over several routes through the tap, at a
+    /// steady rate, until the duration is over or the process is stopped.
+    Mix {
+        #[arg(long)]
+        tap: String,
+        #[arg(long, default_value = "demo")]
+        prefix: String,
+        /// Requests per second.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        /// Seconds to run; 0 runs until stopped.
+        #[arg(long, default_value_t = 0)]
+        duration_secs: u64,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
     },
     /// Wait until the verdict API has `expect` samples for the candidate, then print it.
     Report {
@@ -56,7 +87,24 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Backend { listen, regress_every, noise } => serve(listen, Behavior { regress_every, noise }).await,
+        Command::Backend { listen, regress_every, noise, shuffle, drop_field, error_every, latency_ms, instance } => {
+            let behavior = Behavior {
+                regress_every,
+                noise,
+                shuffle,
+                drop_field,
+                error_every,
+                latency: Duration::from_millis(latency_ms),
+                instance,
+            };
+            serve(listen, behavior).await
+        }
+        Command::Mix { tap, prefix, rate, duration_secs, concurrency } => {
+            let duration = (duration_secs > 0).then(|| Duration::from_secs(duration_secs));
+            let sent = traffic::mix(&tap, &prefix, rate, duration, concurrency).await;
+            println!("sent {} reads and {} writes through {tap}; {} failed", sent.reads, sent.writes, sent.failed);
+            Ok(())
+        }
         Command::Traffic { tap, prefix, reads, writes } => traffic::drive(&tap, &prefix, reads, writes)
             .await
             .map(|sent| println!("sent {} reads and {} writes through {tap}", sent.reads.len(), sent.writes.len()))

@@ -114,6 +114,7 @@ pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::er
     let latency = Latency {
         primary: LatencyRow::quantiles(&candidate.primary),
         candidate: LatencyRow::quantiles(&candidate.shadow),
+        secondary: (secondary.n > 0).then(|| LatencyRow::quantiles(&secondary.shadow)),
         p95_delta: candidate.p95_delta().unwrap_or(0.0),
         secondary_p95_delta: secondary.p95_delta(),
     };

@@ -65,16 +65,29 @@ pub struct Quantiles {
     pub p99: f64,
 }
 
-/// Paired latency: the same requests, as the primary and as the candidate answered them.
+/// Paired latency: the same requests, as the primary, the candidate and the secondary
+/// answered them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub primary: Quantiles,
     pub candidate: Quantiles,
+    /// The secondary on the same requests; `None` without a secondary.
+    pub secondary: Option<Quantiles>,
     /// (candidate p95 − primary p95) / primary p95.
     pub p95_delta: f64,
-    /// The same delta for the secondary on the same requests: the A/A baseline, the delta a
-    /// shadow shows without any change of version. `None` without a secondary.
+    /// The same delta for the secondary: the A/A baseline, what a shadow shows without any
+    /// change of version (the replay path's own cost). `None` without a secondary.
     pub secondary_p95_delta: Option<f64>,
+}
+
+impl Latency {
+    /// The delta the gate judges: the candidate's p95 against the secondary's when there is a
+    /// secondary (both shadows, replayed the same way, so only the version differs), else
+    /// against the primary's. `None` when there is nothing to divide by.
+    pub fn judged_p95_delta(&self) -> Option<f64> {
+        let baseline = self.secondary.map_or(self.primary.p95, |s| s.p95);
+        (baseline > 0.0).then(|| (self.candidate.p95 - baseline) / baseline)
+    }
 }
 
 /// What the store holds for a candidate over the window, overall or for one route.
@@ -207,25 +220,23 @@ fn new_errors(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
 fn latency(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
     let latency = &evidence.latency;
     let max = policy.max_latency_p95_delta;
-    let delta = latency.p95_delta;
-    // What the shadow environment adds on its own, measured by the secondary: only the
-    // candidate's excess over it is the candidate's doing.
-    let baseline = latency.secondary_p95_delta.unwrap_or(0.0).max(0.0);
-    let (status, reason) = if evidence.compared == 0 || latency.primary.p95 <= 0.0 {
-        (Decision::Inconclusive, "no paired latency yet".to_owned())
-    } else if delta <= max {
-        (Decision::Pass, format!("p95 {} vs primary, within {}", signed_pct(delta), pct(max)))
-    } else if delta - baseline > max {
-        let aa = latency.secondary_p95_delta.map_or(String::new(), |s| format!(" (secondary {})", signed_pct(s)));
-        (Decision::Fail, format!("p95 {} vs primary{aa}, above {}", signed_pct(delta), pct(max)))
-    } else {
-        let why = format!("the secondary is {} too, so the shadow environment explains it", signed_pct(baseline));
-        (Decision::Inconclusive, format!("p95 {} vs primary, above {}, but {why}", signed_pct(delta), pct(max)))
+    let against = if latency.secondary.is_some() { "the secondary on the same requests" } else { "the primary" };
+    let delta = latency.judged_p95_delta().filter(|_| evidence.compared > 0);
+    let (status, reason) = match delta {
+        None => (Decision::Inconclusive, "no paired latency yet".to_owned()),
+        Some(delta) => {
+            let context = latency.secondary_p95_delta.map_or(String::new(), |aa| {
+                format!(" (vs the primary: candidate {}, secondary {})", signed_pct(latency.p95_delta), signed_pct(aa))
+            });
+            let status = if delta <= max { Decision::Pass } else { Decision::Fail };
+            let verb = if delta <= max { "within" } else { "above" };
+            (status, format!("p95 {} vs {against}, {verb} {}{context}", signed_pct(delta), pct(max)))
+        }
     };
     Criterion {
         name: "latency_p95_delta".to_owned(),
         status,
-        observed: delta,
+        observed: delta.unwrap_or(0.0),
         lower: None,
         upper: None,
         threshold: max,

@@ -16,6 +16,7 @@ fn healthy() -> Evidence {
         latency: Latency {
             primary: Quantiles { p50: 2.0, p95: 10.0, p99: 20.0 },
             candidate: Quantiles { p50: 2.0, p95: 10.2, p99: 21.0 },
+            secondary: Some(Quantiles { p50: 2.0, p95: 10.1, p99: 20.0 }),
             p95_delta: 0.02,
             secondary_p95_delta: Some(0.01),
         },
@@ -64,16 +65,33 @@ fn a_single_new_error_alone_fails() {
 #[test]
 fn latency_alone_fails() {
     let mut evidence = healthy();
+    evidence.latency.candidate.p95 = 13.0;
     evidence.latency.p95_delta = 0.30;
     assert_eq!(verdict(&evidence), (Decision::Fail, vec!["latency_p95_delta".to_owned()]));
 }
 
 #[test]
-fn latency_the_secondary_shows_too_is_inconclusive_not_a_failure() {
+fn latency_the_secondary_shows_too_is_the_replay_path_not_the_candidate() {
+    // Both shadows are 30% slower than the primary: replaying costs that, whatever the
+    // version. Against the secondary, the candidate is 2% slower.
     let mut evidence = healthy();
-    evidence.latency.p95_delta = 0.30;
-    evidence.latency.secondary_p95_delta = Some(0.28);
-    assert_eq!(verdict(&evidence), (Decision::Inconclusive, vec!["latency_p95_delta".to_owned()]));
+    evidence.latency.candidate.p95 = 13.26;
+    evidence.latency.secondary = Some(Quantiles { p50: 2.6, p95: 13.0, p99: 26.0 });
+    evidence.latency.p95_delta = 0.326;
+    evidence.latency.secondary_p95_delta = Some(0.30);
+    assert_eq!(verdict(&evidence), (Decision::Pass, vec![]));
+    evidence.latency.candidate.p95 = 14.0;
+    assert_eq!(verdict(&evidence), (Decision::Fail, vec!["latency_p95_delta".to_owned()]));
+}
+
+#[test]
+fn without_a_secondary_latency_is_judged_against_the_primary() {
+    let mut evidence = healthy();
+    evidence.latency.secondary = None;
+    evidence.latency.secondary_p95_delta = None;
+    assert_eq!(verdict(&evidence).0, Decision::Pass, "10.2 vs 10.0");
+    evidence.latency.candidate.p95 = 10.6;
+    assert_eq!(verdict(&evidence), (Decision::Fail, vec!["latency_p95_delta".to_owned()]));
 }
 
 #[test]
