@@ -1,0 +1,195 @@
+//! The command line: every command, flag and environment variable, with the help text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use reqwest::Url;
+
+use crate::exit;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success; for `gate`: the verdict is pass
+  1  `gate`: the verdict is fail
+  2  `gate`: still inconclusive when --wait ran out
+  3  refused: a bad argument, an unreadable file, or a request the server rejected
+     (bad parameter, missing or wrong token, unknown id); the reason is printed
+  4  the service could not be reached or failed (for `gate`: until --wait ran out)";
+
+/// Shadow-traffic diffing from the command line: gate a rollout on a candidate's verdict,
+/// read verdicts and per-request diffs, and manage the mirror's shadow profiles.
+#[derive(Debug, Parser)]
+#[command(name = "shadowctl", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Base URL of the verdict API.
+    #[arg(long, global = true, env = "SHADOWCTL_VERDICT", default_value = "http://127.0.0.1:8090")]
+    pub verdict: Url,
+    /// Base URL of the mirror's admin API.
+    #[arg(long, global = true, env = "SHADOWCTL_MIRROR", default_value = "http://127.0.0.1:9465")]
+    pub mirror: Url,
+    /// Bearer token for the verdict API (sent to it only, never to the mirror).
+    #[arg(long, global = true, env = "SHADOWCTL_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Longest wait for one HTTP request, such as 10s or 1m.
+    #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Wait for a candidate's verdict at a rollout stage: the exit code is the answer
+    /// (0 pass, 1 fail, 2 still inconclusive when --wait runs out).
+    #[command(after_help = EXIT_CODES)]
+    Gate(GateArgs),
+    /// Print a candidate's verdict: every criterion, latency, worst routes and paths.
+    Verdict(VerdictArgs),
+    /// Print one request's comparison: each leg, each difference and the bodies' diff.
+    Diff(DiffArgs),
+    /// Manage the mirror's shadow profiles.
+    #[command(subcommand)]
+    Profiles(ProfilesCommand),
+}
+
+/// Which comparisons a verdict covers.
+#[derive(Debug, Clone, Args)]
+pub struct Window {
+    /// The candidate deployment, as named in the mirror profile's targets.
+    #[arg(long)]
+    pub candidate: String,
+    /// Only rows from this point on: a duration ago (15m, 2h), an RFC 3339 time or Unix
+    /// seconds. A duration is evaluated by the server at every poll, so the window slides.
+    #[arg(long)]
+    pub since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    #[command(flatten)]
+    pub window: Window,
+    /// The rollout stage whose rows and gate are used: shadow, 1, 10, 50 or 100.
+    #[arg(long)]
+    pub stage: String,
+    /// How long to wait for a pass or a fail, such as 15m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Duration,
+    /// Time between two polls.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub interval: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct VerdictArgs {
+    #[command(flatten)]
+    pub window: Window,
+    /// The rollout stage; without it every stage's rows count, under the shadow gate.
+    #[arg(long)]
+    pub stage: Option<String>,
+    /// Print the report as the API's JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The request id (X-Request-Id) of the exchange.
+    pub request_id: String,
+    /// The shadow deployment to compare with the primary; default: the first candidate leg.
+    #[arg(long)]
+    pub candidate: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// List the profiles the mirror applies.
+    List,
+    /// Create or replace a profile from a .json or .toml file (one profile, the fields of
+    /// `[[mirror.profiles]]`).
+    Apply { file: PathBuf },
+    /// Remove a profile.
+    Delete { id: String },
+    /// Replace a profile's injected faults; a flag left out is 0 (error status: 503).
+    Fault(FaultArgs),
+    /// Per-target replay counters, circuit state and consumer lag of a profile.
+    Status { id: String },
+}
+
+/// The mirror's `Faults`, one flag per field.
+#[derive(Debug, Args)]
+pub struct FaultArgs {
+    pub id: String,
+    /// Latency added to the affected share of replays, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Share of replays delayed by --latency-ms, 0 to 100.
+    #[arg(long, default_value_t = 0.0)]
+    pub latency_percent: f64,
+    /// Status answered instead of replaying, for the --error-percent share.
+    #[arg(long, default_value_t = 503)]
+    pub error_status: u16,
+    /// Share of replays answered with --error-status, 0 to 100.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_percent: f64,
+    /// Share of replays dropped (no response published), 0 to 100.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_percent: f64,
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than 0".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Parses the command line. Help and version exit 0; a usage error exits with
+/// [`exit::REFUSED`] rather than clap's 2, which `gate` uses for inconclusive.
+pub fn parse() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // Nothing useful to do if the terminal is gone.
+            let _ = error.print();
+            std::process::exit(if error.use_stderr() { i32::from(exit::REFUSED) } else { 0 })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn gate_reads_durations() {
+        let cli = Cli::try_parse_from([
+            "shadowctl",
+            "gate",
+            "--candidate",
+            "v2",
+            "--stage",
+            "10",
+            "--wait",
+            "15m",
+            "--interval",
+            "500ms",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Command::Gate(gate) = cli.command else { panic!("not gate: {:?}", cli.command) };
+        assert_eq!(gate.wait, Duration::from_secs(900));
+        assert_eq!(gate.interval, Duration::from_millis(500));
+        assert_eq!(gate.window.candidate, "v2");
+        assert!(Cli::try_parse_from(["shadowctl", "gate", "--candidate", "v2", "--stage", "10"]).is_err());
+        let zero = ["shadowctl", "gate", "--candidate", "v", "--stage", "1", "--wait", "1m", "--interval", "0s"];
+        assert!(Cli::try_parse_from(zero).is_err(), "a zero interval would poll in a busy loop");
+    }
+}

@@ -1,0 +1,94 @@
+//! `shadowctl`: the shadowdiff command line, for people and CD pipelines.
+//!
+//! `gate` polls the verdict API until a candidate passes or fails its rollout stage's gate
+//! and answers with its exit code; `verdict` and `diff` print a report and one request's
+//! comparison; `profiles` manages the mirror's shadow profiles. It speaks HTTP to both
+//! services and decodes their answers into their own types (`shadowdiff_verdict`,
+//! `shadowdiff_mirror::profile`), so a change of shape there fails to compile here.
+//!
+//! Reading order: [`cli`] (commands, flags, exit codes), [`api`] (the HTTP calls), then one
+//! module per command: [`gate`], [`report`] (the verdict tables), [`diff`], [`profiles`].
+
+pub mod api;
+pub mod cli;
+pub mod diff;
+pub mod gate;
+pub mod profiles;
+pub mod report;
+pub mod style;
+pub mod table;
+
+use std::io::Write as _;
+use std::time::Duration;
+
+use api::{Api, ApiError};
+use cli::{Cli, Command};
+
+/// Exit codes, as `--help` lists them.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const PASS: u8 = OK;
+    pub const FAIL: u8 = 1;
+    pub const INCONCLUSIVE: u8 = 2;
+    pub const REFUSED: u8 = 3;
+    pub const UNAVAILABLE: u8 = 4;
+}
+
+/// Why a command could not do its job.
+#[derive(Debug, thiserror::Error)]
+pub enum CtlError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("no verdict within --wait {}: {last}", humantime::format_duration(*.wait))]
+    NoVerdict { wait: Duration, last: Box<ApiError> },
+    #[error("{path}: {reason}")]
+    Input { path: String, reason: String },
+}
+
+impl CtlError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Api(error) if error.refused() => exit::REFUSED,
+            Self::Api(ApiError::Client(_)) | Self::Input { .. } => exit::REFUSED,
+            Self::Api(_) | Self::NoVerdict { .. } => exit::UNAVAILABLE,
+        }
+    }
+}
+
+/// Runs one command; `Ok` carries the exit code.
+pub async fn run(cli: Cli) -> Result<u8, CtlError> {
+    let api = Api::new(cli.verdict, cli.mirror, cli.token, cli.timeout)?;
+    // The drill-down pages' base, `…/exchanges/`.
+    let pages = api.exchange_page("", None);
+    match &cli.command {
+        Command::Gate(args) => gate::run(&api, args, cli.timeout, &pages).await,
+        Command::Verdict(args) => {
+            let window = &args.window;
+            let report = api.verdict(&window.candidate, args.stage.as_deref(), window.since.as_deref(), None).await?;
+            if args.json {
+                // A report always serializes: plain numbers, strings and lists.
+                let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+                out(&format!("{json}\n"));
+            } else {
+                out(&report::render(&report, &pages));
+            }
+            Ok(exit::OK)
+        }
+        Command::Diff(args) => {
+            let detail = api.exchange(&args.request_id).await?;
+            let shadow = diff::shadow_of(&detail, args.candidate.as_deref());
+            let page = api.exchange_page(&args.request_id, shadow.as_deref());
+            out(&diff::render(&detail, shadow.as_deref(), &page));
+            Ok(exit::OK)
+        }
+        Command::Profiles(command) => profiles::run(&api, command).await.map(|()| exit::OK),
+    }
+}
+
+/// Writes to stdout, styles dropped unless it is a terminal that wants them. A closed pipe
+/// (`shadowctl verdict … | head`) is not an error worth a message.
+pub fn out(text: &str) {
+    let mut stdout = anstream::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

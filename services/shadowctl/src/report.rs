@@ -1,0 +1,222 @@
+//! A verdict report as tables: the verdict and its reasons, every criterion, paired latency
+//! with the A/A baseline, the worst routes and the paths that differ most.
+
+use std::fmt::Write as _;
+use std::time::{Duration, UNIX_EPOCH};
+
+use reqwest::Url;
+use shadowdiff_verdict::{Criterion, Decision, Rate, VerdictReport};
+
+use crate::style::{self, DIM, HEADER, paint};
+use crate::table::{Align, Cell, Table};
+
+/// The whole report, styled. `page` is the drill-down page's base (`…/exchanges/`).
+pub fn render(report: &VerdictReport, page: &Url) -> String {
+    let mut out = String::new();
+    let stage =
+        report.stage.as_deref().map_or_else(|| "every stage (shadow gate)".to_owned(), |s| format!("stage {s}"));
+    let since = if report.since == 0 {
+        "all stored comparisons".to_owned()
+    } else {
+        let at = UNIX_EPOCH + Duration::from_secs(u64::from(report.since));
+        format!("since {}", humantime::format_rfc3339_seconds(at))
+    };
+    let verdict = paint(style::decision(report.verdict), report.verdict.as_str().to_uppercase());
+    let _ = writeln!(out, "{} · {stage} · {since}: {verdict}", paint(HEADER, &report.candidate));
+    for reason in &report.reasons {
+        let _ = writeln!(out, "  - {reason}");
+    }
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(
+            DIM,
+            format!(
+                "{} samples: {} compared ({} noise only), {} incomplete, over {}s",
+                report.samples, report.compared, report.noise_only, report.incomplete, report.span_secs
+            )
+        )
+    );
+
+    out.push('\n');
+    out.push_str(&criteria(&report.criteria).render(""));
+
+    out.push('\n');
+    let _ = writeln!(out, "{}", paint(HEADER, "Latency (ms, the same requests on both sides)"));
+    out.push_str(&latency(report).render("  "));
+    let baseline = match report.latency.secondary_p95_delta {
+        Some(delta) => format!("A/A baseline: the secondary's p95 is {} on the same requests", signed_pct(delta)),
+        None => "A/A baseline: no secondary leg in this window".to_owned(),
+    };
+    let _ = writeln!(out, "  {}", paint(DIM, baseline));
+
+    out.push('\n');
+    let _ = writeln!(out, "{}", paint(HEADER, "Worst routes"));
+    if report.routes.is_empty() {
+        let _ = writeln!(out, "  {}", paint(DIM, "no comparisons in this window"));
+    } else {
+        let mut routes = Table::new(&[
+            ("ROUTE", Align::Left),
+            ("VERDICT", Align::Left),
+            ("SAMPLES", Align::Right),
+            ("DIVERGED", Align::Right),
+            ("INTERVAL", Align::Left),
+            ("NEW ERRORS", Align::Right),
+        ]);
+        for route in &report.routes {
+            routes.row(vec![
+                route.route.clone().into(),
+                Cell::styled(style::decision(route.verdict), route.verdict.as_str()),
+                route.samples.to_string().into(),
+                rate(&route.divergence).into(),
+                interval(route.divergence.lower, route.divergence.upper).into(),
+                format!("{}/{}", route.new_errors.count, route.new_errors.of).into(),
+            ]);
+        }
+        out.push_str(&routes.render("  "));
+    }
+
+    out.push('\n');
+    let _ = writeln!(out, "{}", paint(HEADER, "Top differing paths (noise excluded)"));
+    if report.top_paths.is_empty() {
+        let _ = writeln!(out, "  {}", paint(DIM, "none"));
+    } else {
+        let mut paths = Table::new(&[
+            ("COUNT", Align::Right),
+            ("ROUTE", Align::Left),
+            ("KIND", Align::Left),
+            ("PATH", Align::Left),
+        ]);
+        for path in &report.top_paths {
+            paths.row(vec![
+                path.count.to_string().into(),
+                path.route.clone().into(),
+                path.kind.clone().into(),
+                path.path.clone().into(),
+            ]);
+        }
+        out.push_str(&paths.render("  "));
+    }
+
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "{}",
+        paint(
+            DIM,
+            format!(
+                "One request in detail: shadowctl diff <request-id> --candidate {}, or {page}<request-id>?candidate={}",
+                report.candidate, report.candidate
+            )
+        )
+    );
+    out
+}
+
+fn criteria(criteria: &[Criterion]) -> Table {
+    let mut table = Table::new(&[
+        ("CRITERION", Align::Left),
+        ("STATUS", Align::Left),
+        ("OBSERVED", Align::Right),
+        ("INTERVAL", Align::Left),
+        ("THRESHOLD", Align::Left),
+        ("REASON", Align::Left),
+    ]);
+    for c in criteria {
+        let (observed, threshold) = observed_and_threshold(c);
+        let interval = match (c.lower, c.upper) {
+            (Some(lower), Some(upper)) => interval(lower, upper),
+            _ => "—".to_owned(),
+        };
+        table.row(vec![
+            c.name.clone().into(),
+            Cell::styled(style::decision(c.status), c.status.as_str()),
+            observed.into(),
+            interval.into(),
+            threshold.into(),
+            Cell::styled(if c.status == Decision::Pass { DIM } else { style::PLAIN }, c.reason.clone()),
+        ]);
+    }
+    table
+}
+
+/// A criterion's numbers in its own unit; the names are the verdict API's.
+fn observed_and_threshold(c: &Criterion) -> (String, String) {
+    match c.name.as_str() {
+        "samples" | "new_errors" => (format!("{:.0}", c.observed), format!("{} {:.0}", bound(c), c.threshold)),
+        "duration" => (format!("{:.0}s", c.observed), format!("{} {:.0}s", bound(c), c.threshold)),
+        "divergence_rate" => (pct(c.observed), format!("{} {}", bound(c), pct(c.threshold))),
+        "latency_p95_delta" => (signed_pct(c.observed), format!("{} {}", bound(c), signed_pct(c.threshold))),
+        _ => (format!("{}", c.observed), format!("{}", c.threshold)),
+    }
+}
+
+/// Minimums for the amount of evidence, maximums for everything else.
+fn bound(c: &Criterion) -> &'static str {
+    if matches!(c.name.as_str(), "samples" | "duration") { "≥" } else { "≤" }
+}
+
+fn latency(report: &VerdictReport) -> Table {
+    let mut table = Table::new(&[
+        ("", Align::Left),
+        ("PRIMARY", Align::Right),
+        ("CANDIDATE", Align::Right),
+        ("DELTA", Align::Right),
+    ]);
+    let l = &report.latency;
+    let rows = [
+        ("p50", l.primary.p50, l.candidate.p50),
+        ("p95", l.primary.p95, l.candidate.p95),
+        ("p99", l.primary.p99, l.candidate.p99),
+    ];
+    for (name, primary, candidate) in rows {
+        let delta = if primary > 0.0 { signed_pct((candidate - primary) / primary) } else { "—".to_owned() };
+        table.row(vec![
+            Cell::styled(HEADER, name),
+            format!("{primary:.2}").into(),
+            format!("{candidate:.2}").into(),
+            delta.into(),
+        ]);
+    }
+    table
+}
+
+/// `3/100 (3.00%)`.
+pub fn rate(rate: &Rate) -> String {
+    format!("{}/{} ({})", rate.count, rate.of, pct(rate.rate))
+}
+
+pub fn interval(lower: f64, upper: f64) -> String {
+    format!("{}–{}", pct(lower), pct(upper))
+}
+
+pub fn pct(fraction: f64) -> String {
+    format!("{:.2}%", fraction * 100.0)
+}
+
+pub fn signed_pct(fraction: f64) -> String {
+    format!("{:+.2}%", fraction * 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_follow_the_criterion() {
+        let c = |name: &str, observed, threshold| Criterion {
+            name: name.to_owned(),
+            status: Decision::Pass,
+            observed,
+            lower: None,
+            upper: None,
+            threshold,
+            reason: String::new(),
+        };
+        assert_eq!(observed_and_threshold(&c("samples", 412.0, 400.0)), ("412".into(), "≥ 400".into()));
+        assert_eq!(observed_and_threshold(&c("duration", 75.0, 60.0)), ("75s".into(), "≥ 60s".into()));
+        assert_eq!(observed_and_threshold(&c("divergence_rate", 0.3, 0.01)), ("30.00%".into(), "≤ 1.00%".into()));
+        assert_eq!(observed_and_threshold(&c("latency_p95_delta", -0.012, 0.05)), ("-1.20%".into(), "≤ +5.00%".into()));
+        assert_eq!(observed_and_threshold(&c("new_errors", 2.0, 0.0)), ("2".into(), "≤ 0".into()));
+    }
+}

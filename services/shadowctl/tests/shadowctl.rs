@@ -1,0 +1,283 @@
+//! The built `shadowctl` binary against a real verdict service on its own ClickHouse
+//! database, holding crafted rows for three candidates (one passes the default gate, one
+//! fails it, one is inconclusive), and against a real mirror on its own Kafka topics.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::future::Future;
+use std::process::Output;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shadowdiff_correlator::sink::{Batch, Sink};
+use shadowdiff_runtime::CancellationToken;
+use shadowdiff_runtime::clickhouse::ClickHouseConfig;
+use shadowdiff_runtime::config::load_str;
+use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
+use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::mirror::{MirrorTopics, MirrorUnderTest};
+use shadowdiff_tests::{eventually, unique};
+use shadowdiff_verdict::{Decision, VerdictConfig, VerdictReport};
+
+const TOKEN: &str = "shadowctl-test-token-0123";
+const PASSES: &str = "ctl-pass";
+const FAILS: &str = "ctl-fail";
+const UNDECIDED: &str = "ctl-wait";
+/// A request of the failing candidate with a real difference, a noise one and sampled bodies.
+const DIVERGENT: &str = "ctl-fail-2";
+const PATH: &str = "items[0].price";
+
+/// Runs the binary with `env`, off the async runtime so the in-process verdict keeps serving.
+fn shadowctl(args: &[&str], env: &[(&str, &str)]) -> impl Future<Output = Output> + use<> {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shadowctl"));
+    command.args(args).env_remove("SHADOWCTL_TOKEN").env_remove("SHADOWCTL_VERDICT").env_remove("SHADOWCTL_MIRROR");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    async move { tokio::task::spawn_blocking(move || command.output().expect("run shadowctl")).await.unwrap() }
+}
+
+fn text(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Asserts the exit code, printing both streams when it differs.
+fn expect_code(output: &Output, code: i32, what: &str) -> (String, String) {
+    let (stdout, stderr) = text(output);
+    // Shown with the failure of a later assertion, or with --nocapture.
+    eprintln!("=== {what}: exit {:?}\n{stdout}{stderr}", output.status.code());
+    assert_eq!(output.status.code(), Some(code), "{what}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    (stdout, stderr)
+}
+
+fn exchange(candidate: &str, i: u32, ts: u32, diverged: bool) -> ExchangeRow {
+    ExchangeRow {
+        ts,
+        request_id: format!("{candidate}-{i}"),
+        route: "/items/{id}".into(),
+        method: "GET".into(),
+        deployment: candidate.into(),
+        role: "candidate".into(),
+        outcome: "complete".into(),
+        primary_status: 200,
+        shadow_status: 200,
+        primary_error: String::new(),
+        shadow_error: String::new(),
+        primary_latency_us: 10_000,
+        shadow_latency_us: 10_000,
+        latency_delta_us: 0,
+        status_differs: 0,
+        body_differs: u8::from(diverged),
+        differences: u32::from(diverged),
+        noise: 0,
+        stage: "10".into(),
+    }
+}
+
+fn difference(row: &ExchangeRow, kind: &str, path: &str, values: (&str, &str), noise: bool) -> DifferenceRow {
+    DifferenceRow {
+        ts: row.ts,
+        request_id: row.request_id.clone(),
+        route: row.route.clone(),
+        deployment: row.deployment.clone(),
+        role: row.role.clone(),
+        kind: kind.into(),
+        path: path.into(),
+        primary_value: values.0.into(),
+        shadow_value: values.1.into(),
+        noise: u8::from(noise),
+    }
+}
+
+fn sample(row: &ExchangeRow, role: &str, deployment: &str, body: &str) -> SampleRow {
+    SampleRow {
+        ts: row.ts,
+        request_id: row.request_id.clone(),
+        route: row.route.clone(),
+        method: row.method.clone(),
+        deployment: deployment.into(),
+        role: role.into(),
+        status: 200,
+        content_type: "application/json".into(),
+        headers: "content-type: application/json\n".into(),
+        body: body.into(),
+        body_length: body.len() as u64,
+        truncated: 0,
+    }
+}
+
+/// 420 clean comparisons over 2 minutes; 30 of 100 diverged; 20 clean ones, too few.
+fn rows() -> Batch {
+    let now = u32::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+    let start = now - 600;
+    let mut batch = Batch::default();
+    batch.exchanges.extend((0..420).map(|i| exchange(PASSES, i, start + i * 120 / 419, false)));
+    batch.exchanges.extend((0..20).map(|i| exchange(UNDECIDED, i, start + i, false)));
+    for i in 0..100 {
+        let mut row = exchange(FAILS, i, start + i / 2, i % 10 < 3);
+        if row.differences > 0 {
+            batch.differences.push(difference(&row, "changed_value", PATH, ("100", "130"), false));
+        }
+        if row.request_id == DIVERGENT {
+            row.differences += 1;
+            row.noise = 1;
+            batch.differences.push(difference(&row, "changed_value", "generated_at", ("\"10:00\"", "\"10:01\""), true));
+            let mut secondary = exchange("secondary", i, row.ts, true);
+            (secondary.request_id, secondary.role, secondary.noise) = (row.request_id.clone(), "secondary".into(), 1);
+            batch.exchanges.push(secondary);
+            batch.samples.push(sample(
+                &row,
+                "primary",
+                "primary",
+                r#"{"items":[{"price":100}],"generated_at":"10:00"}"#,
+            ));
+            batch.samples.push(sample(&row, "candidate", FAILS, r#"{"items":[{"price":130}],"generated_at":"10:01"}"#));
+        }
+        batch.exchanges.push(row);
+    }
+    assert!(batch.exchanges.iter().any(|r| r.request_id == DIVERGENT && r.noise == 1), "the divergent request exists");
+    batch
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gate_verdict_and_diff_against_a_real_verdict_service() {
+    let infra = Infra::get().await;
+    let database = unique("sd_ctl");
+    let store =
+        ClickHouseConfig { url: infra.clickhouse_url.clone(), database: database.clone(), ..Default::default() };
+    Sink::connect(&store).await.unwrap().write(&rows()).await.unwrap();
+
+    let config: VerdictConfig = load_str(
+        &format!(
+            "[verdict]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n",
+            infra.clickhouse_url
+        ),
+        "verdict test config",
+        Vec::new(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shutdown = CancellationToken::new();
+    let verdict = shadowdiff_verdict::Verdict::bind(config, shutdown.clone()).await.unwrap();
+    let url = format!("http://{}", verdict.local_addr());
+    let server = tokio::spawn(verdict.run(shutdown.clone()));
+    let env = [("SHADOWCTL_VERDICT", url.as_str()), ("SHADOWCTL_TOKEN", TOKEN)];
+    let gate = |candidate: &'static str, stage: &'static str, wait: &'static str| {
+        let args = ["gate", "--candidate", candidate, "--stage", stage, "--wait", wait, "--interval", "500ms"];
+        shadowctl(&args, &env)
+    };
+
+    let (stdout, stderr) = expect_code(&gate(PASSES, "10", "60s").await, 0, "a clean candidate passes");
+    assert!(stdout.contains(&format!("{PASSES} · stage 10 · all stored comparisons: PASS")), "{stdout}");
+    assert!(stderr.contains("420 samples, 420 compared"), "one progress line per poll: {stderr}");
+
+    let (stdout, stderr) = expect_code(&gate(FAILS, "10", "60s").await, 1, "30% diverged fails");
+    assert!(stdout.contains(": FAIL"), "{stdout}");
+    assert!(stdout.contains("30 of 100 diverged"), "the failing criterion's reason: {stdout}");
+    assert!(stdout.contains(&format!("   30  /items/{{id}}  changed_value  {PATH}")), "top path: {stdout}");
+    assert!(stderr.contains("diverged 30.00%"), "{stderr}");
+
+    let started = Instant::now();
+    let (stdout, stderr) = expect_code(&gate(UNDECIDED, "10", "2s").await, 2, "20 samples stay inconclusive");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(20), "waited out --wait 2s: {took:?}");
+    assert!(stdout.contains(": INCONCLUSIVE"), "{stdout}");
+    assert!(stderr.contains("still inconclusive after --wait 2s"), "{stderr}");
+    assert!(stderr.contains("waiting on samples, duration"), "{stderr}");
+    assert_eq!(stderr.matches("20 samples").count(), 1, "off a terminal, a line only when it changes: {stderr}");
+
+    let (_, stderr) = expect_code(&gate(PASSES, "7", "60s").await, 3, "an unknown stage is refused at once");
+    assert!(stderr.contains(r#"400 Bad Request: stage "7" is not one of shadow, 1, 10, 50, 100"#), "{stderr}");
+    let no_token = shadowctl(&["verdict", "--candidate", PASSES], &[("SHADOWCTL_VERDICT", url.as_str())]).await;
+    let (_, stderr) = expect_code(&no_token, 3, "no token is refused");
+    assert!(stderr.contains("401 Unauthorized: missing or wrong bearer token"), "{stderr}");
+
+    let json = shadowctl(&["verdict", "--candidate", FAILS, "--stage", "10", "--json"], &env).await;
+    let (stdout, _) = expect_code(&json, 0, "verdict --json");
+    let report: VerdictReport = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!((report.verdict, report.compared, report.divergence.count), (Decision::Fail, 100, 30));
+    assert_eq!(report.top_paths.first().map(|p| (p.path.as_str(), p.count)), Some((PATH, 30)), "{report:?}");
+    let table = shadowctl(&["verdict", "--candidate", UNDECIDED], &env).await;
+    let (stdout, _) = expect_code(&table, 0, "verdict as tables");
+    for expected in ["samples", "duration", "divergence_rate", "new_errors", "latency_p95_delta", "A/A baseline", "p99"]
+    {
+        assert!(stdout.contains(expected), "{expected} in {stdout}");
+    }
+
+    let (stdout, _) = expect_code(&shadowctl(&["diff", DIVERGENT], &env).await, 0, "diff of a divergent request");
+    assert!(stdout.contains(&format!("Differences, primary → {FAILS}: 2 (1 noise)")), "{stdout}");
+    assert!(stdout.contains(&format!("changed_value  {PATH}  100 → 130")), "{stdout}");
+    assert!(stdout.contains("generated_at") && stdout.contains("noise: the secondary differs here too"), "{stdout}");
+    assert!(stdout.contains("-      \"price\": 100\n+      \"price\": 130\n"), "the bodies' unified diff: {stdout}");
+    assert!(stdout.contains(&format!("{url}/exchanges/{DIVERGENT}?candidate={FAILS}")), "drill-down page: {stdout}");
+    let (_, stderr) = expect_code(&shadowctl(&["diff", "no-such-request"], &env).await, 3, "unknown request");
+    assert!(stderr.contains("no comparison stored for request no-such-request"), "{stderr}");
+
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    let unreachable = [("SHADOWCTL_VERDICT", "http://127.0.0.1:1"), ("SHADOWCTL_TOKEN", TOKEN)];
+    let down = shadowctl(
+        &["gate", "--candidate", PASSES, "--stage", "10", "--wait", "1s", "--interval", "300ms"],
+        &unreachable,
+    );
+    let (_, stderr) = expect_code(&down.await, 4, "no verdict service: retried, then unavailable");
+    assert!(stderr.contains("retrying") && stderr.contains("no verdict within --wait 1s"), "{stderr}");
+
+    let client = shadowdiff_tests::infra::clickhouse_client(&infra.clickhouse_url, "default");
+    client.query(&format!("DROP DATABASE IF EXISTS {database}")).execute().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_round_trip_through_a_real_mirror() {
+    let infra = Infra::get().await;
+    let mirror = MirrorUnderTest::start(&infra.brokers, &MirrorTopics::new(), "").await;
+    let env = [("SHADOWCTL_MIRROR", mirror.admin_url.as_str())];
+    let id = unique("ctl");
+    let file = std::env::temp_dir().join(format!("{id}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            "id = \"{id}\"\nstage = \"10\"\nsample_percent = 50\nttl_secs = 3600\n\
+             [[targets]]\nname = \"v2\"\nrole = \"candidate\"\nbase_url = \"http://127.0.0.1:9\"\n"
+        ),
+    )
+    .unwrap();
+    let path = file.to_string_lossy().into_owned();
+
+    let (stdout, _) = expect_code(&shadowctl(&["profiles", "apply", &path], &env).await, 0, "apply");
+    assert!(
+        stdout.contains(&format!("accepted profile {id}: stage 10, 50% sampled, 1 target(s), expires in ")),
+        "{stdout}"
+    );
+    let listed = |needle: String, present: bool| {
+        let list = shadowctl(&["profiles", "list"], &env);
+        async move {
+            let output = list.await;
+            let (stdout, stderr) = text(&output);
+            if output.status.success() && stdout.contains(&needle) == present {
+                Ok(stdout)
+            } else {
+                Err(format!("{stdout}{stderr}"))
+            }
+        }
+    };
+    let stdout =
+        eventually("the profile listed", Duration::from_secs(20), || listed(format!("{id}  active"), true)).await;
+    assert!(stdout.contains("v2 (candidate)") && stdout.contains("none"), "{stdout}");
+
+    let fault = ["profiles", "fault", &id, "--latency-ms", "200", "--latency-percent", "5", "--error-percent", "1"];
+    let (stdout, _) = expect_code(&shadowctl(&fault, &env).await, 0, "fault");
+    assert!(stdout.contains(&format!("profile {id} faults: +200ms on 5%, 503 on 1%")), "{stdout}");
+    eventually("the faults listed", Duration::from_secs(20), || listed("+200ms on 5%, 503 on 1%".to_owned(), true))
+        .await;
+
+    let (stdout, _) = expect_code(&shadowctl(&["profiles", "status", &id], &env).await, 0, "status");
+    assert!(stdout.contains(&format!("profile {id}")) && stdout.contains("stage: 10"), "{stdout}");
+
+    expect_code(&shadowctl(&["profiles", "delete", &id], &env).await, 0, "delete");
+    eventually("the profile gone", Duration::from_secs(20), || listed(id.clone(), false)).await;
+    let (_, stderr) = expect_code(&shadowctl(&["profiles", "delete", &id], &env).await, 3, "delete again");
+    assert!(stderr.contains("404 Not Found: no profile"), "{stderr}");
+
+    let _ = std::fs::remove_file(&file);
+    mirror.stop().await;
+}
