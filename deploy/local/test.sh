@@ -8,6 +8,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/../.."
 
 deploy/local/services.sh up
+# The validators tests/tests/deploy_manifests.rs runs over docker-compose.yaml and deploy/k8s.
+deploy/k8s/validators.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace
