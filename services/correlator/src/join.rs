@@ -180,11 +180,18 @@ impl Joiner {
         evicted
     }
 
+    /// Takes `id` out. An exchange with shadow legs is remembered for a window, so its late
+    /// legs are recognised and not written twice. One without any (a request the mirror did
+    /// not replay, or one evicted before its shadows came) writes no rows, so it is not
+    /// remembered: a shadow leg that comes after all opens a new exchange, written with what
+    /// is missing, rather than being dropped as late.
     fn finish(&mut self, id: String, now: Instant) -> Option<Exchange> {
         let exchange = self.open.remove(&id)?;
         self.bytes -= exchange.bytes;
-        self.finished.insert(id.clone(), now);
-        self.finished_order.push_back((now, id));
+        if !exchange.shadows.is_empty() {
+            self.finished.insert(id.clone(), now);
+            self.finished_order.push_back((now, id));
+        }
         Some(exchange)
     }
 
@@ -302,6 +309,11 @@ mod tests {
             by_bytes.add(response(id, Role::Primary, "prod"), pos(i as i64), t0);
         }
         assert_eq!(by_bytes.evict_over_bounds(t0).len(), 1, "three legs of ~256 bytes exceed 600");
-        assert_eq!(by_bytes.add(response("a", Role::Candidate, "v2"), pos(9), t0).0, Added::Late);
+        // `a` was evicted before its shadow came, so it wrote no rows: the shadow opens a new
+        // exchange, written as missing its primary, instead of vanishing as late.
+        assert_eq!(by_bytes.add(response("a", Role::Candidate, "v2"), pos(9), t0).0, Added::Joined);
+        let late = by_bytes.expire(t0 + Duration::from_secs(31));
+        let a = late.iter().find(|e| e.shadows.first().is_some_and(|s| s.request_id == "a")).unwrap();
+        assert!(a.primary.is_none() && a.shadows.len() == 1);
     }
 }
