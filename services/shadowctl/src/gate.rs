@@ -86,7 +86,10 @@ fn inconclusive(report: &VerdictReport, wait: Duration, error: Option<&ApiError>
 /// and the criteria still open when inconclusive.
 fn line(report: &VerdictReport) -> String {
     let d = &report.divergence;
-    let p95 = if report.compared == 0 { "—".to_owned() } else { signed_pct(report.latency.p95_delta) };
+    let p95 = match report.latency.judged_p95_delta() {
+        Some(delta) if report.compared > 0 => signed_pct(delta),
+        _ => "—".to_owned(),
+    };
     // The verdict first: it survives a cut to the terminal's width.
     let mut line = format!(
         "{} · {} samples, {} compared · diverged {} [{}] · new errors {} · p95 {p95}",

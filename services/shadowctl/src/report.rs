@@ -45,7 +45,10 @@ pub fn render(report: &VerdictReport, page: &Url) -> String {
     let _ = writeln!(out, "{}", paint(HEADER, "Latency (ms, the same requests on both sides)"));
     out.push_str(&latency(report).render("  "));
     let baseline = match report.latency.secondary_p95_delta {
-        Some(delta) => format!("A/A baseline: the secondary's p95 is {} on the same requests", signed_pct(delta)),
+        Some(delta) => format!(
+            "A/A baseline: the secondary's p95 is {} vs the primary's on the same requests; the gate judges the candidate against the secondary",
+            signed_pct(delta)
+        ),
         None => "A/A baseline: no secondary leg in this window".to_owned(),
     };
     let _ = writeln!(out, "  {}", paint(DIM, baseline));
@@ -160,22 +163,29 @@ fn latency(report: &VerdictReport) -> Table {
     let mut table = Table::new(&[
         ("", Align::Left),
         ("PRIMARY", Align::Right),
+        ("SECONDARY", Align::Right),
         ("CANDIDATE", Align::Right),
-        ("DELTA", Align::Right),
+        ("VS PRIMARY", Align::Right),
+        ("VS SECONDARY", Align::Right),
     ]);
     let l = &report.latency;
+    let s = l.secondary;
     let rows = [
-        ("p50", l.primary.p50, l.candidate.p50),
-        ("p95", l.primary.p95, l.candidate.p95),
-        ("p99", l.primary.p99, l.candidate.p99),
+        ("p50", l.primary.p50, s.map(|s| s.p50), l.candidate.p50),
+        ("p95", l.primary.p95, s.map(|s| s.p95), l.candidate.p95),
+        ("p99", l.primary.p99, s.map(|s| s.p99), l.candidate.p99),
     ];
-    for (name, primary, candidate) in rows {
-        let delta = if primary > 0.0 { signed_pct((candidate - primary) / primary) } else { "—".to_owned() };
+    let delta = |candidate: f64, base: f64| {
+        if base > 0.0 { signed_pct((candidate - base) / base) } else { "—".to_owned() }
+    };
+    for (name, primary, secondary, candidate) in rows {
         table.row(vec![
             Cell::styled(HEADER, name),
             format!("{primary:.2}").into(),
+            secondary.map_or("—".to_owned(), |s| format!("{s:.2}")).into(),
             format!("{candidate:.2}").into(),
-            delta.into(),
+            delta(candidate, primary).into(),
+            secondary.map_or("—".to_owned(), |s| delta(candidate, s)).into(),
         ]);
     }
     table
