@@ -29,11 +29,11 @@ use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Value, json};
 use shadowdiff_correlator::CorrelatorConfig;
 use shadowdiff_mirror::MirrorConfig;
-use shadowdiff_mirror::profile::Stage;
 use shadowdiff_runtime::config::load_str;
 use shadowdiff_runtime::kafka::KafkaConfig;
 use shadowdiff_tap::TapConfig;
-use shadowdiff_verdict::VerdictConfig;
+use shadowdiff_verdict::gate::STAGES;
+use shadowdiff_verdict::{Decision, VerdictConfig, VerdictReport};
 
 const INSTALL: &str = "install the validators with deploy/k8s/validators.sh (deploy/local/test.sh runs it)";
 
@@ -195,6 +195,8 @@ struct Loaded {
     kafka_brokers: Option<String>,
     clickhouse_url: Option<String>,
     partitions: Option<i32>,
+    /// The bearer token the verdict API requires.
+    token: Option<String>,
 }
 
 impl Loaded {
@@ -261,6 +263,7 @@ impl Service {
                     kafka_brokers: Some(c.kafka.brokers.clone()),
                     clickhouse_url: None,
                     partitions: Some(c.topics.partitions),
+                    token: None,
                 })
             }
             Self::Mirror => {
@@ -280,6 +283,7 @@ impl Service {
                     kafka_brokers: Some(c.kafka.brokers.clone()),
                     clickhouse_url: None,
                     partitions: Some(c.topics.partitions),
+                    token: None,
                 })
             }
             Self::Correlator => {
@@ -293,6 +297,7 @@ impl Service {
                     kafka_brokers: Some(c.kafka.brokers.clone()),
                     clickhouse_url: Some(c.clickhouse.url.clone()),
                     partitions: Some(c.topics.partitions),
+                    token: None,
                 })
             }
             Self::Verdict => {
@@ -305,6 +310,7 @@ impl Service {
                     kafka_brokers: None,
                     clickhouse_url: Some(c.clickhouse.url.clone()),
                     partitions: None,
+                    token: c.verdict.token.clone(),
                 })
             }
         }
@@ -578,9 +584,6 @@ fn compose_wiring_is_complete() {
     let services = compose_services();
     let declared: BTreeSet<&String> = compose()["volumes"].as_object().map(|v| v.keys().collect()).unwrap_or_default();
     let binaries = dockerfile_binaries();
-    for binary in IMAGE_BINARIES {
-        assert!(binaries.iter().any(|b| b == binary), "the Dockerfile should build {binary}, builds {binaries:?}");
-    }
     for (name, service) in services {
         for (dependency, condition) in depends_on(service) {
             let target = services.get(&dependency).unwrap_or_else(|| panic!("{name} depends on unknown {dependency}"));
@@ -616,6 +619,33 @@ fn compose_wiring_is_complete() {
     for target in prometheus_targets() {
         let (host, _) = host_port(&target);
         assert!(host == "127.0.0.1" || services.contains_key(&host), "Prometheus scrapes {target}: no such service");
+    }
+}
+
+#[test]
+fn dockerfile_builds_every_binary_into_a_pinned_non_root_image() {
+    let binaries = dockerfile_binaries();
+    for binary in IMAGE_BINARIES {
+        assert!(binaries.iter().any(|b| b == binary), "the Dockerfile should build {binary}, builds {binaries:?}");
+    }
+    // `cargo build --bin NAME` for each: every name must be a binary of the workspace.
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.current_dir(repo()).args(["metadata", "--no-deps", "--offline", "--format-version", "1"]);
+    let ran = run(cargo, None);
+    assert!(ran.ok, "cargo metadata:\n{}", ran.output);
+    let metadata: Value = serde_json::from_str(&ran.stdout).unwrap();
+    let targets = metadata["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().expect("targets"));
+    let workspace_bins: BTreeSet<&str> =
+        targets.filter(|t| strings(&t["kind"]).iter().any(|k| k == "bin")).map(|t| str_of(&t["name"])).collect();
+    for binary in &binaries {
+        assert!(
+            workspace_bins.contains(binary.as_str()),
+            "the Dockerfile builds {binary}, which no workspace member has"
+        );
     }
 
     let dockerfile = read(&repo().join("Dockerfile"));
@@ -1123,6 +1153,11 @@ fn kubernetes_workloads_are_wired_hardened_and_load_their_configs() {
     assert!(applied_count >= 2, "overlays/ and examples/ hold the applied trees");
 }
 
+/// The verdict service of a render.
+fn verdict_of<'a>(running: &'a [Running<'_>]) -> &'a Loaded {
+    &running.iter().find(|r| r.loaded.service == Service::Verdict).expect("the verdict API runs").loaded
+}
+
 /// The verdict API as a CD gate reaches it: `http://shadowdiff-verdict:8090/...` must lead to
 /// the port the verdict service listens on.
 fn assert_reaches_verdict(render: &Render, url: &str) {
@@ -1151,9 +1186,13 @@ fn argo_rollouts_gates_each_step_on_the_verdict() {
     let metrics = template["spec"]["metrics"].as_array().expect("metrics");
     assert_eq!(metrics.len(), 1, "one metric: the verdict");
     let metric = &metrics[0];
-    // pass → Successful, fail → Failed, inconclusive meets neither → Inconclusive (paused).
+    // pass → Successful, fail → Failed, inconclusive meets neither → Inconclusive (paused),
+    // in the words the verdict API answers with.
+    let decision = |d: Decision| serde_json::to_value(d).unwrap();
+    assert_eq!((decision(Decision::Pass), decision(Decision::Fail)), (json!("pass"), json!("fail")));
     assert_eq!(metric["successCondition"], r#"result == "pass""#);
     assert_eq!(metric["failureCondition"], r#"result == "fail""#);
+    assert!(fields_of::<VerdictReport>().contains(&"verdict"), "the answer has a `verdict` field");
     let web = &metric["provider"]["web"];
     let url = str_of(&web["url"]);
     assert_eq!(url, "http://shadowdiff-verdict:8090/v1/verdict?candidate={{args.candidate}}&stage={{args.stage}}");
@@ -1171,10 +1210,9 @@ fn argo_rollouts_gates_each_step_on_the_verdict() {
         .expect("Authorization: Bearer {{args.NAME}}");
     let token = args.iter().find(|a| a["name"] == token_arg).expect("the token is an argument");
     let secret = &token["valueFrom"]["secretKeyRef"];
-    assert!(
-        render.secret(str_of(&secret["name"]), str_of(&secret["key"])).is_some(),
-        "the verdict token comes from a Secret the overlay provides"
-    );
+    let sent = render.secret(str_of(&secret["name"]), str_of(&secret["key"]));
+    assert!(sent.is_some(), "the verdict token comes from a Secret the overlay provides");
+    assert_eq!(sent, verdict_of(&render.running()).token, "the analysis sends the token the verdict API requires");
 
     let rollout = render.all("Rollout").next().expect("a Rollout");
     let canary = &rollout["spec"]["strategy"]["canary"];
@@ -1193,6 +1231,7 @@ fn argo_rollouts_gates_each_step_on_the_verdict() {
             };
             assert_eq!(arg("candidate"), Some(&json!(candidate)), "step at {weight}%: candidate");
             assert_eq!(arg("stage"), Some(&json!(weight.to_string())), "step at {weight}%: stage");
+            assert!(STAGES.contains(&weight.to_string().as_str()), "{weight}% is no stage the verdict API gates");
             gated.push(weight);
         }
     }
@@ -1213,6 +1252,8 @@ fn flagger_webhooks_ask_the_verdict_api() {
     assert_eq!(format!("{}-canary", str_of(&target["name"])), candidate_host);
     assert!(canary["spec"]["analysis"]["threshold"].as_u64().is_some_and(|t| t > 0), "failed checks roll back");
 
+    // Flagger's webhooks send no headers, so the verdict API they call can require no token.
+    assert_eq!(verdict_of(&render.running()).token, None, "Flagger cannot send the verdict token");
     let hooks = canary["spec"]["analysis"]["webhooks"].as_array().expect("webhooks");
     let mut types = BTreeMap::new();
     for hook in hooks {
@@ -1221,8 +1262,8 @@ fn flagger_webhooks_ask_the_verdict_api() {
         assert_reaches_verdict(render, url);
         let metadata = &hook["metadata"];
         assert_eq!(metadata["candidate"], candidate.as_str(), "{}: metadata.candidate", hook["name"]);
-        let stage: Result<Stage, _> = serde_json::from_value(metadata["stage"].clone());
-        assert!(stage.is_ok(), "{}: metadata.stage {} is no rollout stage", hook["name"], metadata["stage"]);
+        let stage = metadata["stage"].as_str().unwrap_or_default();
+        assert!(STAGES.contains(&stage), "{}: metadata.stage {stage:?} is none of {STAGES:?}", hook["name"]);
     }
     let gate = "http://shadowdiff-verdict:8090/v1/flagger/gate";
     let check = "http://shadowdiff-verdict:8090/v1/flagger/check";
