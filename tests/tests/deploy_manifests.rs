@@ -536,7 +536,6 @@ fn compose_services_load_their_configs_and_reach_what_they_name() {
                 services.get(&host).unwrap_or_else(|| panic!("{name}: {what} {address} is no compose service"));
             assert!(listening(target), "{name}: {what} {address}, but {host} does not listen on {port}");
             assert!(waits_for.contains_key(&host), "{name} should depend on {host} ({what})");
-            port
         };
         for upstream in &loaded.upstreams {
             let what = format!("{} {}", upstream.role, upstream.name);
