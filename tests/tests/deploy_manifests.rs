@@ -1019,7 +1019,7 @@ fn kubernetes_objects_validate_against_their_schemas() {
     );
     let bad_template = json!({
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate", "metadata": { "name": "bad" },
-        "spec": { "metrics": [{ "name": "m", "provider": { "web": { "jsonPath": "{$.verdict}" } } }] }
+        "spec": { "metrics": [{ "name": "m", "provider": { "web": { "jsonPath": "{$}" } } }] }
     });
     let ran = argo_validate(&[&bad_template]);
     assert!(!ran.ok && ran.output.contains("url"), "the Argo models passed a web metric without url:\n{}", ran.output);
@@ -1189,13 +1189,13 @@ fn argo_rollouts_gates_each_step_on_the_verdict() {
     // in the words the verdict API answers with.
     let decision = |d: Decision| serde_json::to_value(d).unwrap();
     assert_eq!((decision(Decision::Pass), decision(Decision::Fail)), (json!("pass"), json!("fail")));
-    assert_eq!(metric["successCondition"], r#"result == "pass""#);
-    assert_eq!(metric["failureCondition"], r#"result == "fail""#);
+    assert_eq!(metric["successCondition"], r#"result.verdict == "pass""#);
+    assert_eq!(metric["failureCondition"], r#"result.verdict == "fail""#);
     assert!(fields_of::<VerdictReport>().contains(&"verdict"), "the answer has a `verdict` field");
     let web = &metric["provider"]["web"];
     let url = str_of(&web["url"]);
     assert_eq!(url, "http://shadowdiff-verdict:8090/v1/verdict?candidate={{args.candidate}}&stage={{args.stage}}");
-    assert_eq!(web["jsonPath"], "{$.verdict}");
+    assert_eq!(web["jsonPath"], "{$}");
     assert_reaches_verdict(render, url);
 
     let args = template["spec"]["args"].as_array().expect("args");
