@@ -110,3 +110,37 @@ pub fn row(deployment: &str, i: u32) -> ExchangeRow {
         stage: "10".into(),
     }
 }
+
+/// A difference `row`'s shadow showed at `path`: (primary, shadow) values.
+pub fn difference(row: &ExchangeRow, kind: &str, path: &str, values: (&str, &str), noise: bool) -> DifferenceRow {
+    DifferenceRow {
+        ts: row.ts,
+        request_id: row.request_id.clone(),
+        route: row.route.clone(),
+        deployment: row.deployment.clone(),
+        role: row.role.clone(),
+        kind: kind.into(),
+        path: path.into(),
+        primary_value: values.0.into(),
+        shadow_value: values.1.into(),
+        noise: u8::from(noise),
+    }
+}
+
+/// `row`'s request as `deployment` (in `role`) answered it: a sampled JSON body.
+pub fn sample(row: &ExchangeRow, role: &str, deployment: &str, status: u16, body: &str) -> SampleRow {
+    SampleRow {
+        ts: row.ts,
+        request_id: row.request_id.clone(),
+        route: row.route.clone(),
+        method: row.method.clone(),
+        deployment: deployment.into(),
+        role: role.into(),
+        status,
+        content_type: "application/json".into(),
+        headers: "content-type: application/json\n".into(),
+        body: body.into(),
+        body_length: body.len() as u64,
+        truncated: 0,
+    }
+}

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
-use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
+use shadowdiff_store::ExchangeRow;
 use shadowdiff_tests::infra::Infra;
-use shadowdiff_tests::verdict::{START_TS, VerdictService, row};
+use shadowdiff_tests::verdict::{START_TS, VerdictService, difference, row, sample};
 use shadowdiff_verdict::{Decision, VerdictReport};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -190,39 +190,28 @@ async fn the_drill_down_page_highlights_the_difference_in_chromium() {
     let service = VerdictService::start(&infra, "").await;
     let id = "req-7";
     let exchange = ExchangeRow { differences: 2, noise: 1, body_differs: 1, ..row("v2", 7) };
-    let difference = |path: &str, primary: &str, shadow: &str, noise: u8| DifferenceRow {
-        ts: START_TS + 7,
-        request_id: id.into(),
-        route: "/items/{id}".into(),
-        deployment: "v2".into(),
-        role: "candidate".into(),
-        kind: "changed_value".into(),
-        path: path.into(),
-        primary_value: primary.into(),
-        shadow_value: shadow.into(),
-        noise,
-    };
-    let sample = |deployment: &str, role: &str, body: &str| SampleRow {
-        ts: START_TS + 7,
-        request_id: id.into(),
-        route: "/items/{id}".into(),
-        method: "GET".into(),
-        deployment: deployment.into(),
-        role: role.into(),
-        status: 200,
-        content_type: "application/json".into(),
-        headers: "content-type: application/json\n".into(),
-        body: body.into(),
-        body_length: body.len() as u64,
-        truncated: 0,
-    };
     service
         .insert(
-            &[exchange, row("secondary", 7)],
-            &[difference("total", "100", "90", 0), difference("generated_at", "\"10:00\"", "\"10:01\"", 1)],
+            &[exchange.clone(), row("secondary", 7)],
             &[
-                sample("primary", "primary", r#"{"id":7,"total":100,"generated_at":"10:00","note":"<b>x</b>"}"#),
-                sample("v2", "candidate", r#"{"id":7,"total":90,"generated_at":"10:01","note":"<b>x</b>"}"#),
+                difference(&exchange, "changed_value", "total", ("100", "90"), false),
+                difference(&exchange, "changed_value", "generated_at", ("\"10:00\"", "\"10:01\""), true),
+            ],
+            &[
+                sample(
+                    &exchange,
+                    "primary",
+                    "primary",
+                    200,
+                    r#"{"id":7,"total":100,"generated_at":"10:00","note":"<b>x</b>"}"#,
+                ),
+                sample(
+                    &exchange,
+                    "candidate",
+                    "v2",
+                    200,
+                    r#"{"id":7,"total":90,"generated_at":"10:01","note":"<b>x</b>"}"#,
+                ),
             ],
         )
         .await;

@@ -8,15 +8,13 @@ use std::future::Future;
 use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shadowdiff_correlator::sink::{Batch, Sink};
-use shadowdiff_runtime::CancellationToken;
-use shadowdiff_runtime::clickhouse::ClickHouseConfig;
-use shadowdiff_runtime::config::load_str;
-use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
+use shadowdiff_correlator::sink::Batch;
+use shadowdiff_store::{ExchangeRow, SampleRow};
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::mirror::{MirrorTopics, MirrorUnderTest};
+use shadowdiff_tests::verdict::{self as rows, VerdictService, difference, row};
 use shadowdiff_tests::{eventually, unique};
-use shadowdiff_verdict::{Decision, VerdictConfig, VerdictReport};
+use shadowdiff_verdict::{Decision, VerdictReport};
 
 const TOKEN: &str = "shadowctl-test-token-0123";
 const PASSES: &str = "ctl-pass";
@@ -53,60 +51,18 @@ fn exchange(candidate: &str, i: u32, ts: u32, diverged: bool) -> ExchangeRow {
     ExchangeRow {
         ts,
         request_id: format!("{candidate}-{i}"),
-        route: "/items/{id}".into(),
-        method: "GET".into(),
-        deployment: candidate.into(),
-        role: "candidate".into(),
-        outcome: "complete".into(),
-        primary_status: 200,
-        shadow_status: 200,
-        primary_error: String::new(),
-        shadow_error: String::new(),
-        primary_latency_us: 10_000,
-        shadow_latency_us: 10_000,
-        latency_delta_us: 0,
-        status_differs: 0,
         body_differs: u8::from(diverged),
         differences: u32::from(diverged),
-        noise: 0,
-        stage: "10".into(),
-    }
-}
-
-fn difference(row: &ExchangeRow, kind: &str, path: &str, values: (&str, &str), noise: bool) -> DifferenceRow {
-    DifferenceRow {
-        ts: row.ts,
-        request_id: row.request_id.clone(),
-        route: row.route.clone(),
-        deployment: row.deployment.clone(),
-        role: row.role.clone(),
-        kind: kind.into(),
-        path: path.into(),
-        primary_value: values.0.into(),
-        shadow_value: values.1.into(),
-        noise: u8::from(noise),
+        ..row(candidate, i)
     }
 }
 
 fn sample(row: &ExchangeRow, role: &str, deployment: &str, body: &str) -> SampleRow {
-    SampleRow {
-        ts: row.ts,
-        request_id: row.request_id.clone(),
-        route: row.route.clone(),
-        method: row.method.clone(),
-        deployment: deployment.into(),
-        role: role.into(),
-        status: 200,
-        content_type: "application/json".into(),
-        headers: "content-type: application/json\n".into(),
-        body: body.into(),
-        body_length: body.len() as u64,
-        truncated: 0,
-    }
+    rows::sample(row, role, deployment, 200, body)
 }
 
 /// 420 clean comparisons over 2 minutes; 30 of 100 diverged; 20 clean ones, too few.
-fn rows() -> Batch {
+fn crafted() -> Batch {
     let now = u32::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
     let start = now - 600;
     let mut batch = Batch::default();
@@ -141,25 +97,10 @@ fn rows() -> Batch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gate_verdict_and_diff_against_a_real_verdict_service() {
     let infra = Infra::get().await;
-    let database = unique("sd_ctl");
-    let store =
-        ClickHouseConfig { url: infra.clickhouse_url.clone(), database: database.clone(), ..Default::default() };
-    Sink::connect(&store).await.unwrap().write(&rows()).await.unwrap();
-
-    let config: VerdictConfig = load_str(
-        &format!(
-            "[verdict]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n",
-            infra.clickhouse_url
-        ),
-        "verdict test config",
-        Vec::new(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let shutdown = CancellationToken::new();
-    let verdict = shadowdiff_verdict::Verdict::bind(config, shutdown.clone()).await.unwrap();
-    let url = format!("http://{}", verdict.local_addr());
-    let server = tokio::spawn(verdict.run(shutdown.clone()));
+    let service = VerdictService::start(&infra, &format!("token = \"{TOKEN}\"")).await;
+    let batch = crafted();
+    service.insert(&batch.exchanges, &batch.differences, &batch.samples).await;
+    let url = service.url.clone();
     let env = [("SHADOWCTL_VERDICT", url.as_str()), ("SHADOWCTL_TOKEN", TOKEN)];
     let gate = |candidate: &'static str, stage: &'static str, wait: &'static str| {
         let args = ["gate", "--candidate", candidate, "--stage", stage, "--wait", wait, "--interval", "500ms"];
@@ -212,8 +153,7 @@ async fn gate_verdict_and_diff_against_a_real_verdict_service() {
     let (_, stderr) = expect_code(&shadowctl(&["diff", "no-such-request"], &env).await, 3, "unknown request");
     assert!(stderr.contains("no comparison stored for request no-such-request"), "{stderr}");
 
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+    service.stop().await;
     let unreachable = [("SHADOWCTL_VERDICT", "http://127.0.0.1:1"), ("SHADOWCTL_TOKEN", TOKEN)];
     let down = shadowctl(
         &["gate", "--candidate", PASSES, "--stage", "10", "--wait", "1s", "--interval", "300ms"],
@@ -221,9 +161,6 @@ async fn gate_verdict_and_diff_against_a_real_verdict_service() {
     );
     let (_, stderr) = expect_code(&down.await, 4, "no verdict service: retried, then unavailable");
     assert!(stderr.contains("retrying") && stderr.contains("no verdict within --wait 1s"), "{stderr}");
-
-    let client = shadowdiff_tests::infra::clickhouse_client(&infra.clickhouse_url, "default");
-    client.query(&format!("DROP DATABASE IF EXISTS {database}")).execute().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

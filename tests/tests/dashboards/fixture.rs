@@ -8,9 +8,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use shadowdiff_correlator::sink::{Batch, Sink};
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
-use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
+use shadowdiff_store::{ExchangeRow, SampleRow};
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::unique;
+use shadowdiff_tests::verdict as rows;
 
 use super::INTERVAL_S;
 use super::grafana::{VarValue, Variables};
@@ -45,22 +46,11 @@ fn exchange(ts: u32, request_id: &str, route: &str, deployment: &str, role: &str
         ts,
         request_id: request_id.to_owned(),
         route: route.to_owned(),
-        method: "GET".into(),
-        deployment: deployment.to_owned(),
         role: role.to_owned(),
-        outcome: "complete".into(),
-        primary_status: 200,
-        shadow_status: 200,
-        primary_error: String::new(),
-        shadow_error: String::new(),
         primary_latency_us: 0,
         shadow_latency_us: 0,
-        latency_delta_us: 0,
-        status_differs: 0,
-        body_differs: 0,
-        differences: 0,
-        noise: 0,
         stage: String::new(),
+        ..rows::row(deployment, 0)
     }
 }
 
@@ -71,37 +61,9 @@ fn with_latency(mut row: ExchangeRow, primary: u64, shadow: u64) -> ExchangeRow 
     row
 }
 
-fn difference(row: &ExchangeRow, kind: &str, path: &str, values: (&str, &str), noise: u8) -> DifferenceRow {
-    DifferenceRow {
-        ts: row.ts,
-        request_id: row.request_id.clone(),
-        route: row.route.clone(),
-        deployment: row.deployment.clone(),
-        role: row.role.clone(),
-        kind: kind.into(),
-        path: path.into(),
-        primary_value: values.0.into(),
-        shadow_value: values.1.into(),
-        noise,
-    }
-}
-
 fn sample(row: &ExchangeRow, deployment: &str, role: &str, status: u16) -> SampleRow {
     let body = format!(r#"{{"id":"{}","price":{}}}"#, row.request_id, if role == "primary" { 100 } else { 120 });
-    SampleRow {
-        ts: row.ts,
-        request_id: row.request_id.clone(),
-        route: row.route.clone(),
-        method: row.method.clone(),
-        deployment: deployment.into(),
-        role: role.into(),
-        status,
-        content_type: "application/json".into(),
-        headers: "content-type: application/json\n".into(),
-        body_length: body.len() as u64,
-        body,
-        truncated: 0,
-    }
+    rows::sample(row, role, deployment, status, &body)
 }
 
 fn fixture(now: u32) -> Batch {
@@ -119,21 +81,33 @@ fn fixture(now: u32) -> Batch {
         let noisy = matches!(leg(i), Leg::NoiseOnly | Leg::Diverged);
         if noisy {
             (secondary.differences, secondary.noise, secondary.body_differs) = (1, 1, 1);
-            batch.differences.push(difference(&secondary, "changed_value", "meta.generated_at", ("t1", "t2"), 1));
-            batch.differences.push(difference(&candidate, "changed_value", "meta.generated_at", ("t1", "t3"), 1));
+            batch.differences.push(rows::difference(
+                &secondary,
+                "changed_value",
+                "meta.generated_at",
+                ("t1", "t2"),
+                true,
+            ));
+            batch.differences.push(rows::difference(
+                &candidate,
+                "changed_value",
+                "meta.generated_at",
+                ("t1", "t3"),
+                true,
+            ));
         }
         match leg(i) {
             Leg::Equal => {}
             Leg::NoiseOnly => (candidate.differences, candidate.noise, candidate.body_differs) = (1, 1, 1),
             Leg::Diverged => {
                 (candidate.differences, candidate.noise, candidate.body_differs) = (2, 1, 1);
-                batch.differences.push(difference(&candidate, "changed_value", "price", ("100", "120"), 0));
+                batch.differences.push(rows::difference(&candidate, "changed_value", "price", ("100", "120"), false));
                 batch.samples.push(sample(&candidate, "v1", "primary", 200));
                 batch.samples.push(sample(&candidate, "v2", "candidate", 200));
             }
             Leg::Status5xx => {
                 (candidate.shadow_status, candidate.status_differs, candidate.differences) = (503, 1, 1);
-                batch.differences.push(difference(&candidate, "status", "status", ("200", "503"), 0));
+                batch.differences.push(rows::difference(&candidate, "status", "status", ("200", "503"), false));
                 batch.samples.push(sample(&candidate, "v1", "primary", 200));
                 batch.samples.push(sample(&candidate, "v2", "candidate", 503));
             }
