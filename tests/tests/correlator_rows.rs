@@ -577,6 +577,19 @@ async fn a_leg_that_never_comes_is_missing_after_the_window_and_a_late_one_chang
     assert_eq!(exchanges(&correlator).await.unwrap(), want);
     assert_eq!(differences(&correlator).await.unwrap(), vec![]);
 
+    // Consumer lag per topic, from librdkafka's statistics: caught up, so 0.
+    let lag = format!("shadowdiff_kafka_consumer_lag{{topic=\"{}\"}}", correlator.requests);
+    eventually("the consumer-lag gauge", DEADLINE, || async {
+        let page = reqwest::get(format!("{}/metrics", correlator.admin_url))
+            .await
+            .map_err(|e| e.to_string())?
+            .text()
+            .await
+            .map_err(|e| e.to_string())?;
+        let line = page.lines().find(|l| l.starts_with(&lag)).ok_or("no lag line yet")?;
+        if line.ends_with(" 0") { Ok(()) } else { Err(line.to_owned()) }
+    })
+    .await;
     correlator.stop().await;
 }
 

@@ -7,6 +7,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
+use rdkafka::statistics::Statistics;
 
 use crate::telemetry::LogLimiter;
 
@@ -35,6 +36,21 @@ impl ClientContext for KafkaContext {
             }
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(target: "librdkafka", facility, message),
             RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, message),
+        }
+    }
+
+    /// Consumer lag per topic, from librdkafka's statistics (every `statistics.interval.ms`,
+    /// set on consumers): the messages behind the partition ends, summed over this client's
+    /// assigned partitions. Unknown lags (-1) are left out.
+    fn stats(&self, statistics: Statistics) {
+        if statistics.client_type != "consumer" {
+            return;
+        }
+        for (name, topic) in &statistics.topics {
+            let lag: i64 =
+                topic.partitions.values().filter(|p| p.partition >= 0 && p.consumer_lag >= 0).map(|p| p.consumer_lag).sum();
+            #[allow(clippy::cast_precision_loss)] // lag far below 2^52
+            metrics::gauge!("shadowdiff_kafka_consumer_lag", "topic" => name.clone()).set(lag as f64);
         }
     }
 

@@ -186,7 +186,9 @@ impl KafkaConfig {
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false");
+            .set("enable.partition.eof", "false")
+            // For the consumer-lag gauge (`KafkaContext::stats`).
+            .set("statistics.interval.ms", "5000");
         self.apply_overrides(&mut config);
         config.create_with_context(KafkaContext)
     }
