@@ -147,3 +147,29 @@ async fn retention_drops_whole_expired_days_of_each_table() {
 
     client.query(&format!("DROP DATABASE {}", config.database)).execute().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_incomplete_rereading_never_replaces_a_stored_complete_comparison() {
+    let infra = Infra::get().await;
+    let config =
+        ClickHouseConfig { url: infra.clickhouse_url.clone(), database: unique("sd_reread"), ..Default::default() };
+    let sink = Sink::connect(&config).await.unwrap();
+    let mut batch = Batch::default();
+    batch.exchanges = vec![exchange(1)];
+    sink.write(&batch).await.unwrap();
+
+    // After a restart, part of req-1's legs is read again and comes out without its request;
+    // req-2 was never complete, so its incomplete row is the truth.
+    let incomplete = |i| ExchangeRow { outcome: "missing_request".into(), method: String::new(), ..exchange(i) };
+    batch.exchanges = vec![incomplete(1), incomplete(2)];
+    sink.write(&batch).await.unwrap();
+
+    let client = config.connect().await.unwrap().client;
+    let outcomes: Vec<(String, String)> =
+        client.query("SELECT request_id, outcome FROM exchanges FINAL ORDER BY request_id").fetch_all().await.unwrap();
+    assert_eq!(
+        outcomes,
+        [("req-1".to_owned(), "complete".to_owned()), ("req-2".to_owned(), "missing_request".to_owned())]
+    );
+    client.query(&format!("DROP DATABASE {}", config.database)).execute().await.unwrap();
+}

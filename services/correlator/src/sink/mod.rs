@@ -9,9 +9,11 @@ use shadowdiff_runtime::clickhouse::{ClickHouse, ClickHouseConfig};
 
 pub use rows::Batch;
 use shadowdiff_runtime::CancellationToken;
-use shadowdiff_store::StoreError;
+use std::collections::HashSet;
+
 use shadowdiff_store::migrations;
 use shadowdiff_store::retention::{self, Retention};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow, StoreError};
 
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -55,18 +57,56 @@ impl Sink {
         });
     }
 
-    /// Inserts both tables' rows. Safe to repeat after a failure: rows are keyed, so a
+    /// Inserts the batch's rows. Safe to repeat after a failure: rows are keyed, so a
     /// retried batch replaces itself.
+    ///
+    /// After a restart, the legs of an exchange already written can be read again in part
+    /// (its request's partition re-read from an earlier offset than its responses', say),
+    /// and come out incomplete. Such a row must not replace the complete one under `FINAL`,
+    /// so an incomplete row is left out when its comparison is already stored complete.
     pub async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
-        insert(&self.clickhouse.client, "samples", &batch.samples).await?;
-        insert(&self.clickhouse.client, "differences", &batch.differences).await?;
-        insert(&self.clickhouse.client, "exchanges", &batch.exchanges).await
+        let client = &self.clickhouse.client;
+        // Only a row missing its request or primary can come from such a partial reading.
+        let partial: Vec<&ExchangeRow> = batch
+            .exchanges
+            .iter()
+            .filter(|r| r.outcome == "missing_request" || r.outcome == "missing_primary")
+            .collect();
+        let stored: HashSet<(String, String)> = if partial.is_empty() {
+            HashSet::new()
+        } else {
+            let ids: Vec<&str> = partial.iter().map(|r| r.request_id.as_str()).collect();
+            // The rows' own days bound the lookup to a few partitions.
+            let (first, last) = partial.iter().fold((u32::MAX, 0), |(lo, hi), r| (lo.min(r.ts), hi.max(r.ts)));
+            client
+                .query(
+                    "SELECT request_id, deployment FROM exchanges FINAL \
+                     WHERE ts BETWEEN toDateTime(?) AND toDateTime(?) AND outcome = 'complete' AND has(?, request_id)",
+                )
+                .bind(first.saturating_sub(3600))
+                .bind(last.saturating_add(3600))
+                .bind(&ids)
+                .fetch_all::<(String, String)>()
+                .await
+                .map_err(|e| StoreError::new("look up stored comparisons", e))?
+                .into_iter()
+                .collect()
+        };
+        let exchanges: Vec<&ExchangeRow> = batch
+            .exchanges
+            .iter()
+            .filter(|r| !stored.contains(&(r.request_id.clone(), r.deployment.clone())))
+            .collect();
+        insert::<SampleRow, _>(client, "samples", &batch.samples).await?;
+        insert::<DifferenceRow, _>(client, "differences", &batch.differences).await?;
+        insert::<ExchangeRow, _>(client, "exchanges", &exchanges).await
     }
 }
 
-async fn insert<T>(client: &clickhouse::Client, table: &str, rows: &[T]) -> Result<(), StoreError>
+async fn insert<T, R>(client: &clickhouse::Client, table: &str, rows: &[R]) -> Result<(), StoreError>
 where
     T: clickhouse::Row + clickhouse::RowWrite + for<'a> clickhouse::Row<Value<'a> = T>,
+    R: std::borrow::Borrow<T>,
 {
     if rows.is_empty() {
         return Ok(());
@@ -74,7 +114,7 @@ where
     let action = || format!("insert {} rows into {table}", rows.len());
     let mut insert = client.insert::<T>(table).await.map_err(|e| StoreError::new(action(), e))?;
     for row in rows {
-        insert.write(row).await.map_err(|e| StoreError::new(action(), e))?;
+        insert.write(row.borrow()).await.map_err(|e| StoreError::new(action(), e))?;
     }
     insert.end().await.map_err(|e| StoreError::new(action(), e))
 }
