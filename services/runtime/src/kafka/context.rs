@@ -47,8 +47,12 @@ impl ClientContext for KafkaContext {
             return;
         }
         for (name, topic) in &statistics.topics {
-            let lag: i64 =
-                topic.partitions.values().filter(|p| p.partition >= 0 && p.consumer_lag >= 0).map(|p| p.consumer_lag).sum();
+            let lag: i64 = topic
+                .partitions
+                .values()
+                .filter(|p| p.partition >= 0 && p.consumer_lag >= 0)
+                .map(|p| p.consumer_lag)
+                .sum();
             #[allow(clippy::cast_precision_loss)] // lag far below 2^52
             metrics::gauge!("shadowdiff_kafka_consumer_lag", "topic" => name.clone()).set(lag as f64);
         }
