@@ -694,3 +694,18 @@ async fn a_request_evicted_before_its_shadows_came_still_gets_its_rows() {
     assert!(correlator.metric(EVICTED).await >= 1.0);
     correlator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_batch_is_written_without_waiting_for_the_flush_interval() {
+    let infra = Infra::get().await;
+    let correlator =
+        CorrelatorUnderTest::start(&infra, 1, "window_ms = 2000\nflush_interval_ms = 600000\nmax_batch_rows = 1\n")
+            .await;
+    let reply = Reply::json(r#"{"a":1}"#);
+    let exchange = Exchange::new(&unique("full-batch"), "/kinds", reply.clone()).candidate("v2", reply);
+    correlator.publisher.exchange(&exchange).await;
+    // Ten minutes between ticks: only the batch size can have written it.
+    let found = wait_for_exchanges(&correlator, 1, "the one-row batch").await;
+    assert_eq!(found[0].request_id, exchange.id());
+    correlator.stop().await;
+}

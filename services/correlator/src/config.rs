@@ -39,6 +39,9 @@ pub struct CorrelatorSection {
     /// How long an exchange waits for its legs after its first event arrives.
     #[serde(default = "default_window", rename = "window_ms", with = "serde_duration::millis")]
     pub window: Duration,
+    /// Comparison rows that make a batch written at once, before the flush interval is up.
+    #[serde(default = "default_max_batch_rows")]
+    pub max_batch_rows: usize,
     /// How often final exchanges are written and offsets committed.
     #[serde(default = "default_flush_interval", rename = "flush_interval_ms", with = "serde_duration::millis")]
     pub flush_interval: Duration,
@@ -85,6 +88,7 @@ impl Default for CorrelatorSection {
             group_id: default_group_id(),
             window: default_window(),
             flush_interval: default_flush_interval(),
+            max_batch_rows: default_max_batch_rows(),
             max_value_bytes: default_max_value_bytes(),
             samples_per_route_minute: default_samples_per_route_minute(),
             noise: NoiseConfig::default(),
@@ -109,6 +113,9 @@ const fn default_window() -> Duration {
 }
 const fn default_flush_interval() -> Duration {
     Duration::from_secs(1)
+}
+const fn default_max_batch_rows() -> usize {
+    20_000
 }
 const fn default_max_open_exchanges() -> usize {
     200_000
@@ -135,6 +142,9 @@ impl Validate for CorrelatorConfig {
         self.clickhouse.validate(errors);
         if self.correlator.window.is_zero() {
             errors.push(ConfigError::rule("correlator.window_ms", "must be > 0"));
+        }
+        if self.correlator.max_batch_rows == 0 {
+            errors.push(ConfigError::rule("correlator.max_batch_rows", "must be at least 1"));
         }
         if self.correlator.flush_interval.is_zero() {
             errors.push(ConfigError::rule("correlator.flush_interval_ms", "must be > 0"));

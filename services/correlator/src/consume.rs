@@ -104,7 +104,13 @@ impl Correlator {
             let handled = match step {
                 Step::Stop => break,
                 Step::Flush => state.flush(&consumer, &shutdown).await,
-                Step::Message(Ok(message)) => state.ingest(&message, &shutdown).await,
+                Step::Message(Ok(message)) => match state.ingest(&message, &shutdown).await {
+                    // A full batch is written now rather than at the next tick.
+                    Ok(()) if state.batch.exchanges.len() >= state.config.max_batch_rows => {
+                        state.flush(&consumer, &shutdown).await
+                    }
+                    handled => handled,
+                },
                 Step::Message(Err(error)) => {
                     kafka_events::consume_failed("correlator", &error);
                     Ok(())
