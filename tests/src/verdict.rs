@@ -74,14 +74,7 @@ async fn insert<T>(client: &clickhouse::Client, table: &str, rows: &[T])
 where
     T: clickhouse::Row + clickhouse::RowWrite + for<'a> clickhouse::Row<Value<'a> = T>,
 {
-    if rows.is_empty() {
-        return;
-    }
-    let mut insert = client.insert::<T>(table).await.unwrap_or_else(|e| panic!("insert into {table}: {e}"));
-    for row in rows {
-        insert.write(row).await.unwrap_or_else(|e| panic!("insert into {table}: {e}"));
-    }
-    insert.end().await.unwrap_or_else(|e| panic!("insert into {table}: {e}"));
+    shadowdiff_store::insert::<T, T>(client, table, rows).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Comparison `i` of `deployment` (role from the name: `secondary` is the secondary, anything

@@ -177,6 +177,35 @@ async fn argo_and_flagger_get_the_answers_their_contracts_expect() {
     assert_eq!(flagger("check", "few").await, 200);
     assert_eq!(flagger("check", "regressed").await, 412);
 
+    // Every verdict given is on record, with who asked for it.
+    let recorded =
+        shadowdiff_tests::eventually("the verdicts on record", std::time::Duration::from_secs(10), || async {
+            let rows: Vec<(String, String, String)> = service
+                .clickhouse
+                .query("SELECT caller, candidate, verdict FROM verdicts ORDER BY caller, candidate, verdict")
+                .fetch_all()
+                .await
+                .map_err(|e| e.to_string())?;
+            if rows.len() == 9 { Ok(rows) } else { Err(format!("{} rows: {rows:?}", rows.len())) }
+        })
+        .await;
+    let row =
+        |caller: &str, candidate: &str, verdict: &str| (caller.to_owned(), candidate.to_owned(), verdict.to_owned());
+    assert_eq!(
+        recorded,
+        [
+            row("api", "clean", "pass"),
+            row("api", "few", "inconclusive"),
+            row("api", "regressed", "fail"),
+            row("flagger-check", "clean", "pass"),
+            row("flagger-check", "few", "inconclusive"),
+            row("flagger-check", "regressed", "fail"),
+            row("flagger-gate", "clean", "pass"),
+            row("flagger-gate", "few", "inconclusive"),
+            row("flagger-gate", "regressed", "fail"),
+        ]
+    );
+
     service.stop().await;
 }
 

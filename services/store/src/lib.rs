@@ -11,7 +11,7 @@ pub mod migrations;
 pub mod retention;
 pub mod rows;
 
-pub use rows::{DifferenceRow, ExchangeRow, SampleRow};
+pub use rows::{DifferenceRow, ExchangeRow, SampleRow, VerdictRow};
 
 /// A ClickHouse failure, with what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -26,4 +26,21 @@ impl StoreError {
     pub fn new(action: impl Into<String>, source: clickhouse::error::Error) -> Self {
         Self { action: action.into(), source }
     }
+}
+
+/// Inserts `rows` into `table` in one request; nothing when there are none.
+pub async fn insert<T, R>(client: &clickhouse::Client, table: &str, rows: &[R]) -> Result<(), StoreError>
+where
+    T: clickhouse::Row + clickhouse::RowWrite + for<'a> clickhouse::Row<Value<'a> = T>,
+    R: std::borrow::Borrow<T>,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let action = || format!("insert {} rows into {table}", rows.len());
+    let mut insert = client.insert::<T>(table).await.map_err(|e| StoreError::new(action(), e))?;
+    for row in rows {
+        insert.write(row.borrow()).await.map_err(|e| StoreError::new(action(), e))?;
+    }
+    insert.end().await.map_err(|e| StoreError::new(action(), e))
 }

@@ -10,6 +10,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (1, "exchanges", include_str!("../../../schemas/clickhouse/0001_exchanges.sql")),
     (2, "noise", include_str!("../../../schemas/clickhouse/0002_noise.sql")),
     (3, "stage_and_samples", include_str!("../../../schemas/clickhouse/0003_stage_and_samples.sql")),
+    (4, "verdicts", include_str!("../../../schemas/clickhouse/0004_verdicts.sql")),
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \

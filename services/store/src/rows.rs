@@ -66,3 +66,23 @@ pub struct SampleRow {
     pub body_length: u64,
     pub truncated: u8,
 }
+
+/// A row of `verdicts`: one verdict given, and by whom it was asked for.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct VerdictRow {
+    pub ts: u32,
+    pub candidate: String,
+    /// Empty when the verdict covered every stage.
+    pub stage: String,
+    /// `pass`, `fail` or `inconclusive`.
+    pub verdict: String,
+    /// `api`, `flagger-gate` or `flagger-check`.
+    pub caller: String,
+    pub samples: u64,
+    pub compared: u64,
+    pub divergence_rate: f64,
+    pub new_errors: u64,
+    pub p95_delta: f64,
+    /// The reasons of the criteria that did not pass, one per line.
+    pub reasons: String,
+}

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod config;
 pub mod evaluate;
+mod events;
 pub mod gate;
 mod page;
 mod query;

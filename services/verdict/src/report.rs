@@ -4,6 +4,8 @@
 use clickhouse::Client;
 use serde::{Deserialize, Serialize};
 
+use shadowdiff_store::VerdictRow;
+
 use crate::evaluate::{self, Criterion, Decision, Evidence, Latency, Rate};
 use crate::gate::GatePolicy;
 use crate::query::{self, PathCount, Window};
@@ -107,4 +109,22 @@ pub(crate) async fn build(
         top_paths,
         policy: policy.clone(),
     })
+}
+
+/// The `verdicts` row recording `report`, as asked for by `caller`.
+pub(crate) fn record(report: &VerdictReport, caller: &str) -> VerdictRow {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    VerdictRow {
+        ts: u32::try_from(now).unwrap_or(u32::MAX),
+        candidate: report.candidate.clone(),
+        stage: report.stage.clone().unwrap_or_default(),
+        verdict: report.verdict.as_str().to_owned(),
+        caller: caller.to_owned(),
+        samples: report.samples,
+        compared: report.compared,
+        divergence_rate: report.divergence.rate,
+        new_errors: report.new_errors.count,
+        p95_delta: report.latency.judged_p95_delta().unwrap_or(0.0),
+        reasons: report.reasons.join("\n"),
+    }
 }

@@ -53,6 +53,7 @@ pub(crate) const PANEL_COLUMNS: &[(&str, &str, &[&str])] = &[
         &["leg", "compared", "primary_p95_ms", "shadow_p95_ms", "p50_delta", "p95_delta", "p99_delta"],
     ),
     ("shadowdiff-overview", "Stage history", &["time", "candidate", "current_stage"]),
+    ("shadowdiff-overview", "Verdict history", &["time", "gate", "verdict"]),
     (
         "shadowdiff-route",
         "Divergence, noise and new-error rate",
@@ -224,6 +225,17 @@ pub(crate) fn check_values(
             let want: BTreeSet<Vec<String>> =
                 fx.candidates(&sel).map(|r| vec![r.deployment.clone(), r.stage.clone()]).collect();
             if got == want { Ok(()) } else { Err(format!("stages {got:?}, want {want:?}")) }
+        }
+        ("shadowdiff-overview", "Verdict history") => {
+            let got: BTreeSet<Vec<String>> = t.project(&["gate", "verdict"]).into_iter().collect();
+            let sel = Selection { routes: None, ..sel.clone() };
+            let want: BTreeSet<Vec<String>> = fx
+                .verdicts
+                .iter()
+                .filter(|v| sel.matches(&v.candidate, ""))
+                .map(|v| vec![format!("{} @ {}", v.candidate, v.stage), v.verdict.clone()])
+                .collect();
+            if got == want { Ok(()) } else { Err(format!("verdicts {got:?}, want {want:?}")) }
         }
         ("shadowdiff-route", "Divergence, noise and new-error rate") => {
             let want = by_bucket(&|_| Vec::new())

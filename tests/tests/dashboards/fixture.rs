@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use shadowdiff_correlator::sink::{Batch, Sink};
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
-use shadowdiff_store::{ExchangeRow, SampleRow};
+use shadowdiff_store::{ExchangeRow, SampleRow, VerdictRow};
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::unique;
 use shadowdiff_tests::verdict as rows;
@@ -278,6 +278,8 @@ pub(crate) struct Fixture {
     pub(crate) clickhouse: ClickHouse,
     pub(crate) now: u32,
     pub(crate) batch: Batch,
+    /// Verdicts given: one per gate, each in an interval of its own.
+    pub(crate) verdicts: Vec<VerdictRow>,
 }
 
 impl Fixture {
@@ -291,9 +293,29 @@ impl Fixture {
         let now = u32::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
         let batch = fixture(now);
         Sink::connect(&config).await.unwrap().write(&batch).await.unwrap();
+        let verdict = |minutes_ago: u32, candidate: &str, stage: &str, verdict: &str| VerdictRow {
+            ts: now - minutes_ago * 60,
+            candidate: candidate.into(),
+            stage: stage.into(),
+            verdict: verdict.into(),
+            caller: "api".into(),
+            samples: 20,
+            compared: 20,
+            divergence_rate: 0.0,
+            new_errors: 0,
+            p95_delta: 0.0,
+            reasons: String::new(),
+        };
+        let verdicts = vec![
+            verdict(40, "v2", "1", "pass"),
+            verdict(20, "v2", "10", "fail"),
+            verdict(25, "v3", "shadow", "inconclusive"),
+        ];
+        let client = shadowdiff_tests::infra::clickhouse_client(&config.url, &config.database);
+        shadowdiff_store::insert::<VerdictRow, _>(&client, "verdicts", &verdicts).await.unwrap();
         let clickhouse =
             ClickHouse { http: reqwest::Client::new(), url: config.url.clone(), database: config.database.clone() };
-        Self { _infra: infra, clickhouse, now, batch }
+        Self { _infra: infra, clickhouse, now, batch, verdicts }
     }
 
     pub(crate) async fn drop_database(&self) {

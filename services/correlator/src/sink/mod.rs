@@ -13,7 +13,7 @@ use std::collections::HashSet;
 
 use shadowdiff_store::migrations;
 use shadowdiff_store::retention::{self, Retention};
-use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow, StoreError};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow, StoreError, insert};
 
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -101,20 +101,4 @@ impl Sink {
         insert::<DifferenceRow, _>(client, "differences", &batch.differences).await?;
         insert::<ExchangeRow, _>(client, "exchanges", &exchanges).await
     }
-}
-
-async fn insert<T, R>(client: &clickhouse::Client, table: &str, rows: &[R]) -> Result<(), StoreError>
-where
-    T: clickhouse::Row + clickhouse::RowWrite + for<'a> clickhouse::Row<Value<'a> = T>,
-    R: std::borrow::Borrow<T>,
-{
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let action = || format!("insert {} rows into {table}", rows.len());
-    let mut insert = client.insert::<T>(table).await.map_err(|e| StoreError::new(action(), e))?;
-    for row in rows {
-        insert.write(row.borrow()).await.map_err(|e| StoreError::new(action(), e))?;
-    }
-    insert.end().await.map_err(|e| StoreError::new(action(), e))
 }

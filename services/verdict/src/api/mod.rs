@@ -17,6 +17,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use shadowdiff_store::VerdictRow;
+
 use crate::evaluate::Decision;
 use crate::gate::{Gates, STAGES};
 use crate::page;
@@ -112,13 +114,24 @@ async fn verdict(
     Query(params): Query<VerdictParams>,
 ) -> Result<Json<VerdictReport>, ApiError> {
     let window = window(params.candidate, params.stage, params.since.as_deref())?;
-    Ok(Json(judge(&state, window).await?))
+    Ok(Json(judge(&state, window, "api").await?))
 }
 
-async fn judge(state: &AppState, window: Window) -> Result<VerdictReport, ApiError> {
+/// Judges `window` under its stage's gate, and records the verdict in `verdicts` (in the
+/// background: the answer never waits on, or fails for, the record).
+async fn judge(state: &AppState, window: Window, caller: &'static str) -> Result<VerdictReport, ApiError> {
     let stage = window.stage.as_deref().unwrap_or("shadow");
     let policy = state.gates.for_stage(stage).ok_or_else(|| unknown_stage(stage))?;
-    report::build(&state.clickhouse, window, policy).await.map_err(ApiError::Store)
+    let report = report::build(&state.clickhouse, window, policy).await.map_err(ApiError::Store)?;
+    crate::events::given(report.verdict.as_str(), caller);
+    let record = report::record(&report, caller);
+    let clickhouse = state.clickhouse.clone();
+    tokio::spawn(async move {
+        if let Err(error) = shadowdiff_store::insert::<VerdictRow, _>(&clickhouse, "verdicts", &[record]).await {
+            crate::events::record_failed(&error);
+        }
+    });
+    Ok(report)
 }
 
 /// Checks and parses the parameters shared by every verdict entry point.
@@ -193,7 +206,8 @@ async fn flagger(
         payload.metadata.get("stage").cloned(),
         payload.metadata.get("since").map(String::as_str),
     )?;
-    let report = judge(&state, window).await?;
+    let caller = if hook == "gate" { "flagger-gate" } else { "flagger-check" };
+    let report = judge(&state, window, caller).await?;
     let status = if passes(report.verdict) { StatusCode::OK } else { StatusCode::PRECONDITION_FAILED };
     tracing::info!(hook, phase = payload.phase, candidate = report.candidate, verdict = report.verdict.as_str(), %status, "flagger webhook");
     Ok((status, Json(report)).into_response())
