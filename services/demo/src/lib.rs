@@ -1,6 +1,8 @@
 //! Demo backends and traffic: a tiny catalogue service that runs as the primary and as the
 //! candidate (with a built-in regression), and a traffic driver that sends it through the
 //! tap. The end-to-end tests use the same backends, so the demo shows what the tests prove.
+//! `load` publishes whole exchanges straight to Kafka, for the correlator's benchmark.
 
 pub mod backend;
+pub mod load;
 pub mod traffic;

@@ -4,8 +4,10 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use shadowdiff_core::Role;
 use shadowdiff_demo::backend::{self, Behavior};
+use shadowdiff_demo::load::{self, LoadSpec};
 use shadowdiff_demo::traffic;
 use shadowdiff_verdict::VerdictReport;
 
@@ -71,6 +73,29 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Publish whole exchanges (request and every leg's response) straight to Kafka as fast
+    /// as the broker takes them, for the correlator's benchmark; prints what it published.
+    Load {
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        brokers: String,
+        #[arg(long)]
+        requests_topic: String,
+        #[arg(long)]
+        responses_topic: String,
+        #[arg(long, default_value_t = 10_000)]
+        exchanges: u64,
+        /// Size of every response body (JSON), in bytes.
+        #[arg(long, default_value_t = 2048)]
+        body_bytes: usize,
+        /// The legs that answer each request; shadow legs each name all shadow legs as expected.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "primary,secondary,candidate")]
+        legs: Vec<Leg>,
+        /// Percent of candidate answers with another price.
+        #[arg(long, default_value_t = 1.5)]
+        changed_percent: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Wait until the verdict API has `expect` samples for the candidate, then print it.
     Report {
         #[arg(long)]
@@ -82,6 +107,24 @@ enum Command {
         #[arg(long, default_value_t = 120)]
         timeout_secs: u64,
     },
+}
+
+/// A leg that answers in `load`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Leg {
+    Primary,
+    Secondary,
+    Candidate,
+}
+
+impl From<Leg> for Role {
+    fn from(leg: Leg) -> Self {
+        match leg {
+            Leg::Primary => Self::Primary,
+            Leg::Secondary => Self::Secondary,
+            Leg::Candidate => Self::Candidate,
+        }
+    }
 }
 
 #[tokio::main]
@@ -109,6 +152,29 @@ async fn main() -> ExitCode {
             .await
             .map(|sent| println!("sent {} reads and {} writes through {tap}", sent.reads.len(), sent.writes.len()))
             .map_err(|e| e.to_string()),
+        Command::Load {
+            brokers,
+            requests_topic,
+            responses_topic,
+            exchanges,
+            body_bytes,
+            legs,
+            changed_percent,
+            seed,
+        } => {
+            let legs = legs.into_iter().map(Role::from).collect();
+            let spec = LoadSpec {
+                brokers,
+                requests_topic,
+                responses_topic,
+                exchanges,
+                body_bytes,
+                legs,
+                changed_percent,
+                seed,
+            };
+            load_exchanges(&spec).await
+        }
         Command::Report { verdict, candidate, expect, timeout_secs } => {
             report(&verdict, &candidate, expect, Duration::from_secs(timeout_secs)).await
         }
@@ -126,6 +192,21 @@ async fn serve(listen: SocketAddr, behavior: Behavior) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("bind {listen}: {e}"))?;
     println!("demo backend on {listen} ({behavior:?})");
     backend::serve(listener, behavior).await.map_err(|e| e.to_string())
+}
+
+/// Publishes, then prints one `key=value` line for scripts to read.
+async fn load_exchanges(spec: &LoadSpec) -> Result<(), String> {
+    let loaded = load::publish(spec).await.map_err(|e| e.to_string())?;
+    let seconds = loaded.elapsed.as_secs_f64();
+    println!(
+        "exchanges={} events={} bytes={} changed={} seconds={seconds:.2} events_per_sec={:.0}",
+        loaded.exchanges,
+        loaded.events,
+        loaded.bytes,
+        loaded.changed,
+        loaded.events as f64 / seconds.max(f64::EPSILON),
+    );
+    Ok(())
 }
 
 async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) -> Result<(), String> {
