@@ -76,7 +76,10 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
         client.get(format!("{}/items/7", pipeline.tap_url)).header("x-request-id", "probe-7").send().await.unwrap();
     assert_eq!(first.headers()["x-request-id"], "probe-7");
     let mut body: serde_json::Value = first.json().await.unwrap();
-    assert!(body.as_object_mut().unwrap().remove("served_at").is_some(), "the primary's own noise");
+    let object = body.as_object_mut().unwrap();
+    for noise in ["served_at", "trace_id"] {
+        assert!(object.remove(noise).is_some(), "the primary's own noise: {noise}");
+    }
     assert_eq!(body, backend::item_json(7));
 
     let sent = traffic::drive(&pipeline.tap_url, &prefix, READS, WRITES).await.unwrap();
@@ -113,10 +116,10 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
         assert_eq!((row.primary_status, row.shadow_status), (200, 200), "{row:?}");
         assert_eq!(row.method, "GET");
         assert_eq!(row.route, "/items/{id}", "{row:?}");
-        // `served_at` differs on every leg: always a difference, always noise. `price`
-        // differs only on the candidate's regressed requests: the one real divergence.
-        let expected_differences = 1 + u32::from(regressed.contains(&row.request_id));
-        assert_eq!((row.differences, row.noise), (expected_differences, 1), "{row:?}");
+        // `served_at` and `trace_id` differ on every leg: always differences, always noise.
+        // `price` differs only on the candidate's regressed requests: the one real divergence.
+        let expected_differences = 2 + u32::from(regressed.contains(&row.request_id));
+        assert_eq!((row.differences, row.noise), (expected_differences, 2), "{row:?}");
     }
     let ids: BTreeSet<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
     for write in &sent.writes {
