@@ -163,10 +163,19 @@ async fn an_incomplete_rereading_never_replaces_a_stored_complete_comparison() {
     let incomplete = |i| ExchangeRow { outcome: "missing_request".into(), method: String::new(), ..exchange(i) };
     batch.exchanges = vec![incomplete(1), incomplete(2)];
     sink.write(&batch).await.unwrap();
+    // A catch-up can split thousands of exchanges at once: far more ids than one query holds.
+    let many = |i: u32| ExchangeRow { request_id: format!("01938a6e-5f00-7000-8000-{i:012}"), ..incomplete(i) };
+    batch.exchanges = (1000..9000).map(many).collect();
+    sink.write(&batch).await.expect("written in chunks below max_query_size");
 
     let client = config.connect().await.unwrap().client;
-    let outcomes: Vec<(String, String)> =
-        client.query("SELECT request_id, outcome FROM exchanges FINAL ORDER BY request_id").fetch_all().await.unwrap();
+    let outcomes: Vec<(String, String)> = client
+        .query(
+            "SELECT request_id, outcome FROM exchanges FINAL WHERE startsWith(request_id, 'req-') ORDER BY request_id",
+        )
+        .fetch_all()
+        .await
+        .unwrap();
     assert_eq!(
         outcomes,
         [("req-1".to_owned(), "complete".to_owned()), ("req-2".to_owned(), "missing_request".to_owned())]

@@ -15,6 +15,9 @@ use shadowdiff_store::migrations;
 use shadowdiff_store::retention::{self, Retention};
 use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow, StoreError, insert};
 
+/// Request ids per lookup of stored comparisons: ~60 KiB of SQL at 40-byte ids.
+const LOOKUP_CHUNK: usize = 1000;
+
 const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Writes batches of rows.
@@ -72,13 +75,14 @@ impl Sink {
             .iter()
             .filter(|r| r.outcome == "missing_request" || r.outcome == "missing_primary")
             .collect();
-        let stored: HashSet<(String, String)> = if partial.is_empty() {
-            HashSet::new()
-        } else {
-            let ids: Vec<&str> = partial.iter().map(|r| r.request_id.as_str()).collect();
+        let mut stored: HashSet<(String, String)> = HashSet::new();
+        // In chunks, so the query stays far below ClickHouse's max_query_size (256 KiB)
+        // however many partial rows a catch-up produces.
+        for chunk in partial.chunks(LOOKUP_CHUNK) {
+            let ids: Vec<&str> = chunk.iter().map(|r| r.request_id.as_str()).collect();
             // The rows' own days bound the lookup to a few partitions.
-            let (first, last) = partial.iter().fold((u32::MAX, 0), |(lo, hi), r| (lo.min(r.ts), hi.max(r.ts)));
-            client
+            let (first, last) = chunk.iter().fold((u32::MAX, 0), |(lo, hi), r| (lo.min(r.ts), hi.max(r.ts)));
+            let found = client
                 .query(
                     "SELECT request_id, deployment FROM exchanges FINAL \
                      WHERE ts BETWEEN toDateTime(?) AND toDateTime(?) AND outcome = 'complete' AND has(?, request_id)",
@@ -88,10 +92,9 @@ impl Sink {
                 .bind(&ids)
                 .fetch_all::<(String, String)>()
                 .await
-                .map_err(|e| StoreError::new("look up stored comparisons", e))?
-                .into_iter()
-                .collect()
-        };
+                .map_err(|e| StoreError::new("look up stored comparisons", e))?;
+            stored.extend(found);
+        }
         let exchanges: Vec<&ExchangeRow> = batch
             .exchanges
             .iter()
