@@ -95,13 +95,16 @@ impl RowBuilder {
         let options = self.rules.for_route(request.as_ref().map_or("", |r| r.route()));
         let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
         // The secondary's differences in this exchange, when it was compared.
-        let secondary: Option<BTreeSet<String>> =
+        // Its differences are also its own row's, so they are computed once.
+        let mut secondary_found: Option<(&str, Vec<diff::Difference>)> =
             match (&request, &primary, shadows.iter().find(|s| s.role == Role::Secondary)) {
                 (Some(_), Some(p), Some(secondary)) if p.error.is_none() && secondary.error.is_none() => {
-                    Some(diff::compare(p, secondary, options).into_iter().map(|d| d.path).collect())
+                    Some((secondary.deployment.as_str(), diff::compare(p, secondary, options)))
                 }
                 _ => None,
             };
+        let secondary: Option<BTreeSet<String>> =
+            secondary_found.as_ref().map(|(_, found)| found.iter().map(|d| d.path.clone()).collect());
         let noisy = secondary.clone().unwrap_or_default();
         let mut outcomes = Vec::with_capacity(shadows.len());
         let mut diverged: Vec<&ResponseEvent> = Vec::new();
@@ -118,6 +121,11 @@ impl RowBuilder {
             let ts = u32::try_from(ts_ms.max(0) / 1000).unwrap_or(u32::MAX);
             let method = request.as_ref().map(|r| r.method.clone()).unwrap_or_default();
             let found = match (&primary, outcome) {
+                (Some(_), Outcome::Complete)
+                    if secondary_found.as_ref().is_some_and(|(d, _)| *d == shadow.deployment) =>
+                {
+                    secondary_found.take().map(|(_, found)| found).unwrap_or_default()
+                }
                 (Some(p), Outcome::Complete) => diff::compare(p, shadow, options),
                 _ => Vec::new(),
             };
