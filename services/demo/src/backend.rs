@@ -152,3 +152,60 @@ async fn replace_cart(State(behavior): Shared, Path(user): Path<u64>, Json(body)
 pub async fn serve(listener: tokio::net::TcpListener, behavior: Behavior) -> std::io::Result<()> {
     axum::serve(listener, app(behavior)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn get(behavior: Behavior, uri: &str) -> (StatusCode, HeaderMap, Value) {
+        let response = app(behavior).oneshot(axum::http::Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, headers, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn each_regression_shows_only_where_it_is_configured() {
+        let candidate =
+            Behavior { regress_every: 5, drop_field: Some("currency".into()), error_every: 7, ..Behavior::default() };
+        let (_, _, item) = get(candidate.clone(), "/items/10").await;
+        assert_eq!(item["price"], 1001, "every 5th item's price changes");
+        assert!(item.get("currency").is_none(), "the dropped field");
+        let (_, _, item) = get(candidate.clone(), "/items/11").await;
+        assert_eq!(item["price"], 1100);
+        let (status, _, _) = get(candidate.clone(), "/items/14").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "every 7th item fails");
+        let (_, _, search) = get(candidate, "/search?q=lamp").await;
+        assert_eq!(search["items"][0]["id"], 20);
+        assert_eq!(search["items"][0]["price"], 2000, "the price regression is on /items/{{n}} only");
+    }
+
+    #[tokio::test]
+    async fn honest_noise_differs_per_response_but_never_the_content() {
+        let noisy = Behavior { noise: true, shuffle: true, instance: "primary-0".into(), ..Behavior::default() };
+        let (_, headers, first) = get(noisy.clone(), "/items/3").await;
+        let (_, _, second) = get(noisy, "/items/3").await;
+        assert_eq!(headers["x-instance-id"], "primary-0");
+        assert_ne!(first["trace_id"], second["trace_id"]);
+        let ids = |item: &Value| {
+            let mut ids: Vec<u64> =
+                item["variants"].as_array().unwrap().iter().map(|v| v["id"].as_u64().unwrap()).collect();
+            ids.sort_unstable();
+            ids
+        };
+        assert_eq!(ids(&first), [0, 1, 2, 3], "shuffled, never changed");
+        assert_eq!(first["price"], second["price"]);
+    }
+
+    #[tokio::test]
+    async fn added_latency_delays_every_answer() {
+        let slow = Behavior { latency: Duration::from_millis(50), ..Behavior::default() };
+        let started = std::time::Instant::now();
+        let (status, _, _) = get(slow, "/users/3/cart").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+}
