@@ -31,7 +31,9 @@ pub struct KafkaConfig {
     /// Bootstrap servers, comma separated.
     #[serde(default = "default_brokers")]
     pub brokers: String,
-    /// How long the producer waits to fill a batch.
+    /// How long the producer waits to fill a batch. Events feed an offline comparison, so
+    /// waiting is cheap, while every produce request costs the broker CPU: at the tap's
+    /// rates 200 ms cut the local broker's share of the CPU six-fold against 5 ms.
     #[serde(default = "default_linger", rename = "linger_ms", with = "serde_duration::millis")]
     pub linger: Duration,
     /// How long a message may wait for delivery before it counts as failed.
@@ -46,7 +48,7 @@ fn default_brokers() -> String {
     "127.0.0.1:9092".to_owned()
 }
 const fn default_linger() -> Duration {
-    Duration::from_millis(5)
+    Duration::from_millis(200)
 }
 const fn default_message_timeout() -> Duration {
     Duration::from_secs(30)
