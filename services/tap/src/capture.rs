@@ -11,7 +11,6 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use shadowdiff_core::CapturedBody;
 use shadowdiff_core::event::BodyCapture;
-use tokio::sync::oneshot;
 
 /// A finished capture.
 #[derive(Debug)]
@@ -22,13 +21,16 @@ pub(crate) struct Captured {
     pub(crate) finished: Instant,
 }
 
+/// Where a finished capture goes; called exactly once.
+pub(crate) type OnFinish = Box<dyn FnOnce(Captured) + Send>;
+
 pin_project_lite::pin_project! {
     /// A body that records what passes through it when capturing, and is a plain
     /// pass-through otherwise.
     pub(crate) struct Tee<B: Body> {
         #[pin]
         inner: B,
-        capture: Option<(BodyCapture, oneshot::Sender<Captured>)>,
+        capture: Option<(BodyCapture, OnFinish)>,
     }
 
     impl<B: Body> PinnedDrop for Tee<B> {
@@ -42,21 +44,16 @@ pin_project_lite::pin_project! {
 }
 
 impl<B: Body> Tee<B> {
-    /// Wraps `inner`; with `Some(cap)`, also returns where the capture will arrive.
-    pub(crate) fn new(inner: B, cap: Option<usize>) -> (Self, Option<oneshot::Receiver<Captured>>) {
-        match cap {
-            Some(cap) => {
-                let (done, receiver) = oneshot::channel();
-                (Self { inner, capture: Some((BodyCapture::new(cap), done)) }, Some(receiver))
-            }
-            None => (Self { inner, capture: None }, None),
-        }
+    /// Wraps `inner`; with `Some((cap, done))` it records up to `cap` bytes and hands the
+    /// record to `done`.
+    pub(crate) fn new(inner: B, capture: Option<(usize, OnFinish)>) -> Self {
+        Self { inner, capture: capture.map(|(cap, done)| (BodyCapture::new(cap), done)) }
     }
 }
 
-fn finish(capture: &mut Option<(BodyCapture, oneshot::Sender<Captured>)>, complete: bool) {
+fn finish(capture: &mut Option<(BodyCapture, OnFinish)>, complete: bool) {
     if let Some((capture, done)) = capture.take() {
-        let _ = done.send(Captured { body: capture.finish(), complete, finished: Instant::now() });
+        done(Captured { body: capture.finish(), complete, finished: Instant::now() });
     }
 }
 
@@ -100,39 +97,47 @@ where
 mod tests {
     use super::*;
     use http_body_util::{BodyExt, Full, StreamBody};
+    use std::sync::mpsc;
+
+    /// Tees `inner` with `cap`, and returns where the record arrives.
+    fn teed<B: Body>(inner: B, cap: usize) -> (Tee<B>, mpsc::Receiver<Captured>) {
+        let (sender, records) = mpsc::channel();
+        let done: OnFinish = Box::new(move |captured| sender.send(captured).unwrap());
+        (Tee::new(inner, Some((cap, done))), records)
+    }
 
     #[tokio::test]
     async fn passes_everything_and_captures_a_prefix() {
         let chunks: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
             vec![Ok(Frame::data(Bytes::from_static(b"hello "))), Ok(Frame::data(Bytes::from_static(b"world")))];
-        let (tee, capture) = Tee::new(StreamBody::new(futures_util::stream::iter(chunks)), Some(4));
+        let (tee, capture) = teed(StreamBody::new(futures_util::stream::iter(chunks)), 4);
         let all = tee.collect().await.unwrap().to_bytes();
         assert_eq!(&all[..], b"hello world");
-        let captured = capture.unwrap().await.unwrap();
+        let captured = capture.try_recv().unwrap();
         assert!(captured.complete);
         assert_eq!(captured.body, CapturedBody::capture(b"hello world", 4));
     }
 
     #[tokio::test]
     async fn a_body_dropped_half_read_reports_incomplete_and_an_empty_one_complete() {
-        let (tee, capture) = Tee::new(Full::new(Bytes::from_static(b"abc")), Some(10));
+        let (tee, capture) = teed(Full::new(Bytes::from_static(b"abc")), 10);
         drop(tee);
-        let captured = capture.unwrap().await.unwrap();
+        let captured = capture.try_recv().unwrap();
         assert!(!captured.complete);
         assert_eq!(captured.body.length, 0);
 
-        let (tee, capture) = Tee::new(http_body_util::Empty::<Bytes>::new(), Some(10));
+        let (tee, capture) = teed(http_body_util::Empty::<Bytes>::new(), 10);
         drop(tee);
-        let captured = capture.unwrap().await.unwrap();
+        let captured = capture.try_recv().unwrap();
         assert!(captured.complete, "an empty body needs no polling to be whole");
     }
 
     #[tokio::test]
     async fn full_bodies_finish_on_their_last_frame() {
-        let (mut tee, capture) = Tee::new(Full::new(Bytes::from_static(b"abc")), Some(10));
+        let (mut tee, capture) = teed(Full::new(Bytes::from_static(b"abc")), 10);
         let frame = tee.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), Bytes::from_static(b"abc"));
-        let captured = capture.unwrap().await.unwrap();
+        let captured = capture.try_recv().unwrap();
         assert!(captured.complete, "finished without polling past the end");
     }
 }

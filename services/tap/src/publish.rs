@@ -1,9 +1,9 @@
-//! The background path to Kafka. Nothing here may slow the client: once both bodies have
-//! streamed past, the exchange is redacted, encoded and handed to the producer's bounded
-//! queue. A full queue or an unreachable broker means the events are dropped and counted,
-//! never waited for.
+//! The path to Kafka. Nothing here may slow the client: once both bodies have streamed
+//! past, the exchange is redacted, encoded and handed to the producer's bounded queue. A
+//! full queue or an unreachable broker means the events are dropped and counted, never
+//! waited for.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, StatusCode, Uri};
@@ -17,10 +17,9 @@ use shadowdiff_core::{
 };
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::Health;
-use tokio::sync::oneshot;
 
 use crate::TapError;
-use crate::capture::Captured;
+use crate::capture::{Captured, OnFinish};
 use crate::config::{Mode, TapConfig};
 use crate::events::{self, DropReason};
 use crate::producer::SupervisedProducer;
@@ -29,9 +28,6 @@ use crate::producer::SupervisedProducer;
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 /// How often readiness re-checks that the broker answers.
 const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
-/// How long a capture may take to finish (a client reading a response very slowly); past
-/// it the exchange is published with the body marked unknown.
-const CAPTURE_DEADLINE: Duration = Duration::from_secs(120);
 
 /// What the client path knows of an exchange when it hands it over.
 #[derive(Debug)]
@@ -46,7 +42,6 @@ pub(crate) struct Exchange {
     pub(crate) authority: String,
     /// The request headers as forwarded.
     pub(crate) headers: HeaderMap,
-    pub(crate) request_capture: Option<oneshot::Receiver<Captured>>,
     /// When the request was sent upstream.
     pub(crate) started: Instant,
 }
@@ -54,19 +49,75 @@ pub(crate) struct Exchange {
 /// How the upstream answered.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    Response { status: StatusCode, headers: HeaderMap, response_capture: Option<oneshot::Receiver<Captured>> },
+    Response { status: StatusCode, headers: HeaderMap },
     Failed(ErrorKind),
 }
 
-#[derive(Clone)]
+/// A captured exchange on its way to the publisher. The proxy leaves the upstream's answer
+/// here, and each body its capture when it ends (or is abandoned). Whoever lets go last
+/// publishes the exchange, so there is no task, channel or timer per exchange, and an
+/// exchange is published exactly when both of its bodies are done.
+pub(crate) struct Pending {
+    publisher: Arc<Publisher>,
+    gathered: Mutex<Gathered>,
+}
+
+#[derive(Default)]
+struct Gathered {
+    exchange: Option<Exchange>,
+    outcome: Option<Outcome>,
+    request: Option<Captured>,
+    response: Option<Captured>,
+}
+
+/// Which body of an exchange a capture is of.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Side {
+    Request,
+    Response,
+}
+
+impl Pending {
+    pub(crate) fn new(publisher: Arc<Publisher>, exchange: Exchange) -> Arc<Self> {
+        Arc::new(Self { publisher, gathered: Mutex::new(Gathered { exchange: Some(exchange), ..Gathered::default() }) })
+    }
+
+    /// Where the capture of one body goes.
+    pub(crate) fn on_finish(self: &Arc<Self>, side: Side) -> OnFinish {
+        let pending = self.clone();
+        Box::new(move |captured| {
+            let mut gathered = pending.gathered.lock().unwrap_or_else(PoisonError::into_inner);
+            match side {
+                Side::Request => gathered.request = Some(captured),
+                Side::Response => gathered.response = Some(captured),
+            }
+        })
+    }
+
+    pub(crate) fn answered(&self, outcome: Outcome) {
+        self.gathered.lock().unwrap_or_else(PoisonError::into_inner).outcome = Some(outcome);
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let gathered = std::mem::take(self.gathered.get_mut().unwrap_or_else(PoisonError::into_inner));
+        // No outcome: the client went away before the upstream answered, and there is no
+        // exchange to compare.
+        if let (Some(exchange), Some(outcome)) = (gathered.exchange, gathered.outcome) {
+            self.publisher.publish(exchange, outcome, gathered.request, gathered.response);
+        }
+    }
+}
+
 pub(crate) struct Publisher {
     producer: Arc<SupervisedProducer>,
     codec: Arc<EventCodec>,
-    redactor: Arc<Redactor>,
-    requests: Arc<str>,
-    responses: Arc<str>,
-    outbound: Arc<str>,
-    tap_id: Arc<str>,
+    redactor: Redactor,
+    requests: String,
+    responses: String,
+    outbound: String,
+    tap_id: String,
     mode: Mode,
     health: Health,
 }
@@ -82,29 +133,23 @@ impl Publisher {
         Ok(Self {
             producer: Arc::new(SupervisedProducer::new(&config.kafka).map_err(TapError::Producer)?),
             codec,
-            redactor: Arc::new(config.tap.redaction.redactor().map_err(TapError::Redaction)?),
-            requests: config.topics.requests.as_str().into(),
-            responses: config.topics.responses.as_str().into(),
-            outbound: config.topics.outbound.as_str().into(),
-            tap_id: config.tap.id.as_str().into(),
+            redactor: config.tap.redaction.redactor().map_err(TapError::Redaction)?,
+            requests: config.topics.requests.clone(),
+            responses: config.topics.responses.clone(),
+            outbound: config.topics.outbound.clone(),
+            tap_id: config.tap.id.clone(),
             mode: config.tap.mode.clone(),
             health,
         })
     }
 
-    /// Publishes the exchange once its bodies have finished streaming. Returns at once.
-    pub(crate) fn publish_after(&self, exchange: Exchange, outcome: Outcome) {
-        let this = self.clone();
-        tokio::spawn(async move { this.complete(exchange, outcome).await });
-    }
-
-    async fn complete(&self, exchange: Exchange, outcome: Outcome) {
-        let request_body = body_of(wait(exchange.request_capture).await);
+    /// Redacts, encodes and queues the exchange's events (see [`Pending`]). Never waits.
+    fn publish(&self, exchange: Exchange, outcome: Outcome, request: Option<Captured>, response: Option<Captured>) {
+        let request_body = body_of(request);
         let (status, headers, body, error, finished) = match outcome {
-            Outcome::Response { status, headers, response_capture } => {
-                let captured = wait(response_capture).await;
-                let finished = captured.as_ref().map_or_else(Instant::now, |c| c.finished);
-                (Some(i32::from(status.as_u16())), headers, body_of(captured), None, finished)
+            Outcome::Response { status, headers } => {
+                let finished = response.as_ref().map_or_else(Instant::now, |c| c.finished);
+                (Some(i32::from(status.as_u16())), headers, body_of(response), None, finished)
             }
             Outcome::Failed(kind) => (None, HeaderMap::new(), CapturedBody::empty(), Some(kind), Instant::now()),
         };
@@ -112,7 +157,7 @@ impl Publisher {
         let mut request = RequestEvent {
             request_id: id.clone(),
             timestamp_ms: exchange.received_ms,
-            tap_id: self.tap_id.to_string(),
+            tap_id: self.tap_id.clone(),
             method: exchange.method.to_string(),
             scheme: "http".to_owned(),
             authority: exchange.authority,
@@ -231,10 +276,6 @@ impl Publisher {
             Err(error) => tracing::warn!(%error, "producer flush task failed"),
         }
     }
-}
-
-async fn wait(capture: Option<oneshot::Receiver<Captured>>) -> Option<Captured> {
-    tokio::time::timeout(CAPTURE_DEADLINE, capture?).await.ok()?.ok()
 }
 
 /// The captured body; one that did not finish is flagged truncated, and one never seen is

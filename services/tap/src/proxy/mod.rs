@@ -21,7 +21,7 @@ use shadowdiff_core::{ErrorKind, RequestId};
 
 use crate::capture::Tee;
 use crate::config::{Mode, TapConfig, TapSection};
-use crate::publish::{Exchange, Outcome, Publisher};
+use crate::publish::{Exchange, Outcome, Pending, Publisher, Side};
 use crate::route::{Resolved, Routes};
 use crate::{events, hop};
 
@@ -36,7 +36,7 @@ pub(crate) struct Proxy {
     id_header: HeaderName,
     client: UpstreamClient,
     routes: Routes,
-    publisher: Publisher,
+    publisher: Arc<Publisher>,
 }
 
 impl Proxy {
@@ -48,7 +48,7 @@ impl Proxy {
         // Checked by `TapConfig::validate` before start-up; the fallback is never taken.
         let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
             .unwrap_or(HeaderName::from_static("x-request-id"));
-        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, client, publisher }
+        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, client, publisher: Arc::new(publisher) }
     }
 
     pub(crate) fn upstream(&self) -> &str {
@@ -137,7 +137,6 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         Ok(uri) => uri,
         Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
     };
-    let (body, request_capture) = Tee::new(body, capture.then_some(route.cap));
     let authority = parts
         .uri
         .authority()
@@ -147,48 +146,43 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let headers = proxy.forward_headers(parts.headers, &id);
     events::request_started(&route.label);
 
-    let started = Instant::now();
-    let exchange = Exchange {
-        id: id.clone(),
-        linked,
-        received_ms,
-        route: route.template,
-        method: parts.method,
-        uri: parts.uri,
-        authority,
-        headers,
-        request_capture,
-        started,
-    };
-    match proxy.send(exchange.method.clone(), uri, exchange.headers.clone(), body).await {
+    let pending = capture.then(|| {
+        let exchange = Exchange {
+            id: id.clone(),
+            linked,
+            received_ms,
+            route: route.template,
+            method: parts.method.clone(),
+            uri: parts.uri,
+            authority,
+            headers: headers.clone(),
+            started: Instant::now(),
+        };
+        Pending::new(proxy.publisher.clone(), exchange)
+    });
+    let body = Tee::new(body, pending.as_ref().map(|p| (route.cap, p.on_finish(Side::Request))));
+    match proxy.send(parts.method, uri, headers, body).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
-            let (body, response_capture) = Tee::new(body, capture.then_some(route.cap));
             events::proxied(&route.label, parts.status.as_u16());
-            if capture {
-                let outcome =
-                    Outcome::Response { status: parts.status, headers: parts.headers.clone(), response_capture };
-                proxy.publisher.publish_after(exchange, outcome);
+            if let Some(pending) = &pending {
+                pending.answered(Outcome::Response { status: parts.status, headers: parts.headers.clone() });
             }
+            let body = Tee::new(body, pending.as_ref().map(|p| (route.cap, p.on_finish(Side::Response))));
             hop::strip(&mut parts.headers);
             proxy.set_id(&mut parts.headers, &id);
             Response::from_parts(parts, Body::new(body))
         }
         Err((kind, error)) => {
             events::upstream_failed(&route.label, kind, &error);
-            failed(&proxy, exchange, capture, kind, &id)
+            if let Some(pending) = &pending {
+                pending.answered(Outcome::Failed(kind));
+            }
+            let mut response = unavailable(kind);
+            proxy.set_id(response.headers_mut(), &id);
+            response
         }
     }
-}
-
-/// 502 for a failed upstream, 504 for a slow one; published as the primary's answer too.
-fn failed(proxy: &Proxy, exchange: Exchange, capture: bool, kind: ErrorKind, id: &RequestId) -> Response {
-    if capture {
-        proxy.publisher.publish_after(exchange, Outcome::Failed(kind));
-    }
-    let mut response = unavailable(kind);
-    proxy.set_id(response.headers_mut(), id);
-    response
 }
 
 /// What a client gets when the upstream did not answer: 504 for a slow one, else 502.

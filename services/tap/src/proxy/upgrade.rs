@@ -37,7 +37,7 @@ pub(super) async fn pass_through(proxy: &Proxy, mut request: Request, id: &Reque
     if let Some(protocol) = protocol {
         headers.insert(UPGRADE, protocol);
     }
-    let (body, _) = Tee::new(body, None);
+    let body = Tee::new(body, None);
     let mut response = match proxy.send(parts.method, uri, headers, body).await {
         Ok(response) => response,
         Err((kind, _)) => return super::unavailable(kind),
