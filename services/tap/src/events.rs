@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use metrics::Counter;
+
 use shadowdiff_core::ErrorKind;
 use shadowdiff_runtime::telemetry::LogLimiter;
 
@@ -44,32 +46,54 @@ pub(crate) fn queue_depth(depth: i32) {
     metrics::gauge!("shadowdiff_tap_producer_queue_depth").set(f64::from(depth));
 }
 
-pub(crate) fn request_started(route: &str) {
-    metrics::counter!("shadowdiff_tap_requests_started_total", "route" => route.to_owned()).increment(1);
+/// One route's request counters, registered when the routes are built (the recorder is
+/// installed before), so a request bumps them without a registry lookup.
+#[derive(Debug)]
+pub(crate) struct RouteCounters {
+    label: String,
+    started: Counter,
+    /// By status class: 1xx to 5xx.
+    by_class: [Counter; 5],
 }
 
-pub(crate) fn proxied(route: &str, status: u16) {
-    let class = match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
-    };
-    metrics::counter!("shadowdiff_tap_requests_total", "route" => route.to_owned(), "status_class" => class)
-        .increment(1);
+impl RouteCounters {
+    pub(crate) fn new(label: &str) -> Self {
+        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| {
+            metrics::counter!("shadowdiff_tap_requests_total", "route" => label.to_owned(), "status_class" => class)
+        });
+        Self {
+            label: label.to_owned(),
+            started: metrics::counter!("shadowdiff_tap_requests_started_total", "route" => label.to_owned()),
+            by_class,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn label(&self) -> &str {
+        &self.label
+    }
+
+    pub(crate) fn started(&self) {
+        self.started.increment(1);
+    }
+
+    pub(crate) fn proxied(&self, status: u16) {
+        let class = usize::from((status / 100).clamp(1, 5)) - 1;
+        self.by_class[class].increment(1);
+    }
+
+    pub(crate) fn upstream_failed(&self, kind: ErrorKind, error: &dyn std::fmt::Display) {
+        let route = self.label.as_str();
+        metrics::counter!("shadowdiff_tap_upstream_errors_total", "route" => route.to_owned(), "kind" => kind.as_str())
+            .increment(1);
+        if UPSTREAM_LOG.allow() {
+            tracing::warn!(route, kind = kind.as_str(), %error, "upstream did not answer");
+        }
+    }
 }
 
 pub(crate) fn body_bytes(direction: &'static str, bytes: u64) {
     metrics::counter!("shadowdiff_tap_body_bytes_total", "direction" => direction).increment(bytes);
-}
-
-pub(crate) fn upstream_failed(route: &str, kind: ErrorKind, error: &dyn std::fmt::Display) {
-    metrics::counter!("shadowdiff_tap_upstream_errors_total", "route" => route.to_owned(), "kind" => kind.as_str())
-        .increment(1);
-    if UPSTREAM_LOG.allow() {
-        tracing::warn!(route, kind = kind.as_str(), %error, "upstream did not answer");
-    }
 }
 
 pub(crate) fn upgraded() {

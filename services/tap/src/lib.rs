@@ -55,6 +55,8 @@ impl Tap {
     /// Binds the proxy and admin listeners and connects the producer. Topics are created
     /// here when configured, so a tap that starts is a tap that can publish.
     pub async fn bind(config: TapConfig, shutdown: CancellationToken) -> Result<Self, TapError> {
+        // Route counters are registered up front, so the recorder must exist before them.
+        shadowdiff_runtime::telemetry::metrics();
         if config.topics.create {
             config.kafka.ensure_topics(&config.topics).await.map_err(TapError::Topics)?;
         }

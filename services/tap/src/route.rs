@@ -5,9 +5,12 @@
 //! `{id}`. Events carry the template; metric labels use the configured template or `auto`,
 //! so their number stays bounded whatever clients send.
 
+use std::borrow::Cow;
+
 use shadowdiff_core::RequestId;
 
 use crate::config::TapSection;
+use crate::events::RouteCounters;
 
 /// Metric label of every path no configured template matched.
 pub(crate) const AUTO_LABEL: &str = "auto";
@@ -19,19 +22,20 @@ pub(crate) struct Routes {
     default: Route,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Route {
     template: String,
     /// Captured requests per 10 000.
     per_10k: u32,
     cap: usize,
+    counters: RouteCounters,
 }
 
 /// What the tap does with one request.
-#[derive(Debug, Clone)]
-pub(crate) struct Resolved {
-    pub(crate) template: String,
-    pub(crate) label: String,
+#[derive(Debug)]
+pub(crate) struct Resolved<'a> {
+    pub(crate) template: Cow<'a, str>,
+    pub(crate) counters: &'a RouteCounters,
     pub(crate) capture: bool,
     pub(crate) cap: usize,
 }
@@ -49,6 +53,7 @@ impl Routes {
             template: String::new(),
             per_10k: per_10k(config.capture_percent),
             cap: config.capture_max_body_bytes,
+            counters: RouteCounters::new(AUTO_LABEL),
         };
         let mut router = matchit::Router::new();
         let mut routes = Vec::new();
@@ -58,21 +63,22 @@ impl Routes {
                     template: route.template.clone(),
                     per_10k: route.capture_percent.map_or(default.per_10k, per_10k),
                     cap: route.capture_max_body_bytes.unwrap_or(default.cap),
+                    counters: RouteCounters::new(&route.template),
                 });
             }
         }
         Self { router, routes, default }
     }
 
-    pub(crate) fn resolve(&self, path: &str, id: &RequestId) -> Resolved {
-        let (route, template, label) = match self.router.at(path) {
+    pub(crate) fn resolve(&self, path: &str, id: &RequestId) -> Resolved<'_> {
+        let (route, template) = match self.router.at(path) {
             Ok(matched) => {
                 let route = &self.routes[*matched.value];
-                (route, route.template.clone(), route.template.clone())
+                (route, Cow::Borrowed(route.template.as_str()))
             }
-            Err(_) => (&self.default, auto_template(path), AUTO_LABEL.to_owned()),
+            Err(_) => (&self.default, Cow::Owned(auto_template(path))),
         };
-        Resolved { template, label, capture: id.sample_bucket() < route.per_10k, cap: route.cap }
+        Resolved { template, counters: &route.counters, capture: id.sample_bucket() < route.per_10k, cap: route.cap }
     }
 }
 
@@ -123,11 +129,11 @@ mod tests {
         let id = RequestId::parse("abc").unwrap();
         let user = routes.resolve("/users/42", &id);
         assert_eq!(
-            (user.template.as_str(), user.label.as_str(), user.capture, user.cap),
+            (user.template.as_ref(), user.counters.label(), user.capture, user.cap),
             ("/users/{id}", "/users/{id}", true, 8)
         );
         let other = routes.resolve("/orders/7", &id);
-        assert_eq!((other.template.as_str(), other.label.as_str()), ("/orders/{id}", AUTO_LABEL));
+        assert_eq!((other.template.as_ref(), other.counters.label()), ("/orders/{id}", AUTO_LABEL));
 
         let captured = (0..5_000)
             .filter(|i| routes.resolve("/orders/1", &RequestId::parse(&format!("id-{i}")).unwrap()).capture)

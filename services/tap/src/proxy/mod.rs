@@ -21,9 +21,9 @@ use shadowdiff_core::{ErrorKind, RequestId};
 
 use crate::capture::Tee;
 use crate::config::{Mode, TapConfig, TapSection};
+use crate::hop;
 use crate::publish::{Exchange, Outcome, Pending, Publisher, Side};
 use crate::route::{Resolved, Routes};
-use crate::{events, hop};
 
 /// Marks a request the mirror replayed; a sidecar captures only these.
 const SHADOW_ROLE: &str = "x-shadow-role";
@@ -144,14 +144,14 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
         .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
         .unwrap_or_default();
     let headers = proxy.forward_headers(parts.headers, &id);
-    events::request_started(&route.label);
+    route.counters.started();
 
     let pending = capture.then(|| {
         let exchange = Exchange {
             id: id.clone(),
             linked,
             received_ms,
-            route: route.template,
+            route: route.template.into_owned(),
             method: parts.method.clone(),
             uri: parts.uri,
             authority,
@@ -164,7 +164,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     match proxy.send(parts.method, uri, headers, body).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
-            events::proxied(&route.label, parts.status.as_u16());
+            route.counters.proxied(parts.status.as_u16());
             if let Some(pending) = &pending {
                 pending.answered(Outcome::Response { status: parts.status, headers: parts.headers.clone() });
             }
@@ -174,7 +174,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             Response::from_parts(parts, Body::new(body))
         }
         Err((kind, error)) => {
-            events::upstream_failed(&route.label, kind, &error);
+            route.counters.upstream_failed(kind, &error);
             if let Some(pending) = &pending {
                 pending.answered(Outcome::Failed(kind));
             }
