@@ -72,8 +72,9 @@ impl TapUnderTest {
             .sum()
     }
 
-    pub async fn stop(self) {
+    /// Shuts the tap down; whether it stopped (drained and flushed) within 30 s.
+    pub async fn stop(self) -> bool {
         self.shutdown.cancel();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), self.task).await;
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.task).await.is_ok()
     }
 }

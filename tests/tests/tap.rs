@@ -84,10 +84,14 @@ fn with_key<'a>(messages: &'a [OwnedMessage], id: &str) -> Vec<&'a OwnedMessage>
 }
 
 async fn events_for(tap: &TapUnderTest, brokers: &str, id: &str) -> (RequestEvent, ResponseEvent) {
+    events_in((&tap.requests, &tap.responses), brokers, id).await
+}
+
+async fn events_in((requests, responses): (&str, &str), brokers: &str, id: &str) -> (RequestEvent, ResponseEvent) {
     let codec = EventCodec::new().unwrap();
     let has = |ms: &[OwnedMessage]| !with_key(ms, id).is_empty();
-    let requests = read_until(brokers, &tap.requests, DEADLINE, has).await;
-    let responses = read_until(brokers, &tap.responses, DEADLINE, has).await;
+    let requests = read_until(brokers, requests, DEADLINE, has).await;
+    let responses = read_until(brokers, responses, DEADLINE, has).await;
     let request = codec.decode(with_key(&requests, id)[0].payload().unwrap()).unwrap();
     let response = codec.decode(with_key(&responses, id)[0].payload().unwrap()).unwrap();
     (request, response)
@@ -126,6 +130,26 @@ async fn events_carry_the_key_fields_cap_and_hash() {
     assert_eq!(response.error, None);
     assert!(response.latency_us > 0);
     tap.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_refuses_new_connections_and_drains_and_publishes_those_in_flight() {
+    let infra = Infra::get().await;
+    let tap = tap(&infra, backend().await, "workers = 2").await;
+    let (url, requests, responses) = (tap.url.clone(), tap.requests.clone(), tap.responses.clone());
+    let slow = format!("{url}/slow");
+    let in_flight = tokio::spawn(async move {
+        let response = reqwest::Client::new().get(slow).header("x-request-id", "drain-1").send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopping = tokio::spawn(tap.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(reqwest::get(format!("{url}/account")).await.is_err(), "a stopping tap accepts no new connection");
+    assert_eq!(in_flight.await.unwrap(), (StatusCode::OK, "late".to_owned()), "the request in flight finishes");
+    assert!(stopping.await.unwrap(), "the tap stops once it has drained");
+    let (request, response) = events_in((&requests, &responses), &infra.brokers, "drain-1").await;
+    assert_eq!((request.path.as_str(), response.status), ("/slow", Some(200)), "flushed before stopping");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,6 +56,10 @@ pub struct TapSection {
     /// How long shutdown waits for in-flight requests.
     #[serde(default = "default_drain", rename = "drain_timeout_ms", with = "serde_duration::millis")]
     pub drain_timeout: Duration,
+    /// Serving threads, each with its own connections and upstream pool (default: one per
+    /// CPU).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
     /// Route templates, most specific first; other paths are templated automatically.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -202,6 +206,9 @@ const fn default_upstream_timeout() -> Duration {
 const fn default_drain() -> Duration {
     Duration::from_secs(20)
 }
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
 fn default_redacted_headers() -> Vec<String> {
     redact::DEFAULT_HEADERS.iter().map(|h| (*h).to_owned()).collect()
 }
@@ -224,6 +231,9 @@ impl Validate for TapConfig {
         }
         if tap.upstream_timeout.is_zero() {
             errors.push(ConfigError::rule("tap.upstream_timeout_ms", "must be > 0"));
+        }
+        if tap.workers == 0 {
+            errors.push(ConfigError::rule("tap.workers", "must be at least 1"));
         }
         let percent_ok = |p: f64| (0.0..=100.0).contains(&p);
         if !percent_ok(tap.capture_percent) {

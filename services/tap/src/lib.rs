@@ -3,9 +3,11 @@
 //!
 //! The client always gets the upstream's response, untouched and on time. Reading order:
 //! [`config`] (what an operator sets), `route` (templates and the sticky capture
-//! decision), `proxy` (the client path: request id, streaming, upgrades), `capture` (the
-//! body tee), `publish` (the background path: redaction, then Kafka, dropping and counting
-//! rather than waiting), `hop` (hop-by-hop headers) and `events` (what the tap counts).
+//! decision), `workers` (a single-threaded runtime per core, each serving the connections
+//! dealt to it), `proxy` (the client path: request id, streaming, upgrades), `capture` (the
+//! body tee), `publish` (the path to Kafka: redaction, then the producer's queue, dropping
+//! and counting rather than waiting), `hop` (hop-by-hop headers) and `events` (what the
+//! tap counts).
 
 mod capture;
 pub mod config;
@@ -15,6 +17,7 @@ mod producer;
 mod proxy;
 mod publish;
 mod route;
+mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,8 +50,8 @@ pub enum TapError {
 pub struct Tap {
     listener: TcpListener,
     admin_addr: SocketAddr,
-    proxy: Arc<proxy::Proxy>,
-    drain_timeout: std::time::Duration,
+    config: TapConfig,
+    publisher: Arc<publish::Publisher>,
 }
 
 impl Tap {
@@ -69,9 +72,7 @@ impl Tap {
         let admin_addr = admin::spawn(&config.admin, health, shutdown)
             .await
             .map_err(|source| TapError::Bind { addr: config.admin.listen, source })?;
-        let drain_timeout = config.tap.drain_timeout;
-        let proxy = Arc::new(proxy::Proxy::new(config, publisher));
-        Ok(Self { listener, admin_addr, proxy, drain_timeout })
+        Ok(Self { listener, admin_addr, config, publisher: Arc::new(publisher) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -85,19 +86,28 @@ impl Tap {
     /// Serves HTTP/1.1 and h2c until `shutdown`, then gives in-flight requests up to the
     /// drain deadline to finish, and flushes the producer.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), TapError> {
-        tracing::info!(addr = %self.local_addr(), upstream = %self.proxy.upstream(), "tap listening");
-        let app = proxy::app(self.proxy.clone());
-        let stop = shutdown.clone();
-        let serve = axum::serve(self.listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-        let deadline = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(self.drain_timeout).await;
-        };
-        tokio::select! {
-            served = serve => served.map_err(TapError::Serve)?,
-            () = deadline => tracing::warn!(drain_ms = self.drain_timeout.as_millis(), "drain deadline passed; closing in-flight requests"),
+        let tap = &self.config.tap;
+        let upstream = tap.upstream.as_ref().map_or("(each call's own, egress)", url::Url::as_str);
+        tracing::info!(addr = %self.local_addr(), upstream, workers = tap.workers, "tap listening");
+        let proxy = || Arc::new(proxy::Proxy::new(self.config.clone(), self.publisher.clone()));
+        let mut workers = workers::Workers::start(tap.workers, self.local_addr(), proxy, tap.drain_timeout, &shutdown)
+            .map_err(TapError::Serve)?;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => workers.deal(stream, peer),
+                    Err(error) => {
+                        // Out of file descriptors, most likely: wait for some to be freed.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+            }
         }
-        self.proxy.flush().await;
+        drop(self.listener);
+        workers.join().await;
+        self.publisher.flush().await;
         Ok(())
     }
 }

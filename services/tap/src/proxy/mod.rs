@@ -40,7 +40,7 @@ pub(crate) struct Proxy {
 }
 
 impl Proxy {
-    pub(crate) fn new(config: TapConfig, publisher: Publisher) -> Self {
+    pub(crate) fn new(config: TapConfig, publisher: Arc<Publisher>) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.tap.upstream_timeout));
@@ -48,15 +48,7 @@ impl Proxy {
         // Checked by `TapConfig::validate` before start-up; the fallback is never taken.
         let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
             .unwrap_or(HeaderName::from_static("x-request-id"));
-        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, client, publisher: Arc::new(publisher) }
-    }
-
-    pub(crate) fn upstream(&self) -> &str {
-        self.config.upstream.as_ref().map_or("(each call's own, egress)", url::Url::as_str)
-    }
-
-    pub(crate) async fn flush(&self) {
-        self.publisher.flush().await;
+        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, client, publisher }
     }
 
     /// Where a request goes: the configured upstream plus its path and query, or in egress
