@@ -33,7 +33,7 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// How long the producer waits to fill a batch. Events feed an offline comparison, so
     /// waiting is cheap, while every produce request costs the broker CPU: at the tap's
-    /// rates 200 ms cut the local broker's share of the CPU six-fold against 5 ms.
+    /// rates 200 ms cut the local broker's share of the CPU several-fold against 5 ms.
     #[serde(default = "default_linger", rename = "linger_ms", with = "serde_duration::millis")]
     pub linger: Duration,
     /// How long a message may wait for delivery before it counts as failed.
