@@ -187,7 +187,7 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     pub fn new(brokers: &str, requests: &str, responses: &str) -> Self {
         let producer =
-            KafkaConfig { brokers: brokers.to_owned(), linger: Duration::from_millis(1), ..Default::default() }
+            KafkaConfig { brokers: brokers.to_owned(), linger: Some(Duration::from_millis(1)), ..Default::default() }
                 .producer()
                 .unwrap_or_else(|e| panic!("producer: {e}"));
         let codec = EventCodec::new().unwrap_or_else(|e| panic!("{e}"));

@@ -114,7 +114,7 @@ fn producer(brokers: &str) -> Result<Producer, LoadError> {
     ];
     KafkaConfig {
         brokers: brokers.to_owned(),
-        linger: Duration::from_millis(20),
+        linger: Some(Duration::from_millis(20)),
         message_timeout: MESSAGE_TIMEOUT,
         properties: properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
     }

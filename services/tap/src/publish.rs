@@ -26,6 +26,11 @@ use crate::producer::SupervisedProducer;
 
 /// How long shutdown waits for queued events to reach the broker.
 const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
+/// How long the producer lingers unless `kafka.linger_ms` says otherwise. The tap never
+/// waits on a delivery, while every produce request costs the broker CPU: at the tap's
+/// rates 200 ms cut the local broker's share of the machine from about a quarter to under a
+/// tenth against the 5 ms other services use.
+const LINGER: Duration = Duration::from_millis(200);
 /// How often readiness re-checks that the broker answers.
 const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -131,7 +136,9 @@ impl std::fmt::Debug for Publisher {
 impl Publisher {
     pub(crate) fn new(config: &TapConfig, codec: Arc<EventCodec>, health: Health) -> Result<Self, TapError> {
         Ok(Self {
-            producer: Arc::new(SupervisedProducer::new(&config.kafka).map_err(TapError::Producer)?),
+            producer: Arc::new(
+                SupervisedProducer::new(&config.kafka.clone().linger_by_default(LINGER)).map_err(TapError::Producer)?,
+            ),
             codec,
             redactor: config.tap.redaction.redactor().map_err(TapError::Redaction)?,
             requests: config.topics.requests.clone(),

@@ -31,11 +31,10 @@ pub struct KafkaConfig {
     /// Bootstrap servers, comma separated.
     #[serde(default = "default_brokers")]
     pub brokers: String,
-    /// How long the producer waits to fill a batch. Events feed an offline comparison, so
-    /// waiting is cheap, while every produce request costs the broker CPU: at the tap's
-    /// rates 200 ms cut the local broker's share of the CPU several-fold against 5 ms.
-    #[serde(default = "default_linger", rename = "linger_ms", with = "serde_duration::millis")]
-    pub linger: Duration,
+    /// How long the producer waits to fill a batch. Unset, 5 ms, unless the service picks
+    /// its own default ([`KafkaConfig::linger_by_default`]).
+    #[serde(default, rename = "linger_ms", deserialize_with = "serde_duration::millis_opt::deserialize")]
+    pub linger: Option<Duration>,
     /// How long a message may wait for delivery before it counts as failed.
     #[serde(default = "default_message_timeout", rename = "message_timeout_ms", with = "serde_duration::millis")]
     pub message_timeout: Duration,
@@ -47,9 +46,9 @@ pub struct KafkaConfig {
 fn default_brokers() -> String {
     "127.0.0.1:9092".to_owned()
 }
-const fn default_linger() -> Duration {
-    Duration::from_millis(200)
-}
+/// Short, because callers that await a delivery (dead letters, the mirror's replays) wait
+/// out the linger each time.
+const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 const fn default_message_timeout() -> Duration {
     Duration::from_secs(30)
 }
@@ -58,7 +57,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         Self {
             brokers: default_brokers(),
-            linger: default_linger(),
+            linger: None,
             message_timeout: default_message_timeout(),
             properties: BTreeMap::new(),
         }
@@ -147,6 +146,13 @@ impl crate::config::Validate for TopicsConfig {
 }
 
 impl KafkaConfig {
+    /// The same settings, lingering `linger` unless `linger_ms` was set.
+    #[must_use]
+    pub fn linger_by_default(mut self, linger: Duration) -> Self {
+        self.linger.get_or_insert(linger);
+        self
+    }
+
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
@@ -173,7 +179,7 @@ impl KafkaConfig {
             .set("enable.idempotence", "true")
             .set("compression.type", "lz4")
             .set("partitioner", "murmur2_random")
-            .set("linger.ms", self.linger.as_millis().to_string())
+            .set("linger.ms", self.linger.unwrap_or(DEFAULT_LINGER).as_millis().to_string())
             .set("message.timeout.ms", self.message_timeout.as_millis().to_string());
         self.apply_overrides(&mut config);
         config
