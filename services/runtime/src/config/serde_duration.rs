@@ -17,11 +17,11 @@ pub mod millis {
 /// `#[serde(default, deserialize_with = "serde_duration::millis_opt::deserialize")]`, for a
 /// duration whose default is decided later.
 pub mod millis_opt {
-    use serde::{Deserialize, Deserializer};
+    use serde::Deserializer;
     use std::time::Duration;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        u64::deserialize(d).map(|ms| Some(Duration::from_millis(ms)))
+        super::millis::deserialize(d).map(Some)
     }
 }
 
