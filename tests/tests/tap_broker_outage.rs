@@ -20,6 +20,7 @@ use shadowdiff_tests::tap::TapUnderTest;
 
 const BODY: &str = r#"{"id":1,"name":"exact bytes"}"#;
 const DROPPED: &str = "shadowdiff_tap_events_dropped_total";
+const QUEUE_DEPTH: &str = "shadowdiff_tap_producer_queue_depth";
 
 async fn send(tap: &TapUnderTest, ids: impl Iterator<Item = String>) {
     let client = reqwest::Client::new();
@@ -49,7 +50,7 @@ async fn a_broker_outage_never_reaches_the_client_and_publishing_resumes() {
         &broker.brokers(),
         upstream,
         "[tap.redaction]\nhmac_key = \"outage-test-hmac-key-0123\"",
-        "message_timeout_ms = 5000\nproperties = { \"reconnect.backoff.max.ms\" = \"500\" }",
+        "message_timeout_ms = 8000\nproperties = { \"reconnect.backoff.max.ms\" = \"500\" }",
     )
     .await;
 
@@ -61,6 +62,12 @@ async fn a_broker_outage_never_reaches_the_client_and_publishing_resumes() {
     broker.stop();
     let dropped_at_outage = tap.counter(DROPPED, "").await;
     send(&tap, (0..50).map(|i| format!("during-{i}"))).await;
+    // They wait in the producer until their timeout, and the queue-depth gauge shows them.
+    eventually("the queue depth to show the waiting events", Duration::from_secs(6), || async {
+        let depth = tap.counter(QUEUE_DEPTH, "").await;
+        if depth >= 100.0 { Ok(depth) } else { Err(format!("depth {depth}")) }
+    })
+    .await;
     // Each of the 50 exchanges had a request and a response event; all 100 time out and
     // are counted, none is retried into a client's way.
     eventually("the outage's events to be counted as dropped", Duration::from_secs(30), || async {

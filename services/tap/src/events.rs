@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use metrics::Counter;
+use metrics::{Counter, Gauge, Histogram};
 
 use shadowdiff_core::ErrorKind;
 use shadowdiff_runtime::telemetry::LogLimiter;
@@ -37,13 +37,47 @@ pub(crate) fn dropped(reason: DropReason, error: &dyn std::fmt::Display) {
     }
 }
 
-pub(crate) fn published(took: Duration) {
-    metrics::counter!("shadowdiff_tap_events_published_total").increment(1);
-    metrics::histogram!("shadowdiff_tap_publish_seconds").record(took.as_secs_f64());
+/// What publishing counts, registered once (the recorder is installed before), so an event
+/// costs no registry lookup.
+#[derive(Debug, Clone)]
+pub(crate) struct Publishing {
+    published: Counter,
+    publish_seconds: Histogram,
+    queue_depth: Gauge,
+    request_bytes: Counter,
+    response_bytes: Counter,
 }
 
-pub(crate) fn queue_depth(depth: i32) {
-    metrics::gauge!("shadowdiff_tap_producer_queue_depth").set(f64::from(depth));
+impl Publishing {
+    pub(crate) fn new() -> Self {
+        let bytes =
+            |direction: &'static str| metrics::counter!("shadowdiff_tap_body_bytes_total", "direction" => direction);
+        Self {
+            published: metrics::counter!("shadowdiff_tap_events_published_total"),
+            publish_seconds: metrics::histogram!("shadowdiff_tap_publish_seconds"),
+            queue_depth: metrics::gauge!("shadowdiff_tap_producer_queue_depth"),
+            request_bytes: bytes("request"),
+            response_bytes: bytes("response"),
+        }
+    }
+
+    /// A delivery the broker acknowledged, `took` after it was queued.
+    pub(crate) fn published(&self, took: Duration) {
+        self.published.increment(1);
+        self.publish_seconds.record(took.as_secs_f64());
+    }
+
+    /// Messages waiting in the producer, from librdkafka's statistics.
+    pub(crate) fn queue_depth(&self, depth: u64) {
+        #[allow(clippy::cast_precision_loss)] // bounded by the producer's queue size
+        self.queue_depth.set(depth as f64);
+    }
+
+    /// The full lengths of an exchange's bodies, captured or not.
+    pub(crate) fn body_bytes(&self, request: i64, response: i64) {
+        self.request_bytes.increment(u64::try_from(request).unwrap_or(0));
+        self.response_bytes.increment(u64::try_from(response).unwrap_or(0));
+    }
 }
 
 /// One route's request counters, registered when the routes are built (the recorder is
@@ -90,10 +124,6 @@ impl RouteCounters {
             tracing::warn!(route, kind = kind.as_str(), %error, "upstream did not answer");
         }
     }
-}
-
-pub(crate) fn body_bytes(direction: &'static str, bytes: u64) {
-    metrics::counter!("shadowdiff_tap_body_bytes_total", "direction" => direction).increment(bytes);
 }
 
 pub(crate) fn upgraded() {

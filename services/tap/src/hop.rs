@@ -2,26 +2,44 @@
 //! them, along with every header the `Connection` header names, before forwarding.
 
 use http::HeaderMap;
-use http::header::{CONNECTION, HOST, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
-
-const FIXED: [&str; 4] = ["keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization"];
+use http::header::CONNECTION;
 
 /// Removes hop-by-hop headers in place. `Host` goes too: the client uses the upstream's.
 pub(crate) fn strip(headers: &mut HeaderMap) {
-    let named: Vec<String> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|name| name.trim().to_ascii_lowercase())
-        .filter(|name| !name.is_empty())
-        .collect();
-    for name in named.iter().map(String::as_str).chain(FIXED) {
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<String> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|name| name.trim().to_ascii_lowercase())
+            .filter(|name| !name.is_empty())
+            .collect();
+        for name in named {
+            headers.remove(name.as_str());
+        }
+    }
+    // A message carries one or two of these at most: find each in a scan of the names
+    // rather than looking every one up.
+    while let Some(name) = headers.keys().find(|name| is_hop_by_hop(name.as_str())).cloned() {
         headers.remove(name);
     }
-    for name in [CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE, HOST] {
-        headers.remove(name);
-    }
+}
+
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
 }
 
 #[cfg(test)]
@@ -35,6 +53,11 @@ mod tests {
         headers.insert("x-debug", "1".parse().unwrap());
         headers.insert("keep-alive", "timeout=5".parse().unwrap());
         headers.insert("transfer-encoding", "chunked".parse().unwrap());
+        for name in
+            ["host", "te", "trailer", "upgrade", "proxy-connection", "proxy-authenticate", "proxy-authorization"]
+        {
+            headers.insert(name, "x".parse().unwrap());
+        }
         headers.insert("accept", "*/*".parse().unwrap());
         strip(&mut headers);
         assert_eq!(headers.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["accept"]);

@@ -16,10 +16,11 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{Producer as _, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 use shadowdiff_core::event::now_ms;
 use shadowdiff_runtime::kafka::{KafkaConfig, KafkaContext};
 
-use crate::events::{self, DropReason};
+use crate::events::{self, DropReason, Publishing};
 
 pub(crate) type TapProducer = ThreadedProducer<TapContext>;
 
@@ -30,11 +31,15 @@ struct Deliveries {
     failures_since_ok: AtomicU64,
 }
 
+/// How often librdkafka reports its statistics, for the queue-depth gauge.
+const STATISTICS_INTERVAL_MS: &str = "1000";
+
 /// Counts each delivery as it is reported; log lines and client errors go the way of
 /// every shadowdiff client ([`KafkaContext`]).
 #[derive(Debug)]
 pub(crate) struct TapContext {
     deliveries: Arc<Deliveries>,
+    publishing: Publishing,
 }
 
 impl ClientContext for TapContext {
@@ -44,6 +49,11 @@ impl ClientContext for TapContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         KafkaContext.error(error, reason);
+    }
+
+    /// The queue depth, read here rather than per event: asking librdkafka takes a lock.
+    fn stats(&self, statistics: Statistics) {
+        self.publishing.queue_depth(statistics.msg_cnt);
     }
 }
 
@@ -56,7 +66,7 @@ impl ProducerContext for TapContext {
             Ok(_) => {
                 self.deliveries.last_ok_ms.store(now_ms(), Ordering::Relaxed);
                 self.deliveries.failures_since_ok.store(0, Ordering::Relaxed);
-                events::published(queued.elapsed());
+                self.publishing.published(queued.elapsed());
             }
             Err((error, _)) => {
                 self.deliveries.failures_since_ok.fetch_add(1, Ordering::Relaxed);
@@ -70,6 +80,7 @@ pub(crate) struct SupervisedProducer {
     config: KafkaConfig,
     current: RwLock<Arc<TapProducer>>,
     deliveries: Arc<Deliveries>,
+    publishing: Publishing,
 }
 
 impl std::fmt::Debug for SupervisedProducer {
@@ -79,10 +90,11 @@ impl std::fmt::Debug for SupervisedProducer {
 }
 
 impl SupervisedProducer {
-    pub(crate) fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
+    pub(crate) fn new(config: &KafkaConfig, publishing: Publishing) -> Result<Self, KafkaError> {
         let deliveries =
             Arc::new(Deliveries { last_ok_ms: AtomicI64::new(now_ms()), failures_since_ok: AtomicU64::new(0) });
-        Ok(Self { current: RwLock::new(Arc::new(build(config, &deliveries)?)), config: config.clone(), deliveries })
+        let current = RwLock::new(Arc::new(build(config, &deliveries, &publishing)?));
+        Ok(Self { current, config: config.clone(), deliveries, publishing })
     }
 
     /// The producer to send with now (a cheap handle clone).
@@ -109,7 +121,7 @@ impl SupervisedProducer {
 
     /// Swaps in a fresh producer; the old one's queue is given up (it was failing anyway).
     pub(crate) fn replace(&self) -> Result<(), KafkaError> {
-        let fresh = Arc::new(build(&self.config, &self.deliveries)?);
+        let fresh = Arc::new(build(&self.config, &self.deliveries, &self.publishing)?);
         let old =
             std::mem::replace(&mut *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner), fresh);
         self.deliveries.last_ok_ms.store(now_ms(), Ordering::Relaxed);
@@ -123,6 +135,14 @@ impl SupervisedProducer {
     }
 }
 
-fn build(config: &KafkaConfig, deliveries: &Arc<Deliveries>) -> Result<TapProducer, KafkaError> {
-    config.producer_config().create_with_context(TapContext { deliveries: deliveries.clone() })
+fn build(
+    config: &KafkaConfig,
+    deliveries: &Arc<Deliveries>,
+    publishing: &Publishing,
+) -> Result<TapProducer, KafkaError> {
+    let mut client = config.producer_config();
+    if client.get("statistics.interval.ms").is_none() {
+        client.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    }
+    client.create_with_context(TapContext { deliveries: deliveries.clone(), publishing: publishing.clone() })
 }

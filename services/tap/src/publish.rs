@@ -21,7 +21,7 @@ use shadowdiff_runtime::admin::Health;
 use crate::TapError;
 use crate::capture::{Captured, OnFinish};
 use crate::config::{Mode, TapConfig};
-use crate::events::{self, DropReason};
+use crate::events::{self, DropReason, Publishing};
 use crate::producer::SupervisedProducer;
 
 /// How long shutdown waits for queued events to reach the broker.
@@ -125,6 +125,7 @@ pub(crate) struct Publisher {
     tap_id: String,
     mode: Mode,
     health: Health,
+    publishing: Publishing,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -135,10 +136,10 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     pub(crate) fn new(config: &TapConfig, codec: Arc<EventCodec>, health: Health) -> Result<Self, TapError> {
+        let publishing = Publishing::new();
+        let kafka = config.kafka.clone().linger_by_default(LINGER);
         Ok(Self {
-            producer: Arc::new(
-                SupervisedProducer::new(&config.kafka.clone().linger_by_default(LINGER)).map_err(TapError::Producer)?,
-            ),
+            producer: Arc::new(SupervisedProducer::new(&kafka, publishing.clone()).map_err(TapError::Producer)?),
             codec,
             redactor: config.tap.redaction.redactor().map_err(TapError::Redaction)?,
             requests: config.topics.requests.clone(),
@@ -147,6 +148,7 @@ impl Publisher {
             tap_id: config.tap.id.clone(),
             mode: config.tap.mode.clone(),
             health,
+            publishing,
         })
     }
 
@@ -193,8 +195,7 @@ impl Publisher {
             stage: None,
             expected_legs: Vec::new(),
         };
-        events::body_bytes("request", u64::try_from(request.body.length).unwrap_or(0));
-        events::body_bytes("response", u64::try_from(response.body.length).unwrap_or(0));
+        self.publishing.body_bytes(request.body.length, response.body.length);
         self.redactor.body(&mut request.body, &request.headers);
         self.redactor.headers(&mut request.headers);
         self.redactor.body(&mut response.body, &response.headers);
@@ -226,16 +227,14 @@ impl Publisher {
             Err(error) => return events::dropped(DropReason::Encode, &error),
         };
         let record = BaseRecord::with_opaque_to(topic, Box::new(Instant::now())).key(key).payload(&payload);
-        let producer = self.producer.get();
         // Delivery is counted by the producer's callback (`producer.rs`), never awaited here.
-        if let Err((error, _)) = producer.send(record) {
+        if let Err((error, _)) = self.producer.get().send(record) {
             let reason = match error {
                 KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => DropReason::QueueFull,
                 _ => DropReason::Produce,
             };
             events::dropped(reason, &error);
         }
-        events::queue_depth(producer.in_flight_count());
     }
 
     /// Keeps the `kafka` readiness check current until shutdown, and replaces the producer

@@ -10,6 +10,7 @@
 mod json_path;
 mod seal;
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
 use base64::Engine;
@@ -90,17 +91,18 @@ impl Redactor {
     pub fn headers(&self, headers: &mut Vec<Header>) {
         let mut sealed = Vec::new();
         for header in headers.iter_mut() {
-            let name = header.name.to_ascii_lowercase();
-            if !self.headers.contains(&name) {
+            let name = lowercase(&header.name);
+            if !self.headers.contains(name.as_ref()) {
                 continue;
             }
-            if let (true, Some(sealer)) = (self.sealed.contains(&name), &self.sealer) {
+            if let (true, Some(sealer)) = (self.sealed.contains(name.as_ref()), &self.sealer) {
                 sealed.push(Header::new(format!("{SEALED_HEADER_PREFIX}{name}"), sealer.seal(&name, &header.value)));
             }
             header.value = self.digest(&header.value).into_bytes();
         }
         // A client cannot smuggle its own "sealed" header past the mirror.
-        headers.retain(|h| !h.name.to_ascii_lowercase().starts_with(SEALED_HEADER_PREFIX));
+        let prefix = SEALED_HEADER_PREFIX.as_bytes();
+        headers.retain(|h| !h.name.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix)));
         headers.extend(sealed);
     }
 
@@ -158,6 +160,16 @@ impl Redactor {
                 body.truncated = true;
             }
         }
+    }
+}
+
+/// `name` in ASCII lower case, borrowed when it already is (as the `http` crate keeps
+/// every header name), so the common case allocates nothing.
+fn lowercase(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
     }
 }
 

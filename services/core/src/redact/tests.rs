@@ -15,7 +15,7 @@ fn headers_become_comparable_digests_and_sealed_copies() {
         Header::new("Authorization", "Bearer s3cret"),
         Header::new("Cookie", "session=abc"),
         Header::new("accept", "*/*"),
-        Header::new("x-shadowdiff-sealed-cookie", "sealed:v1:forged"),
+        Header::new("X-Shadowdiff-Sealed-Cookie", "sealed:v1:forged"),
     ];
     r.headers(&mut headers);
     assert_eq!(headers[0].value, r.digest(b"Bearer s3cret").into_bytes());

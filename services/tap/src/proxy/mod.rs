@@ -12,6 +12,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -34,9 +35,43 @@ pub(crate) type UpstreamClient = Client<HttpConnector, Tee<Body>>;
 pub(crate) struct Proxy {
     config: TapSection,
     id_header: HeaderName,
+    upstream: Option<Upstream>,
     client: UpstreamClient,
     routes: Routes,
     publisher: Arc<Publisher>,
+}
+
+/// The configured upstream, split once so that a request's URI is put together from parts
+/// rather than formatted and parsed.
+#[derive(Debug)]
+struct Upstream {
+    scheme: Scheme,
+    authority: Authority,
+    /// The base URL's path without its trailing `/`; usually empty.
+    base_path: String,
+}
+
+impl Upstream {
+    fn new(url: &url::Url) -> Option<Self> {
+        let base = url.as_str().trim_end_matches('/').parse::<Uri>().ok()?;
+        let parts = base.into_parts();
+        let base_path = parts.path_and_query.map_or(String::new(), |p| p.path().trim_end_matches('/').to_owned());
+        Some(Self { scheme: parts.scheme?, authority: parts.authority?, base_path })
+    }
+
+    /// The upstream's URI for a request's path and query.
+    fn uri(&self, uri: &Uri) -> Result<Uri, &'static str> {
+        let path_and_query = match uri.path_and_query() {
+            Some(pq) if self.base_path.is_empty() => pq.clone(),
+            pq => PathAndQuery::try_from(format!("{}{}", self.base_path, pq.map_or("/", PathAndQuery::as_str)))
+                .map_err(|_| "invalid request target\n")?,
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path_and_query);
+        Uri::from_parts(parts).map_err(|_| "invalid request target\n")
+    }
 }
 
 impl Proxy {
@@ -48,7 +83,8 @@ impl Proxy {
         // Checked by `TapConfig::validate` before start-up; the fallback is never taken.
         let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
             .unwrap_or(HeaderName::from_static("x-request-id"));
-        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, client, publisher }
+        let upstream = config.tap.upstream.as_ref().and_then(Upstream::new);
+        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, upstream, client, publisher }
     }
 
     /// Where a request goes: the configured upstream plus its path and query, or in egress
@@ -60,10 +96,8 @@ impl Proxy {
                 _ => Err("the egress tap is an HTTP proxy: send absolute http:// request targets\n"),
             };
         }
-        let path_and_query = uri.path_and_query().map_or("/", |pq| pq.as_str());
         // Required outside egress mode by `TapConfig::validate`.
-        let base = self.config.upstream.as_ref().map_or("", |u| u.as_str().trim_end_matches('/'));
-        format!("{base}{path_and_query}").parse::<Uri>().map_err(|_| "invalid request target\n")
+        self.upstream.as_ref().ok_or("no upstream is configured\n")?.uri(uri)
     }
 
     /// Headers as forwarded: hop-by-hop removed, the request id set.
@@ -181,4 +215,22 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
 fn unavailable(kind: ErrorKind) -> Response {
     let status = if kind == ErrorKind::Timeout { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
     (status, "upstream unavailable\n").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uris_keep_path_and_query_under_the_base() {
+        let target: Uri = "/users/7?x=1&y=%20".parse().unwrap();
+        for (base, want) in [
+            ("http://10.0.0.1:8081", "http://10.0.0.1:8081/users/7?x=1&y=%20"),
+            ("http://backend/", "http://backend/users/7?x=1&y=%20"),
+            ("http://backend/api/v2/", "http://backend/api/v2/users/7?x=1&y=%20"),
+        ] {
+            let upstream = Upstream::new(&base.parse().unwrap()).unwrap();
+            assert_eq!(upstream.uri(&target).unwrap().to_string(), want, "{base}");
+        }
+    }
 }
