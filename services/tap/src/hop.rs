@@ -1,23 +1,37 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, so a proxy removes
 //! them, along with every header the `Connection` header names, before forwarding.
 
-use http::HeaderMap;
 use http::header::CONNECTION;
+use http::{HeaderMap, HeaderName};
 
-/// Removes hop-by-hop headers in place. `Host` goes too: the client uses the upstream's.
+/// Always hop-by-hop. `Host` too: the client uses the upstream's.
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+/// Removes hop-by-hop headers in place.
 pub(crate) fn strip(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<String> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|name| name.trim().to_ascii_lowercase())
-            .filter(|name| !name.is_empty())
-            .collect();
-        for name in named {
-            headers.remove(name.as_str());
-        }
+    // Usually `Connection: keep-alive` or `close`, which name nothing more to remove.
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty() && !token.eq_ignore_ascii_case("close") && !is_hop_by_hop(token))
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
     }
     // A message carries one or two of these at most: find each in a scan of the names
     // rather than looking every one up.
@@ -27,19 +41,7 @@ pub(crate) fn strip(headers: &mut HeaderMap) {
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "proxy-authenticate"
-            | "proxy-authorization"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "host"
-    )
+    HOP_BY_HOP.iter().any(|hop| hop.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
@@ -49,7 +51,7 @@ mod tests {
     #[test]
     fn strips_fixed_and_connection_named_headers() {
         let mut headers = HeaderMap::new();
-        headers.insert("connection", "keep-alive, X-Debug".parse().unwrap());
+        headers.insert("connection", "Keep-Alive, X-Debug, close".parse().unwrap());
         headers.insert("x-debug", "1".parse().unwrap());
         headers.insert("keep-alive", "timeout=5".parse().unwrap());
         headers.insert("transfer-encoding", "chunked".parse().unwrap());

@@ -46,7 +46,7 @@ pub(crate) struct Exchange {
     pub(crate) uri: Uri,
     pub(crate) authority: String,
     /// The request headers as forwarded.
-    pub(crate) headers: HeaderMap,
+    pub(crate) headers: Vec<Header>,
     /// When the request was sent upstream.
     pub(crate) started: Instant,
 }
@@ -54,7 +54,7 @@ pub(crate) struct Exchange {
 /// How the upstream answered.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    Response { status: StatusCode, headers: HeaderMap },
+    Response { status: StatusCode, headers: Vec<Header> },
     Failed(ErrorKind),
 }
 
@@ -160,7 +160,7 @@ impl Publisher {
                 let finished = response.as_ref().map_or_else(Instant::now, |c| c.finished);
                 (Some(i32::from(status.as_u16())), headers, body_of(response), None, finished)
             }
-            Outcome::Failed(kind) => (None, HeaderMap::new(), CapturedBody::empty(), Some(kind), Instant::now()),
+            Outcome::Failed(kind) => (None, Vec::new(), CapturedBody::empty(), Some(kind), Instant::now()),
         };
         let id = exchange.id.to_string();
         let mut request = RequestEvent {
@@ -173,7 +173,7 @@ impl Publisher {
             path: exchange.uri.path().to_owned(),
             query: exchange.uri.query().map(|q| self.redactor.query(q)),
             route_template: Some(exchange.route),
-            headers: headers_of(&exchange.headers),
+            headers: exchange.headers,
             body: request_body,
         };
         let (role, deployment) = match &self.mode {
@@ -187,7 +187,7 @@ impl Publisher {
             role,
             deployment,
             status,
-            headers: headers_of(&headers),
+            headers,
             body,
             latency_us: i64::try_from(finished.duration_since(exchange.started).as_micros()).unwrap_or(i64::MAX),
             error,
@@ -297,6 +297,7 @@ fn body_of(captured: Option<Captured>) -> CapturedBody {
     }
 }
 
-fn headers_of(headers: &HeaderMap) -> Vec<Header> {
+/// Headers as events carry them, read straight from the map rather than cloning it.
+pub(crate) fn headers_of(headers: &HeaderMap) -> Vec<Header> {
     headers.iter().map(|(name, value)| Header::new(name.as_str(), value.as_bytes())).collect()
 }

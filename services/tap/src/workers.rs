@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use axum::handler::Handler as _;
 use shadowdiff_runtime::CancellationToken;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -74,7 +75,8 @@ impl Workers {
 
 async fn serve(listener: Dealt, proxy: Arc<Proxy>, drain: Duration, shutdown: CancellationToken) {
     let stop = shutdown.clone();
-    let serve = axum::serve(listener, proxy::app(proxy)).with_graceful_shutdown(async move { stop.cancelled().await });
+    let app = proxy::handle.with_state(proxy).into_make_service();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(drain).await;

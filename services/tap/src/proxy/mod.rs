@@ -8,7 +8,6 @@ mod upgrade;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +22,7 @@ use shadowdiff_core::{ErrorKind, RequestId};
 use crate::capture::Tee;
 use crate::config::{Mode, TapConfig, TapSection};
 use crate::hop;
-use crate::publish::{Exchange, Outcome, Pending, Publisher, Side};
+use crate::publish::{Exchange, Outcome, Pending, Publisher, Side, headers_of};
 use crate::route::{Resolved, Routes};
 
 /// Marks a request the mirror replayed; a sidecar captures only these.
@@ -144,11 +143,9 @@ impl Proxy {
     }
 }
 
-pub(crate) fn app(proxy: Arc<Proxy>) -> Router {
-    Router::new().fallback(handle).with_state(proxy)
-}
-
-async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+/// The whole client path. Every request comes here whatever its path (served as a handler,
+/// not through a router: there is nothing to route).
+pub(crate) async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
     let received_ms = now_ms();
     let incoming = request.headers().get(&proxy.id_header).and_then(|v| v.to_str().ok());
     let linked = incoming.is_some_and(|raw| RequestId::parse(raw).is_ok());
@@ -181,7 +178,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             method: parts.method.clone(),
             uri: parts.uri,
             authority,
-            headers: headers.clone(),
+            headers: headers_of(&headers),
             started: Instant::now(),
         };
         Pending::new(proxy.publisher.clone(), exchange)
@@ -192,7 +189,7 @@ async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
             let (mut parts, body) = response.into_parts();
             route.counters.proxied(parts.status.as_u16());
             if let Some(pending) = &pending {
-                pending.answered(Outcome::Response { status: parts.status, headers: parts.headers.clone() });
+                pending.answered(Outcome::Response { status: parts.status, headers: headers_of(&parts.headers) });
             }
             let body = Tee::new(body, pending.as_ref().map(|p| (route.cap, p.on_finish(Side::Response))));
             hop::strip(&mut parts.headers);
