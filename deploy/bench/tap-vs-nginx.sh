@@ -12,6 +12,7 @@
 #
 # Knobs (environment):
 #   DURATION                  seconds per measured wrk run (15)
+#   ROUNDS                    times each path is measured, in turns; the median is reported (3)
 #   WARMUP                    seconds of unmeasured load before each run, to fill pools (2)
 #   THREADS, CONNECTIONS      wrk -t and -c for the full-load runs (2, 64)
 #   LOW_CONNECTIONS           wrk -c for the "half load" latency runs (4)
@@ -39,6 +40,7 @@ case "${1:-}" in
 esac
 
 duration="${DURATION:-15}"
+rounds="${ROUNDS:-3}"
 warmup="${WARMUP:-2}"
 threads="${THREADS:-2}"
 connections="${CONNECTIONS:-64}"
@@ -276,6 +278,26 @@ bench() {
   ' "$out" || { cat "$out" >&2; die "cannot read wrk's output for $name"; }
 }
 
+# The machine's speed drifts over minutes (shared cores), so the paths are measured in
+# turns, ROUNDS times, and each is reported by its median run: a slow spell then lands on
+# every path alike instead of on whichever ran during it.
+declare -A runs
+# measure NAME URL CONNECTIONS: one more run of NAME.
+measure() {
+  local result
+  result="$(bench "$@")"
+  runs[$1]+="$result"$'\n'
+}
+# median NAME: "req/s p50 p99 errors" of the run with the median req/s, errors summed
+# over every run (a failure in any round shows).
+median() {
+  printf '%s' "${runs[$1]}" | sort -n | awk '
+    { line[NR] = $0; errors += $4 }
+    END { split(line[int((NR + 1) / 2)], m, " "); printf "%s %s %s %d\n", m[1], m[2], m[3], errors }'
+}
+# spread NAME: every run's req/s, in the order measured.
+spread() { printf '%s' "${runs[$1]}" | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 }'; }
+
 row() { printf '| %s | %s | %s | %s | %s |\n' "$@"; }           # label req/s p50 p99 errors
 ratio_row() { printf '| %s | %s | %s | %s |\n' "$@"; }      # label req/s p50 p99
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2f", a / b }'; }
@@ -298,6 +320,7 @@ report="$tmp/results.md"
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'),"
   echo "$(nproc) CPUs, $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'),"
   echo "wrk -t$threads -c$connections -d${duration}s --latency after a ${warmup}s warm-up; backend: nginx, 2 workers, a $(wc -c <"$here/payload.json")-byte JSON file."
+  echo "Each path measured $rounds times, in turns with the others; each row is its median run."
   echo "Everything shares the same CPUs (wrk, backends, proxies, Kafka): compare rows, not machines."
 } >"$report"
 
@@ -305,13 +328,23 @@ path="/payload.json"
 start_tap tap "$tap_admin_port" http_ok
 
 if [ "$run_baseline" = 1 ]; then
-  read -r d_rps d_p50 d_p99 d_err < <(bench direct "http://127.0.0.1:$backend_port$path" "$connections")
-  read -r t_rps t_p50 t_p99 t_err < <(bench tap "http://127.0.0.1:$tap_port$path" "$connections")
-  read -r n_rps n_p50 n_p99 n_err < <(bench nginx-plain "http://127.0.0.1:$proxy_plain_port$path" "$connections")
-  read -r m_rps m_p50 m_p99 m_err < <(bench nginx-mirror "http://127.0.0.1:$proxy_mirror_port$path" "$connections")
-  read -r e_rps e_p50 e_p99 e_err < <(bench nginx-mirror-204 "http://127.0.0.1:$proxy_mirror_empty_port$path" "$connections")
-  read -r dl_rps dl_p50 dl_p99 dl_err < <(bench direct-low "http://127.0.0.1:$backend_port$path" "$low_connections")
-  read -r tl_rps tl_p50 tl_p99 tl_err < <(bench tap-low "http://127.0.0.1:$tap_port$path" "$low_connections")
+  for round in $(seq "$rounds"); do
+    log "round $round of $rounds"
+    measure direct "http://127.0.0.1:$backend_port$path" "$connections"
+    measure tap "http://127.0.0.1:$tap_port$path" "$connections"
+    measure nginx-plain "http://127.0.0.1:$proxy_plain_port$path" "$connections"
+    measure nginx-mirror "http://127.0.0.1:$proxy_mirror_port$path" "$connections"
+    measure nginx-mirror-204 "http://127.0.0.1:$proxy_mirror_empty_port$path" "$connections"
+    measure direct-low "http://127.0.0.1:$backend_port$path" "$low_connections"
+    measure tap-low "http://127.0.0.1:$tap_port$path" "$low_connections"
+  done
+  read -r d_rps d_p50 d_p99 d_err < <(median direct)
+  read -r t_rps t_p50 t_p99 t_err < <(median tap)
+  read -r n_rps n_p50 n_p99 n_err < <(median nginx-plain)
+  read -r m_rps m_p50 m_p99 m_err < <(median nginx-mirror)
+  read -r e_rps e_p50 e_p99 e_err < <(median nginx-mirror-204)
+  read -r dl_rps dl_p50 dl_p99 dl_err < <(median direct-low)
+  read -r tl_rps tl_p50 tl_p99 tl_err < <(median tap-low)
   tap_summary="$(tap_events "$tap_admin_port")"
 
   {
@@ -332,6 +365,7 @@ if [ "$run_baseline" = 1 ]; then
     ratio_row "tap / nginx + mirror answering 204" "$(ratio "$t_rps" "$e_rps")" "$(ratio "$t_p50" "$e_p50")" "$(ratio "$t_p99" "$e_p99")"
     ratio_row "tap / nginx plain" "$(ratio "$t_rps" "$n_rps")" "$(ratio "$t_p50" "$n_p50")" "$(ratio "$t_p99" "$n_p99")"
     echo
+    echo "req/s of every round: tap $(spread tap); nginx plain $(spread nginx-plain); nginx + mirror $(spread nginx-mirror)."
     echo "Tap events over all its runs (warm-ups included): $tap_summary."
     echo "nginx does not read a mirror response's body, so it closes each mirror connection when"
     echo "the shadow answers with one (as a real shadow does); the 204 row is the same proxy with a"
@@ -353,11 +387,19 @@ if [ "$run_slow" = 1 ]; then
   start_tap tap-dead-broker "$dead_tap_admin_port" http_answers
 
   # The baselines are measured again here, next to the runs they are compared with.
-  read -r n2_rps n2_p50 n2_p99 n2_err < <(bench nginx-plain-2 "http://127.0.0.1:$proxy_plain_port$path" "$connections")
-  read -r s_rps s_p50 s_p99 s_err < <(bench nginx-slow-mirror "http://127.0.0.1:$proxy_slow_mirror_port$path" "$connections")
-  read -r d2_rps d2_p50 d2_p99 d2_err < <(bench direct-2 "http://127.0.0.1:$backend_port$path" "$connections")
-  read -r t2_rps t2_p50 t2_p99 t2_err < <(bench tap-2 "http://127.0.0.1:$tap_port$path" "$connections")
-  read -r x_rps x_p50 x_p99 x_err < <(bench tap-dead-broker "http://127.0.0.1:$dead_tap_port$path" "$connections")
+  for round in $(seq "$rounds"); do
+    log "slow-shadow round $round of $rounds"
+    measure nginx-plain-2 "http://127.0.0.1:$proxy_plain_port$path" "$connections"
+    measure nginx-slow-mirror "http://127.0.0.1:$proxy_slow_mirror_port$path" "$connections"
+    measure direct-2 "http://127.0.0.1:$backend_port$path" "$connections"
+    measure tap-2 "http://127.0.0.1:$tap_port$path" "$connections"
+    measure tap-dead-broker "http://127.0.0.1:$dead_tap_port$path" "$connections"
+  done
+  read -r n2_rps n2_p50 n2_p99 n2_err < <(median nginx-plain-2)
+  read -r s_rps s_p50 s_p99 s_err < <(median nginx-slow-mirror)
+  read -r d2_rps d2_p50 d2_p99 d2_err < <(median direct-2)
+  read -r t2_rps t2_p50 t2_p99 t2_err < <(median tap-2)
+  read -r x_rps x_p50 x_p99 x_err < <(median tap-dead-broker)
   dead_summary="$(tap_events "$dead_tap_admin_port")"
 
   {
