@@ -15,7 +15,9 @@
 #   ROUNDS                    times each path is measured, in turns; the median is reported (3)
 #   WARMUP                    seconds of unmeasured load before each run, to fill pools (2)
 #   THREADS, CONNECTIONS      wrk -t and -c for the full-load runs (2, 64)
-#   LOW_CONNECTIONS           wrk -c for the "half load" latency runs (4)
+#   LOW_CONNECTIONS           wrk -c for the half-load latency runs; by default enough paced
+#                             connections (1 ms between requests, ~700 req/s each) for half
+#                             the tap's median full-load req/s
 #   BENCH_PORT_BASE           ports BASE+1..BASE+12 on 127.0.0.1 are used (18180)
 #   BENCH_DEAD_BROKER         where the dead-broker tap looks for Kafka (127.0.0.1:19999)
 #   SLOW_DELAY_MS             how late the slow mirror answers (200)
@@ -44,7 +46,7 @@ rounds="${ROUNDS:-3}"
 warmup="${WARMUP:-2}"
 threads="${THREADS:-2}"
 connections="${CONNECTIONS:-64}"
-low_connections="${LOW_CONNECTIONS:-4}"
+low_connections="${LOW_CONNECTIONS:-}"
 base="${BENCH_PORT_BASE:-18180}"
 dead_broker="${BENCH_DEAD_BROKER:-127.0.0.1:19999}"
 live_broker="${SHADOWDIFF_KAFKA_BROKERS:-127.0.0.1:9092}"
@@ -252,16 +254,18 @@ wait_until "slow backend" 10 http_ok "http://127.0.0.1:$slow_backend_port/"
 
 # --- measuring ---------------------------------------------------------------------------
 
-# bench NAME URL CONNECTIONS: a warm-up, then the measured run; prints "req/s p50 p99 errors"
-# with latencies in ms. `timeout` bounds each run even if wrk hangs on a dead server.
+# bench NAME URL CONNECTIONS [wrk options]: a warm-up, then the measured run; prints
+# "req/s p50 p99 errors" with latencies in ms. `timeout` bounds each run even if wrk hangs
+# on a dead server.
 bench() {
   local name="$1" url="$2" conns="$3" out="$tmp/wrk-$1.txt"
+  shift 3
   local t="$threads"; [ "$conns" -lt "$t" ] && t="$conns"
-  log "wrk $name: -t$t -c$conns -d${duration}s $url"
+  log "wrk $name: -t$t -c$conns -d${duration}s $* $url"
   if [ "$warmup" -gt 0 ]; then
-    timeout --kill-after=5 $((warmup + 30)) wrk -t"$t" -c"$conns" -d"${warmup}s" "$url" >/dev/null 2>&1 || true
+    timeout --kill-after=5 $((warmup + 30)) wrk -t"$t" -c"$conns" -d"${warmup}s" "$@" "$url" >/dev/null 2>&1 || true
   fi
-  timeout --kill-after=5 $((duration + 30)) wrk -t"$t" -c"$conns" -d"${duration}s" --latency "$url" >"$out" 2>&1 \
+  timeout --kill-after=5 $((duration + 30)) wrk -t"$t" -c"$conns" -d"${duration}s" --latency "$@" "$url" >"$out" 2>&1 \
     || { cat "$out" >&2; die "wrk $name failed"; }
   # wrk prints latencies as 812.00us, 1.23ms, 2.01s or 1.00m; errors are non-2xx/3xx
   # responses plus socket errors, which a broken path would otherwise hide behind speed.
@@ -335,11 +339,18 @@ if [ "$run_baseline" = 1 ]; then
     measure nginx-plain "http://127.0.0.1:$proxy_plain_port$path" "$connections"
     measure nginx-mirror "http://127.0.0.1:$proxy_mirror_port$path" "$connections"
     measure nginx-mirror-204 "http://127.0.0.1:$proxy_mirror_empty_port$path" "$connections"
-    measure direct-low "http://127.0.0.1:$backend_port$path" "$low_connections"
-    measure tap-low "http://127.0.0.1:$tap_port$path" "$low_connections"
+  done
+  read -r t_rps t_p50 t_p99 t_err < <(median tap)
+  # Half the tap's load: a paced connection sends about 700 requests a second (1 ms of
+  # pause, the response, and the timer's slack).
+  [ -n "$low_connections" ] || low_connections=$(( (t_rps / 2 + 699) / 700 ))
+  paced=(-s "$here/paced.lua")
+  for round in $(seq "$rounds"); do
+    log "half-load round $round of $rounds"
+    measure direct-low "http://127.0.0.1:$backend_port$path" "$low_connections" "${paced[@]}"
+    measure tap-low "http://127.0.0.1:$tap_port$path" "$low_connections" "${paced[@]}"
   done
   read -r d_rps d_p50 d_p99 d_err < <(median direct)
-  read -r t_rps t_p50 t_p99 t_err < <(median tap)
   read -r n_rps n_p50 n_p99 n_err < <(median nginx-plain)
   read -r m_rps m_p50 m_p99 m_err < <(median nginx-mirror)
   read -r e_rps e_p50 e_p99 e_err < <(median nginx-mirror-204)
@@ -373,7 +384,9 @@ if [ "$run_baseline" = 1 ]; then
     echo
     echo "## Latency added at half load ($low_connections connections)"
     echo
-    echo "wrk2 (constant rate) is not packaged, so a low, fixed concurrency stands in for it."
+    echo "wrk2 (constant rate) is not packaged, so paced connections stand in for it: each waits"
+    echo "1 ms after a response before its next request (\`paced.lua\`), and there are enough of them"
+    echo "to offer about half the tap's median full-load rate ($t_rps req/s)."
     echo
     echo "| path | req/s | p50 ms | p99 ms | errors |"
     echo "|---|---:|---:|---:|---:|"

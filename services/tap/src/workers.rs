@@ -101,6 +101,10 @@ impl axum::serve::Listener for Dealt {
         loop {
             // Closed only at shutdown, when serving stops accepting anyway.
             let Some((stream, peer)) = self.connections.recv().await else { return std::future::pending().await };
+            // Responses stream in pieces as the upstream sends them: none waits for an ACK.
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
+            }
             match TcpStream::from_std(stream) {
                 Ok(stream) => return (stream, peer),
                 Err(error) => tracing::warn!(%error, %peer, "cannot register a dealt connection"),
