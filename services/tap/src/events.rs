@@ -14,6 +14,8 @@ pub(crate) enum DropReason {
     QueueFull,
     Produce,
     Delivery,
+    /// Finished after its worker stopped publishing (past the drain deadline).
+    Shutdown,
 }
 
 impl DropReason {
@@ -23,6 +25,7 @@ impl DropReason {
             Self::QueueFull => "queue_full",
             Self::Produce => "produce",
             Self::Delivery => "delivery",
+            Self::Shutdown => "shutdown",
         }
     }
 }

@@ -5,8 +5,8 @@
 //! [`config`] (what an operator sets), `route` (templates and the sticky capture
 //! decision), `workers` (a single-threaded runtime per core, each serving the connections
 //! dealt to it), `proxy` (the client path: request id, streaming, upgrades), `capture` (the
-//! body tee), `publish` (the path to Kafka: redaction, then the producer's queue, dropping
-//! and counting rather than waiting), `hop` (hop-by-hop headers) and `events` (what the
+//! body tee), `publish` (the path to Kafka: each worker's queue of finished exchanges,
+//! redaction, then the producer's queue, dropping and counting rather than waiting), `hop` (hop-by-hop headers) and `events` (what the
 //! tap counts).
 
 mod capture;
@@ -89,9 +89,15 @@ impl Tap {
         let tap = &self.config.tap;
         let upstream = tap.upstream.as_ref().map_or("(each call's own, egress)", url::Url::as_str);
         tracing::info!(addr = %self.local_addr(), upstream, workers = tap.workers, "tap listening");
-        let proxy = || Arc::new(proxy::Proxy::new(self.config.clone(), self.publisher.clone()));
-        let mut workers = workers::Workers::start(tap.workers, self.local_addr(), proxy, tap.drain_timeout, &shutdown)
-            .map_err(TapError::Serve)?;
+        let mut workers = workers::Workers::start(
+            tap.workers,
+            self.local_addr(),
+            &self.config,
+            &self.publisher,
+            tap.drain_timeout,
+            &shutdown,
+        )
+        .map_err(TapError::Serve)?;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

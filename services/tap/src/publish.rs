@@ -1,7 +1,8 @@
 //! The path to Kafka. Nothing here may slow the client: once both bodies have streamed
-//! past, the exchange is redacted, encoded and handed to the producer's bounded queue. A
-//! full queue or an unreachable broker means the events are dropped and counted, never
-//! waited for.
+//! past, the exchange goes to its worker's publishing queue, and a task on the same worker
+//! redacts, encodes and hands its events to the producer's bounded queue after the
+//! response has been written. A full queue or an unreachable broker means the events are
+//! dropped and counted, never waited for.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -17,6 +18,8 @@ use shadowdiff_core::{
 };
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::Health;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::TapError;
 use crate::capture::{Captured, OnFinish};
@@ -31,6 +34,12 @@ const FLUSH_DEADLINE: Duration = Duration::from_secs(5);
 /// rates 200 ms cut the local broker's share of the machine from about a quarter to under a
 /// tenth against the 5 ms other services use.
 const LINGER: Duration = Duration::from_millis(200);
+/// Finished exchanges a worker may hold before it publishes them; more are dropped and
+/// counted. The worker publishes them between requests, so this only fills when publishing
+/// itself falls behind.
+const QUEUE_CAPACITY: usize = 8192;
+/// How many finished exchanges a worker publishes in one go before serving again.
+const PUBLISH_BATCH: usize = 64;
 /// How often readiness re-checks that the broker answers.
 const BROKER_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -60,10 +69,10 @@ pub(crate) enum Outcome {
 
 /// A captured exchange on its way to the publisher. The proxy leaves the upstream's answer
 /// here, and each body its capture when it ends (or is abandoned). Whoever lets go last
-/// publishes the exchange, so there is no task, channel or timer per exchange, and an
-/// exchange is published exactly when both of its bodies are done.
+/// queues the exchange for publishing, so there is no task, channel or timer per exchange,
+/// and an exchange is queued exactly when both of its bodies are done.
 pub(crate) struct Pending {
-    publisher: Arc<Publisher>,
+    queue: Queue,
     gathered: Mutex<Gathered>,
 }
 
@@ -83,8 +92,8 @@ pub(crate) enum Side {
 }
 
 impl Pending {
-    pub(crate) fn new(publisher: Arc<Publisher>, exchange: Exchange) -> Arc<Self> {
-        Arc::new(Self { publisher, gathered: Mutex::new(Gathered { exchange: Some(exchange), ..Gathered::default() }) })
+    pub(crate) fn new(queue: Queue, exchange: Exchange) -> Arc<Self> {
+        Arc::new(Self { queue, gathered: Mutex::new(Gathered { exchange: Some(exchange), ..Gathered::default() }) })
     }
 
     /// Where the capture of one body goes.
@@ -110,7 +119,61 @@ impl Drop for Pending {
         // No outcome: the client went away before the upstream answered, and there is no
         // exchange to compare.
         if let (Some(exchange), Some(outcome)) = (gathered.exchange, gathered.outcome) {
-            self.publisher.publish(exchange, outcome, gathered.request, gathered.response);
+            self.queue.push(Finished { exchange, outcome, request: gathered.request, response: gathered.response });
+        }
+    }
+}
+
+/// An exchange with both bodies done, waiting to be published.
+pub(crate) struct Finished {
+    exchange: Exchange,
+    outcome: Outcome,
+    request: Option<Captured>,
+    response: Option<Captured>,
+}
+
+/// One worker's publishing queue. The last body of an exchange usually ends inside the
+/// write of the response's last bytes; publishing there would hold those bytes back by
+/// the redaction and encoding, so the exchange waits here for the worker's publishing
+/// task, which runs once the write is done.
+#[derive(Clone)]
+pub(crate) struct Queue {
+    sender: mpsc::Sender<Finished>,
+    events_per_exchange: u64,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("free", &self.sender.capacity()).finish()
+    }
+}
+
+impl Queue {
+    /// A queue for the current worker, and its publishing task on the worker's runtime.
+    /// The task ends once every handle to the queue is gone and the queue is empty.
+    pub(crate) fn spawn(publisher: Arc<Publisher>) -> (Self, JoinHandle<()>) {
+        let (sender, mut finished) = mpsc::channel(QUEUE_CAPACITY);
+        let events_per_exchange = if let Mode::Ingress = publisher.mode { 2 } else { 1 };
+        let publishing = tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+            while finished.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
+                for Finished { exchange, outcome, request, response } in batch.drain(..) {
+                    publisher.publish(exchange, outcome, request, response);
+                }
+            }
+        });
+        (Self { sender, events_per_exchange }, publishing)
+    }
+
+    fn push(&self, finished: Finished) {
+        if let Err(error) = self.sender.try_send(finished) {
+            let reason = match error {
+                mpsc::error::TrySendError::Full(_) => DropReason::QueueFull,
+                mpsc::error::TrySendError::Closed(_) => DropReason::Shutdown,
+            };
+            for _ in 0..self.events_per_exchange {
+                events::dropped(reason, &error);
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Serving on one single-threaded runtime per core, the way nginx runs its workers. The
 //! accept loop deals connections out in turn, and a worker serves each of its connections
-//! from the first request to the last with its own upstream pool, so a request never
-//! crosses threads. A work-stealing runtime spends wake-ups moving requests between
+//! from the first request to the last with its own upstream pool and publishing queue, so
+//! a request never crosses threads. A work-stealing runtime spends wake-ups moving requests between
 //! threads; on two shared cores that cost about a fifth of the throughput (see the README).
 
 use std::net::SocketAddr;
@@ -14,7 +14,14 @@ use shadowdiff_runtime::CancellationToken;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
+use crate::config::TapConfig;
 use crate::proxy::{self, Proxy};
+use crate::publish::{Publisher, Queue};
+
+/// How long a worker that stopped serving waits for its publishing task: all of it after a
+/// clean drain, where the queue is empty at once; past the drain deadline, requests still
+/// in flight would hold the queue open, and their exchanges are given up.
+const PUBLISH_GRACE: Duration = Duration::from_secs(1);
 
 type Connection = (std::net::TcpStream, SocketAddr);
 
@@ -27,12 +34,13 @@ pub(crate) struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` workers, each serving with a proxy of its own until `shutdown`, then
-    /// draining for at most `drain`.
+    /// Starts `count` workers, each serving with a proxy and a publishing queue of its own
+    /// until `shutdown`, then draining for at most `drain`.
     pub(crate) fn start(
         count: usize,
         addr: SocketAddr,
-        proxy: impl Fn() -> Arc<Proxy>,
+        config: &TapConfig,
+        publisher: &Arc<Publisher>,
         drain: Duration,
         shutdown: &CancellationToken,
     ) -> std::io::Result<Self> {
@@ -41,10 +49,18 @@ impl Workers {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (inbox, connections) = mpsc::unbounded_channel();
             let listener = Dealt { connections, addr };
-            let (proxy, shutdown) = (proxy(), shutdown.clone());
-            let thread = std::thread::Builder::new()
-                .name(format!("tap-worker-{i}"))
-                .spawn(move || runtime.block_on(serve(listener, proxy, drain, shutdown)))?;
+            let (config, publisher, shutdown) = (config.clone(), publisher.clone(), shutdown.clone());
+            let thread = std::thread::Builder::new().name(format!("tap-worker-{i}")).spawn(move || {
+                runtime.block_on(async move {
+                    let (queue, publishing) = Queue::spawn(publisher);
+                    serve(listener, Arc::new(Proxy::new(config, queue)), drain, shutdown).await;
+                    if tokio::time::timeout(PUBLISH_GRACE, publishing).await.is_err() {
+                        tracing::warn!(
+                            "requests still in flight past the drain deadline; their exchanges are not published"
+                        );
+                    }
+                });
+            })?;
             workers.inboxes.push(inbox);
             workers.threads.push(thread);
         }

@@ -22,7 +22,7 @@ use shadowdiff_core::{ErrorKind, RequestId};
 use crate::capture::Tee;
 use crate::config::{Mode, TapConfig, TapSection};
 use crate::hop;
-use crate::publish::{Exchange, Outcome, Pending, Publisher, Side, headers_of};
+use crate::publish::{Exchange, Outcome, Pending, Queue, Side, headers_of};
 use crate::route::{Resolved, Routes};
 
 /// Marks a request the mirror replayed; a sidecar captures only these.
@@ -37,7 +37,8 @@ pub(crate) struct Proxy {
     upstream: Option<Upstream>,
     client: UpstreamClient,
     routes: Routes,
-    publisher: Arc<Publisher>,
+    /// This worker's publishing queue.
+    queue: Queue,
 }
 
 /// The configured upstream, split once so that a request's URI is put together from parts
@@ -74,7 +75,7 @@ impl Upstream {
 }
 
 impl Proxy {
-    pub(crate) fn new(config: TapConfig, publisher: Arc<Publisher>) -> Self {
+    pub(crate) fn new(config: TapConfig, queue: Queue) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(config.tap.upstream_timeout));
@@ -83,7 +84,7 @@ impl Proxy {
         let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
             .unwrap_or(HeaderName::from_static("x-request-id"));
         let upstream = config.tap.upstream.as_ref().and_then(Upstream::new);
-        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, upstream, client, publisher }
+        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, upstream, client, queue }
     }
 
     /// Where a request goes: the configured upstream plus its path and query, or in egress
@@ -181,7 +182,7 @@ pub(crate) async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) ->
             headers: headers_of(&headers),
             started: Instant::now(),
         };
-        Pending::new(proxy.publisher.clone(), exchange)
+        Pending::new(proxy.queue.clone(), exchange)
     });
     let body = Tee::new(body, pending.as_ref().map(|p| (route.cap, p.on_finish(Side::Request))));
     match proxy.send(parts.method, uri, headers, body).await {
