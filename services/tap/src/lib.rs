@@ -89,15 +89,9 @@ impl Tap {
         let tap = &self.config.tap;
         let upstream = tap.upstream.as_ref().map_or("(each call's own, egress)", url::Url::as_str);
         tracing::info!(addr = %self.local_addr(), upstream, workers = tap.workers, "tap listening");
-        let mut workers = workers::Workers::start(
-            tap.workers,
-            self.local_addr(),
-            &self.config,
-            &self.publisher,
-            tap.drain_timeout,
-            &shutdown,
-        )
-        .map_err(TapError::Serve)?;
+        let mut workers =
+            workers::Workers::start(tap.workers, &self.config, &self.publisher, tap.drain_timeout, &shutdown)
+                .map_err(TapError::Serve)?;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -9,7 +9,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use axum::handler::Handler as _;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use shadowdiff_runtime::CancellationToken;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -38,7 +45,6 @@ impl Workers {
     /// until `shutdown`, then draining for at most `drain`.
     pub(crate) fn start(
         count: usize,
-        addr: SocketAddr,
         config: &TapConfig,
         publisher: &Arc<Publisher>,
         drain: Duration,
@@ -48,7 +54,7 @@ impl Workers {
         for i in 0..count {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (inbox, connections) = mpsc::unbounded_channel();
-            let listener = Dealt { connections, addr };
+            let listener = Dealt { connections };
             let (config, publisher, shutdown) = (config.clone(), publisher.clone(), shutdown.clone());
             let thread = std::thread::Builder::new().name(format!("tap-worker-{i}")).spawn(move || {
                 runtime.block_on(async move {
@@ -89,46 +95,58 @@ impl Workers {
     }
 }
 
-async fn serve(listener: Dealt, proxy: Arc<Proxy>, drain: Duration, shutdown: CancellationToken) {
-    let stop = shutdown.clone();
-    let app = proxy::handle.with_state(proxy).into_make_service();
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await });
-    let deadline = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(drain).await;
-    };
+/// Serves the dealt connections with hyper (HTTP/1.1 or h2c, upgrades allowed) until
+/// `shutdown`, then lets in-flight requests finish for at most `drain`.
+async fn serve(mut listener: Dealt, proxy: Arc<Proxy>, drain: Duration, shutdown: CancellationToken) {
+    let http = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            dealt = listener.accept() => match dealt {
+                Some(dealt) => dealt,
+                None => break,
+            },
+        };
+        let proxy = proxy.clone();
+        let service = service_fn(move |request: http::Request<Incoming>| {
+            let proxy = proxy.clone();
+            async move { Ok::<_, Infallible>(proxy::handle(proxy, request.map(Body::new)).await) }
+        });
+        let connection =
+            graceful.watch(http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, %peer, "client connection ended with an error");
+            }
+        });
+    }
     tokio::select! {
-        served = serve => if let Err(error) = served { tracing::error!(%error, "tap worker stopped serving") },
-        () = deadline => tracing::warn!(drain_ms = drain.as_millis(), "drain deadline passed; closing in-flight requests"),
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(drain) => {
+            tracing::warn!(drain_ms = drain.as_millis(), "drain deadline passed; closing in-flight requests");
+        }
     }
 }
 
 /// A worker's side of the listener: the connections dealt to it.
 struct Dealt {
     connections: mpsc::UnboundedReceiver<Connection>,
-    addr: SocketAddr,
 }
 
-impl axum::serve::Listener for Dealt {
-    type Io = TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+impl Dealt {
+    /// The next connection; `None` once the accept loop has stopped dealing.
+    async fn accept(&mut self) -> Option<(TcpStream, SocketAddr)> {
         loop {
-            // Closed only at shutdown, when serving stops accepting anyway.
-            let Some((stream, peer)) = self.connections.recv().await else { return std::future::pending().await };
+            let (stream, peer) = self.connections.recv().await?;
             // Responses stream in pieces as the upstream sends them: none waits for an ACK.
             if let Err(error) = stream.set_nodelay(true) {
                 tracing::debug!(%error, %peer, "cannot set TCP_NODELAY");
             }
             match TcpStream::from_std(stream) {
-                Ok(stream) => return (stream, peer),
+                Ok(stream) => return Some((stream, peer)),
                 Err(error) => tracing::warn!(%error, %peer, "cannot register a dealt connection"),
             }
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.addr)
     }
 }

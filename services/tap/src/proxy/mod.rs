@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
@@ -144,9 +144,9 @@ impl Proxy {
     }
 }
 
-/// The whole client path. Every request comes here whatever its path (served as a handler,
-/// not through a router: there is nothing to route).
-pub(crate) async fn handle(State(proxy): State<Arc<Proxy>>, request: Request) -> Response {
+/// The whole client path. Every request comes here whatever its path: there is nothing to
+/// route.
+pub(crate) async fn handle(proxy: Arc<Proxy>, request: Request) -> Response {
     let received_ms = now_ms();
     let incoming = request.headers().get(&proxy.id_header).and_then(|v| v.to_str().ok());
     let linked = incoming.is_some_and(|raw| RequestId::parse(raw).is_ok());
