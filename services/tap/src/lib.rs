@@ -6,8 +6,8 @@
 //! decision), `workers` (a single-threaded runtime per core, each serving the connections
 //! dealt to it), `proxy` (the client path: request id, streaming, upgrades), `capture` (the
 //! body tee), `publish` (the path to Kafka: each worker's queue of finished exchanges,
-//! redaction, then the producer's queue, dropping and counting rather than waiting), `hop` (hop-by-hop headers) and `events` (what the
-//! tap counts).
+//! redaction, then the producer's queue, dropping and counting rather than waiting), `hop`
+//! (hop-by-hop headers) and `events` (what the tap counts).
 
 mod capture;
 pub mod config;

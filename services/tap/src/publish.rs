@@ -153,7 +153,7 @@ impl Queue {
     /// The task ends once every handle to the queue is gone and the queue is empty.
     pub(crate) fn spawn(publisher: Arc<Publisher>) -> (Self, JoinHandle<()>) {
         let (sender, mut finished) = mpsc::channel(QUEUE_CAPACITY);
-        let events_per_exchange = if let Mode::Ingress = publisher.mode { 2 } else { 1 };
+        let events_per_exchange = publisher.events_per_exchange();
         let publishing = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(PUBLISH_BATCH);
             while finished.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
@@ -213,6 +213,12 @@ impl Publisher {
             health,
             publishing,
         })
+    }
+
+    /// How many events [`Publisher::publish`] sends for one exchange: a request and a
+    /// response in front of the primary, one event otherwise.
+    fn events_per_exchange(&self) -> u64 {
+        if let Mode::Ingress = self.mode { 2 } else { 1 }
     }
 
     /// Redacts, encodes and queues the exchange's events (see [`Pending`]). Never waits.

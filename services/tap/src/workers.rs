@@ -1,15 +1,15 @@
 //! Serving on one single-threaded runtime per core, the way nginx runs its workers. The
 //! accept loop deals connections out in turn, and a worker serves each of its connections
 //! from the first request to the last with its own upstream pool and publishing queue, so
-//! a request never crosses threads. A work-stealing runtime spends wake-ups moving requests between
-//! threads; on two shared cores that cost about a fifth of the throughput (see the README).
+//! a request never crosses threads. A work-stealing runtime spends wake-ups moving
+//! requests between threads; on two shared cores that cost about a fifth of the throughput
+//! (see the README).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use axum::body::Body;
 use hyper::body::Incoming;
