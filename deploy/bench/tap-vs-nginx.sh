@@ -18,7 +18,7 @@
 #   LOW_CONNECTIONS           wrk -c for the half-load latency runs; by default enough paced
 #                             connections (1 ms between requests, ~700 req/s each) for half
 #                             the tap's median full-load req/s
-#   BENCH_PORT_BASE           ports BASE+1..BASE+12 on 127.0.0.1 are used (18180)
+#   BENCH_PORT_BASE           ports BASE+1..BASE+15 on 127.0.0.1 are used (18180)
 #   BENCH_DEAD_BROKER         where the dead-broker tap looks for Kafka (127.0.0.1:19999)
 #   SLOW_DELAY_MS             how late the slow mirror answers (200)
 #   SHADOWDIFF_KAFKA_BROKERS  the live broker, started by deploy/local/services.sh (127.0.0.1:9092)
@@ -65,6 +65,9 @@ dead_tap_port=$((base + 9))
 dead_tap_admin_port=$((base + 10))
 mirror_empty_backend_port=$((base + 11))
 proxy_mirror_empty_port=$((base + 12))
+nocapture_tap_port=$((base + 13))
+nocapture_tap_admin_port=$((base + 14))
+bare_proxy_port=$((base + 15))
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -142,7 +145,7 @@ install_missing() {
 install_missing
 nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
 
-for port in $(seq $((base + 1)) $((base + 12))); do
+for port in $(seq $((base + 1)) $((base + 15))); do
   port_busy "$port" && die "127.0.0.1:$port is in use; set BENCH_PORT_BASE to another range"
 done
 port_busy "${dead_broker##*:}" && die "something answers on $dead_broker; set BENCH_DEAD_BROKER to a free port"
@@ -151,10 +154,12 @@ port_busy "${dead_broker##*:}" && die "something answers on $dead_broker; set BE
 log "local Kafka and ClickHouse (deploy/local/services.sh up)"
 deploy/local/services.sh up >"$tmp/services.log" 2>&1 9>&- || { cat "$tmp/services.log" >&2; die "services.sh up failed"; }
 
-log "building shadowdiff-tap (release)"
-cargo build --release --quiet -p shadowdiff-tap
+log "building shadowdiff-tap and its bare_proxy example (release)"
+cargo build --release --quiet -p shadowdiff-tap --bin shadowdiff-tap --example bare_proxy
 tap_bin="${CARGO_TARGET_DIR:-$repo/target}/release/shadowdiff-tap"
+bare_bin="${CARGO_TARGET_DIR:-$repo/target}/release/examples/bare_proxy"
 [ -x "$tap_bin" ] || die "no $tap_bin after the build"
+[ -x "$bare_bin" ] || die "no $bare_bin after the build"
 
 # --- configs -----------------------------------------------------------------------------
 
@@ -190,10 +195,14 @@ render "$here/nginx-proxy.conf.in" "$tmp/nginx-proxy.conf" "${nginx_vars[@]}"
 
 run_id="bench-$(date +%Y%m%d%H%M%S)-$$"
 render "$here/tap.toml.in" "$tmp/tap.toml" \
-  LISTEN_PORT="$tap_port" UPSTREAM_PORT="$backend_port" TAP_ID="$run_id" BROKERS="$live_broker" \
+  LISTEN_PORT="$tap_port" UPSTREAM_PORT="$backend_port" TAP_ID="$run_id" BROKERS="$live_broker" CAPTURE_PERCENT=100 \
   MESSAGE_TIMEOUT_MS=30000 TOPIC_PREFIX="$run_id" CREATE_TOPICS=true ADMIN_PORT="$tap_admin_port"
+# The same tap capturing nothing: what proxying alone costs, publishing apart.
+render "$here/tap.toml.in" "$tmp/tap-nocapture.toml" \
+  LISTEN_PORT="$nocapture_tap_port" UPSTREAM_PORT="$backend_port" TAP_ID="$run_id-nocapture" BROKERS="$live_broker" \
+  CAPTURE_PERCENT=0 MESSAGE_TIMEOUT_MS=30000 TOPIC_PREFIX="$run_id" CREATE_TOPICS=false ADMIN_PORT="$nocapture_tap_admin_port"
 render "$here/tap.toml.in" "$tmp/tap-dead-broker.toml" \
-  LISTEN_PORT="$dead_tap_port" UPSTREAM_PORT="$backend_port" TAP_ID="$run_id-dead-broker" BROKERS="$dead_broker" \
+  LISTEN_PORT="$dead_tap_port" UPSTREAM_PORT="$backend_port" TAP_ID="$run_id-dead-broker" BROKERS="$dead_broker" CAPTURE_PERCENT=100 \
   MESSAGE_TIMEOUT_MS=2000 TOPIC_PREFIX="$run_id" CREATE_TOPICS=false ADMIN_PORT="$dead_tap_admin_port"
 cp "$here/slow_backend.py" "$tmp/slow_backend.py"   # run from $tmp so its pid is recognisably ours
 
@@ -332,11 +341,19 @@ path="/payload.json"
 start_tap tap "$tap_admin_port" http_ok
 
 if [ "$run_baseline" = 1 ]; then
+  # What the tap costs apart from publishing, and apart from its HTTP stack.
+  start_tap tap-nocapture "$nocapture_tap_admin_port" http_ok
+  cp "$bare_bin" "$tmp/bare_proxy"   # run from $tmp, so its pid is recognisably ours
+  "$tmp/bare_proxy" "127.0.0.1:$bare_proxy_port" "http://127.0.0.1:$backend_port" 2 >"$tmp/bare-proxy.log" 2>&1 9>&- &
+  remember $!
+  wait_until "bare proxy" 10 http_ok "http://127.0.0.1:$bare_proxy_port/payload.json"
   for round in $(seq "$rounds"); do
     log "round $round of $rounds"
     measure direct "http://127.0.0.1:$backend_port$path" "$connections"
     measure tap "http://127.0.0.1:$tap_port$path" "$connections"
     measure nginx-plain "http://127.0.0.1:$proxy_plain_port$path" "$connections"
+    measure tap-nocapture "http://127.0.0.1:$nocapture_tap_port$path" "$connections"
+    measure bare "http://127.0.0.1:$bare_proxy_port$path" "$connections"
     measure nginx-mirror "http://127.0.0.1:$proxy_mirror_port$path" "$connections"
     measure nginx-mirror-204 "http://127.0.0.1:$proxy_mirror_empty_port$path" "$connections"
   done
@@ -352,6 +369,8 @@ if [ "$run_baseline" = 1 ]; then
   done
   read -r d_rps d_p50 d_p99 d_err < <(median direct)
   read -r n_rps n_p50 n_p99 n_err < <(median nginx-plain)
+  read -r c_rps c_p50 c_p99 c_err < <(median tap-nocapture)
+  read -r b_rps b_p50 b_p99 b_err < <(median bare)
   read -r m_rps m_p50 m_p99 m_err < <(median nginx-mirror)
   read -r e_rps e_p50 e_p99 e_err < <(median nginx-mirror-204)
   read -r dl_rps dl_p50 dl_p99 dl_err < <(median direct-low)
@@ -369,14 +388,19 @@ if [ "$run_baseline" = 1 ]; then
     row "nginx reverse proxy" "$n_rps" "$n_p50" "$n_p99" "$n_err"
     row "nginx reverse proxy + mirror" "$m_rps" "$m_p50" "$m_p99" "$m_err"
     row "nginx reverse proxy + mirror answering 204 (nginx's best case)" "$e_rps" "$e_p50" "$e_p99" "$e_err"
+    row "shadowdiff tap capturing nothing (\`capture_percent = 0\`)" "$c_rps" "$c_p50" "$c_p99" "$c_err"
+    row "hyper's server and pooled client alone (\`bare_proxy\` example)" "$b_rps" "$b_p50" "$b_p99" "$b_err"
     echo
     echo "| ratio | req/s | p50 | p99 |"
     echo "|---|---:|---:|---:|"
     ratio_row "tap / nginx + mirror" "$(ratio "$t_rps" "$m_rps")" "$(ratio "$t_p50" "$m_p50")" "$(ratio "$t_p99" "$m_p99")"
     ratio_row "tap / nginx + mirror answering 204" "$(ratio "$t_rps" "$e_rps")" "$(ratio "$t_p50" "$e_p50")" "$(ratio "$t_p99" "$e_p99")"
     ratio_row "tap / nginx plain" "$(ratio "$t_rps" "$n_rps")" "$(ratio "$t_p50" "$n_p50")" "$(ratio "$t_p99" "$n_p99")"
+    ratio_row "tap capturing nothing / nginx plain" "$(ratio "$c_rps" "$n_rps")" "$(ratio "$c_p50" "$n_p50")" "$(ratio "$c_p99" "$n_p99")"
+    ratio_row "hyper alone / nginx plain" "$(ratio "$b_rps" "$n_rps")" "$(ratio "$b_p50" "$n_p50")" "$(ratio "$b_p99" "$n_p99")"
     echo
-    echo "req/s of every round: tap $(spread tap); nginx plain $(spread nginx-plain); nginx + mirror $(spread nginx-mirror)."
+    echo "req/s of every round: tap $(spread tap); nginx plain $(spread nginx-plain); nginx + mirror $(spread nginx-mirror);"
+    echo "tap capturing nothing $(spread tap-nocapture); hyper alone $(spread bare)."
     echo "Tap events over all its runs (warm-ups included): $tap_summary."
     echo "nginx does not read a mirror response's body, so it closes each mirror connection when"
     echo "the shadow answers with one (as a real shadow does); the 204 row is the same proxy with a"
