@@ -47,7 +47,8 @@ async fn backend() -> SocketAddr {
                 "late"
             }),
         )
-        .route("/upgrade", get(upgrade_echo));
+        .route("/upgrade", get(upgrade_echo))
+        .route("/host", get(|request: Request| async move { request.headers()["host"].as_bytes().to_vec() }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -267,8 +268,13 @@ async fn raw_status_line(addr: &str, request: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_pass_through_and_malformed_requests_get_400() {
     let infra = Infra::get().await;
-    let tap = tap(&infra, backend().await, "").await;
+    let upstream = backend().await;
+    let tap = tap(&infra, upstream, "").await;
     let addr = tap.url.trim_start_matches("http://").to_owned();
+
+    // `Host` is hop-by-hop here: the upstream is sent its own, as nginx's default does.
+    let host = reqwest::Client::new().get(format!("{}/host", tap.url)).header("host", "public.example").send();
+    assert_eq!(host.await.unwrap().text().await.unwrap(), upstream.to_string());
 
     let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
     stream

@@ -4,7 +4,7 @@
 use http::header::CONNECTION;
 use http::{HeaderMap, HeaderName};
 
-/// Always hop-by-hop. `Host` too: the client uses the upstream's.
+/// Always hop-by-hop. `Host` too: the upstream is sent its own (`Proxy::send`).
 const HOP_BY_HOP: [&str; 10] = [
     "connection",
     "keep-alive",

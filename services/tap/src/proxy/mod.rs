@@ -49,6 +49,9 @@ struct Upstream {
     authority: Authority,
     /// The base URL's path without its trailing `/`; usually empty.
     base_path: String,
+    /// The `Host` every request is sent with (the client's is hop-by-hop here): the host,
+    /// with the port unless it is the scheme's default.
+    host: HeaderValue,
 }
 
 impl Upstream {
@@ -56,7 +59,14 @@ impl Upstream {
         let base = url.as_str().trim_end_matches('/').parse::<Uri>().ok()?;
         let parts = base.into_parts();
         let base_path = parts.path_and_query.map_or(String::new(), |p| p.path().trim_end_matches('/').to_owned());
-        Some(Self { scheme: parts.scheme?, authority: parts.authority?, base_path })
+        let (scheme, authority) = (parts.scheme?, parts.authority?);
+        let default_port = if scheme == Scheme::HTTPS { 443 } else { 80 };
+        let host = match authority.port_u16() {
+            Some(port) if port != default_port => HeaderValue::try_from(format!("{}:{port}", authority.host())),
+            _ => HeaderValue::try_from(authority.host()),
+        }
+        .ok()?;
+        Some(Self { scheme, authority, base_path, host })
     }
 
     /// The upstream's URI for a request's path and query.
@@ -118,7 +128,9 @@ impl Proxy {
         }
     }
 
-    /// Sends one request upstream; no response head within the deadline is a timeout.
+    /// Sends one request upstream, with the upstream's own `Host` (an egress tap has no
+    /// upstream of its own: the client sets `Host` from the URL). No response head within
+    /// the deadline is a timeout.
     async fn send(
         &self,
         method: http::Method,
@@ -130,6 +142,9 @@ impl Proxy {
         *upstream.method_mut() = method;
         *upstream.uri_mut() = uri;
         *upstream.headers_mut() = headers;
+        if let Some(Upstream { host, .. }) = &self.upstream {
+            upstream.headers_mut().insert(http::header::HOST, host.clone());
+        }
         match tokio::time::timeout(self.config.upstream_timeout, self.client.request(upstream)).await {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => {
@@ -161,16 +176,15 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, request: Request) -> Response {
         Ok(uri) => uri,
         Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
     };
-    let authority = parts
-        .uri
-        .authority()
-        .map(ToString::to_string)
-        .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_owned))
-        .unwrap_or_default();
+    // As the client addressed it, before its `Host` is replaced by the upstream's.
+    let authority = capture.then(|| {
+        let from_host = || parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
+        parts.uri.authority().map(Authority::as_str).or_else(from_host).unwrap_or_default().to_owned()
+    });
     let headers = proxy.forward_headers(parts.headers, &id);
     route.counters.started();
 
-    let pending = capture.then(|| {
+    let pending = authority.map(|authority| {
         let exchange = Exchange {
             id: id.clone(),
             linked,
@@ -222,13 +236,14 @@ mod tests {
     #[test]
     fn upstream_uris_keep_path_and_query_under_the_base() {
         let target: Uri = "/users/7?x=1&y=%20".parse().unwrap();
-        for (base, want) in [
-            ("http://10.0.0.1:8081", "http://10.0.0.1:8081/users/7?x=1&y=%20"),
-            ("http://backend/", "http://backend/users/7?x=1&y=%20"),
-            ("http://backend/api/v2/", "http://backend/api/v2/users/7?x=1&y=%20"),
+        for (base, want, host) in [
+            ("http://10.0.0.1:8081", "http://10.0.0.1:8081/users/7?x=1&y=%20", "10.0.0.1:8081"),
+            ("http://backend/", "http://backend/users/7?x=1&y=%20", "backend"),
+            ("http://backend:80/api/v2/", "http://backend/api/v2/users/7?x=1&y=%20", "backend"),
         ] {
             let upstream = Upstream::new(&base.parse().unwrap()).unwrap();
             assert_eq!(upstream.uri(&target).unwrap().to_string(), want, "{base}");
+            assert_eq!(upstream.host, host, "{base}");
         }
     }
 }
