@@ -6,9 +6,13 @@
 //! message names its writer schema by fingerprint, and every reader carries the schemas it
 //! knows (the current one and each previous one under `schemas/avro/previous`) compiled in.
 //! A new field therefore ships as: add it with a default, move the old schema to
-//! `previous/`, and readers on either version keep decoding both. A deployment that runs a
-//! registry can still register these same `.avsc` files; the fingerprint is the registry's
-//! canonical-form fingerprint too.
+//! `previous/`, and readers on either version keep decoding both.
+//!
+//! The fingerprint is apache-avro's, and it is not the Java implementation's for these
+//! schemas: for a field with a logical type, apache-avro's parsing canonical form keeps
+//! `{"type":"long"}` where Java's writes `"long"`. A reader in another language must be
+//! given these headers (or this codec's schemas with their fingerprints) rather than
+//! compute its own from the `.avsc` files.
 
 use std::sync::OnceLock;
 
