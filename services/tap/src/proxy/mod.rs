@@ -176,7 +176,8 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, request: Request) -> Response {
         Ok(uri) => uri,
         Err(reason) => return (StatusCode::BAD_REQUEST, reason).into_response(),
     };
-    // As the client addressed it, before its `Host` is replaced by the upstream's.
+    // For a captured exchange only: the authority as the client addressed it, read before
+    // its `Host` (hop-by-hop here) is stripped.
     let authority = capture.then(|| {
         let from_host = || parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok());
         parts.uri.authority().map(Authority::as_str).or_else(from_host).unwrap_or_default().to_owned()
