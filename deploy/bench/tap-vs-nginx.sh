@@ -366,6 +366,8 @@ if [ "$run_baseline" = 1 ]; then
     log "half-load round $round of $rounds"
     measure direct-low "http://127.0.0.1:$backend_port$path" "$low_connections" "${paced[@]}"
     measure tap-low "http://127.0.0.1:$tap_port$path" "$low_connections" "${paced[@]}"
+    measure nginx-plain-low "http://127.0.0.1:$proxy_plain_port$path" "$low_connections" "${paced[@]}"
+    measure bare-low "http://127.0.0.1:$bare_proxy_port$path" "$low_connections" "${paced[@]}"
   done
   read -r d_rps d_p50 d_p99 d_err < <(median direct)
   read -r n_rps n_p50 n_p99 n_err < <(median nginx-plain)
@@ -375,6 +377,8 @@ if [ "$run_baseline" = 1 ]; then
   read -r e_rps e_p50 e_p99 e_err < <(median nginx-mirror-204)
   read -r dl_rps dl_p50 dl_p99 dl_err < <(median direct-low)
   read -r tl_rps tl_p50 tl_p99 tl_err < <(median tap-low)
+  read -r nl_rps nl_p50 nl_p99 nl_err < <(median nginx-plain-low)
+  read -r bl_rps bl_p50 bl_p99 bl_err < <(median bare-low)
   tap_summary="$(tap_events "$tap_admin_port")"
 
   {
@@ -410,13 +414,18 @@ if [ "$run_baseline" = 1 ]; then
     echo
     echo "wrk2 (constant rate) is not packaged, so paced connections stand in for it: each waits"
     echo "1 ms after a response before its next request (\`paced.lua\`), and there are enough of them"
-    echo "to offer about half the tap's median full-load rate ($t_rps req/s)."
+    echo "to offer about half the tap's median full-load rate ($t_rps req/s). nginx and hyper alone"
+    echo "are offered the same load, for what any proxy adds on this machine."
     echo
     echo "| path | req/s | p50 ms | p99 ms | errors |"
     echo "|---|---:|---:|---:|---:|"
     row "direct to the backend" "$dl_rps" "$dl_p50" "$dl_p99" "$dl_err"
     row "shadowdiff tap" "$tl_rps" "$tl_p50" "$tl_p99" "$tl_err"
+    row "nginx reverse proxy" "$nl_rps" "$nl_p50" "$nl_p99" "$nl_err"
+    row "hyper's server and pooled client alone" "$bl_rps" "$bl_p50" "$bl_p99" "$bl_err"
     row "**added by the tap**" "" "$(diff_ms "$tl_p50" "$dl_p50")" "$(diff_ms "$tl_p99" "$dl_p99")" ""
+    row "added by nginx" "" "$(diff_ms "$nl_p50" "$dl_p50")" "$(diff_ms "$nl_p99" "$dl_p99")" ""
+    row "added by hyper alone" "" "$(diff_ms "$bl_p50" "$dl_p50")" "$(diff_ms "$bl_p99" "$dl_p99")" ""
   } >>"$report"
 fi
 
