@@ -109,6 +109,8 @@ pub enum DecodeError {
     TrailingBytes(usize),
     #[error("Avro datum does not fit the event type: {0}")]
     Mismatch(#[source] apache_avro::Error),
+    #[error("event field {field} breaks the contract: {reason}")]
+    Invalid { field: &'static str, reason: &'static str },
 }
 
 impl DecodeError {
@@ -121,6 +123,7 @@ impl DecodeError {
             Self::Malformed(_) => "malformed",
             Self::TrailingBytes(_) => "trailing_bytes",
             Self::Mismatch(_) => "mismatch",
+            Self::Invalid { .. } => "invalid_field",
         }
     }
 }

@@ -4,13 +4,16 @@
 //! Read [`launch`] first: it loads and validates the config ([`config`]), sets up logging
 //! and metrics ([`telemetry`]), serves `/healthz` and `/metrics` ([`admin`]), and runs the
 //! service until a signal ([`shutdown`]). Services build their Kafka clients with [`kafka`]
-//! and their ClickHouse client with [`clickhouse`].
+//! and their ClickHouse client with [`clickhouse`]; APIs are guarded by [`auth`], and
+//! producers redact what they publish as [`redaction`] says.
 
 pub mod admin;
+pub mod auth;
 pub mod clickhouse;
 pub mod config;
 pub mod kafka;
 mod launch;
+pub mod redaction;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

@@ -1,5 +1,8 @@
 //! Body capture: a bounded prefix plus the length and hash of the whole body.
 
+use std::borrow::Cow;
+use std::io::{Read, Write};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -74,6 +77,55 @@ impl BodyCapture {
     }
 }
 
+/// Largest body decoded; beyond it (a decompression bomb, say) a body is treated as unreadable.
+const MAX_DECODED_BYTES: u64 = 32 * 1024 * 1024;
+
+/// `bytes` with the Content-Encoding `encoding` undone; `None` when encoded in an unknown
+/// way, corrupt, or larger than 32 MiB decoded.
+pub fn decode<'a>(bytes: &'a [u8], encoding: Option<&[u8]>) -> Option<Cow<'a, [u8]>> {
+    let encoding = encoding.map(|v| String::from_utf8_lossy(v).trim().to_ascii_lowercase()).unwrap_or_default();
+    let reader: Box<dyn Read + 'a> = match encoding.as_str() {
+        "" | "identity" => return Some(Cow::Borrowed(bytes)),
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(bytes)),
+        // HTTP's "deflate" is zlib-wrapped; some servers send it raw.
+        "deflate" if bytes.first().is_some_and(|b| b & 0x0f == 8) => Box::new(flate2::read::ZlibDecoder::new(bytes)),
+        "deflate" => Box::new(flate2::read::DeflateDecoder::new(bytes)),
+        "br" => Box::new(brotli::Decompressor::new(bytes, 4096)),
+        _ => return None,
+    };
+    let mut out = Vec::new();
+    reader.take(MAX_DECODED_BYTES + 1).read_to_end(&mut out).ok()?;
+    (out.len() as u64 <= MAX_DECODED_BYTES).then_some(Cow::Owned(out))
+}
+
+/// `bytes` encoded with the Content-Encoding `encoding` (one [`decode`] reads); `None` for
+/// an encoding it does not know.
+pub fn encode(bytes: &[u8], encoding: Option<&[u8]>) -> Option<Vec<u8>> {
+    let encoding = encoding.map(|v| String::from_utf8_lossy(v).trim().to_ascii_lowercase()).unwrap_or_default();
+    let mut out = Vec::new();
+    match encoding.as_str() {
+        "" | "identity" => out.extend_from_slice(bytes),
+        "gzip" | "x-gzip" => {
+            let mut encoder = flate2::write::GzEncoder::new(&mut out, flate2::Compression::fast());
+            encoder.write_all(bytes).ok()?;
+            encoder.finish().ok()?;
+        }
+        "deflate" => {
+            let mut encoder = flate2::write::ZlibEncoder::new(&mut out, flate2::Compression::fast());
+            encoder.write_all(bytes).ok()?;
+            encoder.finish().ok()?;
+        }
+        "br" => {
+            let mut encoder = brotli::CompressorWriter::new(&mut out, 4096, 1, 22);
+            encoder.write_all(bytes).ok()?;
+            encoder.flush().ok()?;
+            drop(encoder);
+        }
+        _ => return None,
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +143,17 @@ mod tests {
         streamed.update(b"012");
         streamed.update(b"3456789");
         assert_eq!(streamed.finish(), body);
+    }
+
+    #[test]
+    fn every_known_encoding_round_trips() {
+        let text = br#"{"a":[1,2,3],"b":"text"}"#;
+        for encoding in ["gzip", "deflate", "br", "identity"] {
+            let encoded = encode(text, Some(encoding.as_bytes())).unwrap();
+            assert_eq!(decode(&encoded, Some(encoding.as_bytes())).unwrap().as_ref(), text, "{encoding}");
+        }
+        assert_eq!(encode(text, Some(b"zstd")), None);
+        assert_eq!(decode(text, Some(b"gzip")), None, "corrupt");
     }
 
     #[test]

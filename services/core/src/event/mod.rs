@@ -3,7 +3,7 @@
 //! Both are keyed in Kafka by the request id, so a request and all of its responses land in
 //! the same partition of their co-partitioned topics.
 
-mod body;
+pub mod body;
 
 pub use body::{BodyCapture, CapturedBody};
 use serde::{Deserialize, Serialize};
@@ -51,6 +51,26 @@ impl RequestEvent {
             Some(q) if !q.is_empty() => format!("{}?{q}", self.path),
             _ => self.path.clone(),
         }
+    }
+
+    /// Checks what a consumer acts on beyond the schema: the target must be origin-form
+    /// (`/path` and a query of visible ASCII), since anything else appended to a replay
+    /// target's base URL could name another host.
+    pub fn check(&self) -> Result<(), crate::DecodeError> {
+        let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+        if !self.path.starts_with('/') || !visible(&self.path) || self.path.contains('?') || self.path.len() > 8192 {
+            return Err(crate::DecodeError::Invalid { field: "path", reason: "not an origin-form path" });
+        }
+        if self.query.as_deref().is_some_and(|q| !visible(q) || q.len() > 8192) {
+            return Err(crate::DecodeError::Invalid { field: "query", reason: "not a URL query" });
+        }
+        if self.method.is_empty()
+            || self.method.len() > 32
+            || !self.method.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            return Err(crate::DecodeError::Invalid { field: "method", reason: "not an HTTP method token" });
+        }
+        Ok(())
     }
 
     /// The route template when the tap had one, else the raw path.
@@ -156,4 +176,47 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(method: &str, path: &str, query: Option<&str>) -> RequestEvent {
+        RequestEvent {
+            request_id: "r".into(),
+            timestamp_ms: 0,
+            tap_id: "t".into(),
+            method: method.into(),
+            scheme: "http".into(),
+            authority: "a".into(),
+            path: path.into(),
+            query: query.map(str::to_owned),
+            route_template: None,
+            headers: Vec::new(),
+            body: CapturedBody::empty(),
+        }
+    }
+
+    #[test]
+    fn only_origin_form_targets_pass() {
+        for (method, path, query) in
+            [("GET", "/items/1", Some("a=1&b=%20")), ("M-SEARCH", "/", None), ("GET", "//x", None)]
+        {
+            assert!(request(method, path, query).check().is_ok(), "{path}");
+        }
+        for (method, path, query) in [
+            ("GET", "@evil.example/x", None),
+            ("GET", "http://evil.example/x", None),
+            ("GET", "", None),
+            ("GET", "/a b", None),
+            ("GET", "/a#frag", None),
+            ("GET", "/a?b", None),
+            ("GET", "/a", Some("x=1#f")),
+            ("GET /", "/", None),
+        ] {
+            let error = request(method, path, query).check().unwrap_err();
+            assert_eq!(error.reason(), "invalid_field", "{method} {path} {query:?}");
+        }
+    }
 }

@@ -1,27 +1,32 @@
-//! Redaction at the source: secrets never leave the tap in clear.
+//! Redaction at the source: secrets never leave a producer (tap or mirror) in clear.
 //!
-//! Configured headers, query parameters and JSON body paths are replaced by a keyed
-//! digest, `hmac-sha256:<base64url>`: equal values give equal digests under the same key,
+//! Configured headers, query parameters, form fields, JSON keys (at any depth) and JSON
+//! paths are replaced by a keyed digest, `hmac-sha256:<base64url>`: equal values give equal digests under the same key,
 //! so two legs still compare, while the clear value never leaves the process. "Sealed"
 //! headers additionally travel AEAD-encrypted (XChaCha20-Poly1305) under a key shared only
 //! with the mirror, in a companion header `x-shadowdiff-sealed-<name>`, so a replay can
 //! still authenticate; see [`Sealer`].
 
+mod body;
+mod fields;
 mod json_path;
 mod seal;
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
 
+use fields::FieldNames;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+pub use fields::{DEFAULT_JSON_KEYS, DEFAULT_QUERY_PARAMS, normalize};
 pub use json_path::{InvalidJsonPath, JsonPath};
 pub use seal::{SEALED_PREFIX, SealError, Sealer};
 
-use crate::event::{CapturedBody, Header, header_value};
+use crate::event::Header;
 
 /// Prefix of every digest the redactor writes.
 pub const DIGEST_PREFIX: &str = "hmac-sha256:";
@@ -35,7 +40,10 @@ pub const DEFAULT_HEADERS: [&str; 5] = ["authorization", "cookie", "set-cookie",
 pub struct Redactor {
     mac: Hmac<Sha256>,
     headers: BTreeSet<String>,
-    query_params: BTreeSet<String>,
+    query_params: FieldNames,
+    json_keys: FieldNames,
+    /// Form fields: the query parameters' names and the JSON keys'.
+    form_fields: FieldNames,
     json_paths: Vec<JsonPath>,
     sealed: BTreeSet<String>,
     sealer: Option<Sealer>,
@@ -46,6 +54,7 @@ impl std::fmt::Debug for Redactor {
         f.debug_struct("Redactor")
             .field("headers", &self.headers)
             .field("query_params", &self.query_params)
+            .field("json_keys", &self.json_keys)
             .field("json_paths", &self.json_paths)
             .field("sealed", &self.sealed)
             .finish_non_exhaustive()
@@ -56,7 +65,10 @@ impl std::fmt::Debug for Redactor {
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     pub headers: Vec<String>,
+    /// Query parameters and form fields, in any spelling ([`normalize`]).
     pub query_params: Vec<String>,
+    /// JSON object keys at any depth, and form fields, in any spelling.
+    pub json_keys: Vec<String>,
     pub json_paths: Vec<JsonPath>,
     /// Headers also carried sealed for replay; each is redacted too.
     pub sealed_headers: Vec<String>,
@@ -66,14 +78,19 @@ impl Redactor {
     /// `hmac_key` keys the digests; `sealer` is required when `rules.sealed_headers` is set.
     pub fn new(hmac_key: &[u8], rules: Rules, sealer: Option<Sealer>) -> Self {
         let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect::<BTreeSet<_>>();
-        let sealed = if sealer.is_some() { lower(&rules.sealed_headers) } else { BTreeSet::new() };
+        // A sealed header is redacted like any other; only its sealed companion needs the key.
         let mut headers = lower(&rules.headers);
-        headers.extend(sealed.iter().cloned());
+        headers.extend(lower(&rules.sealed_headers));
+        let sealed = if sealer.is_some() { lower(&rules.sealed_headers) } else { BTreeSet::new() };
+        let query_params = FieldNames::new(&rules.query_params);
+        let json_keys = FieldNames::new(&rules.json_keys);
         Self {
+            form_fields: query_params.union(&json_keys),
+            query_params,
+            json_keys,
             // HMAC accepts keys of any length, so this cannot fail.
             mac: Hmac::<Sha256>::new_from_slice(hmac_key).unwrap_or_else(|_| unreachable!("HMAC takes any key length")),
             headers,
-            query_params: rules.query_params.into_iter().collect(),
             json_paths: rules.json_paths,
             sealed,
             sealer,
@@ -106,60 +123,27 @@ impl Redactor {
         headers.extend(sealed);
     }
 
-    /// The query string with configured parameters' values replaced by digests.
+    /// The query string with configured parameters' values replaced by digests; as it
+    /// came when none is present, so a replay sends the client's exact query.
     pub fn query(&self, query: &str) -> String {
-        if self.query_params.is_empty() {
-            return query.to_owned();
+        self.form(query.as_bytes(), &self.query_params).unwrap_or_else(|| query.to_owned())
+    }
+
+    /// URL-encoded `text` with the values of `names` replaced by digests, or `None` when
+    /// none of them is present.
+    fn form(&self, text: &[u8], names: &FieldNames) -> Option<String> {
+        if names.is_empty() || !form_urlencoded::parse(text).any(|(name, _)| names.contains(&name)) {
+            return None;
         }
         let mut out = form_urlencoded::Serializer::new(String::new());
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if self.query_params.contains(name.as_ref()) {
+        for (name, value) in form_urlencoded::parse(text) {
+            if names.contains(&name) {
                 out.append_pair(&name, &self.digest(value.as_bytes()));
             } else {
                 out.append_pair(&name, &value);
             }
         }
-        out.finish()
-    }
-
-    /// Redacts configured JSON paths in a captured body. A body the redactor cannot read
-    /// (not JSON, compressed, truncated, malformed) while paths are configured has its bytes
-    /// withheld: it keeps its length and hash and is flagged truncated, so it still
-    /// compares by hash and nothing unread leaves the process.
-    pub fn body(&self, body: &mut CapturedBody, headers: &[Header]) {
-        if self.json_paths.is_empty() || body.bytes.is_empty() {
-            return;
-        }
-        let is = |name: &str, pred: &dyn Fn(&str) -> bool| {
-            header_value(headers, name)
-                .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
-                .is_some_and(|v| pred(&v))
-        };
-        let json = is("content-type", &|ct| ct.contains("json"));
-        let encoded = is("content-encoding", &|ce| ce != "identity");
-        if !json {
-            return;
-        }
-        let parsed = match (encoded, body.truncated) {
-            (false, false) => serde_json::from_slice::<serde_json::Value>(&body.bytes).ok(),
-            _ => None,
-        };
-        match parsed {
-            Some(mut value) => {
-                let mut changed = false;
-                for path in &self.json_paths {
-                    changed |=
-                        path.replace(&mut value, &|v| serde_json::Value::String(self.digest(v.to_string().as_bytes())));
-                }
-                if changed {
-                    body.bytes = value.to_string().into_bytes();
-                }
-            }
-            None => {
-                body.bytes.clear();
-                body.truncated = true;
-            }
-        }
+        Some(out.finish())
     }
 }
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::event::CapturedBody;
 
 fn redactor(rules: Rules) -> Redactor {
     Redactor::new(b"test-hmac-key", rules, Some(Sealer::new(&[7; 32]).unwrap()))
@@ -79,4 +80,86 @@ fn json_path_syntax() {
     assert!(JsonPath::parse("").is_err());
     assert!(JsonPath::parse("a[x]").is_err());
     assert!(JsonPath::parse("a[1").is_err());
+}
+
+fn defaults() -> Rules {
+    let owned = |names: &[&str]| names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    Rules {
+        headers: owned(&DEFAULT_HEADERS),
+        query_params: owned(&DEFAULT_QUERY_PARAMS),
+        json_keys: owned(&DEFAULT_JSON_KEYS),
+        ..Rules::default()
+    }
+}
+
+fn redacted(r: &Redactor, content_type: &str, encoding: Option<&str>, text: &[u8]) -> CapturedBody {
+    let mut headers = vec![Header::new("content-type", content_type)];
+    headers.extend(encoding.map(|e| Header::new("content-encoding", e)));
+    let bytes =
+        encoding.map_or_else(|| text.to_vec(), |e| crate::event::body::encode(text, Some(e.as_bytes())).unwrap());
+    let mut body = CapturedBody::capture(&bytes, 1 << 20);
+    r.body(&mut body, &headers);
+    body
+}
+
+#[test]
+fn default_json_keys_at_any_depth_in_any_spelling() {
+    let r = redactor(defaults());
+    let text = br#"{"user":{"Password":"pw-CANARY","profile":{"apiKey":"ak-CANARY"}},"cards":[{"card_number":"4111-CANARY","CVV":"123-CANARY"}],"name":"kept"}"#;
+    let body = redacted(&r, "application/json; charset=utf-8", None, text);
+    let out = String::from_utf8(body.bytes).unwrap();
+    assert!(!out.contains("CANARY"), "{out}");
+    assert!(out.contains(r#""name":"kept""#), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["user"]["Password"], serde_json::Value::String(r.digest(br#""pw-CANARY""#)));
+
+    // The same under gzip and brotli: redacted, and still in the body's own encoding.
+    for encoding in ["gzip", "br", "deflate"] {
+        let body = redacted(&r, "application/json", Some(encoding), text);
+        assert!(!body.truncated, "{encoding}");
+        let plain = crate::event::body::decode(&body.bytes, Some(encoding.as_bytes())).unwrap();
+        assert_eq!(String::from_utf8_lossy(&plain), out, "{encoding}");
+    }
+}
+
+#[test]
+fn bodies_without_secrets_keep_their_exact_bytes() {
+    let r = redactor(defaults());
+    let text = br#"{ "id": 7,  "items": [1, 2] }"#;
+    assert_eq!(redacted(&r, "application/json", None, text).bytes, text);
+    let gz = crate::event::body::encode(text, Some(b"gzip")).unwrap();
+    let mut body = CapturedBody::capture(&gz, 1 << 20);
+    r.body(&mut body, &[Header::new("content-type", "application/json"), Header::new("content-encoding", "gzip")]);
+    assert_eq!(body.bytes, gz, "a compressed body without secrets is left as it came");
+}
+
+#[test]
+fn form_bodies_and_query_parameters_in_any_case() {
+    let r = redactor(defaults());
+    let body = redacted(&r, "application/x-www-form-urlencoded", None, b"user=ann&Password=pw-CANARY&CVV=999");
+    let out = String::from_utf8(body.bytes).unwrap();
+    assert!(out.starts_with("user=ann&Password=hmac-sha256%3A") && !out.contains("CANARY"), "{out}");
+    let query = r.query("q=shoes&API_KEY=ak-CANARY&Access-Token=t-CANARY");
+    assert!(!query.contains("CANARY") && query.starts_with("q=shoes&API_KEY=hmac"), "{query}");
+    assert_eq!(r.query("q=a%20b&page=2"), "q=a%20b&page=2", "a query without secrets is sent exactly as it came");
+}
+
+#[test]
+fn bodies_the_rules_cannot_read_are_withheld() {
+    let r = redactor(defaults());
+    let withheld = |b: &CapturedBody| b.bytes.is_empty() && b.truncated;
+    let multipart =
+        redacted(&r, "multipart/form-data; boundary=x", None, b"--x\r\nname=\"password\"\r\n\r\npw\r\n--x--");
+    assert!(withheld(&multipart));
+    assert!(withheld(&redacted(&r, "text/plain", None, br#"{"password": "pw-CANARY" "#)), "JSON-like, unparsable");
+    let sniffed = redacted(&r, "text/plain", None, br#"{"password":"pw-CANARY"}"#);
+    assert!(!String::from_utf8_lossy(&sniffed.bytes).contains("CANARY") && !sniffed.truncated);
+    let mut zstd = CapturedBody::capture(b"(\xb5/\xfd...", 1024);
+    r.body(&mut zstd, &[Header::new("content-type", "application/json"), Header::new("content-encoding", "zstd")]);
+    assert!(withheld(&zstd), "unknown encoding");
+    let mut cut = CapturedBody::capture(br#"{"password":"pw-CANARY","pad":"xxxxxxxx"}"#, 12);
+    r.body(&mut cut, &[Header::new("content-type", "application/json")]);
+    assert!(withheld(&cut));
+    let html = redacted(&r, "text/html", None, b"<p>password</p>");
+    assert_eq!(html.bytes, b"<p>password</p>", "no named fields in a page");
 }

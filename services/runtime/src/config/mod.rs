@@ -14,9 +14,11 @@
 //! them all in one pass.
 
 mod load;
+mod secret;
 pub mod serde_duration;
 
 pub use load::{load, load_from_env, load_str};
+pub use secret::Secret;
 
 use std::fmt;
 
