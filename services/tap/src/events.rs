@@ -16,6 +16,8 @@ pub(crate) enum DropReason {
     Delivery,
     /// Finished after its worker stopped publishing (past the drain deadline).
     Shutdown,
+    /// Not captured: the publishing queues already held `capture_memory_budget_bytes`.
+    MemoryBudget,
 }
 
 impl DropReason {
@@ -26,12 +28,52 @@ impl DropReason {
             Self::Produce => "produce",
             Self::Delivery => "delivery",
             Self::Shutdown => "shutdown",
+            Self::MemoryBudget => "memory_budget",
         }
     }
 }
 
 static DROP_LOG: LogLimiter = LogLimiter::new();
 static UPSTREAM_LOG: LogLimiter = LogLimiter::new();
+static CLOSE_LOG: LogLimiter = LogLimiter::new();
+static REJECT_LOG: LogLimiter = LogLimiter::new();
+
+/// Why the tap closed a client connection itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CloseReason {
+    /// Dealt to a worker already serving `max_connections_per_worker`.
+    WorkerFull,
+    /// No complete request head within `header_read_timeout_ms`.
+    HeaderTimeout,
+    /// No request started within `idle_timeout_ms`.
+    Idle,
+}
+
+impl CloseReason {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Self::WorkerFull => "worker_full",
+            Self::HeaderTimeout => "header_timeout",
+            Self::Idle => "idle",
+        }
+    }
+}
+
+/// A connection the tap closed; idle closes are routine and only counted.
+pub(crate) fn connection_closed(reason: CloseReason) {
+    metrics::counter!("shadowdiff_tap_connections_closed_total", "reason" => reason.as_str()).increment(1);
+    if reason != CloseReason::Idle && CLOSE_LOG.allow() {
+        tracing::warn!(reason = reason.as_str(), "client connection closed by the tap (logged at most once a second)");
+    }
+}
+
+/// A request answered 400 before it reached the upstream, because of its target.
+pub(crate) fn target_rejected(method: &http::Method) {
+    metrics::counter!("shadowdiff_tap_requests_rejected_total", "reason" => "request_target").increment(1);
+    if REJECT_LOG.allow() {
+        tracing::warn!(%method, "request target is not origin-form; answered 400 (logged at most once a second)");
+    }
+}
 
 pub(crate) fn dropped(reason: DropReason, error: &dyn std::fmt::Display) {
     metrics::counter!("shadowdiff_tap_events_dropped_total", "reason" => reason.as_str()).increment(1);

@@ -4,13 +4,17 @@
 //! The client always gets the upstream's response, untouched and on time. Reading order:
 //! [`config`] (what an operator sets), `route` (templates and the sticky capture
 //! decision), `workers` (a single-threaded runtime per core, each serving the connections
-//! dealt to it), `proxy` (the client path: request id, streaming, upgrades), `capture` (the
-//! body tee), `publish` (the path to Kafka: each worker's queue of finished exchanges,
-//! redaction, then the producer's queue, dropping and counting rather than waiting), `hop`
-//! (hop-by-hop headers) and `events` (what the tap counts).
+//! dealt to it), `connection` (what one client connection may cost: the cap per worker,
+//! the header and idle deadlines), `proxy` (the client path: request id, request target,
+//! streaming, upgrades), `capture` (the body tee), `publish` (the path to Kafka: each
+//! worker's queue of finished exchanges, redaction, then the producer's queue, dropping
+//! and counting rather than waiting), `budget` (the memory captures may hold while they
+//! wait), `hop` (hop-by-hop headers) and `events` (what the tap counts).
 
+mod budget;
 mod capture;
 pub mod config;
+mod connection;
 mod events;
 mod hop;
 mod producer;

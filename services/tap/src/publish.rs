@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::TapError;
+use crate::budget::CaptureBudget;
 use crate::capture::{Captured, OnFinish};
 use crate::config::{Mode, TapConfig};
 use crate::events::{self, DropReason, Publishing};
@@ -132,6 +133,14 @@ pub(crate) struct Finished {
     response: Option<Captured>,
 }
 
+impl Finished {
+    /// What it holds of the [`CaptureBudget`].
+    fn captured_bytes(&self) -> usize {
+        let len = |c: &Option<Captured>| c.as_ref().map_or(0, |c| c.body.bytes.len());
+        len(&self.request) + len(&self.response)
+    }
+}
+
 /// One worker's publishing queue. The last body of an exchange usually ends inside the
 /// write of the response's last bytes; publishing there would hold those bytes back by
 /// the redaction and encoding, so the exchange waits here for the worker's publishing
@@ -140,6 +149,7 @@ pub(crate) struct Finished {
 pub(crate) struct Queue {
     sender: mpsc::Sender<Finished>,
     events_per_exchange: u64,
+    budget: Arc<CaptureBudget>,
 }
 
 impl std::fmt::Debug for Queue {
@@ -152,28 +162,51 @@ impl Queue {
     /// A queue for the current worker, and its publishing task on the worker's runtime.
     /// The task ends once every handle to the queue is gone and the queue is empty.
     pub(crate) fn spawn(publisher: Arc<Publisher>) -> (Self, JoinHandle<()>) {
-        let (sender, mut finished) = mpsc::channel(QUEUE_CAPACITY);
+        let (sender, mut finished) = mpsc::channel::<Finished>(QUEUE_CAPACITY);
         let events_per_exchange = publisher.events_per_exchange();
+        let budget = publisher.budget.clone();
         let publishing = tokio::spawn(async move {
             let mut batch = Vec::with_capacity(PUBLISH_BATCH);
             while finished.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-                for Finished { exchange, outcome, request, response } in batch.drain(..) {
+                for finished in batch.drain(..) {
+                    let bytes = finished.captured_bytes();
+                    let Finished { exchange, outcome, request, response } = finished;
                     publisher.publish(exchange, outcome, request, response);
+                    // The producer holds its own encoded copy, bounded by its own queue.
+                    publisher.budget.give_back(bytes);
                 }
             }
         });
-        (Self { sender, events_per_exchange }, publishing)
+        (Self { sender, events_per_exchange, budget }, publishing)
+    }
+
+    /// Whether a new exchange may be captured; one that may not is counted as dropped.
+    pub(crate) fn has_room(&self) -> bool {
+        let room = self.budget.has_room();
+        if !room {
+            self.dropped(DropReason::MemoryBudget, &"the capture memory budget is spent");
+        }
+        room
     }
 
     fn push(&self, finished: Finished) {
+        let bytes = finished.captured_bytes();
+        if !self.budget.take(bytes) {
+            return self.dropped(DropReason::MemoryBudget, &"the capture memory budget is spent");
+        }
         if let Err(error) = self.sender.try_send(finished) {
+            self.budget.give_back(bytes);
             let reason = match error {
                 mpsc::error::TrySendError::Full(_) => DropReason::QueueFull,
                 mpsc::error::TrySendError::Closed(_) => DropReason::Shutdown,
             };
-            for _ in 0..self.events_per_exchange {
-                events::dropped(reason, &error);
-            }
+            self.dropped(reason, &error);
+        }
+    }
+
+    fn dropped(&self, reason: DropReason, error: &dyn std::fmt::Display) {
+        for _ in 0..self.events_per_exchange {
+            events::dropped(reason, error);
         }
     }
 }
@@ -189,6 +222,8 @@ pub(crate) struct Publisher {
     mode: Mode,
     health: Health,
     publishing: Publishing,
+    /// Shared by every worker's queue.
+    budget: Arc<CaptureBudget>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -212,6 +247,7 @@ impl Publisher {
             mode: config.tap.mode.clone(),
             health,
             publishing,
+            budget: Arc::new(CaptureBudget::new(config.tap.capture_memory_budget_bytes)),
         })
     }
 

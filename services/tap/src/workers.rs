@@ -8,20 +8,21 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use axum::body::Body;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use shadowdiff_runtime::CancellationToken;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-use crate::config::TapConfig;
+use crate::config::{TapConfig, TapSection};
+use crate::connection::{self, Limits, Open};
 use crate::proxy::{self, Proxy};
 use crate::publish::{Publisher, Queue};
 
@@ -56,10 +57,11 @@ impl Workers {
             let (inbox, connections) = mpsc::unbounded_channel();
             let listener = Dealt { connections };
             let (config, publisher, shutdown) = (config.clone(), publisher.clone(), shutdown.clone());
+            let server = Server::new(&config.tap, drain);
             let thread = std::thread::Builder::new().name(format!("tap-worker-{i}")).spawn(move || {
                 runtime.block_on(async move {
                     let (queue, publishing) = Queue::spawn(publisher);
-                    serve(listener, Arc::new(Proxy::new(config, queue)), drain, shutdown).await;
+                    server.serve(listener, Arc::new(Proxy::new(config, queue)), shutdown).await;
                     if tokio::time::timeout(PUBLISH_GRACE, publishing).await.is_err() {
                         tracing::warn!(
                             "requests still in flight past the drain deadline; their exchanges are not published"
@@ -95,36 +97,73 @@ impl Workers {
     }
 }
 
-/// Serves the dealt connections with hyper (HTTP/1.1 or h2c, upgrades allowed) until
-/// `shutdown`, then lets in-flight requests finish for at most `drain`.
-async fn serve(mut listener: Dealt, proxy: Arc<Proxy>, drain: Duration, shutdown: CancellationToken) {
-    let http = auto::Builder::new(TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            dealt = listener.accept() => match dealt {
-                Some(dealt) => dealt,
-                None => break,
-            },
-        };
-        let proxy = proxy.clone();
-        let service = service_fn(move |request: http::Request<Incoming>| {
-            let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy::handle(proxy, request.map(Body::new)).await) }
-        });
-        let connection =
-            graceful.watch(http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, %peer, "client connection ended with an error");
-            }
-        });
+/// How a worker serves its connections.
+struct Server {
+    http: auto::Builder<TokioExecutor>,
+    limits: Limits,
+    max_connections: usize,
+    drain: Duration,
+}
+
+impl Server {
+    fn new(tap: &TapSection, drain: Duration) -> Self {
+        let mut http = auto::Builder::new(TokioExecutor::new());
+        http.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(tap.header_read_timeout)
+            // Past it while reading a request head, hyper answers 431 and closes.
+            .max_buf_size(tap.max_header_bytes);
+        // Validated to fit; h2 announces it as SETTINGS_MAX_HEADER_LIST_SIZE.
+        let header_list = u32::try_from(tap.max_header_bytes).unwrap_or(u32::MAX);
+        // Pings a connection that has gone quiet, so one whose peer vanished mid-stream is
+        // closed rather than kept for a request that never ends.
+        http.http2().timer(TokioTimer::new()).max_header_list_size(header_list).keep_alive_interval(tap.idle_timeout);
+        Self {
+            http,
+            limits: Limits { header_read: tap.header_read_timeout, idle: tap.idle_timeout },
+            max_connections: tap.max_connections_per_worker,
+            drain,
+        }
     }
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(drain) => {
-            tracing::warn!(drain_ms = drain.as_millis(), "drain deadline passed; closing in-flight requests");
+
+    /// Serves the dealt connections with hyper (HTTP/1.1 or h2c, upgrades allowed) until
+    /// `shutdown`, then lets in-flight requests finish for at most the drain deadline.
+    async fn serve(self, mut listener: Dealt, proxy: Arc<Proxy>, shutdown: CancellationToken) {
+        let open = Open::new(self.max_connections);
+        // Also closes the connections when dealing stops without a shutdown.
+        let closing = shutdown.child_token();
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = closing.cancelled() => break,
+                dealt = listener.accept() => match dealt {
+                    Some(dealt) => dealt,
+                    None => break,
+                },
+            };
+            // Refused by closing it at once: the client sees the connection reset or closed.
+            let Some(slot) = open.admit() else { continue };
+            let started = Arc::new(AtomicU64::new(0));
+            let (proxy, requests) = (proxy.clone(), started.clone());
+            let service = service_fn(move |request: http::Request<Incoming>| {
+                requests.fetch_add(1, Ordering::Relaxed);
+                let proxy = proxy.clone();
+                async move { Ok::<_, Infallible>(proxy::handle(proxy, request.map(Body::new)).await) }
+            });
+            let connection = self.http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let (limits, closing) = (self.limits, closing.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(error) = connection::watch(connection, &started, limits, &closing).await {
+                    tracing::debug!(%error, %peer, "client connection ended with an error");
+                }
+            });
+        }
+        closing.cancel();
+        tokio::select! {
+            () = open.drained() => {}
+            () = tokio::time::sleep(self.drain) => {
+                tracing::warn!(drain_ms = self.drain.as_millis(), "drain deadline passed; closing in-flight requests");
+            }
         }
     }
 }

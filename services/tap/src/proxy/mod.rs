@@ -3,6 +3,7 @@
 //! for capture. Nothing here waits on Kafka: finished captures go to the publisher in the
 //! background.
 
+mod target;
 mod upgrade;
 
 use std::sync::Arc;
@@ -21,9 +22,9 @@ use shadowdiff_core::{ErrorKind, RequestId};
 
 use crate::capture::Tee;
 use crate::config::{Mode, TapConfig, TapSection};
-use crate::hop;
 use crate::publish::{Exchange, Outcome, Pending, Queue, Side, headers_of};
 use crate::route::{Resolved, Routes};
+use crate::{events, hop};
 
 /// Marks a request the mirror replayed; a sidecar captures only these.
 const SHADOW_ROLE: &str = "x-shadow-role";
@@ -72,7 +73,8 @@ impl Upstream {
     /// The upstream's URI for a request's path and query.
     fn uri(&self, uri: &Uri) -> Result<Uri, &'static str> {
         let path_and_query = match uri.path_and_query() {
-            Some(pq) if self.base_path.is_empty() => pq.clone(),
+            // `OPTIONS *` asks about the server, not a path under the base.
+            Some(pq) if self.base_path.is_empty() || pq.as_str() == "*" => pq.clone(),
             pq => PathAndQuery::try_from(format!("{}{}", self.base_path, pq.map_or("/", PathAndQuery::as_str)))
                 .map_err(|_| "invalid request target\n")?,
         };
@@ -155,7 +157,16 @@ impl Proxy {
     }
 
     fn captures(&self, route: &Resolved, headers: &HeaderMap) -> bool {
-        route.capture && (!matches!(self.config.mode, Mode::Sidecar { .. }) || headers.contains_key(SHADOW_ROLE))
+        route.capture
+            && (!matches!(self.config.mode, Mode::Sidecar { .. }) || headers.contains_key(SHADOW_ROLE))
+            && self.queue.has_room()
+    }
+
+    /// Whether the request's target may be forwarded. An egress tap takes absolute-form
+    /// targets, checked where it reads them ([`Proxy::upstream_uri`]).
+    fn target_allowed(&self, request: &Request) -> bool {
+        matches!(self.config.mode, Mode::Egress { .. })
+            || target::is_origin_form(request.method(), request.version(), request.uri())
     }
 }
 
@@ -163,6 +174,10 @@ impl Proxy {
 /// route.
 pub(crate) async fn handle(proxy: Arc<Proxy>, request: Request) -> Response {
     let received_ms = now_ms();
+    if !proxy.target_allowed(&request) {
+        events::target_rejected(request.method());
+        return (StatusCode::BAD_REQUEST, "the request target must be origin-form: /path?query\n").into_response();
+    }
     let incoming = request.headers().get(&proxy.id_header).and_then(|v| v.to_str().ok());
     let linked = incoming.is_some_and(|raw| RequestId::parse(raw).is_ok());
     let id = RequestId::keep_or_mint(incoming);

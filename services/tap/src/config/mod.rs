@@ -60,6 +60,38 @@ pub struct TapSection {
     /// CPU).
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// How long a client has to send a complete request head (HTTP/1.1), or its connection
+    /// preface and first request (h2c), before its connection is closed: a client that
+    /// trickles its headers cannot hold a connection open. Over HTTP/1.1 this clock also
+    /// runs while a keep-alive connection waits for its next request, so an idle HTTP/1.1
+    /// connection is closed after the shorter of this and `idle_timeout_ms`.
+    #[serde(
+        default = "default_header_read_timeout",
+        rename = "header_read_timeout_ms",
+        with = "serde_duration::millis"
+    )]
+    pub header_read_timeout: Duration,
+    /// How long a connection may go without starting a request before it is closed; requests
+    /// still in flight on it finish first (h2c gets a GOAWAY).
+    #[serde(default = "default_idle_timeout", rename = "idle_timeout_ms", with = "serde_duration::millis")]
+    pub idle_timeout: Duration,
+    /// Open client connections per worker; a worker closes the connections dealt to it
+    /// beyond this at once, and counts them
+    /// (`shadowdiff_tap_connections_closed_total{reason="worker_full"}`).
+    #[serde(default = "default_max_connections_per_worker")]
+    pub max_connections_per_worker: usize,
+    /// The largest request head accepted, at least 8192: the request line and headers over
+    /// HTTP/1.1 (more gets 431 and the connection closed; it also bounds the connection's
+    /// read and write buffers), the header list over h2c (announced as
+    /// `SETTINGS_MAX_HEADER_LIST_SIZE`; more gets 431 on that stream).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Captured body bytes all workers may hold in their publishing queues at once. While
+    /// the queues hold this much, further exchanges are not captured and are counted as
+    /// dropped (`shadowdiff_tap_events_dropped_total{reason="memory_budget"}`); the client
+    /// path never waits for room.
+    #[serde(default = "default_capture_memory_budget_bytes")]
+    pub capture_memory_budget_bytes: usize,
     /// Route templates, most specific first; other paths are templated automatically.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
@@ -206,6 +238,21 @@ const fn default_upstream_timeout() -> Duration {
 const fn default_drain() -> Duration {
     Duration::from_secs(20)
 }
+const fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+const fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+const fn default_max_connections_per_worker() -> usize {
+    10_000
+}
+const fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+const fn default_capture_memory_budget_bytes() -> usize {
+    64 * 1024 * 1024
+}
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
@@ -235,6 +282,7 @@ impl Validate for TapConfig {
         if tap.workers == 0 {
             errors.push(ConfigError::rule("tap.workers", "must be at least 1"));
         }
+        validate_limits(tap, errors);
         let percent_ok = |p: f64| (0.0..=100.0).contains(&p);
         if !percent_ok(tap.capture_percent) {
             errors.push(ConfigError::rule("tap.capture_percent", "must be between 0 and 100"));
@@ -279,8 +327,44 @@ impl Validate for TapConfig {
     }
 }
 
+/// The range of `max_header_bytes`: hyper's HTTP/1 read buffer, which it bounds, cannot be
+/// smaller than 8 KiB, and h2 announces it in 32 bits.
+const HEADER_BYTES_RANGE: std::ops::RangeInclusive<usize> = 8192..=u32::MAX as usize;
+
+/// The limits a hostile client runs into.
+fn validate_limits(tap: &TapSection, errors: &mut Vec<ConfigError>) {
+    if tap.header_read_timeout.is_zero() {
+        errors.push(ConfigError::rule("tap.header_read_timeout_ms", "must be > 0"));
+    }
+    if tap.idle_timeout.is_zero() {
+        errors.push(ConfigError::rule("tap.idle_timeout_ms", "must be > 0"));
+    }
+    if tap.max_connections_per_worker == 0 {
+        errors.push(ConfigError::rule("tap.max_connections_per_worker", "must be at least 1"));
+    }
+    if !HEADER_BYTES_RANGE.contains(&tap.max_header_bytes) {
+        errors.push(ConfigError::rule(
+            "tap.max_header_bytes",
+            format!("must be between {} and {}", HEADER_BYTES_RANGE.start(), HEADER_BYTES_RANGE.end()),
+        ));
+    }
+    // One exchange holds up to a request and a response capture: a smaller budget would
+    // drop every exchange whose bodies reach the cap.
+    let largest_cap =
+        tap.routes.iter().filter_map(|r| r.capture_max_body_bytes).fold(tap.capture_max_body_bytes, usize::max);
+    if tap.capture_memory_budget_bytes < largest_cap.saturating_mul(2) {
+        errors.push(ConfigError::rule(
+            "tap.capture_memory_budget_bytes",
+            format!("must hold at least one exchange's two captures: >= {}", largest_cap.saturating_mul(2)),
+        ));
+    }
+}
+
 impl shadowdiff_runtime::ServiceConfig for TapConfig {
     fn log(&self) -> &LogConfig {
         &self.log
     }
 }
+
+#[cfg(test)]
+mod tests;
