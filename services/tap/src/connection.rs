@@ -135,3 +135,111 @@ fn count_timeout(error: &BoxError, started: u64) {
         events::connection_closed(if started == 0 { CloseReason::HeaderTimeout } else { CloseReason::Idle });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::task::JoinHandle;
+
+    use super::*;
+
+    /// Serves one connection under `limits` with a service that answers `ok`.
+    async fn serve_one(limits: Limits, shutdown: CancellationToken) -> (SocketAddr, JoinHandle<Result<(), BoxError>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let started = Arc::new(AtomicU64::new(0));
+            let requests = started.clone();
+            let service = service_fn(move |_: http::Request<hyper::body::Incoming>| {
+                requests.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"ok")))) }
+            });
+            let mut http = auto::Builder::new(TokioExecutor::new());
+            http.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
+            let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            watch(connection, &started, limits, &shutdown).await
+        });
+        (addr, task)
+    }
+
+    /// How long the server took to close `stream`, reading whatever it sends until then.
+    async fn closed_after(stream: &mut TcpStream) -> Duration {
+        let since = Instant::now();
+        let mut buf = [0; 1024];
+        let closed = async { while stream.read(&mut buf).await.is_ok_and(|n| n > 0) {} };
+        tokio::time::timeout(Duration::from_secs(10), closed).await.expect("still open after 10 s");
+        since.elapsed()
+    }
+
+    async fn get(stream: &mut TcpStream) {
+        stream.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
+        let mut buf = [0; 1024];
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&buf[..n]));
+    }
+
+    #[tokio::test]
+    async fn a_connection_that_never_sends_a_request_head_is_closed_at_the_deadline() {
+        let limits = Limits { header_read: Duration::from_millis(300), idle: Duration::from_secs(60) };
+        // Silent: hyper has not yet told HTTP/1.1 from h2, so only `watch` can close it.
+        let (addr, served) = serve_one(limits, CancellationToken::new()).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let after = closed_after(&mut stream).await;
+        assert!((Duration::from_millis(250)..Duration::from_secs(5)).contains(&after), "closed after {after:?}");
+        assert!(served.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout_and_not_before() {
+        let limits = Limits { header_read: Duration::from_millis(200), idle: Duration::from_millis(800) };
+        let (addr, served) = serve_one(limits, CancellationToken::new()).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        get(&mut stream).await;
+        // Past the header deadline, but a request came: kept, and still served.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        get(&mut stream).await;
+        let after = closed_after(&mut stream).await;
+        assert!((Duration::from_millis(750)..Duration::from_secs(5)).contains(&after), "closed after {after:?}");
+        assert!(served.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_an_idle_connection_at_once() {
+        let limits = Limits { header_read: Duration::from_secs(30), idle: Duration::from_secs(60) };
+        let shutdown = CancellationToken::new();
+        let (addr, served) = serve_one(limits, shutdown.clone()).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        get(&mut stream).await;
+        shutdown.cancel();
+        assert!(closed_after(&mut stream).await < Duration::from_secs(5));
+        assert!(served.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_worker_admits_up_to_its_cap_and_drains_when_the_last_slot_goes() {
+        let open = Open::new(2);
+        let (a, b) = (open.admit().unwrap(), open.admit().unwrap());
+        assert!(open.admit().is_none(), "full");
+        drop(a);
+        let c = open.admit().expect("a freed place is taken again");
+        let drained = tokio::spawn({
+            let open = open.clone();
+            async move { open.drained().await }
+        });
+        drop(b);
+        tokio::task::yield_now().await;
+        assert!(!drained.is_finished(), "one connection is still open");
+        drop(c);
+        tokio::time::timeout(Duration::from_secs(5), drained).await.expect("drained").unwrap();
+    }
+}
