@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 use std::io::Read;
 
+use super::limits::Found;
 use super::options::DiffOptions;
 use super::{DiffKind, Difference, json, text};
 use crate::event::{ResponseEvent, header_value};
@@ -11,7 +12,7 @@ use crate::event::{ResponseEvent, header_value};
 /// Largest decoded body compared; beyond it (a decompression bomb, say) bodies compare by hash.
 const MAX_DECODED_BYTES: u64 = 32 * 1024 * 1024;
 
-pub(super) fn diff(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOptions, out: &mut Vec<Difference>) {
+pub(super) fn diff(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOptions, out: &mut Found) {
     let (Some(p), Some(s)) = (decoded(primary), decoded(shadow)) else {
         out.push(hash_difference(primary, shadow));
         return;
@@ -35,7 +36,9 @@ pub(super) fn diff(primary: &ResponseEvent, shadow: &ResponseEvent, options: &Di
         });
     }
     match (std::str::from_utf8(&p), std::str::from_utf8(&s)) {
-        (Ok(pt), Ok(st)) if textual(primary) && textual(shadow) => out.extend(text::diff(pt, st)),
+        (Ok(pt), Ok(st)) if textual(primary) && textual(shadow) => {
+            text::diff(pt, st, options.limits().text_timeout, out)
+        }
         _ => out.push(hash_difference(primary, shadow)),
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::limits::Found;
 use super::options::DiffOptions;
 use super::{DiffKind, Difference};
 use crate::event::Header;
@@ -22,7 +23,7 @@ fn render(values: &[&[u8]]) -> String {
     values.iter().map(|v| String::from_utf8_lossy(v)).collect::<Vec<_>>().join(", ")
 }
 
-pub(super) fn diff(primary: &[Header], shadow: &[Header], options: &DiffOptions, out: &mut Vec<Difference>) {
+pub(super) fn diff(primary: &[Header], shadow: &[Header], options: &DiffOptions, out: &mut Found) {
     let (p, s) = (table(primary, options), table(shadow, options));
     for (name, pv) in &p {
         let (kind, shadow) = match s.get(name) {

@@ -5,15 +5,19 @@
 //! located by a path (`status`, `header:<name>`, `body`, or a JSON path such as
 //! `items[3].price`). Bodies are compared after undoing their Content-Encoding, so two
 //! encodings of the same document are equal. It is pure, so the correlator runs it inline
-//! for every exchange.
+//! for every exchange, and bounded ([`DiffLimits`]), so no pair of responses can make it run
+//! or grow without end: past a bound it says what it cut (`overflow`, `diff_timeout`).
 
+mod arrays;
 mod body;
 mod headers;
 mod json;
+mod limits;
 mod options;
 mod text;
 
 pub use body::decoded as decoded_body;
+pub use limits::DiffLimits;
 pub use options::{DEFAULT_IGNORED_HEADERS, DiffOptions, DiffRules, InvalidRule, KeyedArray, Normalizer, Tolerance};
 
 use serde::{Deserialize, Serialize};
@@ -45,6 +49,14 @@ pub enum DiffKind {
     TextLines,
     /// Binary or truncated bodies differ; compared by the full-body hash.
     BodyHash,
+    /// The body diff ran out of its budget and stopped; the differences found before are
+    /// kept. At `body`; the primary value names the budget (`operations` for JSON, `time`
+    /// for text).
+    DiffTimeout,
+    /// More differences than `DiffLimits::max_differences`: the first ones are kept and this
+    /// one, at `differences`, stands for the rest. Primary value: how many were kept; shadow
+    /// value: how many were dropped.
+    Overflow,
 }
 
 impl DiffKind {
@@ -60,6 +72,8 @@ impl DiffKind {
             Self::InvalidJson => "invalid_json",
             Self::TextLines => "text_lines",
             Self::BodyHash => "body_hash",
+            Self::DiffTimeout => "diff_timeout",
+            Self::Overflow => "overflow",
         }
     }
 }
@@ -77,9 +91,10 @@ pub struct Difference {
 }
 
 /// Every difference between `primary` and `shadow` under `options`: status first, then
-/// headers, then body paths with object keys in sorted order, so the output is deterministic.
+/// headers, then body paths with object keys in sorted order, so the output is deterministic;
+/// then the markers of what the limits cut, if anything (`diff_timeout`, `overflow`).
 pub fn compare(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOptions) -> Vec<Difference> {
-    let mut out = Vec::new();
+    let mut out = limits::Found::new(options.limits());
     if primary.status != shadow.status {
         out.push(Difference {
             kind: DiffKind::Status,
@@ -92,8 +107,10 @@ pub fn compare(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOp
     if primary.body.sha256 != shadow.body.sha256 {
         body::diff(primary, shadow, options, &mut out);
     }
-    out
+    out.finish()
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_bounds;

@@ -6,6 +6,8 @@
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
+use super::limits::DiffLimits;
+
 /// Headers that differ between any two instances of one service, and so never count.
 pub const DEFAULT_IGNORED_HEADERS: &[&str] = &[
     "date",
@@ -88,6 +90,7 @@ pub struct DiffOptions {
     set_arrays: Vec<Regex>,
     keyed_arrays: Vec<(Regex, String)>,
     normalizers: Vec<(Regex, String)>,
+    limits: DiffLimits,
 }
 
 impl Default for DiffOptions {
@@ -99,6 +102,7 @@ impl Default for DiffOptions {
             set_arrays: Vec::new(),
             keyed_arrays: Vec::new(),
             normalizers: Vec::new(),
+            limits: DiffLimits::default(),
         }
     }
 }
@@ -144,6 +148,17 @@ impl DiffOptions {
             })
             .collect::<Result<_, _>>()?;
         Ok(options)
+    }
+
+    /// The same rules under other bounds (the correlator's configuration).
+    #[must_use]
+    pub fn with_limits(mut self, limits: DiffLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &DiffLimits {
+        &self.limits
     }
 
     pub(super) fn header_ignored(&self, name: &str) -> bool {

@@ -1,8 +1,13 @@
 //! Line diff of text bodies with `similar`, summarised within fixed bounds so one large
-//! page cannot flood the differences table.
+//! page cannot flood the differences table, and given a deadline so one cannot hold up the
+//! correlator: past it `similar` settles for a coarser diff, which is still reported, with
+//! a `diff_timeout` difference beside it.
+
+use std::time::{Duration, Instant};
 
 use similar::{ChangeTag, TextDiff};
 
+use super::limits::{Budget, Found};
 use super::{DiffKind, Difference};
 
 /// Changed lines kept per side.
@@ -10,10 +15,18 @@ const MAX_LINES: usize = 20;
 /// Bytes kept per side, across those lines.
 const MAX_BYTES: usize = 2048;
 
-/// One difference at `body` holding the removed lines (primary) and added lines (shadow),
-/// or nothing when the texts are equal line for line.
-pub(super) fn diff(primary: &str, shadow: &str) -> Option<Difference> {
-    let diff = TextDiff::from_lines(primary, shadow);
+/// Adds one difference at `body` holding the removed lines (primary) and added lines
+/// (shadow), or nothing when the texts are equal line for line.
+pub(super) fn diff(primary: &str, shadow: &str, timeout: Duration, out: &mut Found) {
+    let started = Instant::now();
+    let diff = TextDiff::configure().timeout(timeout).diff_lines(primary, shadow);
+    if started.elapsed() >= timeout {
+        out.timed_out(Budget::Time);
+    }
+    out.extend(summary(&diff));
+}
+
+fn summary<'a>(diff: &TextDiff<'a, 'a, 'a, str>) -> Option<Difference> {
     let (mut removed, mut added) = (Summary::default(), Summary::default());
     for change in diff.iter_all_changes() {
         match change.tag() {
