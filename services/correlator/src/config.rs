@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use shadowdiff_core::diff::{DiffOptions, DiffRules};
+use shadowdiff_core::diff::{DiffLimits, DiffOptions, DiffRules};
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
 use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
@@ -58,6 +58,30 @@ pub struct CorrelatorSection {
     /// `samples`, for the drill-down page. 0 keeps none.
     #[serde(default = "default_samples_per_route_minute")]
     pub samples_per_route_minute: usize,
+    /// Routes whose sample budget is tracked at most; beyond it the least recently sampled
+    /// route is forgotten (`shadowdiff_correlator_route_state_evicted_total{state="sample_budget"}`),
+    /// so auto-templated paths cannot grow it without end.
+    #[serde(default = "default_max_sampled_routes")]
+    pub max_sampled_routes: usize,
+    /// Differences kept per comparison; beyond it one `overflow` difference says how many
+    /// were dropped.
+    #[serde(default = "default_max_differences_per_exchange")]
+    pub max_differences_per_exchange: usize,
+    /// Steps the JSON diff of one comparison may take (values visited, hashed or compared);
+    /// beyond it the diff stops with a `diff_timeout` difference. Counted, not timed, so a
+    /// pair of bodies always gets the same result.
+    #[serde(default = "default_diff_max_operations")]
+    pub diff_max_operations: u64,
+    /// Time the line diff of one pair of text bodies may take; beyond it a coarser diff is
+    /// kept, with a `diff_timeout` difference.
+    #[serde(default = "default_text_diff_timeout", rename = "text_diff_timeout_ms", with = "serde_duration::millis")]
+    pub text_diff_timeout: Duration,
+    /// Payload bytes of one dead letter at most (an undecodable event, a row ClickHouse
+    /// rejected); a longer payload is cut and flagged (`shadowdiff-truncated`). Keep it below
+    /// the producer's `message.max.bytes` (1 MB by default) and the broker's limit; should the
+    /// broker refuse it anyway, the letter goes without its payload.
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: usize,
     /// Days `exchanges` and `differences` keep their rows; 0 keeps them forever.
     #[serde(default = "default_retention_days")]
     pub retention_days: u32,
@@ -91,6 +115,11 @@ impl Default for CorrelatorSection {
             max_batch_rows: default_max_batch_rows(),
             max_value_bytes: default_max_value_bytes(),
             samples_per_route_minute: default_samples_per_route_minute(),
+            max_sampled_routes: default_max_sampled_routes(),
+            max_differences_per_exchange: default_max_differences_per_exchange(),
+            diff_max_operations: default_diff_max_operations(),
+            text_diff_timeout: default_text_diff_timeout(),
+            dead_letter_max_bytes: default_dead_letter_max_bytes(),
             noise: NoiseConfig::default(),
             retention_days: default_retention_days(),
             samples_retention_days: default_samples_retention_days(),
@@ -135,6 +164,38 @@ const fn default_samples_retention_days() -> u32 {
 const fn default_samples_per_route_minute() -> usize {
     5
 }
+const fn default_max_sampled_routes() -> usize {
+    10_000
+}
+const fn default_max_differences_per_exchange() -> usize {
+    100
+}
+/// Well under a second of CPU; a typical JSON response needs a few hundred.
+const fn default_diff_max_operations() -> u64 {
+    1_000_000
+}
+const fn default_text_diff_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+/// Half of librdkafka's default `message.max.bytes`, leaving room for key and headers.
+const fn default_dead_letter_max_bytes() -> usize {
+    512 * 1024
+}
+
+impl CorrelatorSection {
+    /// The bounds of one comparison, from `max_differences_per_exchange`,
+    /// `diff_max_operations` and `text_diff_timeout_ms`.
+    pub fn diff_limits(&self) -> DiffLimits {
+        DiffLimits {
+            max_differences: self.max_differences_per_exchange,
+            max_operations: self.diff_max_operations,
+            text_timeout: self.text_diff_timeout,
+        }
+    }
+}
+
+/// The fewest steps a JSON diff may be given: a document of a few hundred values.
+const MIN_DIFF_OPERATIONS: u64 = 1000;
 
 impl Validate for CorrelatorConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
@@ -160,6 +221,26 @@ impl Validate for CorrelatorConfig {
         self.correlator.noise.validate(errors);
         if self.correlator.max_value_bytes < 16 {
             errors.push(ConfigError::rule("correlator.max_value_bytes", "must be at least 16"));
+        }
+        for (key, value) in [
+            ("correlator.max_sampled_routes", self.correlator.max_sampled_routes),
+            ("correlator.max_differences_per_exchange", self.correlator.max_differences_per_exchange),
+        ] {
+            if value == 0 {
+                errors.push(ConfigError::rule(key, "must be at least 1"));
+            }
+        }
+        if self.correlator.diff_max_operations < MIN_DIFF_OPERATIONS {
+            errors.push(ConfigError::rule(
+                "correlator.diff_max_operations",
+                format!("must be at least {MIN_DIFF_OPERATIONS}: fewer cuts short even small documents"),
+            ));
+        }
+        if self.correlator.text_diff_timeout.is_zero() {
+            errors.push(ConfigError::rule("correlator.text_diff_timeout_ms", "must be > 0"));
+        }
+        if self.correlator.dead_letter_max_bytes == 0 {
+            errors.push(ConfigError::rule("correlator.dead_letter_max_bytes", "must be at least 1"));
         }
     }
 }

@@ -10,13 +10,17 @@ use rdkafka::message::{BorrowedMessage, Message};
 use shadowdiff_core::EventCodec;
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
-use shadowdiff_runtime::kafka::{Consumer, DeadLetter, OffsetTracker, events as kafka_events};
-use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
+use shadowdiff_runtime::kafka::{Consumer, OffsetTracker, events as kafka_events};
+use shadowdiff_runtime::retry::Interrupted;
 
 use crate::config::{CorrelatorConfig, CorrelatorSection};
+use crate::dead_letter::{self, DeadLetters, Letter};
 use crate::join::{Added, Bounds, Joiner, Leg, Position};
-use crate::sink::{Batch, Sink, rows};
+use crate::sink::{self, Batch, RejectedRow, Sink, rows};
 use crate::{CorrelatorError, events};
+
+/// The dead-letter reason of a row ClickHouse rejected.
+const REJECTED: &str = "clickhouse_rejected";
 
 pub(crate) struct Correlator {
     consumer: Consumer,
@@ -27,7 +31,7 @@ pub(crate) struct Correlator {
 struct State {
     config: CorrelatorSection,
     codec: EventCodec,
-    dead_letter: DeadLetter,
+    dead_letters: DeadLetters,
     requests: Arc<str>,
     responses: Arc<str>,
     joiner: Joiner,
@@ -64,6 +68,12 @@ impl Correlator {
         let consumer = config.kafka.consumer(&config.correlator.group_id)?;
         consumer.subscribe(&[&config.topics.requests, &config.topics.responses])?;
         let producer = config.kafka.producer()?;
+        let dead_letters = DeadLetters::new(
+            producer,
+            &config.topics.dead_letter,
+            "correlator",
+            config.correlator.dead_letter_max_bytes,
+        );
         let health = Health::default();
         health.set("kafka", true);
         health.set("clickhouse", true);
@@ -78,7 +88,7 @@ impl Correlator {
                 rows: rows::RowBuilder::new(route_rules(&config.correlator), &config.correlator),
                 config: config.correlator,
                 codec: EventCodec::new()?,
-                dead_letter: DeadLetter::new(producer, &config.topics.dead_letter, "correlator"),
+                dead_letters,
                 requests: config.topics.requests.as_str().into(),
                 responses: config.topics.responses.as_str().into(),
                 offsets: OffsetTracker::default(),
@@ -132,9 +142,13 @@ impl Correlator {
 /// fails here (never) falls back to the defaults.
 fn route_rules(config: &CorrelatorSection) -> rows::RouteRules {
     use shadowdiff_core::diff::DiffOptions;
-    let default = DiffOptions::new(&config.default_rules).unwrap_or_default();
-    let routes =
-        config.routes.iter().filter_map(|r| DiffOptions::new(&r.rules).ok().map(|o| (r.template.clone(), o))).collect();
+    let limits = config.diff_limits();
+    let default = DiffOptions::new(&config.default_rules).unwrap_or_default().with_limits(limits);
+    let routes = config
+        .routes
+        .iter()
+        .filter_map(|r| DiffOptions::new(&r.rules).ok().map(|o| (r.template.clone(), o.with_limits(limits))))
+        .collect();
     rows::RouteRules::new(default, routes)
 }
 
@@ -159,7 +173,17 @@ impl State {
         let leg = match decoded {
             Ok(leg) => leg,
             Err(error) => {
-                self.dead_letter.divert(message, &error, shutdown).await?;
+                let letter = Letter {
+                    key: message.key(),
+                    payload,
+                    reason: error.reason(),
+                    error: error.to_string(),
+                    source: Some((message.topic(), message.partition(), message.offset())),
+                    extra: Vec::new(),
+                };
+                let delivery = self.dead_letters.send(&letter, shutdown).await?;
+                kafka_events::dead_lettered("correlator", error.reason(), &error);
+                events::dead_lettered("event", error.reason(), delivery);
                 self.offsets.release(&position);
                 return Ok(());
             }
@@ -192,21 +216,48 @@ impl State {
             return Ok(());
         }
         let started = Instant::now();
-        let (sink, batch, health) = (&self.sink, &self.batch, &self.health);
-        until_shutdown(shutdown, "clickhouse insert", || async {
-            let written = sink.write(batch).await;
-            health.set("clickhouse", written.is_ok());
-            written
-        })
-        .await?;
+        let rejected = self.sink.store(&self.batch, shutdown, &self.health).await?;
+        // Rejected rows are dead-lettered (or, too large even for that, skipped and counted)
+        // before the batch's offsets are released: every row is then written or accounted for.
+        for row in &rejected {
+            self.dead_letter_row(row, shutdown).await?;
+        }
         let took = started.elapsed();
         self.blocked += took;
-        events::written(self.batch.exchanges.len(), self.batch.differences.len(), took);
+        let refused = |table: &str| rejected.iter().filter(|r| r.table == table).count();
+        events::written(
+            self.batch.exchanges.len().saturating_sub(refused(sink::EXCHANGES)),
+            self.batch.differences.len().saturating_sub(refused(sink::DIFFERENCES)),
+            took,
+        );
         let batch = std::mem::take(&mut self.batch);
         for position in &batch.positions {
             self.offsets.release(position);
         }
         self.commit(consumer, CommitMode::Async);
+        Ok(())
+    }
+
+    async fn dead_letter_row(&self, row: &RejectedRow, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+        let code = row.rejection.code;
+        events::row_rejected(row.table, code, &row.rejection.message);
+        let mut extra = vec![(dead_letter::TABLE, row.table.to_owned())];
+        if let Some(code) = code {
+            extra.push((dead_letter::CLICKHOUSE_CODE, code.to_string()));
+        }
+        let letter = Letter {
+            key: Some(row.request_id.as_bytes()),
+            payload: &row.row,
+            reason: REJECTED,
+            error: match code.and_then(sink::code_name) {
+                Some(name) => format!("{name}: {}", row.rejection.message),
+                None => row.rejection.message.clone(),
+            },
+            source: None,
+            extra,
+        };
+        let delivery = self.dead_letters.send(&letter, shutdown).await?;
+        events::dead_lettered("row", REJECTED, delivery);
         Ok(())
     }
 

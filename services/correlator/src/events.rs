@@ -2,7 +2,12 @@
 
 use std::time::Duration;
 
+use shadowdiff_runtime::telemetry::LogLimiter;
+
+use crate::dead_letter::Delivery;
 use crate::sink::rows::Outcome;
+
+static WARN_LOG: LogLimiter = LogLimiter::new();
 
 pub(crate) fn finalized(outcomes: &[Outcome]) {
     if outcomes.is_empty() {
@@ -31,4 +36,30 @@ pub(crate) fn ignored(reason: &'static str) {
 
 pub(crate) fn evicted(exchanges: usize) {
     metrics::counter!("shadowdiff_correlator_evicted_total").increment(exchanges as u64);
+}
+
+/// Per-route state (noise counts, sample budgets) forgot its least recently used route to
+/// make room for another.
+pub(crate) fn route_state_evicted(state: &'static str) {
+    metrics::counter!("shadowdiff_correlator_route_state_evicted_total", "state" => state).increment(1);
+}
+
+/// A message or a row went to the dead-letter topic (whole, truncated) or was skipped.
+pub(crate) fn dead_lettered(what: &'static str, reason: &'static str, delivery: Delivery) {
+    metrics::counter!(
+        "shadowdiff_correlator_dead_letters_total",
+        "what" => what, "reason" => reason, "delivery" => delivery.as_str()
+    )
+    .increment(1);
+    if delivery == Delivery::Skipped && WARN_LOG.allow() {
+        tracing::warn!(what, reason, "dead letter too large for the broker even without its payload; skipped");
+    }
+}
+
+/// ClickHouse rejected a row on its own; it goes to the dead-letter topic.
+pub(crate) fn row_rejected(table: &'static str, code: Option<u32>, error: &str) {
+    metrics::counter!("shadowdiff_correlator_rows_rejected_total", "table" => table).increment(1);
+    if WARN_LOG.allow() {
+        tracing::warn!(table, code, error, "clickhouse rejected a row; sent to the dead-letter topic");
+    }
 }

@@ -5,14 +5,21 @@
 //! `join` (the per-request state and when an exchange is final); `noise` (Diffy's
 //! statistics across exchanges); `OffsetTracker` in the
 //! runtime (which offsets are safe to commit while exchanges are still open); `sink` (rows, migrations and the
-//! ClickHouse writer); `events`.
+//! ClickHouse writer); `dead_letter` (where input and rows that can never be processed go);
+//! `bounded` (per-route state that auto-templated paths cannot grow without end); `events`.
+//!
+//! Nothing retries forever on a permanent error: a row ClickHouse rejects is isolated from
+//! its batch and dead-lettered with the reason, and a dead letter too large for the broker
+//! is cut, then sent without payload, then skipped and counted.
 //!
 //! Exactly once, end to end: an offset is committed only after every exchange that read
 //! it has been written; rows are keyed so that the rewrite after a crash replaces rather
 //! than duplicates (`ReplacingMergeTree`, read with `FINAL`).
 
+mod bounded;
 pub mod config;
 mod consume;
+pub mod dead_letter;
 mod events;
 mod join;
 mod noise;

@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use shadowdiff_runtime::config::ConfigError;
 
+use crate::bounded::RouteMap;
+
 /// `[correlator.noise]`: Diffy's thresholds; the defaults are Diffy's.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 pub struct NoiseConfig {
@@ -31,6 +33,11 @@ pub struct NoiseConfig {
     /// the statistics (only by the per-exchange rule).
     #[serde(default = "default_max_paths")]
     pub max_paths: usize,
+    /// (Route, candidate) pairs tracked at most; beyond it the least recently seen pair is
+    /// forgotten (`shadowdiff_correlator_route_state_evicted_total{state="noise"}`), so
+    /// auto-templated paths cannot grow the model without end.
+    #[serde(default = "default_max_routes")]
+    pub max_routes: usize,
 }
 
 impl Default for NoiseConfig {
@@ -39,6 +46,7 @@ impl Default for NoiseConfig {
             relative_threshold_pct: default_relative(),
             absolute_threshold_pct: default_absolute(),
             max_paths: default_max_paths(),
+            max_routes: default_max_routes(),
         }
     }
 }
@@ -52,6 +60,10 @@ const fn default_absolute() -> f64 {
 const fn default_max_paths() -> usize {
     1000
 }
+/// At `max_paths` paths of ~100 bytes each, about 100 MiB at worst.
+const fn default_max_routes() -> usize {
+    1000
+}
 
 impl NoiseConfig {
     pub(crate) fn validate(&self, errors: &mut Vec<ConfigError>) {
@@ -62,6 +74,9 @@ impl NoiseConfig {
             if !(0.0..=100.0).contains(&value) {
                 errors.push(ConfigError::rule(key, "must be a percentage in [0, 100]"));
             }
+        }
+        if self.max_routes == 0 {
+            errors.push(ConfigError::rule("correlator.noise.max_routes", "must be at least 1"));
         }
     }
 }
@@ -82,12 +97,12 @@ struct Counts {
 #[derive(Debug)]
 pub(crate) struct NoiseModel {
     config: NoiseConfig,
-    counts: HashMap<(String, String), Counts>,
+    counts: RouteMap<(String, String), Counts>,
 }
 
 impl NoiseModel {
     pub(crate) fn new(config: NoiseConfig) -> Self {
-        Self { config, counts: HashMap::new() }
+        Self { config, counts: RouteMap::new(config.max_routes, "noise") }
     }
 
     /// Counts one exchange where both the secondary and `candidate` were compared with the
@@ -100,7 +115,7 @@ impl NoiseModel {
         candidate_paths: impl IntoIterator<Item = &'a str>,
     ) {
         let max_paths = self.config.max_paths;
-        let counts = self.counts.entry((route.to_owned(), candidate.to_owned())).or_default();
+        let counts = self.counts.entry((route.to_owned(), candidate.to_owned()), Counts::default);
         counts.exchanges += 1;
         let mut bump = |path: &str, raw: bool| {
             let key = generalise(path);
@@ -128,7 +143,7 @@ impl NoiseModel {
 
     /// Whether the secondary's record explains `candidate`'s differences at `path` on `route`.
     pub(crate) fn explains(&self, route: &str, candidate: &str, path: &str) -> bool {
-        let Some(counts) = self.counts.get(&(route.to_owned(), candidate.to_owned())) else {
+        let Some(counts) = self.counts.peek(&(route.to_owned(), candidate.to_owned())) else {
             return false;
         };
         let Some(&(raw, noise)) = counts.paths.get(&generalise(path)) else {
@@ -215,6 +230,17 @@ mod tests {
             model.observe("/r", "v2", [], candidate.iter().copied());
         }
         assert!(model.explains("/r", "v2", "etag"), "3% excess is under a 5% absolute threshold");
+    }
+
+    #[test]
+    fn tracked_routes_are_bounded() {
+        let mut model = NoiseModel::new(NoiseConfig { max_routes: 100, ..NoiseConfig::default() });
+        for id in 0..10_000 {
+            model.observe(&format!("/items/{id}"), "v2", ["served_by"], []);
+        }
+        assert_eq!(model.counts.len(), 100);
+        assert!(model.explains("/items/9999", "v2", "served_by"), "the latest routes are kept");
+        assert!(!model.explains("/items/0", "v2", "served_by"), "the oldest was forgotten");
     }
 
     #[test]

@@ -1,19 +1,33 @@
 //! Where comparison rows are written: ClickHouse, through the `clickhouse` crate.
 //!
 //! `rows` turns a final exchange into rows (this is where the diff is computed), and [`Sink`]
-//! writes a batch. The tables and their migrations live in `shadowdiff-store`.
+//! writes a batch: `write` retries what may pass later and splits around rows ClickHouse
+//! rejects, as `reject` decides. The tables and their migrations live in `shadowdiff-store`.
 
+mod reject;
 pub mod rows;
+mod samples;
+mod write;
 
 use shadowdiff_runtime::clickhouse::{ClickHouse, ClickHouseConfig};
 
 pub use rows::Batch;
 use shadowdiff_runtime::CancellationToken;
+use shadowdiff_runtime::admin::Health;
+use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 use std::collections::HashSet;
 
 use shadowdiff_store::migrations;
 use shadowdiff_store::retention::{self, Retention};
 use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow, StoreError, insert};
+
+pub(crate) use reject::code_name;
+pub(crate) use write::RejectedRow;
+
+/// The tables rows are written to, as rejected rows name them.
+pub(crate) const EXCHANGES: &str = "exchanges";
+pub(crate) const DIFFERENCES: &str = "differences";
+const SAMPLES: &str = "samples";
 
 /// Request ids per lookup of stored comparisons: ~60 KiB of SQL at 40-byte ids.
 const LOOKUP_CHUNK: usize = 1000;
@@ -60,14 +74,55 @@ impl Sink {
         });
     }
 
-    /// Inserts the batch's rows. Safe to repeat after a failure: rows are keyed, so a
+    /// Inserts the batch's rows, once. Safe to repeat after a failure: rows are keyed, so a
     /// retried batch replaces itself.
+    pub async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+        let client = &self.clickhouse.client;
+        let stored = self.stored_complete(batch).await?;
+        insert::<SampleRow, _>(client, SAMPLES, &batch.samples).await?;
+        insert::<DifferenceRow, _>(client, DIFFERENCES, &batch.differences).await?;
+        insert::<ExchangeRow, _>(client, EXCHANGES, &without(&batch.exchanges, &stored)).await
+    }
+
+    /// Writes the batch until every row is in or rejected on its own, retrying transient
+    /// failures until `shutdown`. Returns the rejected rows, which the caller dead-letters
+    /// before it may release the batch's offsets.
+    pub(crate) async fn store(
+        &self,
+        batch: &Batch,
+        shutdown: &CancellationToken,
+        health: &Health,
+    ) -> Result<Vec<RejectedRow>, Interrupted> {
+        let client = &self.clickhouse.client;
+        let stored = until_shutdown(shutdown, "clickhouse lookup", || async {
+            let found = self.stored_complete(batch).await;
+            health.set("clickhouse", found.is_ok());
+            match found {
+                Ok(stored) => Ok(stored),
+                // The lookup only binds request ids; should ClickHouse still refuse it,
+                // every row is written as it is rather than the batch held forever.
+                Err(error) if reject::classify(&error) != reject::Failure::Transient => Ok(HashSet::new()),
+                Err(error) => Err(error),
+            }
+        })
+        .await?;
+        let mut rejected = Vec::new();
+        let samples: Vec<&SampleRow> = batch.samples.iter().collect();
+        write::insert_all(client, SAMPLES, &samples, shutdown, health, &mut rejected).await?;
+        let differences: Vec<&DifferenceRow> = batch.differences.iter().collect();
+        write::insert_all(client, DIFFERENCES, &differences, shutdown, health, &mut rejected).await?;
+        let exchanges = without(&batch.exchanges, &stored);
+        write::insert_all(client, EXCHANGES, &exchanges, shutdown, health, &mut rejected).await?;
+        Ok(rejected)
+    }
+
+    /// The comparisons among the batch's partial rows that are already stored complete.
     ///
     /// After a restart, the legs of an exchange already written can be read again in part
     /// (its request's partition re-read from an earlier offset than its responses', say),
     /// and come out incomplete. Such a row must not replace the complete one under `FINAL`,
     /// so an incomplete row is left out when its comparison is already stored complete.
-    pub async fn write(&self, batch: &Batch) -> Result<(), StoreError> {
+    async fn stored_complete(&self, batch: &Batch) -> Result<HashSet<(String, String)>, StoreError> {
         let client = &self.clickhouse.client;
         // Only a row missing its request or primary can come from such a partial reading.
         let partial: Vec<&ExchangeRow> = batch
@@ -95,13 +150,11 @@ impl Sink {
                 .map_err(|e| StoreError::new("look up stored comparisons", e))?;
             stored.extend(found);
         }
-        let exchanges: Vec<&ExchangeRow> = batch
-            .exchanges
-            .iter()
-            .filter(|r| !stored.contains(&(r.request_id.clone(), r.deployment.clone())))
-            .collect();
-        insert::<SampleRow, _>(client, "samples", &batch.samples).await?;
-        insert::<DifferenceRow, _>(client, "differences", &batch.differences).await?;
-        insert::<ExchangeRow, _>(client, "exchanges", &exchanges).await
+        Ok(stored)
     }
+}
+
+/// The exchange rows whose comparison is not in `stored`.
+fn without<'a>(rows: &'a [ExchangeRow], stored: &HashSet<(String, String)>) -> Vec<&'a ExchangeRow> {
+    rows.iter().filter(|r| !stored.contains(&(r.request_id.clone(), r.deployment.clone()))).collect()
 }

@@ -12,6 +12,7 @@ use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
 use crate::config::CorrelatorSection;
 use crate::join::{Exchange, Position};
 use crate::noise::NoiseModel;
+use crate::sink::samples::SampleBudget;
 
 /// Rows waiting to be written, with the positions they release once written.
 #[derive(Debug, Default)]
@@ -70,7 +71,7 @@ impl RowBuilder {
             rules,
             noise: NoiseModel::new(config.noise),
             max_value_bytes: config.max_value_bytes,
-            samples: SampleBudget::new(config.samples_per_route_minute),
+            samples: SampleBudget::new(config.samples_per_route_minute, config.max_sampled_routes),
         }
     }
 
@@ -221,34 +222,6 @@ impl RowBuilder {
             }
         }
         outcomes
-    }
-}
-
-/// At most `per_minute` sampled exchanges per route and minute of request time.
-#[derive(Debug)]
-struct SampleBudget {
-    per_minute: usize,
-    /// Route → (minute, samples taken in it). Bounded: routes are templates.
-    used: HashMap<String, (i64, usize)>,
-}
-
-impl SampleBudget {
-    fn new(per_minute: usize) -> Self {
-        Self { per_minute, used: HashMap::new() }
-    }
-
-    /// Whether an exchange of `route` at `timestamp_ms` may be sampled; counts it if so.
-    fn take(&mut self, route: &str, timestamp_ms: i64) -> bool {
-        let minute = timestamp_ms.div_euclid(60_000);
-        let (at, used) = self.used.entry(route.to_owned()).or_insert((minute, 0));
-        if *at != minute {
-            (*at, *used) = (minute, 0);
-        }
-        if *used >= self.per_minute {
-            return false;
-        }
-        *used += 1;
-        true
     }
 }
 
