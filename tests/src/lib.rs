@@ -2,6 +2,7 @@
 //! this process on their own topics, consumer groups and ClickHouse database
 //! ([`pipeline`]), and a deadline-bound wait ([`eventually`]). Scenarios live in `tests/`.
 
+pub mod auth;
 pub mod broker;
 pub mod clickhouse_server;
 pub mod correlator;

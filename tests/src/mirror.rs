@@ -9,6 +9,8 @@ use axum::Router;
 use axum::extract::Request;
 use rdkafka::producer::FutureRecord;
 use shadowdiff_core::{CapturedBody, EventCodec, Header, RequestEvent};
+
+use crate::pipeline::TEST_HMAC_KEY;
 use shadowdiff_mirror::MirrorConfig;
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::config::load_str;
@@ -66,12 +68,17 @@ impl MirrorUnderTest {
             .unwrap_or_else(|e| panic!("no free port: {e}"));
         let p = &topics.prefix;
         let text = format!(
-            "[mirror]\ngroup_id = \"{}\"\n{profiles}\n\
+            "[mirror]\ngroup_id = \"{}\"\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n{profiles}\n\
+             [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n{}\n\
              [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n\
              [topics]\nrequests = \"{}\"\nresponses = \"{}\"\nprofiles = \"{}\"\n\
              dead_letter = \"{p}.dead-letter\"\noutbound = \"{p}.outbound\"\npartitions = 2\n\
              [admin]\nlisten = \"{admin}\"\n",
-            topics.group, topics.requests, topics.responses, topics.profiles
+            topics.group,
+            crate::auth::auth_toml(),
+            topics.requests,
+            topics.responses,
+            topics.profiles
         );
         let config: MirrorConfig = load_str(&text, "mirror test config", Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         let shutdown = CancellationToken::new();

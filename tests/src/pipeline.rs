@@ -108,11 +108,15 @@ impl Pipeline {
         let mirror_config = config(
             "mirror",
             &format!(
-                "[mirror]\ngroup_id = \"{}-mirror\"\n\
+                "[mirror]\ngroup_id = \"{}-mirror\"\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n\
+                 [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n\
                  [[mirror.profiles]]\nid = \"e2e\"\n\
                  [[mirror.profiles.targets]]\nname = \"secondary\"\nrole = \"secondary\"\nbase_url = \"http://{}\"\n\
-                 [[mirror.profiles.targets]]\nname = \"{CANDIDATE}\"\nrole = \"candidate\"\nbase_url = \"http://{}\"\n{kafka}",
-                names.group_prefix, backends.secondary, backends.candidate
+                 [[mirror.profiles.targets]]\nname = \"{CANDIDATE}\"\nrole = \"candidate\"\nbase_url = \"http://{}\"\n{kafka}{}",
+                names.group_prefix,
+                backends.secondary,
+                backends.candidate,
+                crate::auth::auth_toml()
             ),
         );
         tasks.push(supervise("mirror", shadowdiff_mirror::run(mirror_config, shutdown.clone()), &failures));
@@ -133,7 +137,10 @@ impl Pipeline {
 
         let verdict_config = config(
             "verdict",
-            &format!("[verdict]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse}"),
+            &format!(
+                "[verdict]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse}{}",
+                crate::auth::auth_toml()
+            ),
         );
         let verdict = shadowdiff_verdict::Verdict::bind(verdict_config, shutdown.clone())
             .await

@@ -22,8 +22,9 @@ pub struct VerdictService {
 }
 
 impl VerdictService {
-    /// Migrates a fresh database and starts a verdict service on it. `verdict_toml` is added
-    /// to the `[verdict]` section (a token, gate overrides).
+    /// Migrates a fresh database and starts a verdict service on it, with the test
+    /// credentials (`crate::auth`). `verdict_toml` is added to the `[verdict]` section (gate
+    /// overrides).
     pub async fn start(infra: &Infra, verdict_toml: &str) -> Self {
         let database = unique("sd_verdict");
         let clickhouse_toml = format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n", infra.clickhouse_url);
@@ -38,7 +39,8 @@ impl VerdictService {
         let verdict_config = config(
             "verdict",
             &format!(
-                "[verdict]\nlisten = \"127.0.0.1:0\"\n{verdict_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse_toml}"
+                "[verdict]\nlisten = \"127.0.0.1:0\"\n{verdict_toml}\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse_toml}{}",
+                crate::auth::auth_toml()
             ),
         );
         let shutdown = CancellationToken::new();

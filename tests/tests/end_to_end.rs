@@ -151,6 +151,7 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     // The verdict API reports the same counts.
     let verdict: VerdictReport = client
         .get(format!("{}/v1/verdict?candidate={CANDIDATE}", pipeline.verdict_url))
+        .bearer_auth(shadowdiff_tests::auth::READ_TOKEN)
         .send()
         .await
         .unwrap()
@@ -180,6 +181,7 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     assert!(regressed.contains(&sampled), "only divergent exchanges are sampled: {sampled}");
     let detail: ExchangeDetail = client
         .get(format!("{}/v1/exchanges/{sampled}", pipeline.verdict_url))
+        .bearer_auth(shadowdiff_tests::auth::READ_TOKEN)
         .send()
         .await
         .unwrap()

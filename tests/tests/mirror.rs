@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use shadowdiff_tests::auth::{READ_TOKEN, WRITE_TOKEN};
 use std::time::{Duration, Instant};
 
 use shadowdiff_core::{ErrorKind, ResponseEvent};
@@ -23,7 +24,12 @@ fn profile(id: &str, target: std::net::SocketAddr, extra: &str) -> String {
 
 /// The profiles a replica is applying, as its admin API lists them.
 async fn listed(client: &reqwest::Client, replica: &MirrorUnderTest) -> Result<serde_json::Value, String> {
-    let response = client.get(format!("{}/v1/profiles", replica.admin_url)).send().await.map_err(|e| e.to_string())?;
+    let response = client
+        .get(format!("{}/v1/profiles", replica.admin_url))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     response.json().await.map_err(|e| e.to_string())
 }
 
@@ -91,16 +97,18 @@ async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
         "ttl_secs": 6,
         "targets": [{ "name": "v2", "role": "candidate", "base_url": format!("http://{backend}") }]
     });
-    let created = client.post(format!("{}/v1/profiles", a.admin_url)).json(&body).send().await.unwrap();
+    let created =
+        client.post(format!("{}/v1/profiles", a.admin_url)).bearer_auth(WRITE_TOKEN).json(&body).send().await.unwrap();
     assert_eq!(created.status(), 202);
     let bad = client
         .post(format!("{}/v1/profiles", a.admin_url))
+        .bearer_auth(WRITE_TOKEN)
         .json(&serde_json::json!({ "id": "x", "targets": [] }))
         .send()
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
-    assert!(bad.text().await.unwrap().contains("targets: at least one"));
+    assert!(bad.text().await.unwrap().contains("targets: 1 to 8 targets"));
 
     // The change made through replica A reaches replica B.
     eventually("replica B to apply the profile written through A", DEADLINE, || async {
@@ -121,7 +129,7 @@ async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
     publish(&infra.brokers, &topics.requests, &late).await;
     // A marker profile proves the late requests were consumed before we look.
     let marker = serde_json::json!({ "id": "marker", "match": { "routes": ["/marker"] }, "targets": [{ "name": "m", "role": "candidate", "base_url": format!("http://{backend}") }] });
-    client.post(format!("{}/v1/profiles", b.admin_url)).json(&marker).send().await.unwrap();
+    client.post(format!("{}/v1/profiles", b.admin_url)).bearer_auth(WRITE_TOKEN).json(&marker).send().await.unwrap();
     eventually("both replicas to see the marker profile", DEADLINE, || async {
         for replica in [&a, &b] {
             let listed = listed(&client, replica).await?;
@@ -148,7 +156,8 @@ async fn profiles_change_live_across_replicas_and_expire_with_their_ttl() {
     let live = listed.as_array().unwrap().iter().find(|p| p["id"] == "live").unwrap().clone();
     assert_eq!(live["expired"], true);
 
-    let deleted = client.delete(format!("{}/v1/profiles/live", a.admin_url)).send().await.unwrap();
+    let deleted =
+        client.delete(format!("{}/v1/profiles/live", a.admin_url)).bearer_auth(WRITE_TOKEN).send().await.unwrap();
     assert_eq!(deleted.status(), 202);
     a.stop().await;
     b.stop().await;
@@ -181,6 +190,7 @@ async fn injected_faults_show_up_at_their_rate() {
     let client = reqwest::Client::new();
     let changed = client
         .post(format!("{}/v1/profiles/faulty/faults", mirror.admin_url))
+        .bearer_auth(WRITE_TOKEN)
         .json(&serde_json::json!({ "error_percent": 100, "error_status": 500 }))
         .send()
         .await
@@ -219,8 +229,15 @@ async fn a_dead_target_gives_error_events_opens_its_circuit_and_never_stalls_con
     assert!(connect >= 5, "the first failures are real connection errors: {connect}");
     assert!(open > 0, "then the circuit opens: {open} rejected");
 
-    let status: serde_json::Value =
-        reqwest::get(format!("{}/v1/profiles/dead/status", mirror.admin_url)).await.unwrap().json().await.unwrap();
+    let status: serde_json::Value = reqwest::Client::new()
+        .get(format!("{}/v1/profiles/dead/status", mirror.admin_url))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let target = &status["targets"][0];
     assert_eq!(target["name"], "v2");
     assert!(target["circuit"] == "open" || target["circuit"] == "half_open", "{status}");

@@ -10,7 +10,7 @@ use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::verdict::{START_TS, VerdictService, difference, row, sample};
 use shadowdiff_verdict::{Decision, VerdictReport};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+const TOKEN: &str = shadowdiff_tests::auth::READ_TOKEN;
 
 /// 500 comparisons over 500 s for each candidate, and the secondary's on the same requests.
 fn evidence() -> Vec<ExchangeRow> {
@@ -77,7 +77,7 @@ fn outcome(report: &VerdictReport) -> (Decision, Vec<(&str, Decision)>) {
 #[tokio::test]
 async fn each_criterion_is_computed_from_the_stored_rows() {
     let infra = Infra::get().await;
-    let service = VerdictService::start(&infra, &format!("token = \"{TOKEN}\"")).await;
+    let service = VerdictService::start(&infra, "").await;
     service.insert(&evidence(), &[], &[]).await;
 
     let clean = verdict(&service, "candidate=clean&stage=10").await;
@@ -132,7 +132,7 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
 #[tokio::test]
 async fn argo_and_flagger_get_the_answers_their_contracts_expect() {
     let infra = Infra::get().await;
-    let service = VerdictService::start(&infra, &format!("token = \"{TOKEN}\"")).await;
+    let service = VerdictService::start(&infra, "").await;
     service.insert(&evidence(), &[], &[]).await;
     let client = reqwest::Client::new();
 
@@ -245,6 +245,11 @@ async fn the_drill_down_page_highlights_the_difference_in_chromium() {
         )
         .await;
 
+    // The page needs credentials: a browser gets them from the SSO proxy in front.
+    let direct = reqwest::get(format!("{}/exchanges/{id}", service.url)).await.unwrap();
+    assert_eq!(direct.status(), 401, "the page is closed to anonymous browsers");
+    let proxy = shadowdiff_tests::auth::sso_proxy(service.url.clone(), "ann").await;
+
     let profile = std::env::temp_dir().join(shadowdiff_tests::unique("chromium-profile"));
     let output = tokio::process::Command::new(chromium)
         .args([
@@ -259,7 +264,7 @@ async fn the_drill_down_page_highlights_the_difference_in_chromium() {
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("{}/exchanges/{id}", service.url))
+        .arg(format!("http://{proxy}/exchanges/{id}"))
         .output()
         .await
         .unwrap();

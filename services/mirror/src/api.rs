@@ -1,29 +1,34 @@
 //! The profile admin API, served beside `/healthz` and `/metrics`. Writes go to the
-//! profile topic, so every replica (this one included) applies them the same way.
+//! profile topic, so every replica (this one included) applies them the same way. Every
+//! route needs a token (see `runtime::auth`): `read` to look, `write` to change.
 //!
-//! - `POST /v1/profiles`: create or replace a profile (JSON); 202 once the topic has it.
-//! - `GET /v1/profiles`: the profiles this replica is applying.
-//! - `GET /v1/profiles/{id}/status`: per target rate, errors, timeouts, shed, circuit
-//!   state, and this replica's consumer lag.
-//! - `POST /v1/profiles/{id}/faults`: replace a profile's injected faults.
-//! - `DELETE /v1/profiles/{id}`: remove a profile.
+//! - `POST /v1/profiles` (write): create or replace a profile (JSON); 202 once the topic
+//!   has it.
+//! - `GET /v1/profiles` (read): the profiles this replica is applying.
+//! - `GET /v1/profiles/{id}/status` (read): per target rate, errors, timeouts, shed,
+//!   circuit state, and this replica's consumer lag.
+//! - `GET /v1/profiles/{id}/history` (read): who changed the profile, when, how, and the
+//!   version before, newest first.
+//! - `POST /v1/profiles/{id}/faults` (write): replace a profile's injected faults.
+//! - `DELETE /v1/profiles/{id}` (write): remove a profile.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
 use rdkafka::consumer::Consumer as _;
 use serde::Serialize;
 use shadowdiff_core::event::now_ms;
+use shadowdiff_runtime::auth::{Auth, Principal, Scope, require};
 use shadowdiff_runtime::kafka::Consumer;
 
 use crate::consume::Targets;
-use crate::profile::store::{ProfileStore, ProfileWriter};
-use crate::profile::{Faults, Profile};
+use crate::profile::store::{Action, Change, ProfileStore, ProfileWriter};
+use crate::profile::{Faults, Profile, bounds};
 use crate::target::TargetStatus;
 
 #[derive(Clone)]
@@ -32,14 +37,19 @@ pub(crate) struct ApiState {
     pub(crate) writer: ProfileWriter,
     pub(crate) targets: Arc<Targets>,
     pub(crate) consumer: Arc<Consumer>,
+    pub(crate) auth: Arc<Auth>,
 }
 
 pub(crate) fn router(state: ApiState) -> Router {
+    let (read, write) =
+        (|route| require(route, &state.auth, Scope::Read), |route| require(route, &state.auth, Scope::Write));
     Router::new()
-        .route("/v1/profiles", post(put).get(list))
-        .route("/v1/profiles/{id}", axum::routing::delete(delete))
-        .route("/v1/profiles/{id}/status", get(status))
-        .route("/v1/profiles/{id}/faults", post(faults))
+        .route("/v1/profiles", write(post(put)).merge(read(get(list))))
+        .route("/v1/profiles/{id}", write(delete(remove)))
+        .route("/v1/profiles/{id}/status", read(get(status)))
+        .route("/v1/profiles/{id}/history", read(get(history)))
+        .route("/v1/profiles/{id}/faults", write(post(faults)))
+        .layer(DefaultBodyLimit::max(bounds::JSON_BYTES))
         .with_state(state)
 }
 
@@ -75,14 +85,33 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::Invalid(vec![e.to_string()]))
 }
 
-async fn put(State(state): State<ApiState>, body: axum::body::Bytes) -> Result<impl IntoResponse, ApiError> {
+/// Writes `profile` (or its deletion) to the topic, with this change in its history.
+async fn record(
+    state: &ApiState,
+    id: &str,
+    profile: Option<&Profile>,
+    by: Principal,
+    action: Action,
+) -> Result<(), ApiError> {
+    let previous = state.store.get(id).map(|p| (*p).clone());
+    let change = Change { at_ms: now_ms(), by: by.name.clone(), action, previous };
+    state.writer.write(id, profile, state.store.history(id), change).await.map_err(ApiError::Unavailable)?;
+    crate::events::profile_written(id, action, &by.name);
+    Ok(())
+}
+
+async fn put(
+    State(state): State<ApiState>,
+    Extension(by): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
     let profile: Profile = parse(&body)?;
-    let problems = profile.problems();
+    let problems = profile.problems(state.store.policy());
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
     let profile = profile.applied_at(now_ms());
-    state.writer.put(&profile).await.map_err(ApiError::Unavailable)?;
+    record(&state, &profile.id.clone(), Some(&profile), by, Action::Put).await?;
     Ok((StatusCode::ACCEPTED, Json(profile)))
 }
 
@@ -98,26 +127,49 @@ async fn list(State(state): State<ApiState>) -> Json<Vec<Listed>> {
     Json(state.store.all().iter().map(|p| Listed { expired: p.expired(now), profile: (**p).clone() }).collect())
 }
 
-async fn delete(State(state): State<ApiState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn remove(
+    State(state): State<ApiState>,
+    Extension(by): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     state.store.get(&id).ok_or_else(|| ApiError::NotFound(id.clone()))?;
-    state.writer.delete(&id).await.map_err(ApiError::Unavailable)?;
+    record(&state, &id, None, by, Action::Delete).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 async fn faults(
     State(state): State<ApiState>,
+    Extension(by): Extension<Principal>,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     let faults: Faults = parse(&body)?;
     let current = state.store.get(&id).ok_or_else(|| ApiError::NotFound(id.clone()))?;
     let profile = Profile { faults, ..(*current).clone() };
-    let problems = profile.problems();
+    let problems = profile.problems(state.store.policy());
     if !problems.is_empty() {
         return Err(ApiError::Invalid(problems));
     }
-    state.writer.put(&profile).await.map_err(ApiError::Unavailable)?;
+    record(&state, &id, Some(&profile), by, Action::Faults).await?;
     Ok((StatusCode::ACCEPTED, Json(profile)))
+}
+
+#[derive(Serialize)]
+struct History {
+    id: String,
+    current: Option<Profile>,
+    /// Newest first.
+    changes: Vec<Change>,
+}
+
+async fn history(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<History>, ApiError> {
+    let current = state.store.get(&id).map(|p| (*p).clone());
+    let mut changes = state.store.history(&id);
+    if current.is_none() && changes.is_empty() {
+        return Err(ApiError::NotFound(id));
+    }
+    changes.reverse();
+    Ok(Json(History { id, current, changes }))
 }
 
 #[derive(Serialize)]

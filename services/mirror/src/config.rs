@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use shadowdiff_runtime::admin::AdminConfig;
+use shadowdiff_runtime::auth::AuthConfig;
 use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
+use shadowdiff_runtime::redaction::RedactionConfig;
 use shadowdiff_runtime::telemetry::LogConfig;
 
 use crate::profile::Profile;
+use crate::vet::{HostPattern, TargetPolicy};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct MirrorConfig {
-    #[serde(default)]
     pub mirror: MirrorSection,
     #[serde(default)]
     pub kafka: KafkaConfig,
@@ -23,6 +25,9 @@ pub struct MirrorConfig {
     /// Serves `/healthz`, `/metrics` and the profile API (`/v1/profiles`).
     #[serde(default = "default_admin")]
     pub admin: AdminConfig,
+    /// Who may read profiles (`read`) and change them or their faults (`write`).
+    #[serde(default)]
+    pub auth: AuthConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -45,32 +50,33 @@ pub struct MirrorSection {
     /// Profiles present from start-up; the profile topic (admin API) adds to and overrides them.
     #[serde(default)]
     pub profiles: Vec<Profile>,
-    /// The taps' `seal_key` (32 bytes, base64): opens sealed headers so replays can
-    /// authenticate. Without it sealed headers are dropped. Set it from a secret:
-    /// `SHADOWDIFF_MIRROR_SEAL_KEY`.
+    /// Hosts replays may go to: names (`v2.shop.svc.cluster.local`), wildcards
+    /// (`*.shop.svc.cluster.local`), IP addresses or CIDRs (`10.20.0.0/16`). Only this file
+    /// or the environment sets it, never the API; a profile whose target is outside it is
+    /// refused. Empty: no target is allowed.
     #[serde(default)]
-    pub seal_key: Option<String>,
-}
-
-impl Default for MirrorSection {
-    fn default() -> Self {
-        Self {
-            group_id: default_group_id(),
-            request_id_header: default_request_id_header(),
-            capture_max_body_bytes: default_capture_max_body_bytes(),
-            drain_timeout: default_drain(),
-            profiles: Vec::new(),
-            seal_key: None,
-        }
-    }
+    pub allowed_targets: Vec<HostPattern>,
+    /// Allow loopback targets (127.0.0.0/8, ::1, localhost): a local demo or test.
+    #[serde(default)]
+    pub allow_loopback: bool,
+    /// Allow link-local targets (169.254.0.0/16, fe80::/10), cloud metadata endpoints
+    /// included.
+    #[serde(default)]
+    pub allow_link_local: bool,
+    /// The taps' `[tap.redaction]`, with the same keys: opens sealed headers for replays
+    /// (`seal_key`), and redacts the shadows' responses before they are published, so
+    /// their secrets digest as the primary's do.
+    pub redaction: RedactionConfig,
 }
 
 impl MirrorSection {
-    /// The sealer for `seal_key`, if one is set; call after validation.
-    pub fn sealer(&self) -> Option<shadowdiff_core::redact::Sealer> {
-        use base64::Engine;
-        let key = base64::engine::general_purpose::STANDARD.decode(self.seal_key.as_ref()?.trim()).ok()?;
-        shadowdiff_core::redact::Sealer::new(&key).ok()
+    /// Where replays may go.
+    pub fn policy(&self) -> TargetPolicy {
+        TargetPolicy {
+            allowed_targets: self.allowed_targets.clone(),
+            allow_loopback: self.allow_loopback,
+            allow_link_local: self.allow_link_local,
+        }
     }
 }
 
@@ -93,7 +99,10 @@ const fn default_drain() -> Duration {
 impl Validate for MirrorConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
         self.topics.validate(errors);
+        self.auth.validate(errors);
         let m = &self.mirror;
+        m.redaction.validate("mirror.redaction", errors);
+        let policy = m.policy();
         let mut ids = BTreeSet::new();
         for (i, profile) in m.profiles.iter().enumerate() {
             if !ids.insert(profile.id.as_str()) {
@@ -102,13 +111,10 @@ impl Validate for MirrorConfig {
                     format!("duplicate profile {:?}", profile.id),
                 ));
             }
-            for problem in profile.problems() {
+            for problem in profile.problems(&policy) {
                 let (field, reason) = problem.split_once(": ").unwrap_or(("", problem.as_str()));
                 errors.push(ConfigError::rule(format!("mirror.profiles[{i}].{field}"), reason));
             }
-        }
-        if m.seal_key.is_some() && m.sealer().is_none() {
-            errors.push(ConfigError::rule("mirror.seal_key", "must be 32 bytes, base64"));
         }
         if http::HeaderName::from_bytes(m.request_id_header.as_bytes()).is_err() {
             errors.push(ConfigError::rule("mirror.request_id_header", "is not a valid HTTP header name"));

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::config::MirrorConfig;
 use crate::profile::Profile;
 use crate::profile::store::{self, ProfileStore, ProfileWriter};
-use crate::replay::Replayer;
+use crate::replay::{ReplayContext, Replayer};
 use crate::target::Target;
 use crate::{MirrorError, api, events};
 
@@ -49,9 +49,7 @@ struct Shared {
     codec: EventCodec,
     responses: String,
     targets: Arc<Targets>,
-    sealer: Option<shadowdiff_core::redact::Sealer>,
-    id_header: HeaderName,
-    capture_max_body_bytes: usize,
+    context: ReplayContext,
 }
 
 pub(crate) struct Mirror {
@@ -85,16 +83,21 @@ impl Mirror {
         let consumer = Arc::new(config.kafka.consumer(&m.group_id)?);
         consumer.subscribe(&[&config.topics.requests])?;
         let producer = config.kafka.producer()?;
-        let store = Arc::new(ProfileStore::new(&m.profiles));
+        let policy = Arc::new(m.policy());
+        let store = Arc::new(ProfileStore::new(&m.profiles, policy.clone()));
         store::follow(store.clone(), config.kafka.clone(), config.topics.profiles.clone(), shutdown.clone());
         let shared = Arc::new(Shared {
             producer: producer.clone(),
             codec: EventCodec::new()?,
             responses: config.topics.responses.clone(),
             targets: Arc::new(Targets::default()),
-            sealer: m.sealer(),
-            id_header,
-            capture_max_body_bytes: m.capture_max_body_bytes,
+            context: ReplayContext {
+                sealer: m.redaction.sealer(),
+                redactor: Arc::new(m.redaction.redactor(false)),
+                policy,
+                id_header,
+                capture_max_body_bytes: m.capture_max_body_bytes,
+            },
         });
         let health = Health::default();
         health.set("kafka", true);
@@ -103,6 +106,7 @@ impl Mirror {
             writer: ProfileWriter::new(producer.clone(), config.topics.profiles.clone()),
             targets: shared.targets.clone(),
             consumer: consumer.clone(),
+            auth: shadowdiff_runtime::auth::Auth::new(&config.auth, "mirror"),
         });
         admin::spawn_with(&config.admin, health.clone(), api, shutdown).await.map_err(MirrorError::Admin)?;
         Ok(Self {
@@ -181,7 +185,11 @@ impl Mirror {
     ) -> Result<(), Interrupted> {
         let position: Position = (self.requests.clone(), message.partition(), message.offset());
         self.offsets.hold(&position);
-        let decoded = self.shared.codec.decode::<RequestEvent>(message.payload().unwrap_or_default());
+        let decoded = self
+            .shared
+            .codec
+            .decode::<RequestEvent>(message.payload().unwrap_or_default())
+            .and_then(|request| request.check().map(|()| request));
         let request = match decoded {
             Ok(request) => request,
             Err(error) => {
@@ -249,25 +257,17 @@ impl Shared {
             let current = built.get(&key).filter(|t| t.spec == *spec).cloned();
             let target = match current {
                 Some(target) => target,
-                None => {
-                    let replayer = Replayer::new(
-                        spec.clone(),
-                        self.sealer.clone(),
-                        self.id_header.clone(),
-                        self.capture_max_body_bytes,
-                    );
-                    match replayer {
-                        Ok(replayer) => {
-                            let target = Arc::new(Target::new(spec.clone(), replayer));
-                            built.insert(key, target.clone());
-                            target
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, target = %spec.name, "cannot build the target's HTTP client");
-                            continue;
-                        }
+                None => match Replayer::new(spec.clone(), &self.context) {
+                    Ok(replayer) => {
+                        let target = Arc::new(Target::new(spec.clone(), replayer));
+                        built.insert(key, target.clone());
+                        target
                     }
-                }
+                    Err(error) => {
+                        tracing::error!(%error, target = %spec.name, "cannot build the target's HTTP client");
+                        continue;
+                    }
+                },
             };
             out.push(target);
         }

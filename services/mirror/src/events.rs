@@ -44,3 +44,14 @@ pub(crate) fn unsealable(error: &shadowdiff_core::redact::SealError) {
         tracing::warn!(%error, "a sealed header did not open; it is left out of the replay");
     }
 }
+
+pub(crate) fn profile_written(id: &str, action: crate::profile::store::Action, by: &str) {
+    tracing::info!(profile = id, ?action, by, "profile change written to the profile topic");
+}
+
+pub(crate) fn target_refused_at_connect() {
+    metrics::counter!("shadowdiff_mirror_targets_refused_total", "at" => "connect").increment(1);
+    if WARN_LOG.allow() {
+        tracing::warn!("a replay target resolved only to refused addresses; the replay fails to connect");
+    }
+}

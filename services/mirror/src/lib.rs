@@ -5,7 +5,8 @@
 //! Reading order: [`config`], [`profile`] (what is replayed where, and the live profile
 //! table), `consume` (the Kafka loop: match, dispatch, commit only after every target's
 //! event is acknowledged), `target` (rate limit, concurrency, circuit breaker), `replay`
-//! (one request to one target, faults injected), `api` (the profile admin API), `events`.
+//! (one request to one target, faults injected, the response redacted), [`vet`] (where
+//! replays may go), `api` (the profile admin API, behind tokens), `events`.
 //! Replicas share the request topic's partitions through the consumer group, so scaling
 //! out is running more of them.
 
@@ -16,6 +17,7 @@ mod events;
 pub mod profile;
 mod replay;
 mod target;
+pub mod vet;
 
 pub use config::MirrorConfig;
 use shadowdiff_runtime::CancellationToken;

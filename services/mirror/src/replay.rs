@@ -1,15 +1,28 @@
 //! One captured request replayed to one target, always answered with a response event:
-//! the target's response, or the kind of error that stood in its way.
+//! the target's response, redacted as the taps redact the primary's, or the kind of error
+//! that stood in its way.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use shadowdiff_core::event::now_ms;
-use shadowdiff_core::redact::{DIGEST_PREFIX, SEALED_HEADER_PREFIX, Sealer};
+use shadowdiff_core::redact::{DIGEST_PREFIX, Redactor, SEALED_HEADER_PREFIX, Sealer};
 use shadowdiff_core::{CapturedBody, ErrorKind, ExpectedLeg, Header, RequestEvent, ResponseEvent, Role};
 
 use crate::MirrorError;
 use crate::profile::{Faults, Profile, SAFE_METHODS, TargetSpec, under};
+use crate::vet::{TargetPolicy, VettedResolver};
+
+/// What every target's replays share: the keys, the rules, the policy.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplayContext {
+    pub(crate) sealer: Option<Sealer>,
+    pub(crate) redactor: Arc<Redactor>,
+    pub(crate) policy: Arc<TargetPolicy>,
+    pub(crate) id_header: HeaderName,
+    pub(crate) capture_max_body_bytes: usize,
+}
 
 /// Headers set on every replay so a shadow can tell it is one.
 const SHADOW_ROLE: &str = "x-shadow-role";
@@ -28,23 +41,30 @@ pub(crate) struct Replayed {
 #[derive(Debug)]
 pub(crate) struct Replayer {
     target: TargetSpec,
-    sealer: Option<Sealer>,
     role: Role,
     client: reqwest::Client,
-    id_header: HeaderName,
-    capture_max_body_bytes: usize,
+    context: ReplayContext,
 }
 
 impl Replayer {
-    pub(crate) fn new(
-        target: TargetSpec,
-        sealer: Option<Sealer>,
-        id_header: HeaderName,
-        capture_max_body_bytes: usize,
-    ) -> Result<Self, MirrorError> {
-        let client = shadowdiff_runtime::upstream::client(target.timeout())
+    pub(crate) fn new(target: TargetSpec, context: &ReplayContext) -> Result<Self, MirrorError> {
+        let client = shadowdiff_runtime::upstream::builder(target.timeout())
+            .dns_resolver(Arc::new(VettedResolver(context.policy.clone())))
+            .build()
             .map_err(|source| MirrorError::Client { target: target.name.clone(), source })?;
-        Ok(Self { role: target.role.into(), target, sealer, client, id_header, capture_max_body_bytes })
+        Ok(Self { role: target.role.into(), target, client, context: context.clone() })
+    }
+
+    /// The target's URL for `request`: its path and query under the base URL's path, set
+    /// through the URL type so that nothing in them can change the host. `None` for a
+    /// target that is not origin-form, which the consume loop has refused already.
+    fn url(&self, request: &RequestEvent) -> Option<url::Url> {
+        request.check().ok()?;
+        let mut url = self.target.base_url.clone();
+        let path = format!("{}{}", url.path().trim_end_matches('/'), request.path);
+        url.set_path(&path);
+        url.set_query(request.query.as_deref().filter(|q| !q.is_empty()));
+        Some(url)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -79,27 +99,35 @@ impl Replayer {
         }
     }
 
-    /// Replays `request`, with the profile's faults injected at their rates.
+    /// Replays `request`, with the profile's faults injected at their rates. The target's
+    /// deadline covers the whole replay, injected latency included.
     pub(crate) async fn replay(&self, request: &RequestEvent, profile: &Profile) -> Replayed {
         let started = Instant::now();
         let fault = Fault::pick(&profile.faults, &request.request_id, &self.target.name);
         let elapsed = |started: Instant| i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let injected = fault.is_some();
         match fault {
             Some(Fault::Drop) => {
                 let mut event = self.event(request, profile, elapsed(started));
                 event.error = Some(ErrorKind::Reset);
-                return Replayed { event, injected: true };
+                return Replayed { event, injected };
             }
             Some(Fault::Error(status)) => {
                 let mut event = self.event(request, profile, elapsed(started));
                 event.status = Some(i32::from(status));
-                return Replayed { event, injected: true };
+                return Replayed { event, injected };
             }
-            Some(Fault::Latency(delay)) => tokio::time::sleep(delay).await,
-            None => {}
+            Some(Fault::Latency(_)) | None => {}
         }
-        let url = format!("{}{}", self.target.base_url.as_str().trim_end_matches('/'), request.path_and_query());
-        let sent = async {
+        let Some(url) = self.url(request) else {
+            let mut event = self.event(request, profile, 0);
+            event.error = Some(ErrorKind::Other);
+            return Replayed { event, injected: false };
+        };
+        let sent = tokio::time::timeout(self.target.timeout(), async {
+            if let Some(Fault::Latency(delay)) = fault {
+                tokio::time::sleep(delay).await;
+            }
             let method = http::Method::from_bytes(request.method.as_bytes()).unwrap_or_default();
             let response = self
                 .client
@@ -112,22 +140,26 @@ impl Replayer {
             let headers = response.headers().clone();
             let body = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, headers, body))
-        }
+        })
         .await;
         let mut event = self.event(request, profile, elapsed(started));
         match sent {
-            Ok((status, headers, body)) => {
+            Ok(Ok((status, headers, body))) => {
                 event.status = Some(i32::from(status.as_u16()));
                 event.headers = headers.iter().map(|(n, v)| Header::new(n.as_str(), v.as_bytes())).collect();
-                event.body = CapturedBody::capture(&body, self.capture_max_body_bytes);
+                event.body = CapturedBody::capture(&body, self.context.capture_max_body_bytes);
+                // Redacted before it leaves this process, with the taps' rules and key.
+                self.context.redactor.body(&mut event.body, &event.headers);
+                self.context.redactor.headers(&mut event.headers);
             }
-            Err(error) => {
+            Ok(Err(error)) => {
                 let kind = shadowdiff_runtime::upstream::classify(&error);
                 crate::events::replay_failed(self.name(), kind, &error);
                 event.error = Some(kind);
             }
+            Err(_) => event.error = Some(ErrorKind::Timeout),
         }
-        Replayed { event, injected: matches!(fault, Some(Fault::Latency(_))) }
+        Replayed { event, injected }
     }
 
     /// The captured headers, less those the client library or this replay sets itself.
@@ -137,7 +169,7 @@ impl Replayer {
         let mut headers = HeaderMap::with_capacity(request.headers.len() + 3);
         for Header { name, value } in &request.headers {
             let (name, value) = match name.strip_prefix(SEALED_HEADER_PREFIX) {
-                Some(original) => match self.sealer.as_ref().map(|s| s.open(original, value)) {
+                Some(original) => match self.context.sealer.as_ref().map(|s| s.open(original, value)) {
                     Some(Ok(clear)) => (original, clear),
                     Some(Err(error)) => {
                         crate::events::unsealable(&error);
@@ -171,7 +203,7 @@ impl Replayer {
                 set(HeaderName::from_static(IDEMPOTENCY_KEY), &original);
             }
         }
-        set(self.id_header.clone(), &request.request_id);
+        set(self.context.id_header.clone(), &request.request_id);
         set(HeaderName::from_static(SHADOW_ROLE), self.role.as_str());
         set(HeaderName::from_static(SHADOW_DEPLOYMENT), &self.target.name);
         headers
@@ -224,17 +256,44 @@ mod tests {
         }
     }
 
-    fn replayer(sealer: Option<Sealer>) -> Replayer {
+    fn replayer_at(base_url: &str, sealer: Option<Sealer>) -> Replayer {
         let target = TargetSpec {
             name: "v2".into(),
             role: TargetRole::Candidate,
-            base_url: "http://127.0.0.1:1".parse().unwrap(),
+            base_url: base_url.parse().unwrap(),
             rate_per_sec: None,
             max_concurrency: 1,
             max_queued: 1,
             timeout_ms: 1000,
         };
-        Replayer::new(target, sealer, HeaderName::from_static("x-request-id"), 1024).unwrap()
+        let context = ReplayContext {
+            sealer,
+            redactor: Arc::new(Redactor::new(b"hmac-key-for-tests", Rules::default(), None)),
+            policy: Arc::new(crate::vet::TargetPolicy::default()),
+            id_header: HeaderName::from_static("x-request-id"),
+            capture_max_body_bytes: 1024,
+        };
+        Replayer::new(target, &context).unwrap()
+    }
+
+    fn replayer(sealer: Option<Sealer>) -> Replayer {
+        replayer_at("http://127.0.0.1:1", sealer)
+    }
+
+    #[test]
+    fn replay_urls_keep_the_targets_host_whatever_the_path() {
+        let at = |base: &str, path: &str, query: Option<&str>| {
+            let mut r = request(Vec::new());
+            r.path = path.into();
+            r.query = query.map(str::to_owned);
+            replayer_at(base, None).url(&r).map(|u| u.to_string())
+        };
+        assert_eq!(at("http://v2:8080", "/items/1", Some("a=1")).as_deref(), Some("http://v2:8080/items/1?a=1"));
+        assert_eq!(at("http://v2:8080/base/", "/items/1", None).as_deref(), Some("http://v2:8080/base/items/1"));
+        assert_eq!(at("http://v2:8080", "//evil.example/x", None).as_deref(), Some("http://v2:8080//evil.example/x"));
+        for path in ["@evil.example/x", "http://evil.example/x", "evil.example", ""] {
+            assert_eq!(at("http://v2:8080", path, None), None, "{path}");
+        }
     }
 
     #[test]

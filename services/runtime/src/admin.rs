@@ -70,6 +70,8 @@ pub async fn spawn_with(
     let addr = listener.local_addr()?;
     let app = router(health).merge(extra);
     tokio::spawn(async move {
+        // The peer's address is what an SSO proxy is trusted by (`auth::protect`).
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await;
         if let Err(error) = served {
             tracing::error!(%error, "admin server failed");

@@ -263,6 +263,15 @@ pub fn protect<S: Clone + Send + Sync + 'static>(router: Router<S>, auth: &Arc<A
     router.route_layer(middleware::from_fn_with_state((auth.clone(), scope), guard))
 }
 
+/// One method route requiring `scope`, for paths whose methods need different scopes.
+pub fn require<S: Clone + Send + Sync + 'static>(
+    route: axum::routing::MethodRouter<S>,
+    auth: &Arc<Auth>,
+    scope: Scope,
+) -> axum::routing::MethodRouter<S> {
+    route.route_layer(middleware::from_fn_with_state((auth.clone(), scope), guard))
+}
+
 async fn guard(State((auth, scope)): State<(Arc<Auth>, Scope)>, mut request: Request, next: Next) -> Response {
     let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     match auth.check(request.headers(), peer, scope) {

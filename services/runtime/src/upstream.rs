@@ -8,7 +8,12 @@ use shadowdiff_core::ErrorKind;
 
 /// A pooled client whose requests fail with [`ErrorKind::Timeout`] after `timeout`.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()
+    builder(timeout).build()
+}
+
+/// The builder of [`client`], for a caller that adds to it (the mirror's vetted resolver).
+pub fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+    reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none())
 }
 
 /// Why a request got no response, by the client error's type.

@@ -62,17 +62,25 @@ pub struct Api {
     verdict: Url,
     mirror: Url,
     token: Option<String>,
+    mirror_token: Option<String>,
 }
 
 impl Api {
-    pub fn new(verdict: Url, mirror: Url, token: Option<String>, timeout: Duration) -> Result<Self, ApiError> {
+    pub fn new(
+        verdict: Url,
+        mirror: Url,
+        token: Option<String>,
+        mirror_token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(timeout))
             .timeout(timeout)
             .user_agent(concat!("shadowctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(ApiError::Client)?;
-        Ok(Self { http, verdict, mirror, token: token.filter(|t| !t.is_empty()) })
+        let (token, mirror_token) = (token.filter(|t| !t.is_empty()), mirror_token.filter(|t| !t.is_empty()));
+        Ok(Self { http, verdict, mirror, token, mirror_token })
     }
 
     /// `GET /v1/verdict`. `timeout` shortens this request's deadline (the gate's end).
@@ -118,7 +126,7 @@ impl Api {
 
     pub async fn profiles(&self) -> Result<Vec<Listed>, ApiError> {
         let url = join(&self.mirror, &["v1", "profiles"]);
-        decode(url.clone(), self.http.get(url)).await
+        decode(url.clone(), self.mirror_request(Method::GET, url)).await
     }
 
     /// `POST /v1/profiles`: the profile as the mirror applied it (expiry fixed).
@@ -133,26 +141,33 @@ impl Api {
 
     pub async fn delete(&self, id: &str) -> Result<(), ApiError> {
         let url = join(&self.mirror, &["v1", "profiles", id]);
-        send(url.clone(), self.http.delete(url)).await.map(drop)
+        send(url.clone(), self.mirror_request(Method::DELETE, url)).await.map(drop)
     }
 
     /// `GET /v1/profiles/{id}/status`, as the mirror's JSON (its shape is the mirror's own).
     pub async fn status(&self, id: &str) -> Result<serde_json::Value, ApiError> {
         let url = join(&self.mirror, &["v1", "profiles", id, "status"]);
-        decode(url.clone(), self.http.get(url)).await
+        decode(url.clone(), self.mirror_request(Method::GET, url)).await
     }
 
     async fn post<B: Serialize, T: DeserializeOwned>(&self, segments: &[&str], body: &B) -> Result<T, ApiError> {
         let url = join(&self.mirror, segments);
-        decode(url.clone(), self.http.post(url).json(body)).await
+        decode(url.clone(), self.mirror_request(Method::POST, url).json(body)).await
     }
 
     fn verdict_request(&self, method: Method, url: Url) -> RequestBuilder {
-        let request = self.http.request(method, url);
-        match &self.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
+        with_token(self.http.request(method, url), self.token.as_deref())
+    }
+
+    fn mirror_request(&self, method: Method, url: Url) -> RequestBuilder {
+        with_token(self.http.request(method, url), self.mirror_token.as_deref())
+    }
+}
+
+fn with_token(request: RequestBuilder, token: Option<&str>) -> RequestBuilder {
+    match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
     }
 }
 

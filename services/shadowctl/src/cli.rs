@@ -31,6 +31,10 @@ pub struct Cli {
     /// Bearer token for the verdict API (sent to it only, never to the mirror).
     #[arg(long, global = true, env = "SHADOWCTL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Bearer token for the mirror's profile API (sent to it only, never to the verdict
+    /// API): `read` to list profiles, `write` to change them.
+    #[arg(long, global = true, env = "SHADOWCTL_MIRROR_TOKEN", hide_env_values = true)]
+    pub mirror_token: Option<String>,
     /// Longest wait for one HTTP request, such as 10s or 1m.
     #[arg(long, global = true, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,

@@ -57,7 +57,7 @@ impl CtlError {
 
 /// Runs one command; `Ok` carries the exit code.
 pub async fn run(cli: Cli) -> Result<u8, CtlError> {
-    let api = Api::new(cli.verdict, cli.mirror, cli.token, cli.timeout)?;
+    let api = Api::new(cli.verdict, cli.mirror, cli.token, cli.mirror_token, cli.timeout)?;
     // The drill-down pages' base, `…/exchanges/`.
     let pages = api.exchange_page("", None);
     match &cli.command {

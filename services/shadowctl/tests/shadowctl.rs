@@ -16,7 +16,7 @@ use shadowdiff_tests::verdict::{self as rows, VerdictService, difference, row};
 use shadowdiff_tests::{eventually, unique};
 use shadowdiff_verdict::{Decision, VerdictReport};
 
-const TOKEN: &str = "shadowctl-test-token-0123";
+const TOKEN: &str = shadowdiff_tests::auth::READ_TOKEN;
 const PASSES: &str = "ctl-pass";
 const FAILS: &str = "ctl-fail";
 const UNDECIDED: &str = "ctl-wait";
@@ -27,7 +27,12 @@ const PATH: &str = "items[0].price";
 /// Runs the binary with `env`, off the async runtime so the in-process verdict keeps serving.
 fn shadowctl(args: &[&str], env: &[(&str, &str)]) -> impl Future<Output = Output> + use<> {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shadowctl"));
-    command.args(args).env_remove("SHADOWCTL_TOKEN").env_remove("SHADOWCTL_VERDICT").env_remove("SHADOWCTL_MIRROR");
+    command
+        .args(args)
+        .env_remove("SHADOWCTL_TOKEN")
+        .env_remove("SHADOWCTL_VERDICT")
+        .env_remove("SHADOWCTL_MIRROR")
+        .env_remove("SHADOWCTL_MIRROR_TOKEN");
     for (key, value) in env {
         command.env(key, value);
     }
@@ -97,7 +102,7 @@ fn crafted() -> Batch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gate_verdict_and_diff_against_a_real_verdict_service() {
     let infra = Infra::get().await;
-    let service = VerdictService::start(&infra, &format!("token = \"{TOKEN}\"")).await;
+    let service = VerdictService::start(&infra, "").await;
     let batch = crafted();
     service.insert(&batch.exchanges, &batch.differences, &batch.samples).await;
     let url = service.url.clone();
@@ -167,7 +172,10 @@ async fn gate_verdict_and_diff_against_a_real_verdict_service() {
 async fn profiles_round_trip_through_a_real_mirror() {
     let infra = Infra::get().await;
     let mirror = MirrorUnderTest::start(&infra.brokers, &MirrorTopics::new(), "").await;
-    let env = [("SHADOWCTL_MIRROR", mirror.admin_url.as_str())];
+    let env = [
+        ("SHADOWCTL_MIRROR", mirror.admin_url.as_str()),
+        ("SHADOWCTL_MIRROR_TOKEN", shadowdiff_tests::auth::WRITE_TOKEN),
+    ];
     let id = unique("ctl");
     let file = std::env::temp_dir().join(format!("{id}.toml"));
     std::fs::write(
@@ -180,6 +188,15 @@ async fn profiles_round_trip_through_a_real_mirror() {
     .unwrap();
     let path = file.to_string_lossy().into_owned();
 
+    let anonymous = [("SHADOWCTL_MIRROR", mirror.admin_url.as_str())];
+    let (_, stderr) = expect_code(&shadowctl(&["profiles", "apply", &path], &anonymous).await, 3, "apply, no token");
+    assert!(stderr.contains("401 Unauthorized"), "{stderr}");
+    let reader = [
+        ("SHADOWCTL_MIRROR", mirror.admin_url.as_str()),
+        ("SHADOWCTL_MIRROR_TOKEN", shadowdiff_tests::auth::READ_TOKEN),
+    ];
+    let (_, stderr) = expect_code(&shadowctl(&["profiles", "apply", &path], &reader).await, 3, "apply, read token");
+    assert!(stderr.contains("403 Forbidden"), "{stderr}");
     let (stdout, _) = expect_code(&shadowctl(&["profiles", "apply", &path], &env).await, 0, "apply");
     assert!(
         stdout.contains(&format!("accepted profile {id}: stage 10, 50% sampled, 1 target(s), expires in ")),

@@ -55,7 +55,8 @@ impl Verdict {
         admin::spawn(&config.admin, health, shutdown)
             .await
             .map_err(|source| VerdictError::Bind { addr: config.admin.listen, source })?;
-        let state = api::AppState::new(clickhouse.client, config.verdict.gates, config.verdict.token.as_deref());
+        let auth = shadowdiff_runtime::auth::Auth::new(&config.auth, "verdict");
+        let state = api::AppState::new(clickhouse.client, config.verdict.gates, auth);
         Ok(Self { listener, state })
     }
 
@@ -65,7 +66,8 @@ impl Verdict {
 
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), VerdictError> {
         tracing::info!(addr = %self.local_addr(), "verdict API listening");
-        axum::serve(self.listener, api::app(self.state))
+        let app = api::app(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
             .map_err(VerdictError::Serve)

@@ -10,6 +10,41 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use shadowdiff_core::{RequestEvent, RequestId, Role};
 
+use crate::vet::TargetPolicy;
+
+/// What a profile may ask for. Every field has a bound, so no profile, however it
+/// reaches a replica (config file, API, profile topic), can exhaust or crash it.
+pub mod bounds {
+    /// Characters in a profile id or target name.
+    pub const NAME: usize = 64;
+    /// Targets per profile.
+    pub const TARGETS: usize = 8;
+    /// Replays in flight per target.
+    pub const CONCURRENCY: usize = 1_024;
+    /// Requests waiting per target.
+    pub const QUEUED: usize = 100_000;
+    /// Replays per second per target.
+    pub const RATE_PER_SEC: u32 = 100_000;
+    /// A replay's deadline, injected latency included.
+    pub const TIMEOUT_MS: u64 = 60_000;
+    /// A profile's lifetime: 30 days.
+    pub const TTL_SECS: u64 = 30 * 24 * 3600;
+    /// Route templates, methods and header predicates in a match.
+    pub const ROUTES: usize = 256;
+    pub const METHODS: usize = 16;
+    pub const HEADERS: usize = 32;
+    /// Bytes in a route template, header name or value, or a reason.
+    pub const TEXT: usize = 1_024;
+    /// Bytes of a profile as JSON, through the API.
+    pub const JSON_BYTES: usize = 256 * 1024;
+}
+
+/// Ids and names travel as Kafka keys, metric labels and URL segments.
+fn name_ok(name: &str) -> bool {
+    (1..=bounds::NAME).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// Methods replayed without an explicit opt-in.
 pub(crate) const SAFE_METHODS: [&str; 3] = ["GET", "HEAD", "OPTIONS"];
 
@@ -191,8 +226,21 @@ pub(crate) fn under(bucket: u32, percent: f64) -> bool {
 }
 
 impl Profile {
-    /// Every problem with this profile, as `field: reason` lines.
-    pub fn problems(&self) -> Vec<String> {
+    /// Every problem with this profile, as `field: reason` lines: its bounds, and targets
+    /// outside what `policy` allows.
+    pub fn problems(&self, policy: &TargetPolicy) -> Vec<String> {
+        let mut problems = self.out_of_bounds();
+        for (i, t) in self.targets.iter().enumerate() {
+            if let Some(why) = policy.refuses(&t.base_url) {
+                problems.push(format!("targets[{i}].base_url: {why}"));
+            }
+        }
+        problems
+    }
+
+    /// The problems with this profile that need no mirror's policy to see: its shape and
+    /// [`bounds`].
+    pub fn out_of_bounds(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut check = |ok: bool, what: String| {
             if !ok {
@@ -200,16 +248,58 @@ impl Profile {
             }
         };
         let percent = |p: f64| (0.0..=100.0).contains(&p);
-        check(!self.id.is_empty() && self.id.len() <= 64, "id: 1 to 64 characters".into());
+        let within = |n: usize, max: usize| n <= max;
+        check(name_ok(&self.id), format!("id: 1 to {} characters of A-Z a-z 0-9 . _ -", bounds::NAME));
         check(percent(self.sample_percent), "sample_percent: between 0 and 100".into());
-        check(!self.targets.is_empty(), "targets: at least one".into());
+        check(
+            (1..=bounds::TARGETS).contains(&self.targets.len()),
+            format!("targets: 1 to {} targets", bounds::TARGETS),
+        );
+        check(
+            self.ttl_secs.is_none_or(|ttl| (1..=bounds::TTL_SECS).contains(&ttl)),
+            format!("ttl_secs: 1 to {} (30 days)", bounds::TTL_SECS),
+        );
+        let m = &self.matcher;
+        check(
+            within(m.routes.len(), bounds::ROUTES) && m.routes.iter().all(|r| within(r.len(), bounds::TEXT)),
+            format!("match.routes: at most {} routes of {} bytes", bounds::ROUTES, bounds::TEXT),
+        );
+        check(
+            within(m.methods.len(), bounds::METHODS) && m.methods.iter().all(|r| within(r.len(), 32)),
+            format!("match.methods: at most {} methods", bounds::METHODS),
+        );
+        check(
+            within(m.headers.len(), bounds::HEADERS)
+                && m.headers.iter().all(|h| {
+                    within(h.name.len(), bounds::TEXT)
+                        && h.equals.as_ref().is_none_or(|v| within(v.len(), bounds::TEXT))
+                }),
+            format!("match.headers: at most {} predicates of {} bytes", bounds::HEADERS, bounds::TEXT),
+        );
         let mut names = BTreeSet::new();
         for (i, t) in self.targets.iter().enumerate() {
+            check(
+                name_ok(&t.name),
+                format!("targets[{i}].name: 1 to {} characters of A-Z a-z 0-9 . _ -", bounds::NAME),
+            );
             check(names.insert(t.name.as_str()), format!("targets[{i}].name: duplicate {:?}", t.name));
-            check(t.base_url.scheme() == "http", format!("targets[{i}].base_url: must be http://"));
-            check(t.max_concurrency > 0, format!("targets[{i}].max_concurrency: must be > 0"));
-            check(t.timeout_ms > 0, format!("targets[{i}].timeout_ms: must be > 0"));
-            check(t.rate_per_sec != Some(0), format!("targets[{i}].rate_per_sec: must be > 0 when set"));
+            check(
+                (1..=bounds::CONCURRENCY).contains(&t.max_concurrency),
+                format!("targets[{i}].max_concurrency: 1 to {}", bounds::CONCURRENCY),
+            );
+            check(t.max_queued <= bounds::QUEUED, format!("targets[{i}].max_queued: at most {}", bounds::QUEUED));
+            check(
+                (1..=bounds::TIMEOUT_MS).contains(&t.timeout_ms),
+                format!("targets[{i}].timeout_ms: 1 to {}", bounds::TIMEOUT_MS),
+            );
+            check(
+                t.rate_per_sec.is_none_or(|r| (1..=bounds::RATE_PER_SEC).contains(&r)),
+                format!("targets[{i}].rate_per_sec: 1 to {} when set", bounds::RATE_PER_SEC),
+            );
+            check(
+                self.faults.latency_ms <= t.timeout_ms,
+                format!("faults.latency_ms: at most targets[{i}].timeout_ms ({})", t.timeout_ms),
+            );
         }
         check(
             self.targets.iter().filter(|t| t.role == TargetRole::Secondary).count() <= 1,
@@ -218,8 +308,12 @@ impl Profile {
         let opted: BTreeSet<String> = self.opted_in_methods();
         if let Some(unsafe_methods) = &self.unsafe_methods {
             check(
-                !unsafe_methods.reason.trim().is_empty(),
-                "unsafe_methods.reason: say why replaying them is safe".into(),
+                !unsafe_methods.reason.trim().is_empty() && within(unsafe_methods.reason.len(), bounds::TEXT),
+                format!("unsafe_methods.reason: say why replaying them is safe, in at most {} bytes", bounds::TEXT),
+            );
+            check(
+                within(unsafe_methods.methods.len(), bounds::METHODS),
+                format!("unsafe_methods.methods: at most {}", bounds::METHODS),
             );
         }
         for method in &self.matcher.methods {

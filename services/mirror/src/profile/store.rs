@@ -2,6 +2,10 @@
 //! beginning, so a change made through any replica's admin API reaches all of them within
 //! the time it takes to consume one record. Profiles from the config file are applied
 //! first; a record on the topic with the same id wins.
+//!
+//! A record holds the profile (none once deleted) and its recent history: who changed
+//! it, when, how, and the version before. A record is checked against this replica's
+//! bounds and target policy before it applies, whoever wrote it to the topic.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -11,6 +15,7 @@ use rdkafka::Message;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
 use shadowdiff_core::event::now_ms;
 use shadowdiff_core::{RequestEvent, RequestId};
 use shadowdiff_runtime::CancellationToken;
@@ -18,29 +23,72 @@ use shadowdiff_runtime::kafka::{KafkaConfig, Producer};
 
 use super::Profile;
 use crate::events;
+use crate::vet::TargetPolicy;
 
-#[derive(Debug, Default)]
+/// Changes kept per profile; older ones fall off.
+pub(crate) const HISTORY: usize = 50;
+
+/// One change to a profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Change {
+    pub(crate) at_ms: i64,
+    /// The token's name, or `sso:<user>` through the SSO proxy.
+    pub(crate) by: String,
+    pub(crate) action: Action,
+    /// The version this change replaced; none for a profile's first version.
+    pub(crate) previous: Option<Profile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Action {
+    Put,
+    Faults,
+    Delete,
+}
+
+/// What the profile topic holds per id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    profile: Option<Profile>,
+    #[serde(default)]
+    history: Vec<Change>,
+}
+
+#[derive(Debug)]
 pub(crate) struct ProfileStore {
     profiles: RwLock<BTreeMap<String, Arc<Profile>>>,
+    history: RwLock<BTreeMap<String, Vec<Change>>>,
+    policy: Arc<TargetPolicy>,
 }
 
 impl ProfileStore {
-    pub(crate) fn new(initial: &[Profile]) -> Self {
+    pub(crate) fn new(initial: &[Profile], policy: Arc<TargetPolicy>) -> Self {
         let now = now_ms();
-        let store = Self::default();
+        let store = Self { profiles: RwLock::default(), history: RwLock::default(), policy };
         for profile in initial {
-            store.apply(&profile.id.clone(), Some(profile.clone().applied_at(now)));
+            store.apply(&profile.id.clone(), Some(profile.clone().applied_at(now)), Vec::new());
         }
         store
     }
 
-    /// Upserts (`Some`) or deletes (`None`) a profile.
-    pub(crate) fn apply(&self, id: &str, profile: Option<Profile>) {
+    pub(crate) fn policy(&self) -> &TargetPolicy {
+        &self.policy
+    }
+
+    /// Upserts (`Some`) or deletes (`None`) a profile, with its history.
+    fn apply(&self, id: &str, profile: Option<Profile>, history: Vec<Change>) {
         let mut profiles = self.profiles.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         match profile {
             Some(profile) => profiles.insert(id.to_owned(), Arc::new(profile)),
             None => profiles.remove(id),
         };
+        self.history.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.to_owned(), history);
+    }
+
+    /// The changes to `id` that this replica knows, oldest first.
+    pub(crate) fn history(&self, id: &str) -> Vec<Change> {
+        self.history.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned().unwrap_or_default()
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Profile>> {
@@ -104,18 +152,24 @@ pub(crate) fn follow(store: Arc<ProfileStore>, kafka: KafkaConfig, topic: String
                 }
             };
             let Some(id) = message.key().map(|k| String::from_utf8_lossy(k).into_owned()) else { continue };
-            match message.payload() {
-                None | Some([]) => {
-                    store.apply(&id, None);
+            // A tombstone deletes the profile and its history; a record without a profile
+            // deletes it and keeps the history.
+            let record = match message.payload() {
+                None | Some([]) => Ok(Record { profile: None, history: Vec::new() }),
+                Some(payload) => serde_json::from_slice::<Record>(payload),
+            };
+            match record {
+                Ok(Record { profile: None, history }) if history.len() <= HISTORY => {
+                    store.apply(&id, None, history);
                     events::profile_changed(&id, "deleted");
                 }
-                Some(payload) => match serde_json::from_slice::<Profile>(payload) {
-                    Ok(profile) if profile.problems().is_empty() && profile.id == id => {
-                        store.apply(&id, Some(profile));
-                        events::profile_changed(&id, "applied");
-                    }
-                    Ok(_) | Err(_) => events::profile_rejected(&id),
-                },
+                Ok(Record { profile: Some(profile), history })
+                    if profile.problems(store.policy()).is_empty() && profile.id == id && history.len() <= HISTORY =>
+                {
+                    store.apply(&id, Some(profile), history);
+                    events::profile_changed(&id, "applied");
+                }
+                Ok(_) | Err(_) => events::profile_rejected(&id),
             }
         }
     });
@@ -139,15 +193,21 @@ impl ProfileWriter {
         Self { producer, topic }
     }
 
-    pub(crate) async fn put(&self, profile: &Profile) -> Result<(), rdkafka::error::KafkaError> {
+    /// Writes `profile` (or its deletion) with `history` and `change` appended.
+    pub(crate) async fn write(
+        &self,
+        id: &str,
+        profile: Option<&Profile>,
+        mut history: Vec<Change>,
+        change: Change,
+    ) -> Result<(), rdkafka::error::KafkaError> {
+        history.push(change);
+        let excess = history.len().saturating_sub(HISTORY);
+        history.drain(..excess);
+        let record = Record { profile: profile.cloned(), history };
         // Serializing our own struct to JSON cannot fail.
-        let payload = serde_json::to_vec(profile).unwrap_or_default();
-        let record = FutureRecord::to(&self.topic).key(&profile.id).payload(&payload);
-        self.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
-    }
-
-    pub(crate) async fn delete(&self, id: &str) -> Result<(), rdkafka::error::KafkaError> {
-        let record: FutureRecord<'_, str, [u8]> = FutureRecord::to(&self.topic).key(id);
+        let payload = serde_json::to_vec(&record).unwrap_or_default();
+        let record = FutureRecord::to(&self.topic).key(id).payload(&payload);
         self.producer.send(record, Duration::from_secs(10)).await.map(|_| ()).map_err(|(e, _)| e)
     }
 }

@@ -28,6 +28,11 @@ fn request(method: &str, route: &str) -> RequestEvent {
     }
 }
 
+/// The policy of a local test: the loopback backends on 127.0.0.1.
+fn local() -> TargetPolicy {
+    TargetPolicy { allowed_targets: vec!["127.0.0.1".parse().unwrap()], allow_loopback: true, allow_link_local: false }
+}
+
 fn id(s: &str) -> RequestId {
     RequestId::parse(s).unwrap()
 }
@@ -56,15 +61,19 @@ fn unsafe_methods_need_an_opt_in_with_a_reason() {
         "{}\nunsafe_methods = {{ methods = [\"POST\"], reason = \"orders are idempotent by key\" }}",
         base()
     ));
-    assert!(opted.problems().is_empty(), "{:?}", opted.problems());
+    assert!(opted.problems(&local()).is_empty(), "{:?}", opted.problems(&local()));
     assert!(opted.replays(&post, &id("a"), 0));
 
     let no_reason = profile(&format!("{}\nunsafe_methods = {{ methods = [\"POST\"], reason = \" \" }}", base()));
     assert!(!no_reason.replays(&post, &id("a"), 0));
-    assert!(no_reason.problems().iter().any(|p| p.starts_with("unsafe_methods.reason")));
+    assert!(no_reason.problems(&local()).iter().any(|p| p.starts_with("unsafe_methods.reason")));
 
     let listed = profile(&format!("{}\nmatch = {{ methods = [\"DELETE\"] }}", base()));
-    assert!(listed.problems().iter().any(|p| p.contains("DELETE is not safe")), "{:?}", listed.problems());
+    assert!(
+        listed.problems(&local()).iter().any(|p| p.contains("DELETE is not safe")),
+        "{:?}",
+        listed.problems(&local())
+    );
 }
 
 #[test]
@@ -98,7 +107,7 @@ fn every_problem_is_named() {
         faults = { error_percent = -1, error_status = 42 }
         "#,
     );
-    let problems = bad.problems();
+    let problems = bad.problems(&local());
     for expected in [
         "id:",
         "sample_percent:",
@@ -112,4 +121,39 @@ fn every_problem_is_named() {
     ] {
         assert!(problems.iter().any(|p| p.starts_with(expected)), "missing {expected:?} in {problems:#?}");
     }
+}
+
+#[test]
+fn every_field_is_bounded() {
+    let fields = |extra: &str, target: &str| {
+        let p: Profile = serde_json::from_str(&format!(
+            r#"{{"id":"p1","targets":[{{"name":"v2","role":"candidate","base_url":"http://127.0.0.1:1"{target}}}]{extra}}}"#
+        ))
+        .unwrap();
+        p.problems(&local()).iter().map(|p| p.split(':').next().unwrap_or_default().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(fields("", ""), Vec::<String>::new());
+    assert_eq!(fields("", r#","max_concurrency":4611686018427387904"#), ["targets[0].max_concurrency"]);
+    assert_eq!(fields("", r#","max_queued":4611686018427387904"#), ["targets[0].max_queued"]);
+    assert_eq!(fields("", r#","timeout_ms":3600000"#), ["targets[0].timeout_ms"]);
+    assert_eq!(fields("", r#","rate_per_sec":0"#), ["targets[0].rate_per_sec"]);
+    assert_eq!(fields(r#","faults":{"latency_ms":6000,"latency_percent":50}"#, ""), ["faults.latency_ms"]);
+    assert_eq!(fields(r#","ttl_secs":99999999999"#, ""), ["ttl_secs"]);
+    let slash = Profile { id: "a/b".into(), ..profile(base()) };
+    assert!(slash.problems(&local())[0].starts_with("id: 1 to 64 characters"), "ids travel as keys and URL segments");
+    let routes = format!(r#","match":{{"routes":[{}]}}"#, vec!["\"/r\""; 300].join(","));
+    assert_eq!(fields(&routes, ""), ["match.routes"]);
+}
+
+#[test]
+fn targets_outside_the_mirrors_policy_are_refused_with_the_target_named() {
+    let p = profile(
+        r#"
+        id = "p1"
+        targets = [{ name = "v2", role = "candidate", base_url = "http://169.254.169.254/latest/" }]
+        "#,
+    );
+    let problems = p.problems(&local());
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].starts_with("targets[0].base_url: 169.254.169.254 is link-local or a metadata endpoint"));
 }

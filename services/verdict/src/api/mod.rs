@@ -1,21 +1,24 @@
-//! The HTTP API and the drill-down pages.
+//! The HTTP API and the drill-down pages. Every route needs the `read` scope (see
+//! `runtime::auth`): a bearer token, or a user vouched for by the SSO proxy for pages.
 //!
 //! - `GET /v1/verdict?candidate=&stage=&since=`: the verdict report (Argo Rollouts web metric).
-//! - `POST /v1/flagger/gate` and `POST /v1/flagger/check`: Flagger webhooks.
+//! - `POST /v1/flagger/gate` and `POST /v1/flagger/check`: Flagger webhooks. Flagger sends
+//!   no headers, so these also take the token as `metadata.token`.
 //! - `GET /v1/exchanges/{request_id}`: every leg, difference and sampled body of a request.
 //! - `GET /exchanges/{request_id}`: the same, as a page with the bodies side by side.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use shadowdiff_runtime::auth::{Auth, Denied, Scope, protect};
 
 use shadowdiff_store::VerdictRow;
 
@@ -29,9 +32,7 @@ use crate::report::{self, VerdictReport};
 pub struct AppState {
     clickhouse: clickhouse::Client,
     gates: Arc<Gates>,
-    /// SHA-256 of the bearer token, compared digest to digest so the comparison's timing
-    /// says nothing about the token.
-    token: Option<[u8; 32]>,
+    auth: Arc<Auth>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -41,18 +42,18 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    pub fn new(clickhouse: clickhouse::Client, gates: Gates, token: Option<&str>) -> Self {
-        Self { clickhouse, gates: Arc::new(gates), token: token.map(|t| Sha256::digest(t.as_bytes()).into()) }
+    pub fn new(clickhouse: clickhouse::Client, gates: Gates, auth: Arc<Auth>) -> Self {
+        Self { clickhouse, gates: Arc::new(gates), auth }
     }
 }
 
 pub fn app(state: AppState) -> Router {
-    let api = Router::new()
+    let read = Router::new()
         .route("/v1/verdict", get(verdict))
-        .route("/v1/flagger/{hook}", post(flagger))
         .route("/v1/exchanges/{request_id}", get(exchange))
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize));
-    Router::new().route("/exchanges/{request_id}", get(exchange_page)).merge(api).with_state(state)
+        .route("/exchanges/{request_id}", get(exchange_page));
+    // The Flagger hooks check credentials themselves: the token may be in the payload.
+    protect(read, &state.auth, Scope::Read).route("/v1/flagger/{hook}", post(flagger)).with_state(state)
 }
 
 /// What a client did wrong, or what went wrong here. Causes of 5xx stay in the log.
@@ -60,8 +61,8 @@ pub fn app(state: AppState) -> Router {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("missing or wrong bearer token")]
-    Unauthorized,
+    #[error(transparent)]
+    Denied(#[from] Denied),
     #[error("no comparison stored for request {0}")]
     NotFound(String),
     #[error("comparison store unavailable")]
@@ -71,35 +72,16 @@ pub enum ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
+            Self::Denied(denied) => return denied.into_response(),
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Store(error) => {
                 tracing::error!(%error, "clickhouse query failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
-        let mut response = (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
-        }
-        response
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
-}
-
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Result<Response, ApiError> {
-    if let Some(expected) = state.token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| <[u8; 32]>::from(Sha256::digest(t.trim().as_bytes())));
-        if given != Some(expected) {
-            return Err(ApiError::Unauthorized);
-        }
-    }
-    Ok(next.run(request).await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,9 +174,29 @@ pub struct FlaggerHook {
 async fn flagger(
     State(state): State<AppState>,
     Path(hook): Path<String>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     payload: Result<Json<FlaggerHook>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(payload) = payload.map_err(|e| ApiError::BadRequest(format!("flagger payload: {}", e.body_text())))?;
+    let from_headers = state.auth.check(&headers, peer.map(|p| p.0.0.ip()), Scope::Read);
+    // The token is taken out of the metadata at once, so no later use of the payload can
+    // print it.
+    let payload = match (from_headers, payload) {
+        (Ok(_), Ok(Json(mut payload))) => {
+            payload.metadata.remove("token");
+            payload
+        }
+        (Err(denied), Ok(Json(mut payload))) => match payload.metadata.remove("token") {
+            Some(token) => {
+                state.auth.token(&token, Scope::Read)?;
+                payload
+            }
+            None => return Err(denied.into()),
+        },
+        // Who cannot authenticate learns nothing about the payload's shape.
+        (Err(denied), Err(_)) => return Err(denied.into()),
+        (Ok(_), Err(e)) => return Err(ApiError::BadRequest(format!("flagger payload: {}", e.body_text()))),
+    };
     let passes: fn(Decision) -> bool = match hook.as_str() {
         "gate" => |d| d == Decision::Pass,
         "check" => |d| d != Decision::Fail,

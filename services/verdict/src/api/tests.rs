@@ -1,11 +1,21 @@
 use axum::body::Body;
+use sha2::Digest as _;
 use tower::ServiceExt;
 
 use super::*;
 
 /// An app whose store is unreachable: enough for every path that fails before a query.
+/// With a token, that is the only credential it accepts; without, it is open.
 fn offline(token: Option<&str>) -> Router {
-    app(AppState::new(clickhouse::Client::default().with_url("http://127.0.0.1:1"), Gates::default(), token))
+    let auth = match token {
+        Some(token) => format!(
+            "[[tokens]]\nname = \"ci\"\nsha256 = \"{}\"\nscopes = [\"read\"]",
+            hex::encode(sha2::Sha256::digest(token.as_bytes()))
+        ),
+        None => "open = true".to_owned(),
+    };
+    let auth = Auth::new(&toml::from_str(&auth).unwrap(), "test");
+    app(AppState::new(clickhouse::Client::default().with_url("http://127.0.0.1:1"), Gates::default(), auth))
 }
 
 async fn call(app: Router, request: http::Request<Body>) -> (StatusCode, String) {
@@ -44,7 +54,7 @@ async fn store_failures_are_503_without_internals() {
 async fn the_api_wants_the_bearer_token_when_one_is_set() {
     let token = "s3cret-token-0123456789";
     let (status, body) = call(offline(Some(token)), get("/v1/verdict?candidate=v2")).await;
-    assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, r#"{"error":"missing or wrong bearer token"}"#));
+    assert_eq!((status, body.as_str()), (StatusCode::UNAUTHORIZED, r#"{"error":"missing or unknown credentials"}"#));
     let wrong =
         http::Request::get("/v1/verdict?candidate=v2").header("authorization", "Bearer nope").body(Body::empty());
     assert_eq!(call(offline(Some(token)), wrong.unwrap()).await.0, StatusCode::UNAUTHORIZED);
@@ -70,6 +80,27 @@ async fn flagger_payloads_are_checked() {
     assert!(body.contains("unknown flagger hook"), "{body}");
     let bad_stage = r#"{"name":"podinfo","namespace":"test","phase":"Progressing","metadata":{"stage":"7"}}"#;
     assert_eq!(call(offline(None), post("/v1/flagger/gate", bad_stage)).await.0, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn every_route_but_health_needs_a_token_and_flagger_may_send_it_in_metadata() {
+    let token = "s3cret-token-0123456789";
+    for uri in ["/v1/verdict?candidate=v2", "/v1/exchanges/req-1", "/exchanges/req-1"] {
+        assert_eq!(call(offline(Some(token)), get(uri)).await.0, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+    let post = |body: String| {
+        http::Request::post("/v1/flagger/check")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let hook = |metadata: &str| format!(r#"{{"name":"podinfo","namespace":"test","metadata":{{{metadata}}}}}"#);
+    assert_eq!(call(offline(Some(token)), post(hook(""))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(offline(Some(token)), post(hook(r#""token":"nope""#))).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(offline(Some(token)), post("not json".into())).await.0, StatusCode::UNAUTHORIZED);
+    let with_token = hook(&format!(r#""token":"{token}","stage":"10""#));
+    // Past the token, on to the (unreachable) store.
+    assert_eq!(call(offline(Some(token)), post(with_token)).await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[test]
