@@ -43,8 +43,6 @@ pub enum TapError {
     Topics(#[source] shadowdiff_runtime::kafka::TopicError),
     #[error(transparent)]
     Schema(#[from] shadowdiff_core::codec::SchemaError),
-    #[error("redaction: {0}")]
-    Redaction(String),
     #[error("serve: {0}")]
     Serve(#[source] std::io::Error),
 }

@@ -239,7 +239,7 @@ impl Publisher {
         Ok(Self {
             producer: Arc::new(SupervisedProducer::new(&kafka, publishing.clone()).map_err(TapError::Producer)?),
             codec,
-            redactor: config.tap.redaction.redactor().map_err(TapError::Redaction)?,
+            redactor: config.tap.redaction.redactor(true),
             requests: config.topics.requests.clone(),
             responses: config.topics.responses.clone(),
             outbound: config.topics.outbound.clone(),

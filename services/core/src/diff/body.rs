@@ -2,15 +2,11 @@
 //! as text, or by hash, whichever the bodies allow.
 
 use std::borrow::Cow;
-use std::io::Read;
 
 use super::limits::Found;
 use super::options::DiffOptions;
 use super::{DiffKind, Difference, json, text};
 use crate::event::{ResponseEvent, header_value};
-
-/// Largest decoded body compared; beyond it (a decompression bomb, say) bodies compare by hash.
-const MAX_DECODED_BYTES: u64 = 32 * 1024 * 1024;
 
 pub(super) fn diff(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOptions, out: &mut Found) {
     let (Some(p), Some(s)) = (decoded(primary), decoded(shadow)) else {
@@ -49,22 +45,7 @@ pub fn decoded(response: &ResponseEvent) -> Option<Cow<'_, [u8]>> {
     if response.body.truncated {
         return None;
     }
-    let bytes = response.body.bytes.as_slice();
-    let encoding = header_value(&response.headers, "content-encoding")
-        .map(|v| String::from_utf8_lossy(v).trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    let reader: Box<dyn Read + '_> = match encoding.as_str() {
-        "" | "identity" => return Some(Cow::Borrowed(bytes)),
-        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(bytes)),
-        // HTTP's "deflate" is zlib-wrapped; some servers send it raw.
-        "deflate" if bytes.first().is_some_and(|b| b & 0x0f == 8) => Box::new(flate2::read::ZlibDecoder::new(bytes)),
-        "deflate" => Box::new(flate2::read::DeflateDecoder::new(bytes)),
-        "br" => Box::new(brotli::Decompressor::new(bytes, 4096)),
-        _ => return None,
-    };
-    let mut out = Vec::new();
-    reader.take(MAX_DECODED_BYTES + 1).read_to_end(&mut out).ok()?;
-    (out.len() as u64 <= MAX_DECODED_BYTES).then_some(Cow::Owned(out))
+    crate::event::body::decode(&response.body.bytes, header_value(&response.headers, "content-encoding"))
 }
 
 fn declared(response: &ResponseEvent, kind: &str) -> bool {

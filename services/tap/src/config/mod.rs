@@ -3,13 +3,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use base64::Engine;
 use serde::Deserialize;
 use shadowdiff_core::Role;
-use shadowdiff_core::redact::{self, JsonPath};
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
+pub use shadowdiff_runtime::redaction::RedactionConfig;
 use shadowdiff_runtime::telemetry::LogConfig;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,63 +159,6 @@ pub struct RouteConfig {
     pub capture_max_body_bytes: Option<usize>,
 }
 
-/// `[tap.redaction]`: what never leaves the tap in clear.
-#[derive(Clone, Deserialize)]
-pub struct RedactionConfig {
-    /// Key of the digests (at least 16 bytes); shared by every tap and mirror that must
-    /// produce comparable digests. Set it from a secret: `SHADOWDIFF_TAP_REDACTION__HMAC_KEY`.
-    pub hmac_key: String,
-    /// Headers replaced by their digest.
-    #[serde(default = "default_redacted_headers")]
-    pub headers: Vec<String>,
-    /// Query parameters replaced by their digest.
-    #[serde(default)]
-    pub query_params: Vec<String>,
-    /// JSON body paths (`password`, `cards[*].number`) replaced by their digest.
-    #[serde(default)]
-    pub json_paths: Vec<String>,
-    /// Headers also carried AEAD-sealed for the mirror, so replays can authenticate.
-    #[serde(default)]
-    pub sealed_headers: Vec<String>,
-    /// 32-byte key, base64, shared only with the mirror; required with `sealed_headers`.
-    #[serde(default)]
-    pub seal_key: Option<String>,
-}
-
-impl std::fmt::Debug for RedactionConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedactionConfig")
-            .field("headers", &self.headers)
-            .field("query_params", &self.query_params)
-            .field("json_paths", &self.json_paths)
-            .field("sealed_headers", &self.sealed_headers)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedactionConfig {
-    /// The redactor these settings describe; call after validation.
-    pub fn redactor(&self) -> Result<redact::Redactor, String> {
-        let json_paths =
-            self.json_paths.iter().map(|p| JsonPath::parse(p)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-        let sealer = match &self.seal_key {
-            Some(key) => Some(redact::Sealer::new(&decode_key(key)?).map_err(|e| e.to_string())?),
-            None => None,
-        };
-        let rules = redact::Rules {
-            headers: self.headers.clone(),
-            query_params: self.query_params.clone(),
-            json_paths,
-            sealed_headers: self.sealed_headers.clone(),
-        };
-        Ok(redact::Redactor::new(self.hmac_key.as_bytes(), rules, sealer))
-    }
-}
-
-fn decode_key(key: &str) -> Result<Vec<u8>, String> {
-    base64::engine::general_purpose::STANDARD.decode(key.trim()).map_err(|e| format!("not base64: {e}"))
-}
-
 fn default_admin() -> AdminConfig {
     AdminConfig { listen: SocketAddr::from(([0, 0, 0, 0], 9464)) }
 }
@@ -256,9 +198,6 @@ const fn default_capture_memory_budget_bytes() -> usize {
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
-fn default_redacted_headers() -> Vec<String> {
-    redact::DEFAULT_HEADERS.iter().map(|h| (*h).to_owned()).collect()
-}
 
 impl Validate for TapConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
@@ -296,29 +235,7 @@ impl Validate for TapConfig {
                 errors.push(ConfigError::rule(format!("tap.routes[{i}].template"), error.to_string()));
             }
         }
-        let r = &tap.redaction;
-        if r.hmac_key.len() < 16 {
-            errors.push(ConfigError::rule("tap.redaction.hmac_key", "must be at least 16 bytes"));
-        }
-        for (i, path) in r.json_paths.iter().enumerate() {
-            if let Err(error) = JsonPath::parse(path) {
-                errors.push(ConfigError::rule(format!("tap.redaction.json_paths[{i}]"), error.to_string()));
-            }
-        }
-        match (&r.seal_key, r.sealed_headers.is_empty()) {
-            (None, false) => {
-                errors.push(ConfigError::rule("tap.redaction.seal_key", "is required with sealed_headers"))
-            }
-            (Some(key), _) => match decode_key(key) {
-                Ok(bytes) if bytes.len() == 32 => {}
-                Ok(bytes) => errors.push(ConfigError::rule(
-                    "tap.redaction.seal_key",
-                    format!("must decode to 32 bytes, got {}", bytes.len()),
-                )),
-                Err(error) => errors.push(ConfigError::rule("tap.redaction.seal_key", error)),
-            },
-            (None, true) => {}
-        }
+        tap.redaction.validate("tap.redaction", errors);
         if let Mode::Sidecar { deployment, .. } | Mode::Egress { deployment, .. } = &tap.mode {
             if deployment.is_empty() {
                 errors.push(ConfigError::rule("tap.mode.deployment", "must not be empty"));
