@@ -29,6 +29,11 @@ pub struct MirrorTopics {
 }
 
 impl MirrorTopics {
+    /// Where the replicas send what they cannot act on.
+    pub fn dead_letter(&self) -> String {
+        format!("{}.dead-letter", self.prefix)
+    }
+
     pub fn new() -> Self {
         let prefix = unique("mirror");
         Self {
