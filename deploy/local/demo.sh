@@ -90,6 +90,9 @@ wait_http mirror http://127.0.0.1:19465/healthz
 wait_http tap http://127.0.0.1:19464/healthz
 
 export SHADOWCTL_VERDICT=http://127.0.0.1:18090 SHADOWCTL_MIRROR=http://127.0.0.1:19465
+# The APIs want tokens: config/verdict.toml and config/mirror.toml hold these tokens' digests.
+# Demo values, public in this file: real tokens come from a secret store.
+export SHADOWCTL_TOKEN=shadowdiff-local-demo-reader SHADOWCTL_MIRROR_TOKEN=shadowdiff-local-demo-operator
 shadowctl() { "$bin/shadowctl" "$@"; }
 
 say "driving $rate requests/s through the tap: item, search and cart reads, and writes the mirror never replays"
@@ -143,6 +146,10 @@ else
     say "one divergent request, shadowctl diff $sample"
     shadowctl diff "$sample"
     drill="http://127.0.0.1:18090/exchanges/$sample"
+    # The page wants the read token too; a browser would come through an SSO proxy
+    # ([auth.proxy]), which the demo has none of, so it fetches the page with the token.
+    page="$logs/exchange-$sample.html"
+    curl -fsS -H "Authorization: Bearer $SHADOWCTL_TOKEN" -o "$page" "$drill"
   fi
 fi
 
@@ -152,11 +159,12 @@ The rows stay in ClickHouse (database shadowdiff_demo). For example:
   clickhouse-client --database shadowdiff_demo \\
     --query "SELECT path, kind, noise, count() AS n FROM differences FINAL WHERE role = 'candidate' GROUP BY path, kind, noise ORDER BY n DESC"
 EOT
-if [ -n "${drill:-}" ] && [ -t 0 ]; then
+if [ -n "${drill:-}" ]; then
   echo
-  echo "Drill-down page: $drill"
-  echo "The services keep running so you can open it; press Enter to stop them."
+  echo "Drill-down page, saved: file://$page"
+  echo "Live, with the demo's read token: curl -H \"Authorization: Bearer $SHADOWCTL_TOKEN\" $drill"
+fi
+if [ -n "${drill:-}" ] && [ -t 0 ]; then
+  echo "The services keep running so you can ask them more; press Enter to stop them."
   read -r _
-elif [ -n "${drill:-}" ]; then
-  echo "Drill-down page (while the services run): $drill"
 fi
