@@ -116,7 +116,10 @@ fn producer(brokers: &str) -> Result<Producer, LoadError> {
         brokers: brokers.to_owned(),
         linger: Some(Duration::from_millis(20)),
         message_timeout: MESSAGE_TIMEOUT,
-        properties: properties.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        properties: properties
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), shadowdiff_runtime::config::Secret::new((*v).to_owned())))
+            .collect(),
     }
     .producer()
     .map_err(|source| LoadError::Producer { brokers: brokers.to_owned(), source })

@@ -3,8 +3,10 @@
 use clickhouse::{Client, Compression};
 use serde::Deserialize;
 
+use crate::config::Secret;
+
 /// `[clickhouse]`: where the comparison rows live.
-#[derive(Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ClickHouseConfig {
     /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
     #[serde(default = "default_url")]
@@ -15,7 +17,7 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Never logged; prefer `SHADOWDIFF_CLICKHOUSE_PASSWORD` from a secret over the file.
     #[serde(default)]
-    pub password: String,
+    pub password: Secret<String>,
     /// LZ4 over HTTP. `auto` turns it on for servers that handle it (ClickHouse 24 and
     /// later were checked; 18.x breaks the client's reads with it).
     #[serde(default)]
@@ -24,19 +26,6 @@ pub struct ClickHouseConfig {
     /// older servers lack the `describe_include_subcolumns` setting it uses.
     #[serde(default)]
     pub validation: Toggle,
-}
-
-impl std::fmt::Debug for ClickHouseConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouseConfig")
-            .field("url", &self.url)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
-            .field("compression", &self.compression)
-            .field("validation", &self.validation)
-            .finish()
-    }
 }
 
 /// On, off, or decided by the server's version.
@@ -68,7 +57,7 @@ impl Default for ClickHouseConfig {
             url: default_url(),
             database: default_database(),
             user: default_user(),
-            password: String::new(),
+            password: Secret::default(),
             compression: Toggle::Auto,
             validation: Toggle::Auto,
         }
@@ -110,7 +99,7 @@ impl ClickHouseConfig {
         let base = Client::default()
             .with_url(&self.url)
             .with_user(&self.user)
-            .with_password(&self.password)
+            .with_password(self.password.expose())
             .with_compression(Compression::None)
             .with_validation(false);
         let version: String = base.query("SELECT version()").fetch_one().await?;

@@ -45,4 +45,16 @@ mod tests {
         assert_eq!(section.key.expose(), "hunter2-CANARY");
         assert_eq!(format!("{section:?}"), "Section { key: [redacted] }");
     }
+
+    #[test]
+    fn kafka_and_clickhouse_credentials_never_print() {
+        let kafka: crate::kafka::KafkaConfig = toml::from_str(
+            "[properties]
+\"sasl.password\" = \"kafka-CANARY\"\n\"sasl.mechanism\" = \"PLAIN\"",
+        )
+        .unwrap();
+        let clickhouse: crate::clickhouse::ClickHouseConfig = toml::from_str("password = \"ch-CANARY\"").unwrap();
+        let printed = format!("{kafka:?} {clickhouse:?}");
+        assert!(!printed.contains("CANARY") && printed.contains("sasl.password"), "{printed}");
+    }
 }

@@ -14,6 +14,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use serde::Deserialize;
 
+use crate::config::Secret;
+
 use crate::config::serde_duration;
 
 mod context;
@@ -38,9 +40,10 @@ pub struct KafkaConfig {
     /// How long a message may wait for delivery before it counts as failed.
     #[serde(default = "default_message_timeout", rename = "message_timeout_ms", with = "serde_duration::millis")]
     pub message_timeout: Duration,
-    /// Extra librdkafka properties (SASL, TLS, broker quirks), applied last.
+    /// Extra librdkafka properties (SASL, TLS, broker quirks), applied last. Values may be
+    /// credentials (`sasl.password`), so none is ever printed.
     #[serde(default)]
-    pub properties: BTreeMap<String, String>,
+    pub properties: BTreeMap<String, Secret<String>>,
 }
 
 fn default_brokers() -> String {
@@ -161,7 +164,7 @@ impl KafkaConfig {
 
     fn apply_overrides(&self, config: &mut ClientConfig) {
         for (key, value) in &self.properties {
-            config.set(key, value);
+            config.set(key, value.expose());
         }
     }
 
