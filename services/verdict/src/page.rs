@@ -23,7 +23,9 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
         .map(str::to_owned)
         .or_else(|| detail.legs.iter().find(|l| l.role == "candidate").map(|l| l.deployment.clone()))
         .unwrap_or_default();
-    let differences: Vec<_> = detail.differences.iter().filter(|d| d.deployment == candidate).collect();
+    let all: Vec<_> = detail.differences.iter().filter(|d| d.deployment == candidate).collect();
+    let hidden = all.len().saturating_sub(MAX_SHOWN_DIFFERENCES);
+    let differences = &all[..all.len() - hidden];
     let primary = detail.samples.iter().find(|s| s.role == "primary");
     let shadow = detail.samples.iter().find(|s| s.deployment == candidate);
     let markup = html! {
@@ -56,7 +58,7 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
                 } @else {
                     table #differences {
                         tr { th { "kind" } th { "path" } th { "primary" } th { (candidate) } th { "noise" } }
-                        @for d in &differences {
+                        @for d in differences {
                             tr class=(if d.noise == 1 { "noise" } else { "divergence" }) {
                                 td { (d.kind) } td { code { (d.path) } }
                                 td { code { (d.primary_value) } } td { code { (d.shadow_value) } }
@@ -64,6 +66,7 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
                             }
                         }
                     }
+                    @if hidden > 0 { p { (hidden) " more differences not shown." } }
                 }
                 h2 { "Bodies" }
                 @match (primary, shadow) {
@@ -77,11 +80,19 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
     markup.into_string()
 }
 
+/// Bytes of each body shown; the rest of a larger sample is cut, and the page says so.
+const MAX_SHOWN_BYTES: usize = 256 * 1024;
+/// Differences listed; a capped exchange says how many more there are.
+const MAX_SHOWN_DIFFERENCES: usize = 500;
+/// Time the line diff may take: past it, the remaining lines are shown as changed
+/// wholesale rather than aligned, so no sample can hold a page.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The two bodies, pretty-printed when JSON, line-diffed: lines only the primary has are
 /// marked `removed`, lines only the candidate has `changed`.
 fn bodies(primary: &SampleRow, shadow: &SampleRow) -> Markup {
     let (left, right) = (pretty(&primary.body), pretty(&shadow.body));
-    let diff = TextDiff::from_lines(&left, &right);
+    let diff = TextDiff::configure().timeout(DIFF_DEADLINE).diff_lines(&left, &right);
     let changes: Vec<_> = diff.iter_all_changes().collect();
     html! {
         div.bodies {
@@ -113,11 +124,23 @@ fn bodies(primary: &SampleRow, shadow: &SampleRow) -> Markup {
     }
 }
 
+/// `body` pretty-printed when JSON, cut to [`MAX_SHOWN_BYTES`] at a line or character
+/// boundary.
 fn pretty(body: &str) -> String {
     let mut text = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
         .unwrap_or_else(|| body.to_owned());
+    if text.len() > MAX_SHOWN_BYTES {
+        let mut cut = MAX_SHOWN_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let cut = text[..cut].rfind('\n').map_or(cut, |at| at + 1);
+        let hidden = text.len() - cut;
+        text.truncate(cut);
+        text.push_str(&format!("… {hidden} more bytes not shown\n"));
+    }
     if !text.ends_with('\n') {
         text.push('\n');
     }
@@ -150,4 +173,58 @@ pub(crate) fn error(request_id: &str, status: axum::http::StatusCode) -> String 
         }
     }
     .into_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shadowdiff_store::DifferenceRow;
+
+    fn sample(role: &str, body: String) -> SampleRow {
+        SampleRow {
+            ts: 0,
+            request_id: "r".into(),
+            route: "/x".into(),
+            method: "GET".into(),
+            deployment: role.into(),
+            role: role.into(),
+            status: 200,
+            content_type: "application/json".into(),
+            headers: String::new(),
+            body_length: body.len() as u64,
+            body,
+            truncated: 0,
+        }
+    }
+
+    #[test]
+    fn huge_samples_and_endless_differences_render_a_bounded_page() {
+        let items = |shift: usize| (0..40_000).map(|i| (i * 7 + shift) % 40_000).collect::<Vec<_>>();
+        let difference = |i: usize| DifferenceRow {
+            ts: 0,
+            request_id: "r".into(),
+            route: "/x".into(),
+            deployment: "candidate".into(),
+            role: "candidate".into(),
+            kind: "changed_value".into(),
+            path: format!("items[{i}]"),
+            primary_value: "1".into(),
+            shadow_value: "2".into(),
+            noise: 0,
+        };
+        let detail = ExchangeDetail {
+            request_id: "r".into(),
+            legs: Vec::new(),
+            differences: (0..5_000).map(difference).collect(),
+            samples: vec![
+                sample("primary", serde_json::json!({ "items": items(0) }).to_string()),
+                sample("candidate", serde_json::json!({ "items": items(1) }).to_string()),
+            ],
+        };
+        let page = render(&detail, Some("candidate"));
+        // Two panes of at most MAX_SHOWN_BYTES each, with a tag around every line.
+        assert!(page.len() < 8 * MAX_SHOWN_BYTES, "{} bytes", page.len());
+        assert!(page.contains("4500 more differences not shown."));
+        assert!(page.contains("more bytes not shown"));
+    }
 }
