@@ -26,7 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const HMAC_KEY: &str = "tap-test-hmac-key-0123456789";
-const SEAL_KEY: [u8; 32] = [42; 32];
+// Varied bytes: a key of one repeated byte is refused as weak.
+const SEAL_KEY: [u8; 32] = *b"tap-test-seal-key-0123456789abcd";
 
 async fn backend() -> SocketAddr {
     let app = Router::new()
