@@ -96,6 +96,7 @@ impl ClickHouseConfig {
     /// Asks the server for its version (with settings every version accepts), then builds
     /// the client with `auto` toggles resolved for that version.
     pub async fn connect(&self) -> Result<ClickHouse, clickhouse::error::Error> {
+        crate::tls::install_provider();
         let base = Client::default()
             .with_url(&self.url)
             .with_user(&self.user)

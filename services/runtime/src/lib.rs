@@ -17,6 +17,7 @@ pub mod redaction;
 pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use launch::{ServiceConfig, launch};

@@ -13,6 +13,7 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
 
 /// The builder of [`client`], for a caller that adds to it (the mirror's vetted resolver).
 pub fn builder(timeout: Duration) -> reqwest::ClientBuilder {
+    crate::tls::install_provider();
     reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none())
 }
 
