@@ -11,6 +11,12 @@
 //! container, and probes, ports, Services, disruption budgets, Secrets and the CD gates'
 //! calls to the verdict API.
 //!
+//! The placeholder Secrets must stop the tap and the mirror (placeholder redaction keys) and
+//! the verdict API (no token list); every other check runs with realistic values in their
+//! place, as an external secret manager would provide them: the tokens the CD gates send are
+//! ones the verdict API accepts with the `read` scope, the mirror replays only inside its
+//! `allowed_targets`, and the mirror and the taps share their redaction keys.
+//!
 //! `deploy/k8s/validators.sh` installs the validators (`deploy/local/test.sh` runs it); a
 //! missing one fails these tests with that command.
 
@@ -27,10 +33,14 @@ use base64::Engine;
 use rdkafka::producer::BaseProducer;
 use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use shadowdiff_correlator::CorrelatorConfig;
 use shadowdiff_mirror::MirrorConfig;
+use shadowdiff_mirror::vet::TargetPolicy;
+use shadowdiff_runtime::auth::{Auth, AuthConfig, Scope};
 use shadowdiff_runtime::config::load_str;
 use shadowdiff_runtime::kafka::KafkaConfig;
+use shadowdiff_runtime::redaction::RedactionConfig;
 use shadowdiff_tap::TapConfig;
 use shadowdiff_verdict::gate::STAGES;
 use shadowdiff_verdict::{Decision, VerdictConfig, VerdictReport};
@@ -195,11 +205,26 @@ struct Loaded {
     kafka_brokers: Option<String>,
     clickhouse_url: Option<String>,
     partitions: Option<i32>,
-    /// The bearer token the verdict API requires.
-    token: Option<String>,
+    /// Who may call its API: the verdict API, the mirror's profile API.
+    auth: Option<AuthConfig>,
+    /// What it redacts, and with which keys: the taps and the mirror.
+    redaction: Option<RedactionConfig>,
+    /// Where the mirror may replay to.
+    targets: Option<TargetPolicy>,
 }
 
 impl Loaded {
+    /// Whether its API accepts `token` for `scope`.
+    fn accepts(&self, token: &str, scope: Scope) -> bool {
+        let auth = self.auth.as_ref().unwrap_or_else(|| panic!("{} has no API", self.service.binary()));
+        Auth::new(auth, self.service.binary()).token(token, scope).is_ok()
+    }
+
+    /// Its API asks for credentials: not open, with tokens or an SSO proxy.
+    fn closed(&self) -> bool {
+        self.auth.as_ref().is_some_and(|a| !a.open && (!a.tokens.is_empty() || a.proxy.is_some()))
+    }
+
     fn listens(&self) -> impl Iterator<Item = SocketAddr> + '_ {
         std::iter::once(self.admin).chain(self.serves)
     }
@@ -263,7 +288,9 @@ impl Service {
                     kafka_brokers: Some(c.kafka.brokers.clone()),
                     clickhouse_url: None,
                     partitions: Some(c.topics.partitions),
-                    token: None,
+                    auth: None,
+                    redaction: Some(c.tap.redaction.clone()),
+                    targets: None,
                 })
             }
             Self::Mirror => {
@@ -283,7 +310,9 @@ impl Service {
                     kafka_brokers: Some(c.kafka.brokers.clone()),
                     clickhouse_url: None,
                     partitions: Some(c.topics.partitions),
-                    token: None,
+                    auth: Some(c.auth.clone()),
+                    redaction: Some(c.mirror.redaction.clone()),
+                    targets: Some(c.mirror.policy()),
                 })
             }
             Self::Correlator => {
@@ -297,7 +326,9 @@ impl Service {
                     kafka_brokers: Some(c.kafka.brokers.clone()),
                     clickhouse_url: Some(c.clickhouse.url.clone()),
                     partitions: Some(c.topics.partitions),
-                    token: None,
+                    auth: None,
+                    redaction: None,
+                    targets: None,
                 })
             }
             Self::Verdict => {
@@ -310,7 +341,9 @@ impl Service {
                     kafka_brokers: None,
                     clickhouse_url: Some(c.clickhouse.url.clone()),
                     partitions: None,
-                    token: c.verdict.token.clone(),
+                    auth: Some(c.auth.clone()),
+                    redaction: None,
+                    targets: None,
                 })
             }
         }
@@ -664,7 +697,10 @@ fn dockerfile_builds_every_binary_into_a_pinned_non_root_image() {
 struct Render {
     /// Relative to deploy/k8s.
     dir: String,
+    /// With realistic values in place of the placeholder Secrets' (see [`realistic`]).
     objects: Vec<Value>,
+    /// As rendered, placeholders and all.
+    placeholders: Vec<Value>,
 }
 
 fn renders() -> &'static [Render] {
@@ -683,7 +719,10 @@ fn renders() -> &'static [Render] {
                 let ran = run(command, None);
                 let name = dir.strip_prefix(&root).unwrap().display().to_string();
                 assert!(ran.ok, "kubectl kustomize {name}:\n{}", ran.output);
-                Render { dir: name, objects: yaml_documents(&ran.stdout) }
+                let placeholders = yaml_documents(&ran.stdout);
+                let values = realistic(&placeholders);
+                let objects = placeholders.iter().map(|o| substitute(o, &values)).collect();
+                Render { dir: name, objects, placeholders }
             })
             .collect()
     })
@@ -691,6 +730,58 @@ fn renders() -> &'static [Render] {
 
 fn render(dir: &str) -> &'static Render {
     renders().iter().find(|r| r.dir == dir).unwrap_or_else(|| panic!("no kustomization at deploy/k8s/{dir}"))
+}
+
+/// What an external secret manager would hold in place of each placeholder Secret value:
+/// random-looking keys and tokens, a 32-byte seal key, and for each `auth-tokens` the TOML
+/// list of digests the API accepts, as deploy/k8s/README.md has it made: the digest of the
+/// same Secret's `token` with `read` (the CD gates' token), or else of an operator's token
+/// with `read` and `write`.
+fn realistic(objects: &[Value]) -> BTreeMap<String, String> {
+    let derived = |what: &str| Sha256::digest(format!("deploy-manifests/{what}").as_bytes());
+    let digest = |token: &str| hex::encode(Sha256::digest(token.as_bytes()));
+    let mut values = BTreeMap::new();
+    for secret in objects.iter().filter(|o| kind(o) == "Secret") {
+        let Some(data) = secret["stringData"].as_object() else { continue };
+        let secret_name = name(secret);
+        let real = |key: &str| {
+            let what = format!("{secret_name}/{key}");
+            match key {
+                "seal-key" => base64::engine::general_purpose::STANDARD.encode(derived(&what)),
+                "auth-tokens" => match data.get("token") {
+                    Some(_) => {
+                        let token = hex::encode(derived(&format!("{secret_name}/token")));
+                        format!(r#"[{{name = "cd", sha256 = "{}", scopes = ["read"]}}]"#, digest(&token))
+                    }
+                    None => {
+                        let token = operator_token(secret_name);
+                        format!(r#"[{{name = "operator", sha256 = "{}", scopes = ["read", "write"]}}]"#, digest(&token))
+                    }
+                },
+                _ => hex::encode(derived(&what)),
+            }
+        };
+        for (key, value) in data {
+            values.insert(str_of(value).to_owned(), real(key));
+        }
+    }
+    values
+}
+
+/// The operator token whose digest [`realistic`] puts in a Secret without a `token` of its own.
+fn operator_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(format!("deploy-manifests/{secret}/operator").as_bytes()))
+}
+
+/// `object` with every string that is a placeholder replaced by its realistic value, wherever
+/// a render copied it (the Flagger webhooks' metadata.token).
+fn substitute(object: &Value, values: &BTreeMap<String, String>) -> Value {
+    match object {
+        Value::String(text) => Value::String(values.get(text).cloned().unwrap_or_else(|| text.clone())),
+        Value::Array(items) => Value::Array(items.iter().map(|i| substitute(i, values)).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), substitute(v, values))).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Kustomizations, not Components (those only render as part of one).
@@ -732,6 +823,11 @@ struct Running<'a> {
 }
 
 impl Render {
+    /// The same tree with the placeholder Secrets as they are.
+    fn with_placeholders(&self) -> Self {
+        Self { dir: self.dir.clone(), objects: self.placeholders.clone(), placeholders: self.placeholders.clone() }
+    }
+
     fn find(&self, kind_: &str, name_: &str) -> Option<&Value> {
         self.objects.iter().find(|o| kind(o) == kind_ && name(o) == name_)
     }
@@ -761,6 +857,11 @@ impl Render {
     /// The container's environment, with every reference resolved within the render.
     fn environment(&self, pod: &Value, container: &Value) -> Vec<EnvVar> {
         let mut env = Vec::new();
+        // Unless the pod opts out, Kubernetes gives it a service link for every Service in the
+        // namespace, SHADOWDIFF_MIRROR_SERVICE_HOST among them.
+        if pod["spec"]["enableServiceLinks"] != false {
+            env.extend(self.all("Service").flat_map(service_links));
+        }
         for source in container["envFrom"].as_array().into_iter().flatten() {
             let map = str_of(&source["configMapRef"]["name"]);
             for (name_, value) in self.config_map(map) {
@@ -842,6 +943,31 @@ impl Render {
             .unwrap_or_else(|| panic!("{}: Service {service} selects no pods", self.dir));
         (container_port(workload, &entry["targetPort"]), workload)
     }
+}
+
+/// The variables Kubernetes' service links give a pod for `service` (a ClusterIP Service).
+fn service_links(service: &Value) -> Vec<EnvVar> {
+    let prefix = name(service).to_ascii_uppercase().replace('-', "_");
+    let ip = "10.96.0.10";
+    let mut vars = vec![(format!("{prefix}_SERVICE_HOST"), ip.to_owned())];
+    for (i, port) in service["spec"]["ports"].as_array().expect("ports").iter().enumerate() {
+        let number = port["port"].as_u64().expect("a port number");
+        let proto = port["protocol"].as_str().unwrap_or("TCP");
+        if i == 0 {
+            vars.push((format!("{prefix}_SERVICE_PORT"), number.to_string()));
+            vars.push((format!("{prefix}_PORT"), format!("{}://{ip}:{number}", proto.to_ascii_lowercase())));
+        }
+        if let Some(port_name) = port["name"].as_str() {
+            let port_name = port_name.to_ascii_uppercase().replace('-', "_");
+            vars.push((format!("{prefix}_SERVICE_PORT_{port_name}"), number.to_string()));
+        }
+        let at = format!("{prefix}_PORT_{number}_{proto}");
+        vars.push((at.clone(), format!("{}://{ip}:{number}", proto.to_ascii_lowercase())));
+        vars.push((format!("{at}_PROTO"), proto.to_ascii_lowercase()));
+        vars.push((format!("{at}_PORT"), number.to_string()));
+        vars.push((format!("{at}_ADDR"), ip.to_owned()));
+    }
+    vars.into_iter().map(|(name, value)| EnvVar { name, value, shared: true }).collect()
 }
 
 /// A named or numbered port of one of the pod's containers.
@@ -1135,7 +1261,7 @@ fn kubernetes_workloads_are_wired_hardened_and_load_their_configs() {
             let covered = render.workloads().any(|w| selects(selector, &w["spec"]["template"]["metadata"]["labels"]));
             assert!(covered, "{dir}: PodDisruptionBudget {} selects no pods", name(budget));
         }
-        for secret in render.all("Secret") {
+        for secret in render.placeholders.iter().filter(|o| kind(o) == "Secret") {
             let values = secret["stringData"].as_object().expect("placeholder Secrets use stringData");
             for (key, value) in values {
                 let value = str_of(value);
@@ -1210,8 +1336,11 @@ fn argo_rollouts_gates_each_step_on_the_verdict() {
     let token = args.iter().find(|a| a["name"] == token_arg).expect("the token is an argument");
     let secret = &token["valueFrom"]["secretKeyRef"];
     let sent = render.secret(str_of(&secret["name"]), str_of(&secret["key"]));
-    assert!(sent.is_some(), "the verdict token comes from a Secret the overlay provides");
-    assert_eq!(sent, verdict_of(&render.running()).token, "the analysis sends the token the verdict API requires");
+    let sent = sent.expect("the verdict token comes from a Secret the overlay provides");
+    let running = render.running();
+    let verdict = verdict_of(&running);
+    assert!(verdict.closed(), "the verdict API asks for credentials");
+    assert!(verdict.accepts(&sent, Scope::Read), "the verdict API accepts the token the analysis sends, for read");
 
     let rollout = render.all("Rollout").next().expect("a Rollout");
     let canary = &rollout["spec"]["strategy"]["canary"];
@@ -1251,8 +1380,10 @@ fn flagger_webhooks_ask_the_verdict_api() {
     assert_eq!(format!("{}-canary", str_of(&target["name"])), candidate_host);
     assert!(canary["spec"]["analysis"]["threshold"].as_u64().is_some_and(|t| t > 0), "failed checks roll back");
 
-    // Flagger's webhooks send no headers, so the verdict API they call can require no token.
-    assert_eq!(verdict_of(&render.running()).token, None, "Flagger cannot send the verdict token");
+    // Flagger's webhooks send no headers: each carries the token in its metadata.
+    let running = render.running();
+    let verdict = verdict_of(&running);
+    assert!(verdict.closed(), "the verdict API Flagger calls asks for credentials too");
     let hooks = canary["spec"]["analysis"]["webhooks"].as_array().expect("webhooks");
     let mut types = BTreeMap::new();
     for hook in hooks {
@@ -1261,6 +1392,16 @@ fn flagger_webhooks_ask_the_verdict_api() {
         assert_reaches_verdict(render, url);
         let metadata = &hook["metadata"];
         assert_eq!(metadata["candidate"], candidate.as_str(), "{}: metadata.candidate", hook["name"]);
+        let token = metadata["token"].as_str().unwrap_or_else(|| panic!("{}: no metadata.token", hook["name"]));
+        assert!(verdict.accepts(token, Scope::Read), "{}: the verdict API refuses its metadata.token", hook["name"]);
+        let placeholder = render.with_placeholders().find("Canary", name(canary)).cloned().expect("the Canary");
+        let hook_name = str_of(&hook["name"]);
+        let as_rendered = placeholder["spec"]["analysis"]["webhooks"]
+            .as_array()
+            .and_then(|h| h.iter().find(|h| h["name"] == hook_name))
+            .map(|h| h["metadata"]["token"].clone());
+        let from_secret = render.with_placeholders().secret("shadowdiff-verdict-api", "token").map(Value::String);
+        assert_eq!(as_rendered, from_secret, "{hook_name}: metadata.token is copied from the Secret, not written out");
         let stage = metadata["stage"].as_str().unwrap_or_default();
         assert!(STAGES.contains(&stage), "{}: metadata.stage {stage:?} is none of {STAGES:?}", hook["name"]);
     }
@@ -1272,4 +1413,132 @@ fn flagger_webhooks_ask_the_verdict_api() {
             .map(|(t, u)| (t, u.to_owned()))
             .collect();
     assert_eq!(types, expected, "one webhook of each type, to its endpoint");
+}
+
+/// The mirror's profiles stay inside its allowed targets, and the mirror redacts with the
+/// taps' keys, so a secret in a shadow's response digests as the same secret in the primary's,
+/// and the headers the taps seal open for replays.
+fn assert_mirror_fits_taps(at: &str, loaded: &[&Loaded]) {
+    let mirror = loaded.iter().find(|l| l.service == Service::Mirror).expect("a mirror");
+    let policy = mirror.targets.as_ref().expect("the mirror's target policy");
+    assert!(!policy.allowed_targets.is_empty(), "{at}: the mirror allows no target");
+    assert!(!mirror.upstreams.is_empty(), "{at}: the mirror's profiles name targets");
+    for target in &mirror.upstreams {
+        let url: reqwest::Url = target.url.parse().unwrap();
+        assert_eq!(policy.refuses(&url), None, "{at}: the mirror's target {} is outside allowed_targets", target.url);
+    }
+    assert!(mirror.closed(), "{at}: the mirror's profile API asks for credentials");
+    let mirror_keys = mirror.redaction.as_ref().expect("the mirror's redaction");
+    let mirror_redacts = mirror_keys.redactor(false).query("token=s3cret");
+    let taps: Vec<_> = loaded.iter().filter(|l| l.service == Service::Tap).collect();
+    assert!(!taps.is_empty(), "{at}: no tap");
+    for tap in taps {
+        let keys = tap.redaction.as_ref().expect("the tap's redaction");
+        assert_eq!(
+            keys.redactor(false).query("token=s3cret"),
+            mirror_redacts,
+            "{at}: the tap and the mirror digest alike"
+        );
+        if let Some(sealer) = keys.sealer() {
+            let sealed = sealer.seal("authorization", b"Bearer abc");
+            let opener =
+                mirror_keys.sealer().unwrap_or_else(|| panic!("{at}: the tap seals, the mirror has no seal key"));
+            assert_eq!(
+                opener.open("authorization", &sealed).ok(),
+                Some(b"Bearer abc".to_vec()),
+                "{at}: seal keys differ"
+            );
+        }
+    }
+}
+
+#[test]
+fn mirror_replays_only_to_allowed_targets_and_shares_the_taps_keys() {
+    for render in renders().iter().filter(|r| r.dir.starts_with("overlays/") || r.dir.starts_with("examples/")) {
+        let running = render.running();
+        assert_mirror_fits_taps(&render.dir, &running.iter().map(|r| &r.loaded).collect::<Vec<_>>());
+        let verdict = verdict_of(&running);
+        assert!(verdict.closed(), "{}: the verdict API asks for credentials", render.dir);
+        let mirror = running.iter().find(|r| r.loaded.service == Service::Mirror).expect("the mirror runs");
+        assert!(
+            mirror.loaded.accepts(&operator_token("shadowdiff-mirror-api"), Scope::Write),
+            "{}: the mirror takes the operator tokens of shadowdiff-mirror-api",
+            render.dir
+        );
+    }
+    let mut compose = Vec::new();
+    for (name, service) in compose_services() {
+        let words = strings(&service["command"]);
+        let Some(kind) = words.first().and_then(|binary| Service::of_binary(binary)) else { continue };
+        let config = arg_after(&words, "--config").unwrap_or_else(|| panic!("{name}: no --config"));
+        let (source, _, _) = volumes(service).into_iter().find(|(_, target, _)| target == config).unwrap();
+        compose.push(kind.load_checked(&read(&repo().join(&source)), &source, &environment(service)));
+    }
+    assert_mirror_fits_taps("docker-compose.yaml", &compose.iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn placeholder_secrets_stop_the_services_that_would_use_them() {
+    for render in renders().iter().filter(|r| r.dir.starts_with("overlays/") || r.dir.starts_with("examples/")) {
+        let placeholders = render.with_placeholders();
+        let mut refused = BTreeMap::new();
+        for workload in placeholders.workloads() {
+            let pod = &workload["spec"]["template"];
+            for container in pod["spec"]["containers"].as_array().expect("containers") {
+                let args = strings(&container["args"]);
+                let Some(service) = args.first().and_then(|b| Service::of_binary(b)) else { continue };
+                let at = format!("{}/{}/{}", render.dir, name(workload), str_of(&container["name"]));
+                let config = Path::new(arg_after(&args, "--config").expect("--config"));
+                let mount = container["volumeMounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|m| Path::new(str_of(&m["mountPath"])) == config.parent().unwrap())
+                    .expect("a config mount");
+                let volume = pod["spec"]["volumes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|v| v["name"] == mount["name"])
+                    .expect("the config volume");
+                let map = placeholders.config_map(str_of(&volume["configMap"]["name"]));
+                let text = str_of(&map[config.file_name().unwrap().to_str().unwrap()]);
+                let env = placeholders.environment(pod, container);
+                let sealed = env.iter().any(|v| v.name.ends_with("_REDACTION__SEAL_KEY"));
+                let mut expected: Vec<String> = Vec::new();
+                if let Some(section) = match service {
+                    Service::Tap => Some("tap"),
+                    Service::Mirror => Some("mirror"),
+                    Service::Correlator | Service::Verdict => None,
+                } {
+                    let keys: &[&str] = if sealed { &["hmac_key", "seal_key"] } else { &["hmac_key"] };
+                    expected.extend(keys.iter().map(|k| format!("{section}.redaction.{k}: is a placeholder")));
+                }
+                if [Service::Mirror, Service::Verdict].contains(&service) {
+                    // The token list is refused, and without it the API would be open, which
+                    // is refused too.
+                    expected.push("auth.tokens: invalid type: string".to_owned());
+                    expected.push("auth: the API would be open".to_owned());
+                }
+                expected.sort_unstable();
+                match service.load(text, &at, &env) {
+                    Ok(_) => assert!(expected.is_empty(), "{at} starts with the placeholder Secrets"),
+                    Err(errors) => {
+                        let mut lines: Vec<&str> = errors.lines().filter_map(|l| l.trim().strip_prefix("- ")).collect();
+                        lines.sort_unstable();
+                        assert_eq!(lines.len(), expected.len(), "{at}: {errors}");
+                        for (line, expected) in lines.iter().zip(&expected) {
+                            assert!(line.starts_with(expected.as_str()), "{at}: expected {expected:?}, found {line:?}");
+                        }
+                    }
+                }
+                refused.insert(service, !expected.is_empty());
+            }
+        }
+        let expected: BTreeMap<Service, bool> =
+            [(Service::Tap, true), (Service::Mirror, true), (Service::Correlator, false), (Service::Verdict, true)]
+                .into_iter()
+                .collect();
+        assert_eq!(refused, expected, "{}: which services refuse the placeholders", render.dir);
+    }
 }
