@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod mirror;
 pub mod pipeline;
 pub mod tap;
+pub mod tls;
 pub mod verdict;
 
 use std::future::Future;

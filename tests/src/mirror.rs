@@ -67,13 +67,18 @@ impl std::fmt::Debug for MirrorUnderTest {
 impl MirrorUnderTest {
     /// Starts a replica; `profiles` is TOML for `[[mirror.profiles]]` entries (may be empty).
     pub async fn start(brokers: &str, topics: &MirrorTopics, profiles: &str) -> Self {
+        Self::start_with(brokers, topics, "", profiles).await
+    }
+
+    /// [`Self::start`], with `mirror_keys` added to the `[mirror]` section.
+    pub async fn start_with(brokers: &str, topics: &MirrorTopics, mirror_keys: &str, profiles: &str) -> Self {
         // The admin port must be known to the test, so pick a free one first.
         let admin = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap_or_else(|e| panic!("no free port: {e}"));
         let p = &topics.prefix;
         let text = format!(
-            "[mirror]\ngroup_id = \"{}\"\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n{profiles}\n\
+            "[mirror]\ngroup_id = \"{}\"\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n{mirror_keys}\n{profiles}\n\
              [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n{}\n\
              [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n\
              [topics]\nrequests = \"{}\"\nresponses = \"{}\"\nprofiles = \"{}\"\n\

@@ -63,6 +63,10 @@ pub struct MirrorSection {
     /// included.
     #[serde(default)]
     pub allow_link_local: bool,
+    /// A PEM bundle of extra root certificates for https targets (a private CA), trusted
+    /// beside the system's.
+    #[serde(default)]
+    pub ca_file: Option<shadowdiff_runtime::tls::CaBundle>,
     /// The taps' `[tap.redaction]`, with the same keys: opens sealed headers for replays
     /// (`seal_key`), and redacts the shadows' responses before they are published, so
     /// their secrets digest as the primary's do.

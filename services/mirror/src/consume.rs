@@ -97,6 +97,7 @@ impl Mirror {
                 policy,
                 id_header,
                 capture_max_body_bytes: m.capture_max_body_bytes,
+                ca: m.ca_file.clone(),
             },
         });
         let health = Health::default();

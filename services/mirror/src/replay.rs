@@ -22,6 +22,8 @@ pub(crate) struct ReplayContext {
     pub(crate) policy: Arc<TargetPolicy>,
     pub(crate) id_header: HeaderName,
     pub(crate) capture_max_body_bytes: usize,
+    /// Extra roots for https targets.
+    pub(crate) ca: Option<shadowdiff_runtime::tls::CaBundle>,
 }
 
 /// Headers set on every replay so a shadow can tell it is one.
@@ -48,10 +50,14 @@ pub(crate) struct Replayer {
 
 impl Replayer {
     pub(crate) fn new(target: TargetSpec, context: &ReplayContext) -> Result<Self, MirrorError> {
-        let client = shadowdiff_runtime::upstream::builder(target.timeout())
-            .dns_resolver(Arc::new(VettedResolver(context.policy.clone())))
-            .build()
-            .map_err(|source| MirrorError::Client { target: target.name.clone(), source })?;
+        let builder = shadowdiff_runtime::upstream::builder(target.timeout())
+            .dns_resolver(Arc::new(VettedResolver(context.policy.clone())));
+        let client = match &context.ca {
+            Some(ca) => ca.trusted_by(builder),
+            None => builder,
+        }
+        .build()
+        .map_err(|source| MirrorError::Client { target: target.name.clone(), source })?;
         Ok(Self { role: target.role.into(), target, client, context: context.clone() })
     }
 
@@ -272,6 +278,7 @@ mod tests {
             policy: Arc::new(crate::vet::TargetPolicy::default()),
             id_header: HeaderName::from_static("x-request-id"),
             capture_max_body_bytes: 1024,
+            ca: None,
         };
         Replayer::new(target, &context).unwrap()
     }

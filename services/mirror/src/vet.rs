@@ -71,8 +71,8 @@ const METADATA: [IpAddr; 3] = [
 impl TargetPolicy {
     /// Why `url` may not be a replay target, if it may not.
     pub fn refuses(&self, url: &url::Url) -> Option<String> {
-        if url.scheme() != "http" {
-            return Some(format!("{url}: only http:// targets are supported"));
+        if !matches!(url.scheme(), "http" | "https") {
+            return Some(format!("{url}: only http:// and https:// targets are supported"));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Some("credentials in a target URL are refused: they would be stored and published".into());
@@ -184,7 +184,7 @@ mod tests {
             ("http://localhost/", "loopback"),
             ("http://0.0.0.0/", "not a unicast address"),
             ("http://user:pw@api.example.net/", "credentials"),
-            ("https://api.example.net/", "only http://"),
+            ("ftp://api.example.net/", "only http:// and https://"),
         ] {
             let refused = refuses(&p, url).unwrap_or_else(|| panic!("{url} allowed"));
             assert!(refused.contains(why), "{url}: {refused}");

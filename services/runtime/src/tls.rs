@@ -1,4 +1,4 @@
-//! TLS for the services' own connections: rustls with the ring provider, the system's
+//! TLS for the services' own connections: rustls with the aws-lc-rs provider, the system's
 //! root certificates, and optionally a PEM bundle of a private CA's roots. Kafka's TLS is
 //! librdkafka's (OpenSSL), configured through `[kafka.properties]`.
 
@@ -15,11 +15,12 @@ pub enum CaError {
     Parse { path: PathBuf, source: reqwest::Error },
 }
 
-/// Makes ring rustls's process-wide provider. Idempotent: every client builder calls it,
-/// so tests that build clients without `launch` get it too.
+/// Makes aws-lc-rs rustls's process-wide provider. rustls picks it by itself while it is
+/// the only one compiled in; this keeps server configs working should a dependency ever
+/// enable another. Idempotent.
 pub fn install_provider() {
     // Err only when a provider is installed already, which is the state wanted.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 /// The root certificates of a PEM bundle, read and parsed once at start-up.
@@ -52,9 +53,34 @@ impl CaBundle {
     }
 }
 
-/// A config's optional `ca_file`, loaded for validation: the error names `key`.
-pub fn validate_ca(key: &str, path: Option<&Path>, errors: &mut Vec<crate::config::ConfigError>) {
-    if let Some(Err(error)) = path.map(CaBundle::load) {
-        errors.push(crate::config::ConfigError::rule(key, error.to_string()));
+/// A config's `ca_file`: the bundle is read and parsed when the config is, so a missing or
+/// bad file is reported with the other config errors, by key, before anything starts.
+impl<'de> serde::Deserialize<'de> for CaBundle {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let path = PathBuf::deserialize(deserializer)?;
+        Self::load(&path).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_file_is_read_when_the_config_is() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)] // read through Debug only
+        struct Section {
+            ca_file: CaBundle,
+        }
+        let missing = toml::from_str::<Section>("ca_file = \"/nonexistent/ca.pem\"").unwrap_err();
+        assert!(missing.to_string().contains("read CA bundle /nonexistent/ca.pem"), "{missing}");
+        let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let error = toml::from_str::<Section>(&format!("ca_file = {:?}", empty.display().to_string())).unwrap_err();
+        assert!(error.to_string().contains("holds no PEM certificate"), "{error}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
