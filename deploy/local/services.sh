@@ -33,10 +33,12 @@ install_missing() {
   local apt_needed=()
   command -v clickhouse-server >/dev/null || apt_needed+=(clickhouse-server clickhouse-client)
   command -v curl >/dev/null || apt_needed+=(curl)
-  # rdkafka builds its bundled librdkafka with the C toolchain, make and zlib.
+  # rdkafka builds its bundled librdkafka with the C toolchain, make and zlib...
   command -v cc >/dev/null || apt_needed+=(build-essential)
   command -v make >/dev/null || apt_needed+=(make)
   dpkg -s zlib1g-dev >/dev/null 2>&1 || apt_needed+=(zlib1g-dev)
+  # ... and links the system's OpenSSL for Kafka's SSL and SASL_SSL listeners.
+  dpkg -s libssl-dev >/dev/null 2>&1 || apt_needed+=(libssl-dev)
   command -v pkg-config >/dev/null || apt_needed+=(pkg-config)
   if [ "${#apt_needed[@]}" -gt 0 ]; then
     log "installing Debian packages: ${apt_needed[*]}"
