@@ -28,11 +28,17 @@ impl TapUnderTest {
     /// is TOML appended after the generated sections (e.g. more `[kafka]` keys go there
     /// through `kafka_extra`).
     pub async fn start(brokers: &str, upstream: SocketAddr, tap_extra: &str, kafka_extra: &str) -> Self {
+        Self::start_for(brokers, &format!("http://{upstream}"), tap_extra, kafka_extra).await
+    }
+
+    /// Starts a tap for the upstream base URL `upstream` (`http://` or `https://`); its
+    /// `url` is `https://` when `tap_extra` has a `[tap.tls]` section.
+    pub async fn start_for(brokers: &str, upstream: &str, tap_extra: &str, kafka_extra: &str) -> Self {
         let id = unique("tap");
         let requests = format!("{id}.requests");
         let responses = format!("{id}.responses");
         let text = format!(
-            "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{upstream}\"\nid = \"tap-test\"\n{tap_extra}\n\
+            "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\nid = \"tap-test\"\n{tap_extra}\n\
              [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n{kafka_extra}\n\
              [topics]\nrequests = \"{requests}\"\nresponses = \"{responses}\"\ndead_letter = \"{id}.dead-letter\"\n\
              outbound = \"{id}.outbound\"\npartitions = 2\n\
@@ -45,7 +51,7 @@ impl TapUnderTest {
         let config: TapConfig = load_str(&text, "tap test config", Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         let shutdown = CancellationToken::new();
         let tap = Tap::bind(config, shutdown.clone()).await.unwrap_or_else(|e| panic!("tap: {e}"));
-        let url = format!("http://{}", tap.local_addr());
+        let url = format!("{}://{}", tap.scheme(), tap.local_addr());
         let admin_url = format!("http://{}", tap.admin_addr());
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {

@@ -4,7 +4,9 @@
 //! hyper enforces the HTTP/1.1 header deadline itself, but not before it has told
 //! HTTP/1.1 from h2c (a client that sends nothing, or half the h2 preface, waits there
 //! forever), nor on h2c, nor an idle h2c connection. [`watch`] covers those with one timer
-//! per connection; a request costs it one relaxed atomic increment.
+//! per connection; a request costs it one relaxed atomic increment. Over TLS the header
+//! deadline runs from the accept, so it bounds the handshake too ([`handshake`]): a client
+//! that opens TCP and never finishes a ClientHello is closed at the same deadline.
 
 use std::error::Error;
 use std::pin::pin;
@@ -14,8 +16,11 @@ use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulConnection;
 use shadowdiff_runtime::CancellationToken;
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use crate::events::{self, CloseReason};
 
@@ -81,13 +86,43 @@ impl Drop for Slot {
     }
 }
 
+/// Completes the TLS handshake of a client connection by `deadline` (the header deadline),
+/// or closes it: a client that never finishes its ClientHello is counted as a header
+/// timeout, a failed handshake as such. Shutdown closes it too: no request has started.
+pub(crate) async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    deadline: Instant,
+    shutdown: &CancellationToken,
+) -> Option<TlsStream<TcpStream>> {
+    let peer = stream.peer_addr().ok();
+    tokio::select! {
+        () = shutdown.cancelled() => None,
+        finished = tokio::time::timeout_at(deadline, acceptor.accept(stream)) => match finished {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(error)) => {
+                // Scanners and plain-HTTP clients fail here routinely: counted, the cause at debug.
+                tracing::debug!(%error, ?peer, "TLS handshake failed");
+                events::connection_closed(CloseReason::TlsHandshake);
+                None
+            }
+            Err(_) => {
+                events::connection_closed(CloseReason::HeaderTimeout);
+                None
+            }
+        },
+    }
+}
+
 /// Drives `connection` to its end. It is dropped (closed) if no request head arrived
-/// within the header deadline, and shut down gracefully, letting requests in flight
-/// finish, once no request has started for the idle timeout or when `shutdown` fires.
+/// within the header deadline after `accepted`, and shut down gracefully, letting
+/// requests in flight finish, once no request has started for the idle timeout or when
+/// `shutdown` fires.
 pub(crate) async fn watch<C>(
     connection: C,
     started: &AtomicU64,
     limits: Limits,
+    accepted: Instant,
     shutdown: &CancellationToken,
 ) -> Result<(), BoxError>
 where
@@ -95,7 +130,7 @@ where
 {
     let mut connection = pin!(connection);
     let tick = limits.idle / IDLE_CHECKS;
-    let timer = tokio::time::sleep(limits.header_read);
+    let timer = tokio::time::sleep_until(accepted + limits.header_read);
     let mut timer = pin!(timer);
     let (mut seen, mut quiet_ticks, mut closing) = (0, 0, false);
     loop {
@@ -167,7 +202,7 @@ mod tests {
             let mut http = auto::Builder::new(TokioExecutor::new());
             http.http1().timer(TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
             let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            watch(connection, &started, limits, &shutdown).await
+            watch(connection, &started, limits, Instant::now(), &shutdown).await
         });
         (addr, task)
     }

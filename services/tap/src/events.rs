@@ -47,6 +47,8 @@ pub(crate) enum CloseReason {
     HeaderTimeout,
     /// No request started within `idle_timeout_ms`.
     Idle,
+    /// The TLS handshake failed: not TLS, no shared protocol version or cipher suite.
+    TlsHandshake,
 }
 
 impl CloseReason {
@@ -55,6 +57,7 @@ impl CloseReason {
             Self::WorkerFull => "worker_full",
             Self::HeaderTimeout => "header_timeout",
             Self::Idle => "idle",
+            Self::TlsHandshake => "tls_handshake",
         }
     }
 }

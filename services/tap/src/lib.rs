@@ -2,10 +2,10 @@
 //! of a shadow) that publishes every captured exchange to Kafka.
 //!
 //! The client always gets the upstream's response, untouched and on time. Reading order:
-//! [`config`] (what an operator sets), `route` (templates and the sticky capture
+//! [`config`] (what an operator sets, and the TLS files it names, parsed once), `route` (templates and the sticky capture
 //! decision), `workers` (a single-threaded runtime per core, each serving the connections
-//! dealt to it), `connection` (what one client connection may cost: the cap per worker,
-//! the header and idle deadlines), `proxy` (the client path: request id, request target,
+//! dealt to it, after the TLS handshake when the tap serves TLS), `connection` (what one
+//! client connection may cost: the cap per worker, the header and idle deadlines), `proxy` (the client path: request id, request target,
 //! streaming, upgrades), `capture` (the body tee), `publish` (the path to Kafka: each
 //! worker's queue of finished exchanges, redaction, then the producer's queue, dropping
 //! and counting rather than waiting), `budget` (the memory captures may hold while they
@@ -45,6 +45,34 @@ pub enum TapError {
     Schema(#[from] shadowdiff_core::codec::SchemaError),
     #[error("serve: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("tls: {0}")]
+    Tls(#[source] shadowdiff_runtime::config::ConfigErrors),
+}
+
+/// The rustls configs parsed from the config's files: what the tap serves and forwards with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tls {
+    /// Set when clients connect over TLS.
+    pub(crate) listener: Option<Arc<rustls::ServerConfig>>,
+    /// Set when the upstream is `https://`.
+    pub(crate) upstream: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Tls {
+    /// Taken from the validated config, where the files were read; an unvalidated one has
+    /// them read here instead, once.
+    fn of(config: &TapConfig) -> Result<Self, TapError> {
+        let tap = &config.tap;
+        let listener = tap.tls.as_ref().map(config::ListenerTls::server_config).transpose();
+        let upstream = tap.upstream_client_tls().transpose();
+        match (listener, upstream) {
+            (Ok(listener), Ok(upstream)) => Ok(Self { listener, upstream }),
+            (listener, upstream) => {
+                let errors = [listener.err(), upstream.err()].into_iter().flatten().flatten().collect();
+                Err(TapError::Tls(shadowdiff_runtime::config::ConfigErrors(errors)))
+            }
+        }
+    }
 }
 
 /// A bound tap, ready to serve.
@@ -53,6 +81,7 @@ pub struct Tap {
     listener: TcpListener,
     admin_addr: SocketAddr,
     config: TapConfig,
+    tls: Tls,
     publisher: Arc<publish::Publisher>,
 }
 
@@ -62,6 +91,7 @@ impl Tap {
     pub async fn bind(config: TapConfig, shutdown: CancellationToken) -> Result<Self, TapError> {
         // Route counters are registered up front, so the recorder must exist before them.
         shadowdiff_runtime::telemetry::metrics();
+        let tls = Tls::of(&config)?;
         if config.topics.create {
             config.kafka.ensure_topics(&config.topics).await.map_err(TapError::Topics)?;
         }
@@ -74,26 +104,30 @@ impl Tap {
         let admin_addr = admin::spawn(&config.admin, health, shutdown)
             .await
             .map_err(|source| TapError::Bind { addr: config.admin.listen, source })?;
-        Ok(Self { listener, admin_addr, config, publisher: Arc::new(publisher) })
+        Ok(Self { listener, admin_addr, config, tls, publisher: Arc::new(publisher) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// What clients speak to it: `https` with `[tap.tls]`, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.listener.is_some() { "https" } else { "http" }
+    }
+
     pub fn admin_addr(&self) -> SocketAddr {
         self.admin_addr
     }
 
-    /// Serves HTTP/1.1 and h2c until `shutdown`, then gives in-flight requests up to the
+    /// Serves HTTP/1.1 and h2c (or both over TLS) until `shutdown`, then gives in-flight requests up to the
     /// drain deadline to finish, and flushes the producer.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), TapError> {
         let tap = &self.config.tap;
         let upstream = tap.upstream.as_ref().map_or("(each call's own, egress)", url::Url::as_str);
-        tracing::info!(addr = %self.local_addr(), upstream, workers = tap.workers, "tap listening");
+        tracing::info!(addr = %self.local_addr(), scheme = self.scheme(), upstream, workers = tap.workers, "tap listening");
         let mut workers =
-            workers::Workers::start(tap.workers, &self.config, &self.publisher, tap.drain_timeout, &shutdown)
-                .map_err(TapError::Serve)?;
+            workers::Workers::start(&self.config, &self.tls, &self.publisher, &shutdown).map_err(TapError::Serve)?;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

@@ -3,7 +3,8 @@
 //! from the first request to the last with its own upstream pool and publishing queue, so
 //! a request never crosses threads. A work-stealing runtime spends wake-ups moving
 //! requests between threads; on two shared cores that cost about a fifth of the throughput
-//! (see the README).
+//! (see the README). A worker also runs the TLS handshake of each of its connections, when
+//! the tap serves TLS, so handshakes spread over the workers as requests do.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,7 +21,10 @@ use hyper_util::server::conn::auto;
 use shadowdiff_runtime::CancellationToken;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
+use crate::Tls;
 use crate::config::{TapConfig, TapSection};
 use crate::connection::{self, Limits, Open};
 use crate::proxy::{self, Proxy};
@@ -42,26 +46,27 @@ pub(crate) struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` workers, each serving with a proxy and a publishing queue of its own
-    /// until `shutdown`, then draining for at most `drain`.
+    /// Starts `tap.workers` workers, each serving with a proxy and a publishing queue of its
+    /// own until `shutdown`, then draining for at most `tap.drain_timeout_ms`.
     pub(crate) fn start(
-        count: usize,
         config: &TapConfig,
+        tls: &Tls,
         publisher: &Arc<Publisher>,
-        drain: Duration,
         shutdown: &CancellationToken,
     ) -> std::io::Result<Self> {
         let mut workers = Self { inboxes: Vec::new(), threads: Vec::new(), next: 0 };
-        for i in 0..count {
+        for i in 0..config.tap.workers {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let (inbox, connections) = mpsc::unbounded_channel();
             let listener = Dealt { connections };
             let (config, publisher, shutdown) = (config.clone(), publisher.clone(), shutdown.clone());
-            let server = Server::new(&config.tap, drain);
+            let server = Server::new(&config.tap, tls.listener.clone());
+            let upstream_tls = tls.upstream.clone();
             let thread = std::thread::Builder::new().name(format!("tap-worker-{i}")).spawn(move || {
                 runtime.block_on(async move {
                     let (queue, publishing) = Queue::spawn(publisher);
-                    server.serve(listener, Arc::new(Proxy::new(config, queue)), shutdown).await;
+                    let proxy = Proxy::new(config, upstream_tls, server.tls.is_some(), queue);
+                    server.serve(listener, Arc::new(proxy), shutdown).await;
                     if tokio::time::timeout(PUBLISH_GRACE, publishing).await.is_err() {
                         tracing::warn!(
                             "requests still in flight past the drain deadline; their exchanges are not published"
@@ -99,14 +104,16 @@ impl Workers {
 
 /// How a worker serves its connections.
 struct Server {
-    http: auto::Builder<TokioExecutor>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    /// Set when clients connect over TLS.
+    tls: Option<TlsAcceptor>,
     limits: Limits,
     max_connections: usize,
     drain: Duration,
 }
 
 impl Server {
-    fn new(tap: &TapSection, drain: Duration) -> Self {
+    fn new(tap: &TapSection, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let mut http = auto::Builder::new(TokioExecutor::new());
         http.http1()
             .timer(TokioTimer::new())
@@ -119,15 +126,17 @@ impl Server {
         // closed rather than kept for a request that never ends.
         http.http2().timer(TokioTimer::new()).max_header_list_size(header_list).keep_alive_interval(tap.idle_timeout);
         Self {
-            http,
+            http: Arc::new(http),
+            tls: tls.map(TlsAcceptor::from),
             limits: Limits { header_read: tap.header_read_timeout, idle: tap.idle_timeout },
             max_connections: tap.max_connections_per_worker,
-            drain,
+            drain: tap.drain_timeout,
         }
     }
 
-    /// Serves the dealt connections with hyper (HTTP/1.1 or h2c, upgrades allowed) until
-    /// `shutdown`, then lets in-flight requests finish for at most the drain deadline.
+    /// Serves the dealt connections with hyper (HTTP/1.1 or h2c, upgrades allowed; both over
+    /// TLS when configured) until `shutdown`, then lets in-flight requests finish for at
+    /// most the drain deadline.
     async fn serve(self, mut listener: Dealt, proxy: Arc<Proxy>, shutdown: CancellationToken) {
         let open = Open::new(self.max_connections);
         // Also closes the connections when dealing stops without a shutdown.
@@ -149,11 +158,27 @@ impl Server {
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(proxy::handle(proxy, request.map(Body::new)).await) }
             });
-            let connection = self.http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
             let (limits, closing) = (self.limits, closing.clone());
+            // The header deadline runs from here, so a TLS handshake spends from it too.
+            let accepted = Instant::now();
+            let Some(tls) = &self.tls else {
+                let connection = self.http.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let watched = connection::watch(connection, &started, limits, accepted, &closing).await;
+                    if let Err(error) = watched {
+                        tracing::debug!(%error, %peer, "client connection ended with an error");
+                    }
+                });
+                continue;
+            };
+            let (tls, http) = (tls.clone(), self.http.clone());
             tokio::spawn(async move {
                 let _slot = slot;
-                if let Err(error) = connection::watch(connection, &started, limits, &closing).await {
+                let deadline = accepted + limits.header_read;
+                let Some(stream) = connection::handshake(&tls, stream, deadline, &closing).await else { return };
+                let connection = http.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                if let Err(error) = connection::watch(connection, &started, limits, accepted, &closing).await {
                     tracing::debug!(%error, %peer, "client connection ended with an error");
                 }
             });

@@ -1,6 +1,9 @@
 //! The tap's configuration (`shadowdiff-tap --config tap.toml`, `SHADOWDIFF_TAP_*`).
 
+mod tls;
+
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -10,6 +13,8 @@ use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
 pub use shadowdiff_runtime::redaction::RedactionConfig;
 use shadowdiff_runtime::telemetry::LogConfig;
+pub use tls::ListenerTls;
+pub(crate) use tls::UpstreamTls;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct TapConfig {
@@ -27,12 +32,23 @@ pub struct TapConfig {
 /// `[tap]`
 #[derive(Debug, Clone, Deserialize)]
 pub struct TapSection {
-    /// Where clients connect, e.g. `0.0.0.0:8080`. HTTP/1.1 and h2c.
+    /// Where clients connect, e.g. `0.0.0.0:8080`. HTTP/1.1 and h2c, or HTTP/1.1 and h2
+    /// over TLS with `[tap.tls]`.
     pub listen: SocketAddr,
-    /// The upstream's base URL, e.g. `http://127.0.0.1:8081`. Not used in egress mode,
-    /// where each call names its own.
+    /// Serve clients over TLS with this certificate and key; absent, plain HTTP.
+    #[serde(default)]
+    pub tls: Option<ListenerTls>,
+    /// The upstream's base URL, `http://` or `https://`, e.g. `http://127.0.0.1:8081`. Not
+    /// used in egress mode, where each call names its own.
     #[serde(default)]
     pub upstream: Option<url::Url>,
+    /// A PEM bundle of root certificates an `https://` upstream may chain to, trusted
+    /// beside the system's.
+    #[serde(default)]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// The parsed trust for an `https://` upstream, built once at validation.
+    #[serde(skip)]
+    pub(crate) upstream_tls: UpstreamTls,
     /// `ingress` in front of the primary; `sidecar` in front of a secondary or candidate;
     /// `egress` as the HTTP proxy of a deployment's outbound calls.
     #[serde(default)]
@@ -207,14 +223,15 @@ impl Validate for TapConfig {
             errors.push(ConfigError::rule("tap.request_id_header", "is not a valid HTTP header name"));
         }
         match (&tap.upstream, &tap.mode) {
-            (Some(url), _) if url.scheme() != "http" => {
-                errors.push(ConfigError::rule("tap.upstream", "must be an http:// URL"));
+            (Some(url), _) if !matches!(url.scheme(), "http" | "https") => {
+                errors.push(ConfigError::rule("tap.upstream", "must be an http:// or https:// URL"));
             }
             (None, Mode::Ingress | Mode::Sidecar { .. }) => {
                 errors.push(ConfigError::rule("tap.upstream", "is required unless the tap is in egress mode"));
             }
             _ => {}
         }
+        validate_tls(tap, errors);
         if tap.upstream_timeout.is_zero() {
             errors.push(ConfigError::rule("tap.upstream_timeout_ms", "must be > 0"));
         }
@@ -241,6 +258,28 @@ impl Validate for TapConfig {
                 errors.push(ConfigError::rule("tap.mode.deployment", "must not be empty"));
             }
         }
+    }
+}
+
+/// Reads and parses the TLS files once, keeping the result for the tap to use.
+fn validate_tls(tap: &TapSection, errors: &mut Vec<ConfigError>) {
+    if let Some(Err(mut bad)) = tap.tls.as_ref().map(ListenerTls::server_config) {
+        errors.append(&mut bad);
+    }
+    match tap.upstream_client_tls() {
+        Some(Err(mut bad)) => errors.append(&mut bad),
+        None if tap.upstream_ca_file.is_some() => {
+            errors.push(ConfigError::rule("tap.upstream_ca_file", "is only used with an https:// tap.upstream"));
+        }
+        _ => {}
+    }
+}
+
+impl TapSection {
+    /// The rustls client config for an `https://` upstream (`None` for any other).
+    pub(crate) fn upstream_client_tls(&self) -> Option<Result<std::sync::Arc<rustls::ClientConfig>, Vec<ConfigError>>> {
+        let https = self.upstream.as_ref().is_some_and(|url| url.scheme() == "https");
+        https.then(|| self.upstream_tls.client_config(self.upstream_ca_file.as_deref()))
     }
 }
 

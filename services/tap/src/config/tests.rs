@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use super::*;
 
 /// A valid `[tap]` section plus `extra` keys, parsed and validated: the keys of the errors.
@@ -72,4 +74,139 @@ fn the_memory_budget_must_hold_one_exchange_of_the_largest_route_cap() {
          routes = [{ template = \"/big\", capture_max_body_bytes = 5000 }]\n",
     );
     assert_eq!(errors, ["tap.capture_memory_budget_bytes"]);
+}
+
+/// A CA, a server certificate for 127.0.0.1 it signed, and that certificate's key, as PEM
+/// files in a directory of their own, plus a file of garbage.
+struct Pki {
+    dir: std::path::PathBuf,
+}
+
+impl Pki {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("shadowdiff-tap-tls-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut ca = CertificateParams::new(Vec::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca).unwrap();
+        let other_key = KeyPair::generate().unwrap();
+        for (name, pem) in [
+            ("ca.pem", ca.pem()),
+            ("cert.pem", cert.pem()),
+            ("key.pem", key.serialize_pem()),
+            ("other-key.pem", other_key.serialize_pem()),
+            ("garbage.pem", "-----BEGIN PRIVATE KEY-----\nnot base64 at all: SECRET-BYTES\n".to_owned()),
+            ("empty.pem", String::new()),
+        ] {
+            std::fs::write(dir.join(name), pem).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    /// A `[tap.tls]` section (which must come last inside `[tap]`) with these files.
+    fn listener(&self, cert: &str, key: &str) -> String {
+        format!("[tap.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n", self.path(cert), self.path(key))
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The errors (key and message) of a config with `upstream` and `extra` keys in `[tap]`.
+fn validated(upstream: &str, extra: &str) -> (TapConfig, Vec<ConfigError>) {
+    let text = format!(
+        "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\n{extra}\n\
+         [tap.redaction]\nhmac_key = \"0123456789abcdef\"\n"
+    );
+    let config: TapConfig = toml::from_str(&text).unwrap();
+    let mut errors = Vec::new();
+    config.validate(&mut errors);
+    (config, errors)
+}
+
+fn keys(errors: &[ConfigError]) -> Vec<&str> {
+    errors.iter().map(|e| e.key.as_str()).collect()
+}
+
+#[test]
+fn a_tls_listener_is_parsed_once_at_validation_and_kept() {
+    let pki = Pki::new();
+    let (config, errors) = validated("http://127.0.0.1:1", &pki.listener("cert.pem", "key.pem"));
+    assert_eq!(errors, Vec::new());
+    // The files are gone; the tap keeps serving with what validation read.
+    std::fs::remove_dir_all(&pki.dir).unwrap();
+    let tls = config.tap.tls.as_ref().unwrap();
+    let server = tls.server_config().unwrap();
+    assert_eq!(server.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
+    assert!(Arc::ptr_eq(&server, &config.clone().tap.tls.unwrap().server_config().unwrap()), "clones share it");
+    let debug = format!("{config:?}");
+    assert!(debug.contains("loaded") && !debug.contains("PRIVATE KEY"), "{debug}");
+}
+
+#[test]
+fn bad_tls_files_are_reported_by_their_keys() {
+    let pki = Pki::new();
+    let cases = [
+        (pki.listener("missing.pem", "key.pem"), vec!["tap.tls.cert_file"]),
+        (pki.listener("cert.pem", "missing.pem"), vec!["tap.tls.key_file"]),
+        (pki.listener("missing.pem", "missing.pem"), vec!["tap.tls.cert_file", "tap.tls.key_file"]),
+        (pki.listener("empty.pem", "key.pem"), vec!["tap.tls.cert_file"]),
+        (pki.listener("key.pem", "key.pem"), vec!["tap.tls.cert_file"]),
+        (pki.listener("cert.pem", "garbage.pem"), vec!["tap.tls.key_file"]),
+        (pki.listener("cert.pem", "cert.pem"), vec!["tap.tls.key_file"]),
+        (pki.listener("cert.pem", "other-key.pem"), vec!["tap.tls.key_file"]),
+        (format!("[tap.tls]\nkey_file = \"{}\"\n", pki.path("key.pem")), vec!["tap.tls.cert_file"]),
+        (format!("[tap.tls]\ncert_file = \"{}\"\n", pki.path("cert.pem")), vec!["tap.tls.key_file"]),
+    ];
+    for (extra, want) in cases {
+        let (_, errors) = validated("http://127.0.0.1:1", &extra);
+        assert_eq!(keys(&errors), want, "{extra}\n{errors:?}");
+    }
+    let (_, errors) = validated("http://127.0.0.1:1", &pki.listener("cert.pem", "garbage.pem"));
+    assert!(!errors[0].message.contains("SECRET"), "a key file's contents are never quoted: {errors:?}");
+    let (_, errors) = validated("http://127.0.0.1:1", &pki.listener("cert.pem", "other-key.pem"));
+    assert!(errors[0].message.contains("does not match the certificate"), "{errors:?}");
+}
+
+#[test]
+fn an_https_upstream_is_allowed_with_or_without_extra_roots() {
+    let pki = Pki::new();
+    let (config, errors) = validated("https://127.0.0.1:8443", "");
+    assert_eq!(errors, Vec::new(), "the system's roots");
+    assert!(config.tap.upstream_client_tls().is_some_and(|tls| tls.is_ok()));
+    let ca = format!("upstream_ca_file = \"{}\"\n", pki.path("ca.pem"));
+    let (config, errors) = validated("https://127.0.0.1:8443", &ca);
+    assert_eq!(errors, Vec::new());
+    std::fs::remove_dir_all(&pki.dir).unwrap();
+    assert!(config.tap.upstream_client_tls().is_some_and(|tls| tls.is_ok()), "kept, not read again");
+    let (config, errors) = validated("http://127.0.0.1:1", "");
+    assert_eq!(errors, Vec::new());
+    assert!(config.tap.upstream_client_tls().is_none(), "no TLS client for a plain upstream");
+    let (_, errors) = validated("ftp://127.0.0.1:1", "");
+    assert_eq!(keys(&errors), ["tap.upstream"]);
+}
+
+#[test]
+fn bad_upstream_ca_files_are_reported_by_their_key() {
+    let pki = Pki::new();
+    let ca = |name: &str| format!("upstream_ca_file = \"{}\"\n", pki.path(name));
+    for name in ["missing.pem", "empty.pem", "key.pem", "garbage.pem"] {
+        let (_, errors) = validated("https://127.0.0.1:8443", &ca(name));
+        assert_eq!(keys(&errors), ["tap.upstream_ca_file"], "{name}: {errors:?}");
+        assert!(errors[0].message.contains(name), "the file is named: {errors:?}");
+    }
+    let (_, errors) = validated("http://127.0.0.1:1", &ca("ca.pem"));
+    assert_eq!(keys(&errors), ["tap.upstream_ca_file"], "only for an https upstream");
 }

@@ -3,6 +3,7 @@
 //! for capture. Nothing here waits on Kafka: finished captures go to the publisher in the
 //! background.
 
+mod client;
 mod target;
 mod upgrade;
 
@@ -14,9 +15,6 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use shadowdiff_core::event::now_ms;
 use shadowdiff_core::{ErrorKind, RequestId};
 
@@ -29,7 +27,7 @@ use crate::{events, hop};
 /// Marks a request the mirror replayed; a sidecar captures only these.
 const SHADOW_ROLE: &str = "x-shadow-role";
 
-pub(crate) type UpstreamClient = Client<HttpConnector, Tee<Body>>;
+use client::UpstreamClient;
 
 #[derive(Debug)]
 pub(crate) struct Proxy {
@@ -38,6 +36,8 @@ pub(crate) struct Proxy {
     upstream: Option<Upstream>,
     client: UpstreamClient,
     routes: Routes,
+    /// What request events say the client spoke: `https` on a TLS listener.
+    scheme: &'static str,
     /// This worker's publishing queue.
     queue: Queue,
 }
@@ -87,16 +87,23 @@ impl Upstream {
 }
 
 impl Proxy {
-    pub(crate) fn new(config: TapConfig, queue: Queue) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.tap.upstream_timeout));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+    /// A worker's proxy; `upstream_tls` is set for an `https://` upstream, `tls_listener`
+    /// when clients connect over TLS.
+    pub(crate) fn new(
+        config: TapConfig,
+        upstream_tls: Option<Arc<rustls::ClientConfig>>,
+        tls_listener: bool,
+        queue: Queue,
+    ) -> Self {
+        let client = UpstreamClient::new(config.tap.upstream_timeout, upstream_tls.as_ref());
         // Checked by `TapConfig::validate` before start-up; the fallback is never taken.
         let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
             .unwrap_or(HeaderName::from_static("x-request-id"));
         let upstream = config.tap.upstream.as_ref().and_then(Upstream::new);
-        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, upstream, client, queue }
+        // An egress tap's events describe the call, whose target it only takes as http://.
+        let egress = matches!(config.tap.mode, Mode::Egress { .. });
+        let scheme = if tls_listener && !egress { "https" } else { "http" };
+        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, upstream, client, scheme, queue }
     }
 
     /// Where a request goes: the configured upstream plus its path and query, or in egress
@@ -208,6 +215,7 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, request: Request) -> Response {
             route: route.template.into_owned(),
             method: parts.method.clone(),
             uri: parts.uri,
+            scheme: proxy.scheme,
             authority,
             headers: headers_of(&headers),
             started: Instant::now(),
@@ -256,6 +264,8 @@ mod tests {
             ("http://10.0.0.1:8081", "http://10.0.0.1:8081/users/7?x=1&y=%20", "10.0.0.1:8081"),
             ("http://backend/", "http://backend/users/7?x=1&y=%20", "backend"),
             ("http://backend:80/api/v2/", "http://backend/api/v2/users/7?x=1&y=%20", "backend"),
+            ("https://backend:443/", "https://backend/users/7?x=1&y=%20", "backend"),
+            ("https://10.0.0.1:8443/api", "https://10.0.0.1:8443/api/users/7?x=1&y=%20", "10.0.0.1:8443"),
         ] {
             let upstream = Upstream::new(&base.parse().unwrap()).unwrap();
             assert_eq!(upstream.uri(&target).unwrap().to_string(), want, "{base}");
