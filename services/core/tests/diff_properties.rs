@@ -96,9 +96,8 @@ fn is_marker(kind: DiffKind) -> bool {
 }
 
 proptest! {
-    // No regression files: a failure prints its minimal input, to be added as a unit test.
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
-
+    // Cases from PROPTEST_CASES (256 by default); a failure is kept in
+    // diff_properties.proptest-regressions and replayed first on every later run.
     #[test]
     fn any_two_documents_compare_within_bounds(p in json(), s in json(), options in rules()) {
         let pr = response("application/json", p.to_string().as_bytes());
