@@ -12,7 +12,7 @@ use rdkafka::Offset;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use rdkafka::topic_partition_list::TopicPartitionList;
-use shadowdiff_correlator::dead_letter::{CLICKHOUSE_CODE, TABLE, TRUNCATED};
+use shadowdiff_runtime::kafka::dead_letter_headers::{CLICKHOUSE_CODE, TABLE, TRUNCATED};
 use shadowdiff_runtime::kafka::{Consumer, KafkaConfig, dead_letter_headers};
 use shadowdiff_tests::correlator::{CorrelatorUnderTest, Exchange, Reply};
 use shadowdiff_tests::infra::Infra;

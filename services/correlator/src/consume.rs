@@ -14,10 +14,10 @@ use shadowdiff_runtime::kafka::{Consumer, OffsetTracker, events as kafka_events}
 use shadowdiff_runtime::retry::Interrupted;
 
 use crate::config::{CorrelatorConfig, CorrelatorSection};
-use crate::dead_letter::{self, DeadLetters, Letter};
 use crate::join::{Added, Bounds, Joiner, Leg, Position};
 use crate::sink::{self, Batch, RejectedRow, Sink, rows};
 use crate::{CorrelatorError, events};
+use shadowdiff_runtime::kafka::{DeadLetter, Letter, dead_letter_headers};
 
 /// The dead-letter reason of a row ClickHouse rejected.
 const REJECTED: &str = "clickhouse_rejected";
@@ -31,7 +31,7 @@ pub(crate) struct Correlator {
 struct State {
     config: CorrelatorSection,
     codec: EventCodec,
-    dead_letters: DeadLetters,
+    dead_letters: DeadLetter,
     requests: Arc<str>,
     responses: Arc<str>,
     joiner: Joiner,
@@ -68,7 +68,7 @@ impl Correlator {
         let consumer = config.kafka.consumer(&config.correlator.group_id)?;
         consumer.subscribe(&[&config.topics.requests, &config.topics.responses])?;
         let producer = config.kafka.producer()?;
-        let dead_letters = DeadLetters::new(
+        let dead_letters = DeadLetter::new(
             producer,
             &config.topics.dead_letter,
             "correlator",
@@ -173,16 +173,7 @@ impl State {
         let leg = match decoded {
             Ok(leg) => leg,
             Err(error) => {
-                let letter = Letter {
-                    key: message.key(),
-                    payload,
-                    reason: error.reason(),
-                    error: error.to_string(),
-                    source: Some((message.topic(), message.partition(), message.offset())),
-                    extra: Vec::new(),
-                };
-                let delivery = self.dead_letters.send(&letter, shutdown).await?;
-                kafka_events::dead_lettered("correlator", error.reason(), &error);
+                let delivery = self.dead_letters.divert(message, &error, shutdown).await?;
                 events::dead_lettered("event", error.reason(), delivery);
                 self.offsets.release(&position);
                 return Ok(());
@@ -241,9 +232,9 @@ impl State {
     async fn dead_letter_row(&self, row: &RejectedRow, shutdown: &CancellationToken) -> Result<(), Interrupted> {
         let code = row.rejection.code;
         events::row_rejected(row.table, code, &row.rejection.message);
-        let mut extra = vec![(dead_letter::TABLE, row.table.to_owned())];
+        let mut extra = vec![(dead_letter_headers::TABLE, row.table.to_owned())];
         if let Some(code) = code {
-            extra.push((dead_letter::CLICKHOUSE_CODE, code.to_string()));
+            extra.push((dead_letter_headers::CLICKHOUSE_CODE, code.to_string()));
         }
         let letter = Letter {
             key: Some(row.request_id.as_bytes()),

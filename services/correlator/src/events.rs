@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use shadowdiff_runtime::telemetry::LogLimiter;
 
-use crate::dead_letter::Delivery;
 use crate::sink::rows::Outcome;
+use shadowdiff_runtime::kafka::Delivery;
 
 static WARN_LOG: LogLimiter = LogLimiter::new();
 

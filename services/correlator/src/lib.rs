@@ -5,7 +5,7 @@
 //! `join` (the per-request state and when an exchange is final); `noise` (Diffy's
 //! statistics across exchanges); `OffsetTracker` in the
 //! runtime (which offsets are safe to commit while exchanges are still open); `sink` (rows, migrations and the
-//! ClickHouse writer); `dead_letter` (where input and rows that can never be processed go);
+//! ClickHouse writer; rows ClickHouse refuses go to the runtime's `DeadLetter`);
 //! `bounded` (per-route state that auto-templated paths cannot grow without end); `events`.
 //!
 //! Nothing retries forever on a permanent error: a row ClickHouse rejects is isolated from
@@ -19,7 +19,6 @@
 mod bounded;
 pub mod config;
 mod consume;
-pub mod dead_letter;
 mod events;
 mod join;
 mod noise;

@@ -112,7 +112,12 @@ impl Mirror {
         admin::spawn_with(&config.admin, health.clone(), api, shutdown).await.map_err(MirrorError::Admin)?;
         Ok(Self {
             consumer,
-            dead_letter: DeadLetter::new(producer, &config.topics.dead_letter, "mirror"),
+            dead_letter: DeadLetter::new(
+                producer,
+                &config.topics.dead_letter,
+                "mirror",
+                shadowdiff_runtime::kafka::DEFAULT_MAX_PAYLOAD_BYTES,
+            ),
             shared,
             store,
             offsets: OffsetTracker::default(),
@@ -194,7 +199,7 @@ impl Mirror {
         let request = match decoded {
             Ok(request) => request,
             Err(error) => {
-                self.dead_letter.divert(message, &error, shutdown).await?;
+                events::dead_lettered(self.dead_letter.divert(message, &error, shutdown).await?);
                 self.offsets.release(&position);
                 return Ok(());
             }

@@ -55,3 +55,10 @@ pub(crate) fn target_refused_at_connect() {
         tracing::warn!("a replay target resolved only to refused addresses; the replay fails to connect");
     }
 }
+
+/// A request went to the dead-letter topic; `skipped` when even its headers were too large.
+pub(crate) fn dead_lettered(delivery: shadowdiff_runtime::kafka::Delivery) {
+    if delivery == shadowdiff_runtime::kafka::Delivery::Skipped && WARN_LOG.allow() {
+        tracing::warn!("a dead letter was too large for the broker even without its payload; skipped");
+    }
+}

@@ -24,7 +24,7 @@ pub mod events;
 mod offsets;
 
 pub use context::{Consumer, KafkaContext, Producer};
-pub use dead_letter::{DeadLetter, dead_letter_headers};
+pub use dead_letter::{DEFAULT_MAX_PAYLOAD_BYTES, DeadLetter, Delivery, Letter, dead_letter_headers};
 pub use offsets::{OffsetTracker, Position};
 
 /// `[kafka]`: how to reach the brokers.
