@@ -112,7 +112,7 @@ async fn profiles_cannot_aim_replays_elsewhere_nor_crash_a_replica() {
     ] {
         let (status, body) = post(target, json!({})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{target}: {body}");
-        assert!(body.contains(&format!("targets[0].base_url: ")) && body.contains(why), "{target}: {body}");
+        assert!(body.contains("targets[0].base_url: ") && body.contains(why), "{target}: {body}");
     }
     // Out of bounds: answered 400, and the replica stays alive and keeps replaying.
     let target = format!("http://{backend}");
