@@ -52,15 +52,17 @@ impl FieldNames {
     pub(super) fn new<'a>(names: impl IntoIterator<Item = &'a String>) -> Self {
         let names: BTreeSet<String> =
             names.into_iter().map(|n| normalize(n).into_owned()).filter(|n| !n.is_empty()).collect();
-        // Each name with an optional separator between its characters, any case; plus `\u`,
-        // since a JSON key may spell a character as an escape the scan cannot see through.
+        // Each name as a JSON key (quoted, then a colon), in any case, with an optional
+        // separator between its characters; or `\u` anywhere, since a key may spell a
+        // character as an escape the scan cannot see through. Only keys count, so a name in
+        // ordinary text ("pan" in "company") costs the tap no parse.
         let alternatives: Vec<String> = names
             .iter()
             .map(|n| n.chars().map(|c| regex::escape(&c.to_string())).collect::<Vec<_>>().join("[-_]?"))
-            .chain(std::iter::once(r"\\u".to_owned()))
             .collect();
+        let pattern = format!(r#""(?:{})"\s*:|\\u"#, alternatives.join("|"));
         let prefilter = (!names.is_empty())
-            .then(|| regex::bytes::RegexBuilder::new(&alternatives.join("|")).case_insensitive(true).build().ok())
+            .then(|| regex::bytes::RegexBuilder::new(&pattern).case_insensitive(true).build().ok())
             .flatten();
         Self { names, prefilter }
     }
@@ -100,6 +102,8 @@ mod tests {
         }
         assert!(!names.contains("api_keys"));
         assert!(!names.may_occur_in(br#"{"name":"x"}"#));
+        assert!(!names.may_occur_in(br#"{"note":"my api_key is elsewhere"}"#), "only keys count");
+        assert!(names.may_occur_in(b"{\"API-KEY\" \n : 1}"));
         assert!(names.may_occur_in(br#"{"api\u005fkey":"x"}"#), "an escaped key is parsed, not trusted");
     }
 }
