@@ -250,7 +250,7 @@ mod tests {
         let error = load(&path.0).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.contains("id: 1 to 64 characters"), "{error}");
         assert!(error.contains("sample_percent: between 0 and 100"), "{error}");
-        assert!(error.contains("targets: at least one"), "{error}");
+        assert!(error.contains("targets: 1 to 8 targets"), "{error}");
         let syntax = write("syntax.toml", "id = \"x\"\n\ntargets = [\n");
         let error = load(&syntax.0).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.contains("line 3"), "{error}");
