@@ -3,7 +3,11 @@
 use clickhouse::{Client, Compression};
 use serde::Deserialize;
 
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
 use crate::config::Secret;
+use crate::tls::CaBundle;
 
 /// `[clickhouse]`: where the comparison rows live.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,6 +30,10 @@ pub struct ClickHouseConfig {
     /// older servers lack the `describe_include_subcolumns` setting it uses.
     #[serde(default)]
     pub validation: Toggle,
+    /// A PEM bundle of extra root certificates for an `https://` url (a private CA),
+    /// trusted beside the system's.
+    #[serde(default)]
+    pub ca_file: Option<CaBundle>,
 }
 
 /// On, off, or decided by the server's version.
@@ -60,6 +68,7 @@ impl Default for ClickHouseConfig {
             password: Secret::default(),
             compression: Toggle::Auto,
             validation: Toggle::Auto,
+            ca_file: None,
         }
     }
 }
@@ -96,8 +105,8 @@ impl ClickHouseConfig {
     /// Asks the server for its version (with settings every version accepts), then builds
     /// the client with `auto` toggles resolved for that version.
     pub async fn connect(&self) -> Result<ClickHouse, clickhouse::error::Error> {
-        crate::tls::install_provider();
-        let base = Client::default()
+        let base = self
+            .http_client()?
             .with_url(&self.url)
             .with_user(&self.user)
             .with_password(self.password.expose())
@@ -117,6 +126,39 @@ impl ClickHouseConfig {
     }
 }
 
+impl ClickHouseConfig {
+    fn https(&self) -> bool {
+        self.url.starts_with("https://")
+    }
+
+    /// Plain HTTP, or rustls trusting the system's roots and `ca_file`'s for an https url.
+    fn http_client(&self) -> Result<Client, clickhouse::error::Error> {
+        if !self.https() {
+            return Ok(Client::default());
+        }
+        let tls = crate::tls::client_config(self.ca_file.as_ref())
+            .map_err(|error| clickhouse::error::Error::Custom(error.to_string()))?;
+        let mut tcp = HttpConnector::new();
+        tcp.set_keepalive(Some(TCP_KEEPALIVE));
+        // The TCP connector sees https:// URIs; the TLS layer above it takes those.
+        tcp.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(rustls::ClientConfig::clone(&tls))
+            .https_only()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let pooled = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .build(https);
+        Ok(Client::with_http_client(pooled))
+    }
+}
+
+/// What the clickhouse crate's own client uses: its TCP keep-alive, and an idle timeout
+/// below the server's 3 s keep-alive so a pooled connection is never reused as it closes.
+const TCP_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl crate::config::Validate for ClickHouseConfig {
     fn validate(&self, errors: &mut Vec<crate::config::ConfigError>) {
         use crate::config::ConfigError;
@@ -127,6 +169,14 @@ impl crate::config::Validate for ClickHouseConfig {
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             errors.push(ConfigError::rule("clickhouse.url", "must be an http:// or https:// URL"));
+        }
+        if self.https()
+            && let Err(error) = crate::tls::client_config(self.ca_file.as_ref())
+        {
+            errors.push(ConfigError::rule("clickhouse.url", error.to_string()));
+        }
+        if !self.https() && self.ca_file.is_some() {
+            errors.push(ConfigError::rule("clickhouse.ca_file", "is only used with an https:// url"));
         }
     }
 }

@@ -3,17 +3,24 @@
 //! librdkafka's (OpenSSL), configured through `[kafka.properties]`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// Why a CA bundle cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
-    #[error("read CA bundle {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("CA bundle {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
     #[error("CA bundle {path} holds no PEM certificate")]
     Empty { path: PathBuf },
-    #[error("CA bundle {path}: {source}")]
-    Parse { path: PathBuf, source: reqwest::Error },
 }
+
+/// No root certificate to check a server against.
+#[derive(Debug, thiserror::Error)]
+#[error("no root certificates to trust for https: none in the system's store ({0} error(s) reading it) and no ca_file")]
+pub struct NoRoots(usize);
 
 /// Makes aws-lc-rs rustls's process-wide provider. rustls picks it by itself while it is
 /// the only one compiled in; this keeps server configs working should a dependency ever
@@ -23,11 +30,12 @@ pub fn install_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-/// The root certificates of a PEM bundle, read and parsed once at start-up.
+/// The root certificates of a PEM bundle (a private CA's), read and parsed once, with the
+/// config that names them.
 #[derive(Clone)]
 pub struct CaBundle {
     path: PathBuf,
-    certificates: Vec<reqwest::Certificate>,
+    certificates: Vec<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for CaBundle {
@@ -38,9 +46,10 @@ impl std::fmt::Debug for CaBundle {
 
 impl CaBundle {
     pub fn load(path: &Path) -> Result<Self, CaError> {
-        let pem = std::fs::read(path).map_err(|source| CaError::Read { path: path.to_owned(), source })?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|source| CaError::Parse { path: path.to_owned(), source })?;
+        let unreadable = |reason: String| CaError::Unreadable { path: path.to_owned(), reason };
+        let certificates = CertificateDer::pem_file_iter(path)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|error| unreadable(error.to_string()))?;
         if certificates.is_empty() {
             return Err(CaError::Empty { path: path.to_owned() });
         }
@@ -49,8 +58,28 @@ impl CaBundle {
 
     /// `builder` trusting these roots beside the system's.
     pub fn trusted_by(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
-        self.certificates.iter().cloned().fold(builder, reqwest::ClientBuilder::add_root_certificate)
+        self.certificates
+            .iter()
+            .filter_map(|der| reqwest::Certificate::from_der(der).ok())
+            .fold(builder, reqwest::ClientBuilder::add_root_certificate)
     }
+}
+
+/// A rustls client config trusting the system's roots and `extra`'s.
+pub fn client_config(extra: Option<&CaBundle>) -> Result<Arc<rustls::ClientConfig>, NoRoots> {
+    install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    // A system certificate rustls cannot use is skipped, as curl and browsers do.
+    roots.add_parsable_certificates(system.certs);
+    if let Some(extra) = extra {
+        roots.add_parsable_certificates(extra.certificates.iter().cloned());
+    }
+    if roots.is_empty() {
+        return Err(NoRoots(system.errors.len()));
+    }
+    // ALPN stays empty: the HTTP client sets it from the versions it speaks.
+    Ok(Arc::new(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
 }
 
 /// A config's `ca_file`: the bundle is read and parsed when the config is, so a missing or
@@ -74,7 +103,7 @@ mod tests {
             ca_file: CaBundle,
         }
         let missing = toml::from_str::<Section>("ca_file = \"/nonexistent/ca.pem\"").unwrap_err();
-        assert!(missing.to_string().contains("read CA bundle /nonexistent/ca.pem"), "{missing}");
+        assert!(missing.to_string().contains("CA bundle /nonexistent/ca.pem: "), "{missing}");
         let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let empty = dir.join("empty.pem");

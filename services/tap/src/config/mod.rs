@@ -3,7 +3,6 @@
 mod tls;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -45,7 +44,7 @@ pub struct TapSection {
     /// A PEM bundle of root certificates an `https://` upstream may chain to, trusted
     /// beside the system's.
     #[serde(default)]
-    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_ca_file: Option<shadowdiff_runtime::tls::CaBundle>,
     /// The parsed trust for an `https://` upstream, built once at validation.
     #[serde(skip)]
     pub(crate) upstream_tls: UpstreamTls,
@@ -279,7 +278,7 @@ impl TapSection {
     /// The rustls client config for an `https://` upstream (`None` for any other).
     pub(crate) fn upstream_client_tls(&self) -> Option<Result<std::sync::Arc<rustls::ClientConfig>, Vec<ConfigError>>> {
         let https = self.upstream.as_ref().is_some_and(|url| url.scheme() == "https");
-        https.then(|| self.upstream_tls.client_config(self.upstream_ca_file.as_deref()))
+        https.then(|| self.upstream_tls.client_config(self.upstream_ca_file.as_ref()))
     }
 }
 

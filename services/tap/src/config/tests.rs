@@ -202,8 +202,16 @@ fn an_https_upstream_is_allowed_with_or_without_extra_roots() {
 fn bad_upstream_ca_files_are_reported_by_their_key() {
     let pki = Pki::new();
     let ca = |name: &str| format!("upstream_ca_file = \"{}\"\n", pki.path(name));
+    // Read with the config, as the services read it: a bad file is an error at its key.
+    let loaded = |extra: &str| {
+        let text = format!(
+            "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"https://127.0.0.1:8443\"\n{extra}\n\
+             [tap.redaction]\nhmac_key = \"0123456789abcdef\"\n"
+        );
+        shadowdiff_runtime::config::load_str::<TapConfig>(&text, "tap.toml", Vec::new()).err().map(|e| e.0)
+    };
     for name in ["missing.pem", "empty.pem", "key.pem", "garbage.pem"] {
-        let (_, errors) = validated("https://127.0.0.1:8443", &ca(name));
+        let errors = loaded(&ca(name)).unwrap_or_else(|| panic!("{name} accepted"));
         assert_eq!(keys(&errors), ["tap.upstream_ca_file"], "{name}: {errors:?}");
         assert!(errors[0].message.contains(name), "the file is named: {errors:?}");
     }

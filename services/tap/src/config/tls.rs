@@ -9,13 +9,13 @@ use std::sync::{Arc, OnceLock};
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 use serde::Deserialize;
 use shadowdiff_runtime::config::ConfigError;
+use shadowdiff_runtime::tls::CaBundle;
 
 const CERT_KEY: &str = "tap.tls.cert_file";
 const KEY_KEY: &str = "tap.tls.key_file";
-const CA_KEY: &str = "tap.upstream_ca_file";
 
 /// `[tap.tls]`: clients connect over TLS (ALPN `h2` and `http/1.1`); plain HTTP and h2c
 /// when the section is absent.
@@ -61,7 +61,7 @@ pub(crate) struct UpstreamTls {
 
 impl UpstreamTls {
     /// The rustls client config for the upstream, built on the first call (validation).
-    pub(crate) fn client_config(&self, ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, Vec<ConfigError>> {
+    pub(crate) fn client_config(&self, ca_file: Option<&CaBundle>) -> Result<Arc<ClientConfig>, Vec<ConfigError>> {
         self.client.get_or_load(|| client_config(ca_file))
     }
 }
@@ -148,27 +148,7 @@ fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
     })
 }
 
-fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, Vec<ConfigError>> {
-    shadowdiff_runtime::tls::install_provider();
-    let mut roots = RootCertStore::empty();
-    let system = rustls_native_certs::load_native_certs();
-    // A system certificate rustls cannot use is skipped, as curl and browsers do.
-    roots.add_parsable_certificates(system.certs);
-    if let Some(path) = ca_file {
-        for (i, cert) in certificates(CA_KEY, path).map_err(|error| vec![error])?.into_iter().enumerate() {
-            roots.add(cert).map_err(|error| {
-                vec![ConfigError::rule(CA_KEY, format!("{}: certificate {}: {error}", path.display(), i + 1))]
-            })?;
-        }
-    }
-    if roots.is_empty() {
-        let message = format!(
-            "no root certificates to trust for https: none found in the system's store ({} error(s)) \
-             and tap.upstream_ca_file is not set",
-            system.errors.len()
-        );
-        return Err(vec![ConfigError::rule("tap.upstream", message)]);
-    }
-    // ALPN stays empty: hyper-rustls sets it from the HTTP versions the connector enables.
-    Ok(Arc::new(ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()))
+fn client_config(ca_file: Option<&CaBundle>) -> Result<Arc<ClientConfig>, Vec<ConfigError>> {
+    shadowdiff_runtime::tls::client_config(ca_file)
+        .map_err(|error| vec![ConfigError::rule("tap.upstream", format!("{error} (tap.upstream_ca_file)"))])
 }

@@ -1,0 +1,67 @@
+//! ClickHouse over https: migrations, inserts and reads through a TLS endpoint whose
+//! certificate a private CA signed, trusted through `[clickhouse] ca_file` and refused
+//! without it. The endpoint terminates TLS in front of the local server, as a load
+//! balancer in front of a hosted ClickHouse does.
+
+// Scenario helpers fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use shadowdiff_runtime::clickhouse::ClickHouseConfig;
+use shadowdiff_runtime::tls::CaBundle;
+use shadowdiff_store::ExchangeRow;
+use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::tls::TestCa;
+use shadowdiff_tests::unique;
+use shadowdiff_tests::verdict::row;
+
+/// Forwards each request to the plain ClickHouse at `upstream`, as it came.
+async fn forward(State(upstream): State<String>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
+    let body = axum::body::to_bytes(body, 64 << 20).await.unwrap();
+    let mut outbound = reqwest::Client::new().request(parts.method, format!("{upstream}{path}")).body(body);
+    for (name, value) in &parts.headers {
+        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
+            outbound = outbound.header(name, value);
+        }
+    }
+    let answer = outbound.send().await.unwrap();
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
+            response = response.header(name, value);
+        }
+    }
+    response.body(Body::from(answer.bytes().await.unwrap())).unwrap().into_response()
+}
+
+#[tokio::test]
+async fn rows_go_to_clickhouse_over_https_trusted_through_ca_file() {
+    let infra = Infra::get().await;
+    let ca = TestCa::new();
+    let endpoint = ca.serve(Router::new().fallback(forward).with_state(infra.clickhouse_url.clone())).await;
+    let config = ClickHouseConfig {
+        url: format!("https://127.0.0.1:{}", endpoint.port()),
+        database: unique("sd_tls"),
+        ca_file: Some(CaBundle::load(&ca.ca_file).unwrap()),
+        ..ClickHouseConfig::default()
+    };
+
+    // Not trusted without the CA: the TLS handshake fails, no query runs.
+    let untrusted = ClickHouseConfig { ca_file: None, ..config.clone() };
+    let Err(refused) = untrusted.connect().await else { panic!("a certificate no root vouches for was accepted") };
+    assert!(format!("{refused:?}").to_lowercase().contains("certificate"), "{refused:?}");
+
+    // Trusted: migrations, an insert and a read, all over TLS.
+    shadowdiff_correlator::sink::Sink::connect(&config).await.unwrap_or_else(|e| panic!("migrate over https: {e}"));
+    let clickhouse = config.connect().await.unwrap();
+    let rows: Vec<ExchangeRow> = (0..3).map(|i| row("v2", i)).collect();
+    shadowdiff_store::insert::<ExchangeRow, _>(&clickhouse.client, "exchanges", &rows).await.unwrap();
+    let count: u64 = clickhouse.client.query("SELECT count() FROM exchanges FINAL").fetch_one().await.unwrap();
+    assert_eq!(count, 3);
+    let _ = clickhouse.server.query(&format!("DROP DATABASE IF EXISTS {}", config.database)).execute().await;
+}
