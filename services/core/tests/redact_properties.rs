@@ -279,14 +279,15 @@ fn withheld(body: &CapturedBody) -> bool {
 }
 
 /// Whether the rules claim to read a body like this one: a declared JSON or form type,
-/// multipart (always withheld), or an unencoded body that opens like JSON.
+/// multipart (always withheld), or one that reads as JSON once its encoding is undone,
+/// whatever its declared type.
 fn claimed(content_type: Option<&str>, encoding: Option<&str>, plain: &[u8]) -> bool {
     let t = content_type.unwrap_or("").to_ascii_lowercase();
-    let encoded = encoding.is_some_and(|e| !e.trim().eq_ignore_ascii_case("identity"));
+    let known = encoding.is_none_or(|e| encode(b"", Some(e.as_bytes())).is_some());
     t.contains("json")
         || t.starts_with("application/x-www-form-urlencoded")
         || t.starts_with("multipart/")
-        || (!encoded && matches!(plain.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[')))
+        || (known && matches!(plain.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[')))
 }
 
 proptest! {
@@ -308,7 +309,12 @@ proptest! {
         if claimed(content_type.as_deref(), encoding, &text) {
             prop_assert!(
                 withheld(&body) || !leaks(&body, &headers, &canary),
-                "leaked {} from {:?} under {:?} {:?}", canary, String::from_utf8_lossy(&text), content_type, encoding
+                "leaked {} from {:?} under {:?} {:?}: {:?}",
+                canary,
+                String::from_utf8_lossy(&text),
+                content_type,
+                encoding,
+                String::from_utf8_lossy(&body.bytes)
             );
         }
     }
