@@ -135,7 +135,7 @@ async fn gate_verdict_and_diff_against_a_real_verdict_service() {
     assert!(stderr.contains(r#"400 Bad Request: stage "7" is not one of shadow, 1, 10, 50, 100"#), "{stderr}");
     let no_token = shadowctl(&["verdict", "--candidate", PASSES], &[("SHADOWCTL_VERDICT", url.as_str())]).await;
     let (_, stderr) = expect_code(&no_token, 3, "no token is refused");
-    assert!(stderr.contains("401 Unauthorized: missing or wrong bearer token"), "{stderr}");
+    assert!(stderr.contains("401 Unauthorized: missing or unknown credentials"), "{stderr}");
 
     let json = shadowctl(&["verdict", "--candidate", FAILS, "--stage", "10", "--json"], &env).await;
     let (stdout, _) = expect_code(&json, 0, "verdict --json");

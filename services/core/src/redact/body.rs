@@ -9,8 +9,8 @@ use super::fields::FieldNames;
 use crate::event::body::{decode, encode};
 use crate::event::{CapturedBody, Header, header_value};
 
-/// How the rules see a body, from its declared type (and its first byte when the type
-/// says nothing the rules know).
+/// How the rules see a body: JSON when it looks like JSON whatever its declared type
+/// (what the type says and what a body holds can disagree), else by its declared type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Json,
@@ -21,16 +21,14 @@ enum Kind {
 }
 
 impl Kind {
-    fn of(content_type: &str, bytes: &[u8], encoded: bool) -> Self {
-        if content_type.contains("json") {
+    fn of(content_type: &str, plain: &[u8]) -> Self {
+        if content_type.contains("json") || matches!(plain.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
+        {
             Self::Json
         } else if content_type.starts_with("application/x-www-form-urlencoded") {
             Self::Form
         } else if content_type.starts_with("multipart/") {
             Self::Multipart
-        } else if !encoded && matches!(bytes.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'[')) {
-            // JSON under another name is still JSON to whoever reads the table.
-            Self::Json
         } else {
             Self::Opaque
         }
@@ -46,22 +44,28 @@ impl Redactor {
         if body.bytes.is_empty() || (self.json_paths.is_empty() && self.form_fields.is_empty()) {
             return;
         }
+        let encoding = header_value(headers, "content-encoding");
+        // What cannot be decoded cannot be looked into: an unknown encoding, or a
+        // compressed body cut short.
+        let Some(plain) = decode(&body.bytes, encoding) else { return withhold(body) };
         let content_type = header_value(headers, "content-type")
             .map(|v| String::from_utf8_lossy(v).to_ascii_lowercase())
             .unwrap_or_default();
-        let encoding = header_value(headers, "content-encoding");
-        let encoded = encoding.is_some_and(|e| !e.trim_ascii().eq_ignore_ascii_case(b"identity"));
-        let kind = Kind::of(&content_type, &body.bytes, encoded);
-        if kind == Kind::Opaque {
-            return;
-        }
-        if body.truncated || kind == Kind::Multipart {
-            return withhold(body);
-        }
-        let Some(plain) = decode(&body.bytes, encoding) else { return withhold(body) };
-        let redacted = match kind {
+        let redacted = match Kind::of(&content_type, &plain) {
+            Kind::Opaque => return,
+            Kind::Multipart => Err(Unreadable),
+            // A cut form keeps whole names, and a value cut short is still under its name.
             Kind::Form => Ok(self.form(&plain, &self.form_fields).map(String::into_bytes)),
-            _ => self.json(&plain),
+            // A cut document cannot be parsed; its prefix is all that is kept, so it may
+            // stay when no secret name is in it.
+            Kind::Json if body.truncated => {
+                if self.json_paths.is_empty() && !self.json_keys.may_occur_in(&plain) {
+                    Ok(None)
+                } else {
+                    Err(Unreadable)
+                }
+            }
+            Kind::Json => self.json(&plain),
         };
         match redacted.map(|plain| plain.map(|plain| encode(&plain, encoding))) {
             Ok(None) => {}

@@ -52,15 +52,15 @@ impl FieldNames {
     pub(super) fn new<'a>(names: impl IntoIterator<Item = &'a String>) -> Self {
         let names: BTreeSet<String> =
             names.into_iter().map(|n| normalize(n).into_owned()).filter(|n| !n.is_empty()).collect();
-        // Each name as a JSON key (quoted, then a colon), in any case, with an optional
-        // separator between its characters; or `\u` anywhere, since a key may spell a
+        // Each name as a JSON key (quoted, then a colon), in any case, with any `-` and `_`
+        // between its characters (as `normalize` drops them all); or `\u` anywhere, since a key may spell a
         // character as an escape the scan cannot see through. Only keys count, so a name in
         // ordinary text ("pan" in "company") costs the tap no parse.
         let alternatives: Vec<String> = names
             .iter()
-            .map(|n| n.chars().map(|c| regex::escape(&c.to_string())).collect::<Vec<_>>().join("[-_]?"))
+            .map(|n| n.chars().map(|c| regex::escape(&c.to_string())).collect::<Vec<_>>().join("[-_]*"))
             .collect();
-        let pattern = format!(r#""(?:{})"\s*:|\\u"#, alternatives.join("|"));
+        let pattern = format!(r#""[-_]*(?:{})[-_]*"\s*:|\\u"#, alternatives.join("|"));
         let prefilter = (!names.is_empty())
             .then(|| regex::bytes::RegexBuilder::new(&pattern).case_insensitive(true).build().ok())
             .flatten();
@@ -96,7 +96,7 @@ mod tests {
     #[test]
     fn spelling_does_not_matter() {
         let names = FieldNames::new(&["api_key".to_owned()]);
-        for spelled in ["api_key", "apiKey", "API-KEY", "apikey"] {
+        for spelled in ["api_key", "apiKey", "API-KEY", "apikey", "a__pi--key", "_api_key_"] {
             assert!(names.contains(spelled), "{spelled}");
             assert!(names.may_occur_in(format!(r#"{{"{spelled}":1}}"#).as_bytes()), "{spelled}");
         }
