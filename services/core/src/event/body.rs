@@ -116,7 +116,9 @@ pub fn encode(bytes: &[u8], encoding: Option<&[u8]>) -> Option<Vec<u8>> {
             encoder.finish().ok()?;
         }
         "br" => {
-            let mut encoder = brotli::CompressorWriter::new(&mut out, 4096, 1, 22);
+            // Quality 1 and a 256 KiB window (the capture cap): re-encoding a redacted body
+            // must stay cheap, and its size hardly matters.
+            let mut encoder = brotli::CompressorWriter::new(&mut out, 4096, 1, 18);
             encoder.write_all(bytes).ok()?;
             encoder.flush().ok()?;
             drop(encoder);
