@@ -4,9 +4,6 @@
 
 use std::net::SocketAddr;
 
-use axum::Router;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 /// Holds the `read` scope.
@@ -28,29 +25,13 @@ pub fn auth_toml() -> String {
     )
 }
 
-/// An SSO proxy in front of `upstream` (as oauth2-proxy would be): every GET is forwarded
-/// with `X-Forwarded-User: user`. Returns its address; it serves until the test ends.
+/// An SSO proxy in front of `upstream` (as oauth2-proxy would be): every request is
+/// forwarded with `X-Forwarded-User: user`. Returns its address; it serves until the test
+/// ends.
 pub async fn sso_proxy(upstream: String, user: &'static str) -> SocketAddr {
-    async fn forward(State((upstream, user)): State<(String, &'static str)>, request: Request) -> Response {
-        let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
-        let answer = reqwest::Client::new().get(format!("{upstream}{path}")).header("x-forwarded-user", user).send();
-        match answer.await {
-            Ok(answer) => {
-                let status = answer.status();
-                let content_type = answer.headers().get("content-type").cloned();
-                let body = answer.bytes().await.unwrap_or_default();
-                let mut response = (status, body).into_response();
-                if let Some(content_type) = content_type {
-                    response.headers_mut().insert("content-type", content_type);
-                }
-                response
-            }
-            Err(error) => (http::StatusCode::BAD_GATEWAY, error.to_string()).into_response(),
-        }
-    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
     let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    let app = Router::new().fallback(forward).with_state((upstream, user));
+    let app = crate::proxy::forwarder(upstream, Some(("x-forwarded-user", user)));
     tokio::spawn(async move { axum::serve(listener, app).await });
     addr
 }

@@ -6,10 +6,6 @@
 // Scenario helpers fail the test by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
 use shadowdiff_runtime::tls::CaBundle;
 use shadowdiff_store::ExchangeRow;
@@ -18,32 +14,11 @@ use shadowdiff_tests::tls::TestCa;
 use shadowdiff_tests::unique;
 use shadowdiff_tests::verdict::row;
 
-/// Forwards each request to the plain ClickHouse at `upstream`, as it came.
-async fn forward(State(upstream): State<String>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
-    let body = axum::body::to_bytes(body, 64 << 20).await.unwrap();
-    let mut outbound = reqwest::Client::new().request(parts.method, format!("{upstream}{path}")).body(body);
-    for (name, value) in &parts.headers {
-        if name != http::header::HOST && name != http::header::CONTENT_LENGTH {
-            outbound = outbound.header(name, value);
-        }
-    }
-    let answer = outbound.send().await.unwrap();
-    let mut response = Response::builder().status(answer.status());
-    for (name, value) in answer.headers() {
-        if name != http::header::CONTENT_LENGTH && name != http::header::TRANSFER_ENCODING {
-            response = response.header(name, value);
-        }
-    }
-    response.body(Body::from(answer.bytes().await.unwrap())).unwrap().into_response()
-}
-
 #[tokio::test]
 async fn rows_go_to_clickhouse_over_https_trusted_through_ca_file() {
     let infra = Infra::get().await;
     let ca = TestCa::new();
-    let endpoint = ca.serve(Router::new().fallback(forward).with_state(infra.clickhouse_url.clone())).await;
+    let endpoint = ca.serve(shadowdiff_tests::proxy::forwarder(infra.clickhouse_url.clone(), None)).await;
     let config = ClickHouseConfig {
         url: format!("https://127.0.0.1:{}", endpoint.port()),
         database: unique("sd_tls"),
