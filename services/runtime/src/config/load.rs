@@ -60,6 +60,9 @@ fn from_table<T: DeserializeOwned + Validate>(
     // as TOML on the first pass that trips over it (see `retype`).
     let mut from_env: HashMap<String, EnvValue> = HashMap::new();
     for (var, raw) in env {
+        if is_service_link(&var, &raw) {
+            continue;
+        }
         if let Some(path) = env_path(&var) {
             set(&mut table, &path, Value::String(raw.clone()));
             from_env.insert(path.join("."), EnvValue { var, raw, retyped: false });
@@ -172,6 +175,30 @@ fn env_path(var: &str) -> Option<Vec<String>> {
     let mut path = vec![section.to_ascii_lowercase()];
     path.extend(key.split("__").map(str::to_ascii_lowercase));
     Some(path)
+}
+
+/// Whether `var` is one of the variables Kubernetes' service links give every pod for each
+/// Service in its namespace: a Service named `shadowdiff-verdict` yields
+/// `SHADOWDIFF_VERDICT_SERVICE_HOST`, `SHADOWDIFF_VERDICT_PORT=tcp://10.0.0.1:8090`,
+/// `SHADOWDIFF_VERDICT_PORT_8090_TCP_ADDR` and the like, which would otherwise read as keys
+/// of `[verdict]`. No config key ends the way these do.
+fn is_service_link(var: &str, value: &str) -> bool {
+    let is_proto = |s: &str| matches!(s, "TCP" | "UDP" | "SCTP");
+    let is_address = |v: &str| v.split_once("://").is_some_and(|(proto, _)| is_proto(&proto.to_ascii_uppercase()));
+    if var.ends_with("_SERVICE_HOST") || var.ends_with("_SERVICE_PORT") || var.contains("_SERVICE_PORT_") {
+        return true;
+    }
+    // `<NAME>_PORT_<number>_<PROTO>` and its `_PROTO`, `_PORT` and `_ADDR` companions.
+    let parts: Vec<&str> = var.split('_').collect();
+    let per_port = parts.windows(3).enumerate().any(|(i, w)| {
+        let rest = &parts[i + 3..];
+        w[0] == "PORT"
+            && !w[1].is_empty()
+            && w[1].bytes().all(|b| b.is_ascii_digit())
+            && is_proto(w[2])
+            && matches!(rest, [] | ["PROTO" | "PORT" | "ADDR"])
+    });
+    per_port || (var.ends_with("_PORT") && is_address(value))
 }
 
 /// A raw environment value read as a TOML value, when it is one and not a plain string.

@@ -165,3 +165,32 @@ fn errors_inside_arrays_name_the_element_and_are_not_repeated() {
     // The bad port is reported once: not again as "missing field `port`" after removal.
     assert_eq!(keys, vec!["targets[1].port", "targets[1].typo"], "{errors:#?}");
 }
+
+#[test]
+fn kubernetes_service_links_are_not_config_keys() {
+    // What Kubernetes gives every pod in the namespace for Services named shadowdiff-kafka
+    // (port 9092 named kafka) and shadowdiff-admin-api (port 53/UDP): their names start with
+    // sections this service has.
+    let links = [
+        ("SHADOWDIFF_KAFKA_SERVICE_HOST", "10.96.0.10"),
+        ("SHADOWDIFF_KAFKA_SERVICE_PORT", "9092"),
+        ("SHADOWDIFF_KAFKA_SERVICE_PORT_KAFKA", "9092"),
+        ("SHADOWDIFF_KAFKA_PORT", "tcp://10.96.0.10:9092"),
+        ("SHADOWDIFF_KAFKA_PORT_9092_TCP", "tcp://10.96.0.10:9092"),
+        ("SHADOWDIFF_KAFKA_PORT_9092_TCP_PROTO", "tcp"),
+        ("SHADOWDIFF_KAFKA_PORT_9092_TCP_PORT", "9092"),
+        ("SHADOWDIFF_KAFKA_PORT_9092_TCP_ADDR", "10.96.0.10"),
+        ("SHADOWDIFF_ADMIN_API_SERVICE_HOST", "10.96.0.11"),
+        ("SHADOWDIFF_ADMIN_API_PORT", "udp://10.96.0.11:53"),
+        ("SHADOWDIFF_ADMIN_API_PORT_53_UDP_ADDR", "10.96.0.11"),
+    ];
+    let f = file("[kafka]\nbrokers = \"b:9092\"\n[admin]\nport = 1\n");
+    let mut vars = env(&links);
+    vars.push(("SHADOWDIFF_KAFKA_LINGER_MS".into(), "7".into()));
+    let config: Config = load(Some(&f.0), vars).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.kafka.linger_ms, 7, "real keys still apply beside the links");
+
+    // A key that merely ends in _PORT, with a value that is no service address, is a key.
+    let errors = load::<Config>(Some(&f.0), env(&[("SHADOWDIFF_KAFKA_PORT", "9092")])).unwrap_err().0;
+    assert_eq!(errors.iter().map(|e| e.key.as_str()).collect::<Vec<_>>(), vec!["kafka.port"], "{errors:#?}");
+}
