@@ -153,6 +153,37 @@ pub async fn serve(listener: tokio::net::TcpListener, behavior: Behavior) -> std
     axum::serve(listener, app(behavior)).await
 }
 
+/// Serves `app(behavior)` on `listener` until `stop` resolves, then stops accepting, closes
+/// idle keep-alive connections and lets the requests in flight finish, for `grace` at most:
+/// a container stop then takes as long as the slowest answer, not the runtime's kill timeout.
+pub async fn serve_until(
+    listener: tokio::net::TcpListener,
+    behavior: Behavior,
+    stop: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        stop.await;
+        let _receiver_may_be_gone = stopping.send(());
+    };
+    let server = axum::serve(listener, app(behavior)).with_graceful_shutdown(signal).into_future();
+    let deadline = async move {
+        match stopped.await {
+            Ok(()) => tokio::time::sleep(grace).await,
+            // The server ended before any signal: its own branch has the result.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("requests still in flight {grace:?} after the stop signal"),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::body::Body;

@@ -188,10 +188,17 @@ async fn main() -> ExitCode {
     }
 }
 
+/// How long requests in flight may take to finish after SIGTERM or SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 async fn serve(listen: SocketAddr, behavior: Behavior) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("bind {listen}: {e}"))?;
-    println!("demo backend on {listen} ({behavior:?})");
-    backend::serve(listener, behavior).await.map_err(|e| e.to_string())
+    let bound = listener.local_addr().map_err(|e| format!("bind {listen}: {e}"))?;
+    println!("demo backend on {bound} ({behavior:?})");
+    let stop = shadowdiff_runtime::shutdown::signal();
+    backend::serve_until(listener, behavior, stop, SHUTDOWN_GRACE).await.map_err(|e| e.to_string())?;
+    println!("demo backend on {bound} stopped");
+    Ok(())
 }
 
 /// Publishes, then prints one `key=value` line for scripts to read.
