@@ -10,9 +10,14 @@
 # only when a Cargo.toml or Cargo.lock does), `builder` (dependencies compiled in their own
 # cached layer, then the workspace) and `runtime` (Debian slim, non-root, binaries only).
 # Builder and runtime are both bookworm, so the binaries find the glibc they were linked to.
+#
+# The runtime base is named by its Debian release and snapshot date, and pinned by the
+# digest of that tag's multi-platform index, so a rebuild gets the same bytes whatever the
+# tag points to later. Move both together, to a newer bookworm snapshot (its digest is in
+# docker-library/repo-info, repos/debian/remote/) or to the next release with the builder.
 
 ARG RUST_IMAGE=rust:1.95-bookworm
-ARG RUNTIME_IMAGE=debian:12.12-slim
+ARG RUNTIME_IMAGE=debian:bookworm-20260918-slim@sha256:3783cc01769c7b2b1b83a5c5ad96c815348e28ed7da68e2e3687004faa906251
 
 FROM ${RUST_IMAGE} AS chef
 # rdkafka (features `tokio`, `libz`, see Cargo.toml) builds its bundled librdkafka with
