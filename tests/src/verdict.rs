@@ -11,6 +11,10 @@ use crate::unique;
 /// When crafted rows start: [`row`] `i` is `i` seconds later.
 pub const START_TS: u32 = 1_795_000_000;
 
+/// `[verdict]` keys for scenarios on crafted rows from [`START_TS`] on, a fixed day in the
+/// past: the default window reaches back to it, and no window is bounded.
+pub const FROM_START: &str = "default_window_secs = 315360000\nmax_window_secs = 0";
+
 /// A running verdict service and the database it reads.
 #[derive(Debug)]
 pub struct VerdictService {
@@ -62,6 +66,18 @@ impl VerdictService {
         insert(&self.clickhouse, "exchanges", exchanges).await;
         insert(&self.clickhouse, "differences", differences).await;
         insert(&self.clickhouse, "samples", samples).await;
+    }
+
+    /// Records that the verdict service was first asked about `revision` of `candidate` at
+    /// `first_asked` (Unix seconds), as it would have recorded itself then.
+    pub async fn released(&self, candidate: &str, revision: &str, first_asked: u32) {
+        let row = shadowdiff_store::ReleaseRow {
+            candidate: candidate.into(),
+            revision: revision.into(),
+            first_asked,
+            caller: "api".into(),
+        };
+        insert(&self.clickhouse, "releases", &[row]).await;
     }
 
     /// Stops the service and drops its database.

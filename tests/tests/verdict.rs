@@ -1,5 +1,5 @@
 //! The verdict service on crafted evidence in the real ClickHouse: each criterion computed
-//! by the SQL, stage and time windows, the Argo Rollouts and Flagger contracts with their
+//! by the SQL, stage gates, releases and time windows, the Argo Rollouts and Flagger contracts with their
 //! exact request shapes, and the drill-down page as headless Chromium renders it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -7,7 +7,7 @@
 use serde_json::Value;
 use shadowdiff_store::ExchangeRow;
 use shadowdiff_tests::infra::Infra;
-use shadowdiff_tests::verdict::{START_TS, VerdictService, difference, row, sample};
+use shadowdiff_tests::verdict::{FROM_START, START_TS, VerdictService, difference, row, sample};
 use shadowdiff_verdict::{Decision, VerdictReport};
 
 const TOKEN: &str = shadowdiff_tests::auth::READ_TOKEN;
@@ -52,8 +52,6 @@ fn evidence() -> Vec<ExchangeRow> {
     }
     // Too few to conclude anything.
     rows.extend((0..20).map(|i| row("few", i)));
-    // The clean candidate regressed when it reached stage 50.
-    rows.extend((600..700).map(|i| ExchangeRow { stage: "50".into(), differences: 1, ..row("clean", i) }));
     rows
 }
 
@@ -77,7 +75,8 @@ fn outcome(report: &VerdictReport) -> (Decision, Vec<(&str, Decision)>) {
 #[tokio::test]
 async fn each_criterion_is_computed_from_the_stored_rows() {
     let infra = Infra::get().await;
-    let service = VerdictService::start(&infra, "").await;
+    // Stage 50 wants more evidence than the others.
+    let service = VerdictService::start(&infra, &format!("{FROM_START}\n[verdict.gates.50]\nmin_samples = 1000")).await;
     service.insert(&evidence(), &[], &[]).await;
 
     let clean = verdict(&service, "candidate=clean&stage=10").await;
@@ -118,13 +117,71 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
         )
     );
 
-    // Windows: the stage's own rows, and rows from a point in time on.
+    // The stage chooses the gate, never the rows: whatever stage the mirror recorded.
     let fifty = verdict(&service, "candidate=clean&stage=50").await;
-    assert_eq!((fifty.verdict, fifty.samples), (Decision::Fail, 100));
-    let everything = verdict(&service, "candidate=clean").await;
-    assert_eq!(everything.samples, 600, "no stage: every stage's rows");
+    assert_eq!((fifty.verdict, fifty.samples, fifty.stage.as_str()), (Decision::Inconclusive, 500, "50"));
+    assert_eq!(outcome(&fifty).1, vec![("samples", Decision::Inconclusive)]);
+    let shadow = verdict(&service, "candidate=clean").await;
+    assert_eq!((shadow.verdict, shadow.stage.as_str()), (Decision::Pass, "shadow"), "no stage: the shadow gate");
+    // Rows from a point in time on.
     let late = verdict(&service, &format!("candidate=clean&stage=10&since={}", START_TS + 250)).await;
-    assert_eq!((late.verdict, late.samples), (Decision::Inconclusive, 250));
+    assert_eq!((late.verdict, late.samples, late.since), (Decision::Inconclusive, 250, START_TS + 250));
+
+    service.stop().await;
+}
+
+#[tokio::test]
+async fn each_release_is_judged_on_its_own_rows() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, FROM_START).await;
+    // One candidate name for every release, as a Service keeps it: release a was clean, then
+    // release b, first asked about 600 s later, diverges on every request.
+    let mut rows: Vec<ExchangeRow> = (0..500).map(|i| row("shop-canary", i)).collect();
+    rows.extend((600..1100).map(|i| ExchangeRow { differences: 1, ..row("shop-canary", i) }));
+    service.insert(&rows, &[], &[]).await;
+    service.released("shop-canary", "a", START_TS).await;
+    service.released("shop-canary", "b", START_TS + 600).await;
+    // A second replica of the verdict service recorded b too, later: the earliest ask counts.
+    service.released("shop-canary", "b", START_TS + 700).await;
+
+    let b = verdict(&service, "candidate=shop-canary&stage=10&revision=b").await;
+    assert_eq!(
+        (b.verdict, b.samples, b.since, b.revision.as_deref()),
+        (Decision::Fail, 500, START_TS + 600, Some("b")),
+        "b alone, not diluted by a's clean rows"
+    );
+    let narrowed =
+        verdict(&service, &format!("candidate=shop-canary&stage=10&revision=b&since={}", START_TS + 1000)).await;
+    assert_eq!(narrowed.samples, 100, "a later since narrows a release's window");
+
+    // The fix, release c, is asked about for the first time now: b's failure is not its own.
+    let asked_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let c = verdict(&service, "candidate=shop-canary&stage=10&revision=c").await;
+    assert_eq!((c.verdict, c.samples), (Decision::Inconclusive, 0), "{:?}", c.reasons);
+    assert!(u64::from(c.since).abs_diff(asked_at) <= 5, "c starts when first asked: {} vs {asked_at}", c.since);
+    let again = verdict(&service, "candidate=shop-canary&stage=10&revision=c").await;
+    assert_eq!(again.since, c.since, "and keeps that start");
+    let recorded: Vec<(String, u32, String)> = service
+        .clickhouse
+        .query("SELECT revision, toUInt32(first_asked), caller FROM releases WHERE revision = 'c'")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(recorded, [("c".to_owned(), c.since, "api".to_owned())], "recorded once");
+
+    // Each verdict on record names its release and window.
+    let on_record =
+        shadowdiff_tests::eventually("b's verdict on record", std::time::Duration::from_secs(10), || async {
+            let rows: Vec<(String, u32, String)> = service
+                .clickhouse
+                .query("SELECT revision, toUInt32(since), verdict FROM verdicts WHERE revision = 'b' ORDER BY since")
+                .fetch_all()
+                .await
+                .map_err(|e| e.to_string())?;
+            if rows.len() == 2 { Ok(rows) } else { Err(format!("{rows:?}")) }
+        })
+        .await;
+    assert_eq!(on_record[0], ("b".to_owned(), START_TS + 600, "fail".to_owned()));
 
     service.stop().await;
 }
@@ -132,8 +189,12 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
 #[tokio::test]
 async fn argo_and_flagger_get_the_answers_their_contracts_expect() {
     let infra = Infra::get().await;
-    let service = VerdictService::start(&infra, "").await;
+    let service = VerdictService::start(&infra, FROM_START).await;
     service.insert(&evidence(), &[], &[]).await;
+    // Flagger names the release by its checksum: each candidate's began with the rows.
+    for candidate in ["clean", "regressed", "few"] {
+        service.released(candidate, "85d557f47b", START_TS).await;
+    }
     let client = reqwest::Client::new();
 
     // Argo Rollouts web metric: GET with the bearer header, jsonPath `{$}`, then

@@ -9,6 +9,8 @@ use serde::de::DeserializeOwned;
 use shadowdiff_mirror::profile::{Faults, Profile};
 use shadowdiff_verdict::{ExchangeDetail, VerdictReport};
 
+use crate::cli::Window;
+
 /// Longest wait for a TCP connection, within the request timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -86,20 +88,20 @@ impl Api {
     /// `GET /v1/verdict`. `timeout` shortens this request's deadline (the gate's end).
     pub async fn verdict(
         &self,
-        candidate: &str,
+        window: &Window,
         stage: Option<&str>,
-        since: Option<&str>,
         timeout: Option<Duration>,
     ) -> Result<VerdictReport, ApiError> {
         let mut url = join(&self.verdict, &["v1", "verdict"]);
         {
             let mut query = url.query_pairs_mut();
-            query.append_pair("candidate", candidate);
-            if let Some(stage) = stage {
-                query.append_pair("stage", stage);
-            }
-            if let Some(since) = since {
-                query.append_pair("since", since);
+            query.append_pair("candidate", &window.candidate);
+            let optional =
+                [("stage", stage), ("revision", window.revision.as_deref()), ("since", window.since.as_deref())];
+            for (key, value) in optional {
+                if let Some(value) = value {
+                    query.append_pair(key, value);
+                }
             }
         }
         let mut request = self.verdict_request(Method::GET, url.clone());

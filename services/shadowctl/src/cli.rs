@@ -63,8 +63,13 @@ pub struct Window {
     /// The candidate deployment, as named in the mirror profile's targets.
     #[arg(long)]
     pub candidate: String,
+    /// The release under test (a build or commit id): only comparisons made since the
+    /// verdict API was first asked about it count, so earlier releases' rows never do.
+    #[arg(long)]
+    pub revision: Option<String>,
     /// Only rows from this point on: a duration ago (15m, 2h), an RFC 3339 time or Unix
     /// seconds. A duration is evaluated by the server at every poll, so the window slides.
+    /// Without --revision or --since, the server's default window (the last hour).
     #[arg(long)]
     pub since: Option<String>,
 }
@@ -73,7 +78,7 @@ pub struct Window {
 pub struct GateArgs {
     #[command(flatten)]
     pub window: Window,
-    /// The rollout stage whose rows and gate are used: shadow, 1, 10, 50 or 100.
+    /// The rollout stage whose gate applies: shadow, 1, 10, 50 or 100.
     #[arg(long)]
     pub stage: String,
     /// How long to wait for a pass or a fail, such as 15m.
@@ -88,7 +93,7 @@ pub struct GateArgs {
 pub struct VerdictArgs {
     #[command(flatten)]
     pub window: Window,
-    /// The rollout stage; without it every stage's rows count, under the shadow gate.
+    /// The rollout stage whose gate applies; without it, the shadow gate.
     #[arg(long)]
     pub stage: Option<String>,
     /// Print the report as the API's JSON instead of tables.

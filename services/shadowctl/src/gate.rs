@@ -29,32 +29,30 @@ pub async fn run(api: &Api, args: &GateArgs, request_timeout: Duration, page: &U
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let timeout = request_timeout.min(remaining.max(MIN_POLL_TIMEOUT));
-        let window = &args.window;
-        let outcome =
-            match api.verdict(&window.candidate, Some(&args.stage), window.since.as_deref(), Some(timeout)).await {
-                Ok(report) => {
-                    progress.report(start.elapsed(), &line(&report));
-                    let decided = match report.verdict {
-                        Decision::Pass => Some(exit::PASS),
-                        Decision::Fail => Some(exit::FAIL),
-                        Decision::Inconclusive => None,
-                    };
-                    if let Some(code) = decided {
-                        progress.finish();
-                        crate::out(&report::render(&report, page));
-                        return Ok(code);
-                    }
-                    Ok(report)
-                }
-                Err(error) if error.refused() => {
+        let outcome = match api.verdict(&args.window, Some(&args.stage), Some(timeout)).await {
+            Ok(report) => {
+                progress.report(start.elapsed(), &line(&report));
+                let decided = match report.verdict {
+                    Decision::Pass => Some(exit::PASS),
+                    Decision::Fail => Some(exit::FAIL),
+                    Decision::Inconclusive => None,
+                };
+                if let Some(code) = decided {
                     progress.finish();
-                    return Err(error.into());
+                    crate::out(&report::render(&report, page));
+                    return Ok(code);
                 }
-                Err(error) => {
-                    progress.error(start.elapsed(), &error);
-                    Err(error)
-                }
-            };
+                Ok(report)
+            }
+            Err(error) if error.refused() => {
+                progress.finish();
+                return Err(error.into());
+            }
+            Err(error) => {
+                progress.error(start.elapsed(), &error);
+                Err(error)
+            }
+        };
         let now = Instant::now();
         if now >= deadline {
             progress.finish();

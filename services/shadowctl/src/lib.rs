@@ -63,8 +63,7 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
     match &cli.command {
         Command::Gate(args) => gate::run(&api, args, cli.timeout, &pages).await,
         Command::Verdict(args) => {
-            let window = &args.window;
-            let report = api.verdict(&window.candidate, args.stage.as_deref(), window.since.as_deref(), None).await?;
+            let report = api.verdict(&args.window, args.stage.as_deref(), None).await?;
             if args.json {
                 // A report always serializes: plain numbers, strings and lists.
                 let json = serde_json::to_string_pretty(&report).unwrap_or_default();

@@ -13,13 +13,11 @@ use crate::table::{Align, Cell, Table};
 /// The whole report, styled. `page` is the drill-down page's base (`…/exchanges/`).
 pub fn render(report: &VerdictReport, page: &Url) -> String {
     let mut out = String::new();
-    let stage =
-        report.stage.as_deref().map_or_else(|| "every stage (shadow gate)".to_owned(), |s| format!("stage {s}"));
-    let since = if report.since == 0 {
-        "all stored comparisons".to_owned()
-    } else {
-        let at = UNIX_EPOCH + Duration::from_secs(u64::from(report.since));
-        format!("since {}", humantime::format_rfc3339_seconds(at))
+    let stage = format!("stage {}", report.stage);
+    let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::from(report.since)));
+    let since = match &report.revision {
+        Some(revision) => format!("release {revision}, since {at}"),
+        None => format!("since {at}"),
     };
     let verdict = paint(style::decision(report.verdict), report.verdict.as_str().to_uppercase());
     let _ = writeln!(out, "{} · {stage} · {since}: {verdict}", paint(HEADER, &report.candidate));

@@ -11,7 +11,7 @@ pub mod migrations;
 pub mod retention;
 pub mod rows;
 
-pub use rows::{DifferenceRow, ExchangeRow, SampleRow, VerdictRow};
+pub use rows::{DifferenceRow, ExchangeRow, ReleaseRow, SampleRow, VerdictRow};
 
 /// A ClickHouse failure, with what was being done.
 #[derive(Debug, thiserror::Error)]

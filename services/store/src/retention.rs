@@ -1,5 +1,6 @@
 //! Retention: whole days of rows are dropped once they are older than the configured
-//! number of days. Every table is partitioned by day (`toYYYYMMDD(ts)`), so dropping a day
+//! number of days. `releases` (a few rows per rollout) is kept. Every other table is
+//! partitioned by day (`toYYYYMMDD(ts)`), so dropping a day
 //! is one `ALTER TABLE … DROP PARTITION`, the same statement on ClickHouse 18.16 (which has
 //! no table TTL) and on current releases: one mechanism everywhere.
 

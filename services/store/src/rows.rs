@@ -85,4 +85,20 @@ pub struct VerdictRow {
     pub p95_delta: f64,
     /// The reasons of the criteria that did not pass, one per line.
     pub reasons: String,
+    /// The release judged, as the CD system named it; empty when none was named.
+    pub revision: String,
+    /// Unix seconds: the start of the window of comparisons judged.
+    pub since: u32,
+}
+
+/// A row of `releases`: when the verdict service was first asked about one release of a
+/// candidate, which starts that release's window of comparisons.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct ReleaseRow {
+    pub candidate: String,
+    pub revision: String,
+    /// Unix seconds.
+    pub first_asked: u32,
+    /// Who asked first: `api`, `flagger-gate` or `flagger-check`.
+    pub caller: String,
 }

@@ -2,12 +2,13 @@
 //! `SHADOWDIFF_VERDICT_*`).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use serde::Deserialize;
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::auth::AuthConfig;
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
-use shadowdiff_runtime::config::{ConfigError, Validate};
+use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
 use shadowdiff_runtime::telemetry::LogConfig;
 
 use crate::gate::Gates;
@@ -36,12 +37,32 @@ pub struct VerdictSection {
     /// The gate each rollout stage must pass.
     #[serde(default)]
     pub gates: Gates,
+    /// The comparisons judged when the caller names neither a release (`revision`) nor a
+    /// start (`since`): this long before now.
+    #[serde(default = "default_window", rename = "default_window_secs", with = "serde_duration::secs")]
+    pub default_window: Duration,
+    /// No verdict reads comparisons older than this, however early its release began or its
+    /// `since` says: the cost of a query stays bounded whatever the retention. 0: no bound.
+    #[serde(default = "max_window", rename = "max_window_secs", with = "serde_duration::secs")]
+    pub max_window: Duration,
 }
 
 impl Default for VerdictSection {
     fn default() -> Self {
-        Self { listen: default_listen(), gates: Gates::default() }
+        Self {
+            listen: default_listen(),
+            gates: Gates::default(),
+            default_window: default_window(),
+            max_window: max_window(),
+        }
     }
+}
+
+const fn default_window() -> Duration {
+    Duration::from_secs(3600)
+}
+const fn max_window() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 fn default_listen() -> SocketAddr {
@@ -55,6 +76,13 @@ impl Validate for VerdictConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
         self.clickhouse.validate(errors);
         self.verdict.gates.validate(errors);
+        let windows = &self.verdict;
+        if windows.default_window.is_zero() {
+            errors.push(ConfigError::rule("verdict.default_window_secs", "must be at least 1"));
+        }
+        if !windows.max_window.is_zero() && windows.default_window > windows.max_window {
+            errors.push(ConfigError::rule("verdict.default_window_secs", "must not exceed verdict.max_window_secs"));
+        }
         self.auth.validate(errors);
     }
 }

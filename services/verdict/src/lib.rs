@@ -3,7 +3,7 @@
 //!
 //! Reading order: [`config`] and [`gate`] (the policy per rollout stage), [`evaluate`] (from
 //! evidence to pass / fail / inconclusive, pure), [`report`] (what a verdict says), `query`
-//! (the SQL), [`api`] (`fn app(state) -> Router`, the handlers and their error type) and
+//! (the SQL), `release` (where a release's window starts), [`api`] (`fn app(state) -> Router`, the handlers and their error type) and
 //! `page` (the drill-down page).
 
 pub mod api;
@@ -13,6 +13,7 @@ mod events;
 pub mod gate;
 mod page;
 mod query;
+mod release;
 pub mod report;
 
 pub use evaluate::{Criterion, Decision, Latency, Quantiles, Rate};
@@ -56,7 +57,7 @@ impl Verdict {
             .await
             .map_err(|source| VerdictError::Bind { addr: config.admin.listen, source })?;
         let auth = shadowdiff_runtime::auth::Auth::new(&config.auth, "verdict");
-        let state = api::AppState::new(clickhouse.client, config.verdict.gates, auth);
+        let state = api::AppState::new(clickhouse.client, config.verdict, auth);
         Ok(Self { listener, state })
     }
 

@@ -7,19 +7,21 @@ use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
 
 use crate::evaluate::{Evidence, Latency, Quantiles};
 
-/// Which comparison rows a verdict covers: one candidate, optionally one rollout stage, and
-/// optionally only rows from a point in time on.
+/// Which comparison rows a verdict covers: one candidate's, from a point in time on. The
+/// API works the start out from the release, the caller's `since` and its bounds
+/// (`api::resolve`); the stage only chooses the gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
     pub candidate: String,
-    /// `None`: every stage.
-    pub stage: Option<String>,
-    /// Unix seconds; 0 covers everything.
+    /// The release judged, as the CD system named it (Argo Rollouts' pod-template hash,
+    /// Flagger's checksum).
+    pub revision: Option<String>,
+    /// Unix seconds: the first comparison time covered.
     pub since: u32,
 }
 
-/// The candidate's rows in the window. Binds: candidate, stage, stage, since.
-const IN_WINDOW: &str = "role = 'candidate' AND deployment = ? AND (? = '' OR stage = ?) AND ts >= toDateTime(?)";
+/// The candidate's rows in the window. Binds: candidate, since.
+const IN_WINDOW: &str = "role = 'candidate' AND deployment = ? AND ts >= toDateTime(?)";
 
 /// The counts every verdict is built from; `route` is empty for the whole candidate.
 const COUNTS: &str = "count() AS samples, \
@@ -88,8 +90,7 @@ const LATENCY: &str = "SELECT count() AS n, \
      FROM exchanges FINAL WHERE outcome = 'complete' AND ";
 
 fn bind_window(query: clickhouse::query::Query, window: &Window) -> clickhouse::query::Query {
-    let stage = window.stage.as_deref().unwrap_or("");
-    query.bind(&window.candidate).bind(stage).bind(stage).bind(window.since)
+    query.bind(&window.candidate).bind(window.since)
 }
 
 /// The whole window's evidence, with paired latency (the candidate's, and the secondary's

@@ -17,10 +17,12 @@ const WORST: usize = 10;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VerdictReport {
     pub candidate: String,
-    /// The stage whose rows and gate were used; `None` covers every stage with the
-    /// `shadow` gate.
-    pub stage: Option<String>,
-    /// Unix seconds; 0 when the window has no start.
+    /// The stage whose gate was applied.
+    pub stage: String,
+    /// The release judged, as the caller named it: only its comparisons count.
+    pub revision: Option<String>,
+    /// Unix seconds: the start of the window judged (the release's first ask, the caller's
+    /// `since` or the default window, bounded by the longest window).
     pub since: u32,
     /// `pass`, `fail` or `inconclusive`.
     pub verdict: Decision,
@@ -71,6 +73,7 @@ impl RouteReport {
 pub(crate) async fn build(
     client: &Client,
     window: Window,
+    stage: &str,
     policy: &GatePolicy,
 ) -> clickhouse::error::Result<VerdictReport> {
     let evidence = query::evidence(client, &window).await?;
@@ -92,7 +95,8 @@ pub(crate) async fn build(
     let (verdict, criteria) = evaluate::judge(&evidence, policy);
     Ok(VerdictReport {
         candidate: window.candidate,
-        stage: window.stage,
+        stage: stage.to_owned(),
+        revision: window.revision,
         since: window.since,
         verdict,
         reasons: criteria.iter().filter(|c| c.status != Decision::Pass).map(|c| c.reason.clone()).collect(),
@@ -117,7 +121,7 @@ pub(crate) fn record(report: &VerdictReport, caller: &str) -> VerdictRow {
     VerdictRow {
         ts: u32::try_from(now).unwrap_or(u32::MAX),
         candidate: report.candidate.clone(),
-        stage: report.stage.clone().unwrap_or_default(),
+        stage: report.stage.clone(),
         verdict: report.verdict.as_str().to_owned(),
         caller: caller.to_owned(),
         samples: report.samples,
@@ -126,5 +130,7 @@ pub(crate) fn record(report: &VerdictReport, caller: &str) -> VerdictRow {
         new_errors: report.new_errors.count,
         p95_delta: report.latency.judged_p95_delta().unwrap_or(0.0),
         reasons: report.reasons.join("\n"),
+        revision: report.revision.clone().unwrap_or_default(),
+        since: report.since,
     }
 }

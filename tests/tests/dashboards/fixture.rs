@@ -305,6 +305,8 @@ impl Fixture {
             new_errors: 0,
             p95_delta: 0.0,
             reasons: String::new(),
+            revision: "7c9f5d".into(),
+            since: now - 3600,
         };
         let verdicts = vec![
             verdict(40, "v2", "1", "pass"),

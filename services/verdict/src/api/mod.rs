@@ -1,9 +1,12 @@
 //! The HTTP API and the drill-down pages. Every route needs the `read` scope (see
 //! `runtime::auth`): a bearer token, or a user vouched for by the SSO proxy for pages.
 //!
-//! - `GET /v1/verdict?candidate=&stage=&since=`: the verdict report (Argo Rollouts web metric).
-//! - `POST /v1/flagger/gate` and `POST /v1/flagger/check`: Flagger webhooks. Flagger sends
-//!   no headers, so these also take the token as `metadata.token`.
+//! - `GET /v1/verdict?candidate=&stage=&revision=&since=`: the verdict report (Argo Rollouts
+//!   web metric). `stage` chooses the gate; `revision` names the release, whose comparisons
+//!   alone are judged (see `release`); `since` starts the window at a given time.
+//! - `POST /v1/flagger/gate` and `POST /v1/flagger/check`: Flagger webhooks. The release is
+//!   Flagger's `checksum`. Flagger sends no headers, so these also take the token as
+//!   `metadata.token`.
 //! - `GET /v1/exchanges/{request_id}`: every leg, difference and sampled body of a request.
 //! - `GET /exchanges/{request_id}`: the same, as a page with the bodies side by side.
 
@@ -22,8 +25,9 @@ use shadowdiff_runtime::auth::{Auth, Denied, Scope, protect};
 
 use shadowdiff_store::VerdictRow;
 
+use crate::config::VerdictSection;
 use crate::evaluate::Decision;
-use crate::gate::{Gates, STAGES};
+use crate::gate::{GatePolicy, Gates, STAGES};
 use crate::page;
 use crate::query::{self, ExchangeDetail, Window};
 use crate::report::{self, VerdictReport};
@@ -32,6 +36,10 @@ use crate::report::{self, VerdictReport};
 pub struct AppState {
     clickhouse: clickhouse::Client,
     gates: Arc<Gates>,
+    /// Judged when the caller names neither a release nor a start.
+    default_window: Duration,
+    /// The oldest comparison any verdict reads; zero for no bound.
+    max_window: Duration,
     auth: Arc<Auth>,
 }
 
@@ -42,8 +50,14 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    pub fn new(clickhouse: clickhouse::Client, gates: Gates, auth: Arc<Auth>) -> Self {
-        Self { clickhouse, gates: Arc::new(gates), auth }
+    pub fn new(clickhouse: clickhouse::Client, verdict: VerdictSection, auth: Arc<Auth>) -> Self {
+        Self {
+            clickhouse,
+            gates: Arc::new(verdict.gates),
+            default_window: verdict.default_window,
+            max_window: verdict.max_window,
+            auth,
+        }
     }
 }
 
@@ -67,6 +81,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("comparison store unavailable")]
     Store(#[source] clickhouse::error::Error),
+    #[error("comparison store unavailable")]
+    Release(#[source] shadowdiff_store::StoreError),
 }
 
 impl IntoResponse for ApiError {
@@ -79,6 +95,10 @@ impl IntoResponse for ApiError {
                 tracing::error!(%error, "clickhouse query failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Self::Release(error) => {
+                tracing::error!(%error, "release lookup failed");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
         (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
     }
@@ -88,6 +108,7 @@ impl IntoResponse for ApiError {
 pub struct VerdictParams {
     candidate: Option<String>,
     stage: Option<String>,
+    revision: Option<String>,
     since: Option<String>,
 }
 
@@ -95,16 +116,90 @@ async fn verdict(
     State(state): State<AppState>,
     Query(params): Query<VerdictParams>,
 ) -> Result<Json<VerdictReport>, ApiError> {
-    let window = window(params.candidate, params.stage, params.since.as_deref())?;
-    Ok(Json(judge(&state, window, "api").await?))
+    let ask = Ask::parse(params.candidate, params.stage, params.revision, params.since.as_deref())?;
+    Ok(Json(judge(&state, ask, "api").await?))
 }
 
-/// Judges `window` under its stage's gate, and records the verdict in `verdicts` (in the
+/// What a caller asks to be judged, checked: every verdict entry point parses into this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ask {
+    candidate: String,
+    stage: &'static str,
+    revision: Option<String>,
+    /// Unix seconds.
+    since: Option<u32>,
+}
+
+impl Ask {
+    fn parse(
+        candidate: Option<String>,
+        stage: Option<String>,
+        revision: Option<String>,
+        since: Option<&str>,
+    ) -> Result<Self, ApiError> {
+        let candidate = candidate.unwrap_or_default();
+        if candidate.is_empty() || candidate.len() > 128 {
+            return Err(ApiError::BadRequest("candidate is required: 1 to 128 characters".into()));
+        }
+        let stage = match stage.filter(|s| !s.is_empty()) {
+            None => STAGES[0],
+            Some(stage) => STAGES.iter().copied().find(|s| *s == stage).ok_or_else(|| unknown_stage(&stage))?,
+        };
+        let revision = revision.filter(|r| !r.is_empty());
+        if let Some(revision) = &revision
+            && (revision.len() > 128 || revision.chars().any(char::is_control))
+        {
+            return Err(ApiError::BadRequest("revision must be 1 to 128 printable characters".into()));
+        }
+        let since = since
+            .filter(|s| !s.is_empty())
+            .map(|since| {
+                parse_since(since, SystemTime::now()).ok_or_else(|| ApiError::BadRequest(format!(
+                    "since {since:?} is neither an RFC 3339 time (2026-11-24T10:00:00Z), Unix seconds, nor a duration ago (15m, 2h)"
+                )))
+            })
+            .transpose()?;
+        Ok(Self { candidate, stage, revision, since })
+    }
+}
+
+/// The window `ask` covers (see [`window_start`]), asking the store for its release's first ask.
+async fn resolve(state: &AppState, ask: &Ask, caller: &str) -> Result<Window, ApiError> {
+    let now = unix_now();
+    let first_asked = match &ask.revision {
+        Some(revision) => Some(
+            crate::release::first_asked(&state.clickhouse, &ask.candidate, revision, caller, now)
+                .await
+                .map_err(ApiError::Release)?,
+        ),
+        None => None,
+    };
+    let since = window_start(first_asked, ask.since, now, state.default_window, state.max_window);
+    Ok(Window { candidate: ask.candidate.clone(), revision: ask.revision.clone(), since })
+}
+
+/// From the release's first ask and the caller's `since`, whichever is later; with neither,
+/// `default` before `now`; never further back than `max` before `now` (zero: no bound).
+fn window_start(first_asked: Option<u32>, since: Option<u32>, now: u32, default: Duration, max: Duration) -> u32 {
+    let ago = |d: Duration| now.saturating_sub(u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    let start = match (first_asked, since) {
+        (None, None) => ago(default),
+        (first, since) => first.unwrap_or(0).max(since.unwrap_or(0)),
+    };
+    if max.is_zero() { start } else { start.max(ago(max)) }
+}
+
+fn unix_now() -> u32 {
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    u32::try_from(secs).unwrap_or(u32::MAX)
+}
+
+/// Judges `ask` under its stage's gate, and records the verdict in `verdicts` (in the
 /// background: the answer never waits on, or fails for, the record).
-async fn judge(state: &AppState, window: Window, caller: &'static str) -> Result<VerdictReport, ApiError> {
-    let stage = window.stage.as_deref().unwrap_or("shadow");
-    let policy = state.gates.for_stage(stage).ok_or_else(|| unknown_stage(stage))?;
-    let report = report::build(&state.clickhouse, window, policy).await.map_err(ApiError::Store)?;
+async fn judge(state: &AppState, ask: Ask, caller: &'static str) -> Result<VerdictReport, ApiError> {
+    let policy: &GatePolicy = state.gates.for_stage(ask.stage).ok_or_else(|| unknown_stage(ask.stage))?;
+    let window = resolve(state, &ask, caller).await?;
+    let report = report::build(&state.clickhouse, window, ask.stage, policy).await.map_err(ApiError::Store)?;
     crate::events::given(report.verdict.as_str(), caller);
     let record = report::record(&report, caller);
     let clickhouse = state.clickhouse.clone();
@@ -114,28 +209,6 @@ async fn judge(state: &AppState, window: Window, caller: &'static str) -> Result
         }
     });
     Ok(report)
-}
-
-/// Checks and parses the parameters shared by every verdict entry point.
-fn window(candidate: Option<String>, stage: Option<String>, since: Option<&str>) -> Result<Window, ApiError> {
-    let candidate = candidate.unwrap_or_default();
-    if candidate.is_empty() || candidate.len() > 128 {
-        return Err(ApiError::BadRequest("candidate is required: 1 to 128 characters".into()));
-    }
-    let stage = stage.filter(|s| !s.is_empty());
-    if let Some(stage) = &stage
-        && !STAGES.contains(&stage.as_str())
-    {
-        return Err(unknown_stage(stage));
-    }
-    let since = match since.filter(|s| !s.is_empty()) {
-        None => 0,
-        Some(since) => parse_since(since, SystemTime::now())
-            .ok_or_else(|| ApiError::BadRequest(format!(
-                "since {since:?} is neither an RFC 3339 time (2026-11-24T10:00:00Z), Unix seconds, nor a duration ago (15m, 2h)"
-            )))?,
-    };
-    Ok(Window { candidate, stage, since })
 }
 
 fn unknown_stage(stage: &str) -> ApiError {
@@ -163,6 +236,9 @@ pub struct FlaggerHook {
     namespace: String,
     #[serde(default)]
     phase: String,
+    /// Flagger's hash of the canary's spec and tracked configs: the release.
+    #[serde(default)]
+    checksum: String,
     #[serde(default)]
     metadata: std::collections::HashMap<String, String>,
 }
@@ -202,14 +278,13 @@ async fn flagger(
         "check" => |d| d != Decision::Fail,
         other => return Err(ApiError::BadRequest(format!("unknown flagger hook {other:?}: use gate or check"))),
     };
-    let candidate = payload.metadata.get("candidate").cloned().unwrap_or(payload.name);
-    let window = window(
-        Some(candidate),
-        payload.metadata.get("stage").cloned(),
-        payload.metadata.get("since").map(String::as_str),
-    )?;
+    let mut metadata = payload.metadata;
+    let candidate = metadata.remove("candidate").unwrap_or(payload.name);
+    let revision = metadata.remove("revision").or(Some(payload.checksum));
+    let ask =
+        Ask::parse(Some(candidate), metadata.remove("stage"), revision, metadata.get("since").map(String::as_str))?;
     let caller = if hook == "gate" { "flagger-gate" } else { "flagger-check" };
-    let report = judge(&state, window, caller).await?;
+    let report = judge(&state, ask, caller).await?;
     let status = if passes(report.verdict) { StatusCode::OK } else { StatusCode::PRECONDITION_FAILED };
     tracing::info!(hook, phase = payload.phase, candidate = report.candidate, verdict = report.verdict.as_str(), %status, "flagger webhook");
     Ok((status, Json(report)).into_response())

@@ -15,7 +15,7 @@ fn offline(token: Option<&str>) -> Router {
         None => "open = true".to_owned(),
     };
     let auth = Auth::new(&toml::from_str(&auth).unwrap(), "test");
-    app(AppState::new(clickhouse::Client::default().with_url("http://127.0.0.1:1"), Gates::default(), auth))
+    app(AppState::new(clickhouse::Client::default().with_url("http://127.0.0.1:1"), VerdictSection::default(), auth))
 }
 
 async fn call(app: Router, request: http::Request<Body>) -> (StatusCode, String) {
@@ -35,6 +35,7 @@ async fn bad_parameters_are_400s_with_the_reason() {
         ("/v1/verdict", "candidate is required: 1 to 128 characters"),
         ("/v1/verdict?candidate=v2&stage=25", r#"stage \"25\" is not one of shadow, 1, 10, 50, 100"#),
         ("/v1/verdict?candidate=v2&since=yesterday", r#"since \"yesterday\" is neither an RFC 3339 time"#),
+        ("/v1/verdict?candidate=v2&revision=%0a", "revision must be 1 to 128 printable characters"),
     ];
     for (uri, reason) in cases {
         let (status, body) = call(offline(None), get(uri)).await;
@@ -111,4 +112,17 @@ fn since_reads_times_seconds_and_durations_ago() {
     assert_eq!(parse_since("15m", now), Some(1_800_000_000 - 900));
     assert_eq!(parse_since("1h 30m", now), Some(1_800_000_000 - 5400));
     assert_eq!(parse_since("soon", now), None);
+}
+
+#[test]
+fn a_window_starts_at_the_later_of_release_and_since_within_the_bounds() {
+    let (hour, day) = (Duration::from_secs(3600), Duration::from_secs(86_400));
+    let now = 2_000_000_000;
+    assert_eq!(window_start(None, None, now, hour, day), now - 3600, "neither: the default window");
+    assert_eq!(window_start(Some(now - 60), None, now, hour, day), now - 60, "the release alone");
+    assert_eq!(window_start(Some(now - 60), Some(now - 30), now, hour, day), now - 30, "the later of both");
+    assert_eq!(window_start(Some(now - 60), Some(now - 90), now, hour, day), now - 60, "the later of both");
+    assert_eq!(window_start(None, Some(0), now, hour, day), now - 86_400, "never past the longest window");
+    assert_eq!(window_start(Some(now - 7 * 86_400), None, now, hour, day), now - 86_400, "a week-old release too");
+    assert_eq!(window_start(None, Some(5), now, hour, Duration::ZERO), 5, "zero: no bound");
 }
