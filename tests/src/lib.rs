@@ -10,6 +10,7 @@ pub mod infra;
 pub mod kafka;
 pub mod mirror;
 pub mod pipeline;
+pub mod process;
 pub mod proxy;
 pub mod tap;
 pub mod tls;

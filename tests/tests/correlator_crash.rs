@@ -3,41 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use shadowdiff_tests::correlator::exchanges;
 use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::process;
 use shadowdiff_tests::{eventually, unique};
 
-/// The correlator binary, built now by the cargo running this test (a no-op when it is
-/// current), so the scenario never runs a stale build.
-fn binary() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let built = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "shadowdiff-correlator", "--bin", "shadowdiff-correlator"])
-        .status()
-        .expect("run cargo build");
-    assert!(built.success(), "cargo build -p shadowdiff-correlator failed");
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    dir.join("shadowdiff-correlator")
-}
-
-fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
-    Command::new(binary())
-        .arg("--config")
-        .arg(config)
-        // Only the file configures it: no SHADOWDIFF_* override from the test's environment.
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RUST_LOG", "warn,shadowdiff=info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+fn spawn(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+    let binary = process::binary("shadowdiff-correlator", "shadowdiff-correlator");
+    process::spawn(&binary, config, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
