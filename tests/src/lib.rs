@@ -8,6 +8,7 @@ pub mod clickhouse_server;
 pub mod correlator;
 pub mod infra;
 pub mod kafka;
+pub mod manifests;
 pub mod mirror;
 pub mod pipeline;
 pub mod process;

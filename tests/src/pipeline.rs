@@ -75,6 +75,12 @@ pub(crate) fn config<T: DeserializeOwned + Validate>(service: &str, text: &str) 
 impl Pipeline {
     /// Starts tap, mirror, correlator and verdict against `infra`.
     pub async fn start(infra: &Infra, backends: Backends) -> Self {
+        Self::start_with(infra, backends, "").await
+    }
+
+    /// [`Pipeline::start`], with `verdict` (TOML) under the verdict service's `[verdict]`:
+    /// its keys, then sub-tables such as `[verdict.gates.10]`.
+    pub async fn start_with(infra: &Infra, backends: Backends, verdict: &str) -> Self {
         shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {
             level: "warn,shadowdiff=info".into(),
             ..Default::default()
@@ -138,7 +144,7 @@ impl Pipeline {
         let verdict_config = config(
             "verdict",
             &format!(
-                "[verdict]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse}{}",
+                "[verdict]\nlisten = \"127.0.0.1:0\"\n{verdict}\n[admin]\nlisten = \"127.0.0.1:0\"\n{clickhouse}{}",
                 crate::auth::auth_toml()
             ),
         );

@@ -140,7 +140,7 @@ async fn each_release_is_judged_on_its_own_rows() {
     rows.extend((600..1100).map(|i| ExchangeRow { differences: 1, ..row("shop-canary", i) }));
     service.insert(&rows, &[], &[]).await;
     service.released("shop-canary", "a", START_TS).await;
-    service.released("shop-canary", "b", START_TS + 600).await;
+    service.released("shop-canary", "b", START_TS + 599).await;
     // A second replica of the verdict service recorded b too, later: the earliest ask counts.
     service.released("shop-canary", "b", START_TS + 700).await;
 
@@ -148,7 +148,7 @@ async fn each_release_is_judged_on_its_own_rows() {
     assert_eq!(
         (b.verdict, b.samples, b.since, b.revision.as_deref()),
         (Decision::Fail, 500, START_TS + 600, Some("b")),
-        "b alone, not diluted by a's clean rows"
+        "b alone, not diluted by a's clean rows: from the second after its first ask"
     );
     let narrowed =
         verdict(&service, &format!("candidate=shop-canary&stage=10&revision=b&since={}", START_TS + 1000)).await;
@@ -158,7 +158,7 @@ async fn each_release_is_judged_on_its_own_rows() {
     let asked_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let c = verdict(&service, "candidate=shop-canary&stage=10&revision=c").await;
     assert_eq!((c.verdict, c.samples), (Decision::Inconclusive, 0), "{:?}", c.reasons);
-    assert!(u64::from(c.since).abs_diff(asked_at) <= 5, "c starts when first asked: {} vs {asked_at}", c.since);
+    assert!(u64::from(c.since).abs_diff(asked_at + 1) <= 5, "c starts when first asked: {} vs {asked_at}", c.since);
     let again = verdict(&service, "candidate=shop-canary&stage=10&revision=c").await;
     assert_eq!(again.since, c.since, "and keeps that start");
     let recorded: Vec<(String, u32, String)> = service
@@ -167,7 +167,11 @@ async fn each_release_is_judged_on_its_own_rows() {
         .fetch_all()
         .await
         .unwrap();
-    assert_eq!(recorded, [("c".to_owned(), c.since, "api".to_owned())], "recorded once");
+    assert_eq!(
+        recorded,
+        [("c".to_owned(), c.since - 1, "api".to_owned())],
+        "recorded once; its window starts a second later"
+    );
 
     // Each verdict on record names its release and window.
     let on_record =

@@ -166,11 +166,14 @@ impl Ask {
 /// The window `ask` covers (see [`window_start`]), asking the store for its release's first ask.
 async fn resolve(state: &AppState, ask: &Ask, caller: &str) -> Result<Window, ApiError> {
     let now = unix_now();
+    // Comparisons are stamped to the second: the release's window starts at the second after
+    // its first ask, so no request of the second it was rolled out in counts.
     let first_asked = match &ask.revision {
         Some(revision) => Some(
             crate::release::first_asked(&state.clickhouse, &ask.candidate, revision, caller, now)
                 .await
-                .map_err(ApiError::Release)?,
+                .map_err(ApiError::Release)?
+                .saturating_add(1),
         ),
         None => None,
     };
