@@ -4,18 +4,23 @@
 //! (check-jsonschema) and by Debian's docker-compose; each shadowdiff service's mounted config
 //! file and environment are loaded by that service's own config loader, so every
 //! `SHADOWDIFF_*` variable must name a real key; and every address those configs name must
-//! lead to a service listening there. `deploy/k8s`: every Kustomize tree is rendered by
-//! kubectl, each object validated against the Kubernetes API schemas (kubernetes-validate,
-//! strict) or the models generated from the Argo Rollouts CRDs; Flagger's Canary, for which
-//! no registry ships a schema, against its documented fields. Then the same config checks per
-//! container, and probes, ports, Services, disruption budgets, Secrets and the CD gates'
-//! calls to the verdict API.
+//! lead to a service listening there.
 //!
-//! The placeholder Secrets must stop the tap and the mirror (placeholder redaction keys) and
-//! the verdict API (no token list); every other check runs with realistic values in their
-//! place, as an external secret manager would provide them: the tokens the CD gates send are
-//! ones the verdict API accepts with the `read` scope, the mirror replays only inside its
-//! `allowed_targets`, and the mirror and the taps share their redaction keys.
+//! `deploy/k8s` is prepared as an operator prepares it: in a copy, `secrets.sh` creates the
+//! Secrets (against a stand-in for kubectl that keeps them) and writes the Flagger example's
+//! token file. Every Kustomize tree is then rendered by kubectl, each object validated against
+//! the Kubernetes API schemas (kubernetes-validate, strict) or the models generated from the
+//! Argo Rollouts CRDs; Flagger's Canary, for which no registry ships a schema, against its
+//! documented fields. The trees are modelled as they run: Argo's stable and canary
+//! ReplicaSets with the labels it adds, Flagger's primary Deployment and the three Services
+//! it creates. Then the same config checks per container, with the service-link variables of
+//! every Service in the namespace; probes, ports, Services, disruption budgets, the
+//! NetworkPolicies (evaluated as Kubernetes evaluates them), the tap's upstream, the mirror's
+//! secondary, and the CD gates' calls to the verdict API with the tokens secrets.sh made.
+//!
+//! No tree carries a Secret. The placeholder Secrets (components/placeholder-secrets, the
+//! catalogue of the Secrets the trees read), added to a tree, must stop the tap and the mirror
+//! (placeholder redaction keys) and the verdict API (no token list).
 //!
 //! `deploy/k8s/validators.sh` installs the validators (`deploy/local/test.sh` runs it); a
 //! missing one fails these tests with that command.
@@ -25,6 +30,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -33,7 +39,6 @@ use base64::Engine;
 use rdkafka::producer::BaseProducer;
 use serde::de::{DeserializeOwned, Visitor};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use shadowdiff_correlator::CorrelatorConfig;
 use shadowdiff_mirror::MirrorConfig;
 use shadowdiff_mirror::vet::TargetPolicy;
@@ -192,6 +197,8 @@ struct Upstream {
     name: String,
     role: String,
     url: String,
+    /// The mirror's bound on replays to it.
+    rate_per_sec: Option<u32>,
 }
 
 /// What a service's loaded config says about the network around it.
@@ -279,6 +286,7 @@ impl Service {
                     name: "upstream".into(),
                     role: "primary".into(),
                     url: url.to_string(),
+                    rate_per_sec: None,
                 });
                 Ok(Loaded {
                     service: self,
@@ -301,6 +309,7 @@ impl Service {
                     name: t.name.clone(),
                     role: str_of(&serde_json::to_value(t.role).unwrap()).to_owned(),
                     url: t.base_url.to_string(),
+                    rate_per_sec: t.rate_per_sec,
                 });
                 Ok(Loaded {
                     service: self,
@@ -648,6 +657,22 @@ fn compose_wiring_is_complete() {
     let grafana = &services["grafana"];
     let dashboards = ("./grafana/dashboards".to_owned(), "/var/lib/grafana/dashboards".to_owned(), true);
     assert!(volumes(grafana).contains(&dashboards), "grafana should mount ./grafana/dashboards read-only");
+    // Plugins installed the supported way (GF_INSTALL_PLUGINS is deprecated), each pinned.
+    let grafana_env = environment(grafana);
+    assert!(grafana_env.iter().all(|v| v.name != "GF_INSTALL_PLUGINS"), "grafana: GF_INSTALL_PLUGINS is deprecated");
+    let plugins = grafana_env.iter().find(|v| v.name == "GF_PLUGINS_PREINSTALL").expect("GF_PLUGINS_PREINSTALL");
+    for plugin in plugins.value.split(',') {
+        let version = plugin.split_once('@').map(|(_, version)| version);
+        let pinned = version.is_some_and(|v| !v.is_empty() && v.split('.').all(|n| n.parse::<u32>().is_ok()));
+        assert!(pinned, "grafana: pin {plugin} as id@version");
+    }
+    // Kafka keeps its log where the data volume is mounted (the image's default is in /tmp).
+    let kafka = &services["kafka"];
+    let log_dirs = environment(kafka).into_iter().find(|v| v.name == "KAFKA_LOG_DIRS").expect("KAFKA_LOG_DIRS");
+    for dir in log_dirs.value.split(',') {
+        let mounted = volumes(kafka).into_iter().any(|(source, target, _)| !is_bind(&source) && target == dir);
+        assert!(mounted, "kafka writes its log to {dir}, where no volume is mounted");
+    }
     for target in prometheus_targets() {
         let (host, _) = host_port(&target);
         assert!(host == "127.0.0.1" || services.contains_key(&host), "Prometheus scrapes {target}: no such service");
@@ -684,47 +709,226 @@ fn dockerfile_builds_every_binary_into_a_pinned_non_root_image() {
     let runtime = dockerfile.rsplit("\nFROM ").next().expect("a runtime stage");
     let user = runtime.lines().find_map(|l| l.strip_prefix("USER ")).expect("the runtime stage sets USER");
     assert!(!["root", "0", "0:0"].contains(&user.trim()), "the image runs as root");
-    for image in dockerfile.lines().filter_map(|l| l.strip_prefix("ARG ").and_then(|a| a.split_once("_IMAGE="))) {
-        let tag = image.1.rsplit_once(':').map(|(_, tag)| tag);
-        assert!(tag.is_some_and(|t| t != "latest"), "Dockerfile: pin {} by tag", image.1);
+    let images: BTreeMap<&str, &str> =
+        dockerfile.lines().filter_map(|l| l.strip_prefix("ARG ").and_then(|a| a.split_once("_IMAGE="))).collect();
+    for image in images.values() {
+        let reference = image.split_once('@').map_or(*image, |(reference, _)| reference);
+        let tag = reference.rsplit_once(':').map(|(_, tag)| tag);
+        assert!(tag.is_some_and(|t| t != "latest"), "Dockerfile: pin {image} by tag");
     }
+    // The runtime base by its Debian release and the digest of that tag's image index, and
+    // the builder of the same release, so the binaries find the glibc they were linked to.
+    let runtime = images.get("RUNTIME").expect("ARG RUNTIME_IMAGE=");
+    let (reference, digest) = runtime.split_once("@sha256:").expect("RUNTIME_IMAGE pinned by @sha256: digest");
+    assert!(digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()), "{runtime}: a sha256 digest");
+    let release = ["bookworm", "trixie"].into_iter().find(|r| reference.starts_with(&format!("debian:{r}")));
+    let release = release.unwrap_or_else(|| panic!("{runtime}: name the Debian release"));
+    let builder = images.get("RUST").expect("ARG RUST_IMAGE=");
+    assert!(builder.ends_with(&format!("-{release}")), "{builder} builds for another Debian than {release}");
 }
 
 // ---------------------------------------------------------------------------------------
-// deploy/k8s
+// deploy/k8s, prepared as an operator prepares it
+
+/// The namespace the examples run in: their kustomizations' `namespace:`, named in their
+/// gates' URLs.
+const EXAMPLE_NAMESPACE: &str = "shop";
+/// Where the CD controllers run, and so where their calls to the verdict API come from.
+const ARGO_NAMESPACE: &str = "argo-rollouts";
+const FLAGGER_NAMESPACE: &str = "flagger-system";
+/// Where Prometheus runs.
+const MONITORING_NAMESPACE: &str = "monitoring";
+
+/// The label Argo Rollouts adds to each ReplicaSet's pods and to its managed Services'
+/// selectors, and the values this model gives the stable and canary ReplicaSets.
+const ARGO_HASH_LABEL: &str = "rollouts-pod-template-hash";
+const STABLE_HASH: &str = "stable-hash";
+const CANARY_HASH: &str = "canary-hash";
+/// Flagger's `-selector-labels` default: the first of these in the target's selector is the
+/// label it rewrites to `<value>-primary` on the primary's pods.
+const FLAGGER_SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"];
+/// Marks, in this model only, the apex Service Flagger creates, which a mesh splits by weight.
+const MESH_SPLIT: &str = "model.deploy-manifests/mesh-split";
+
+/// Secret name → key → value.
+type Secrets = BTreeMap<String, BTreeMap<String, String>>;
+
+static NO_SECRETS: Secrets = BTreeMap::new();
+
+/// A stand-in for kubectl that keeps the Secrets it is asked to create as files,
+/// `$FAKE_KUBECTL_STORE/NAME/KEY`, and logs every command line it is given.
+const FAKE_KUBECTL: &str = r#"#!/bin/sh
+set -eu
+store="$FAKE_KUBECTL_STORE"
+printf '%s\n' "$*" >>"$store.calls"
+case "$1 $2" in
+  "get namespace") echo "namespace/$3" ;;
+  "get secret") if [ -d "$store/$3" ]; then echo "secret/$3"; fi ;;
+  "create secret")
+    name=$4
+    shift 4
+    mkdir "$store/$name"
+    for arg in "$@"; do
+      case $arg in
+        --from-file=*) pair=${arg#--from-file=}; cp "${pair#*=}" "$store/$name/${pair%%=*}" ;;
+      esac
+    done
+    echo "secret/$name created" ;;
+  *) echo "unexpected: kubectl $*" >&2; exit 1 ;;
+esac
+"#;
+
+/// A copy of deploy/k8s after `secrets.sh` has run twice against [`FAKE_KUBECTL`]: the
+/// Secrets a cluster would then hold, the files the script writes beside the trees, and what
+/// it printed.
+struct Prepared {
+    /// The copy of deploy/k8s; the trees render from here.
+    root: PathBuf,
+    /// Beside the copy: the stand-in kubectl, its store, the placeholder kustomizations.
+    scratch: PathBuf,
+    /// The Secrets the first run created.
+    secrets: Secrets,
+    /// The store after the second run.
+    after_second_run: Secrets,
+    first_run: String,
+    second_run: String,
+    /// Every command line kubectl was given.
+    kubectl_calls: String,
+}
+
+impl Prepared {
+    /// The token printed after `secret` was created: the first line of 64 hex digits after it.
+    fn printed_token(&self, secret: &str) -> Option<String> {
+        let created = format!("{secret}: created");
+        let lines = self.first_run.lines().skip_while(|l| !l.starts_with(&created)).skip(1);
+        let mut lines = lines.take_while(|l| l.starts_with(' '));
+        lines.find(|l| l.trim().len() == 64 && l.trim().bytes().all(|b| b.is_ascii_hexdigit())).map(|l| l.trim().into())
+    }
+
+    /// The CD read token: the verdict API's `token`, printed once.
+    fn cd_token(&self) -> &str {
+        self.secrets["shadowdiff-verdict-api"]["token"].as_str()
+    }
+}
+
+fn prepared() -> &'static Prepared {
+    static PREPARED: OnceLock<Prepared> = OnceLock::new();
+    PREPARED.get_or_init(|| {
+        let scratch = scratch_dir();
+        let root = scratch.join("k8s");
+        copy_tree(&repo().join("deploy/k8s"), &root);
+        let kubectl = scratch.join("kubectl");
+        std::fs::write(&kubectl, FAKE_KUBECTL).unwrap();
+        std::fs::set_permissions(&kubectl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let store = scratch.join("secrets");
+        std::fs::create_dir(&store).unwrap();
+        let secrets_sh = || {
+            let mut command = Command::new(root.join("secrets.sh"));
+            command.arg(EXAMPLE_NAMESPACE).env("KUBECTL", &kubectl).env("FAKE_KUBECTL_STORE", &store);
+            let ran = run(command, None);
+            assert!(ran.ok, "deploy/k8s/secrets.sh {EXAMPLE_NAMESPACE}:\n{}", ran.output);
+            ran.stdout
+        };
+        let first_run = secrets_sh();
+        let secrets = read_store(&store);
+        let second_run = secrets_sh();
+        let after_second_run = read_store(&store);
+        let kubectl_calls = read(&scratch.join("secrets.calls"));
+        Prepared { root, scratch, secrets, after_second_run, first_run, second_run, kubectl_calls }
+    })
+}
+
+/// A fresh directory for this test process in Cargo's scratch space for integration tests;
+/// those of earlier runs go once they are a day old.
+fn scratch_dir() -> PathBuf {
+    let parent = Path::new(env!("CARGO_TARGET_TMPDIR")).join("deploy_manifests");
+    std::fs::create_dir_all(&parent).unwrap();
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for entry in std::fs::read_dir(&parent).unwrap().flatten() {
+        let age = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if age.is_some_and(|age| age > day) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = parent.join(shadowdiff_tests::unique("run"));
+    std::fs::create_dir(&dir).unwrap();
+    dir
+}
+
+/// Copies `from` to `to`, leaving out the Flagger token file a local secrets.sh run wrote.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else if path.file_name().is_some_and(|n| n != "verdict-token.env") {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+fn read_store(store: &Path) -> Secrets {
+    let mut secrets = Secrets::new();
+    for entry in std::fs::read_dir(store).unwrap() {
+        let dir = entry.unwrap().path();
+        let keys = std::fs::read_dir(&dir).unwrap().map(|key| {
+            let key = key.unwrap().path();
+            (key.file_name().unwrap().to_str().unwrap().to_owned(), read(&key))
+        });
+        secrets.insert(dir.file_name().unwrap().to_str().unwrap().to_owned(), keys.collect());
+    }
+    secrets
+}
+
+/// The Secrets the trees read, by name and key, with their placeholder values: the
+/// catalogue in components/placeholder-secrets.
+fn catalogue() -> &'static Secrets {
+    static CATALOGUE: OnceLock<Secrets> = OnceLock::new();
+    CATALOGUE.get_or_init(|| {
+        let text = read(&repo().join("deploy/k8s/components/placeholder-secrets/secrets.yaml"));
+        let secrets = yaml_documents(&text).into_iter().map(|secret| {
+            assert_eq!(kind(&secret), "Secret", "the catalogue holds Secrets only");
+            let data = secret["stringData"].as_object().expect("placeholder Secrets use stringData");
+            let keys = data.iter().map(|(key, value)| (key.clone(), str_of(value).to_owned())).collect();
+            (name(&secret).to_owned(), keys)
+        });
+        secrets.collect()
+    })
+}
 
 /// One Kustomize tree, rendered.
 struct Render {
     /// Relative to deploy/k8s.
     dir: String,
-    /// With realistic values in place of the placeholder Secrets' (see [`realistic`]).
     objects: Vec<Value>,
-    /// As rendered, placeholders and all.
-    placeholders: Vec<Value>,
+    /// The Secrets the namespace holds besides any in the render: those secrets.sh created.
+    cluster_secrets: &'static Secrets,
+}
+
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let mut command = Command::new(path_tool("kubectl"));
+    command.arg("kustomize").arg(dir);
+    let ran = run(command, None);
+    assert!(ran.ok, "kubectl kustomize {}:\n{}", dir.display(), ran.output);
+    yaml_documents(&ran.stdout)
 }
 
 fn renders() -> &'static [Render] {
     static RENDERS: OnceLock<Vec<Render>> = OnceLock::new();
     RENDERS.get_or_init(|| {
-        let root = repo().join("deploy/k8s");
+        let prepared = prepared();
         let mut dirs = Vec::new();
-        find_kustomizations(&root, &mut dirs);
+        find_kustomizations(&prepared.root, &mut dirs);
         dirs.sort();
         assert!(!dirs.is_empty(), "no kustomization under deploy/k8s");
-        let kubectl = path_tool("kubectl");
-        dirs.into_iter()
-            .map(|dir| {
-                let mut command = Command::new(&kubectl);
-                command.arg("kustomize").arg(&dir);
-                let ran = run(command, None);
-                let name = dir.strip_prefix(&root).unwrap().display().to_string();
-                assert!(ran.ok, "kubectl kustomize {name}:\n{}", ran.output);
-                let placeholders = yaml_documents(&ran.stdout);
-                let values = realistic(&placeholders);
-                let objects = placeholders.iter().map(|o| substitute(o, &values)).collect();
-                Render { dir: name, objects, placeholders }
-            })
-            .collect()
+        let render = |dir: PathBuf| Render {
+            dir: dir.strip_prefix(&prepared.root).unwrap().display().to_string(),
+            objects: kustomize(&dir),
+            cluster_secrets: &prepared.secrets,
+        };
+        dirs.into_iter().map(render).collect()
     })
 }
 
@@ -732,56 +936,31 @@ fn render(dir: &str) -> &'static Render {
     renders().iter().find(|r| r.dir == dir).unwrap_or_else(|| panic!("no kustomization at deploy/k8s/{dir}"))
 }
 
-/// What an external secret manager would hold in place of each placeholder Secret value:
-/// random-looking keys and tokens, a 32-byte seal key, and for each `auth-tokens` the TOML
-/// list of digests the API accepts, as deploy/k8s/README.md has it made: the digest of the
-/// same Secret's `token` with `read` (the CD gates' token), or else of an operator's token
-/// with `read` and `write`.
-fn realistic(objects: &[Value]) -> BTreeMap<String, String> {
-    let derived = |what: &str| Sha256::digest(format!("deploy-manifests/{what}").as_bytes());
-    let digest = |token: &str| hex::encode(Sha256::digest(token.as_bytes()));
-    let mut values = BTreeMap::new();
-    for secret in objects.iter().filter(|o| kind(o) == "Secret") {
-        let Some(data) = secret["stringData"].as_object() else { continue };
-        let secret_name = name(secret);
-        let real = |key: &str| {
-            let what = format!("{secret_name}/{key}");
-            match key {
-                "seal-key" => base64::engine::general_purpose::STANDARD.encode(derived(&what)),
-                "auth-tokens" => match data.get("token") {
-                    Some(_) => {
-                        let token = hex::encode(derived(&format!("{secret_name}/token")));
-                        format!(r#"[{{name = "cd", sha256 = "{}", scopes = ["read"]}}]"#, digest(&token))
-                    }
-                    None => {
-                        let token = operator_token(secret_name);
-                        format!(r#"[{{name = "operator", sha256 = "{}", scopes = ["read", "write"]}}]"#, digest(&token))
-                    }
-                },
-                _ => hex::encode(derived(&what)),
-            }
+/// The trees that get applied: overlays and examples (the base and components render
+/// inside them).
+fn applied() -> impl Iterator<Item = &'static Render> {
+    renders().iter().filter(|r| r.dir.starts_with("overlays/") || r.dir.starts_with("examples/"))
+}
+
+/// Each applied tree with components/placeholder-secrets added by a kustomization of its
+/// own, as one would render a tree whole without a cluster; no other Secrets around.
+fn placeholder_renders() -> &'static [Render] {
+    static RENDERS: OnceLock<Vec<Render>> = OnceLock::new();
+    RENDERS.get_or_init(|| {
+        let prepared = prepared();
+        let render = |tree: &Render| {
+            let dir = prepared.scratch.join("with-placeholders").join(tree.dir.replace('/', "-"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let kustomization = format!(
+                "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../../k8s/{}\n\
+                 components:\n  - ../../k8s/components/placeholder-secrets\n",
+                tree.dir
+            );
+            std::fs::write(dir.join("kustomization.yaml"), kustomization).unwrap();
+            Render { dir: tree.dir.clone(), objects: kustomize(&dir), cluster_secrets: &NO_SECRETS }
         };
-        for (key, value) in data {
-            values.insert(str_of(value).to_owned(), real(key));
-        }
-    }
-    values
-}
-
-/// The operator token whose digest [`realistic`] puts in a Secret without a `token` of its own.
-fn operator_token(secret: &str) -> String {
-    hex::encode(Sha256::digest(format!("deploy-manifests/{secret}/operator").as_bytes()))
-}
-
-/// `object` with every string that is a placeholder replaced by its realistic value, wherever
-/// a render copied it (the Flagger webhooks' metadata.token).
-fn substitute(object: &Value, values: &BTreeMap<String, String>) -> Value {
-    match object {
-        Value::String(text) => Value::String(values.get(text).cloned().unwrap_or_else(|| text.clone())),
-        Value::Array(items) => Value::Array(items.iter().map(|i| substitute(i, values)).collect()),
-        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), substitute(v, values))).collect()),
-        other => other.clone(),
-    }
+        applied().map(render).collect()
+    })
 }
 
 /// Kustomizations, not Components (those only render as part of one).
@@ -810,9 +989,66 @@ fn group(object: &Value) -> &str {
     str_of(&object["apiVersion"]).rsplit_once('/').map_or("", |(group, _)| group)
 }
 
-/// Whether every label of `selector` is among `labels`.
+/// Whether every label of `selector` (a Service's or `matchLabels`) is among `labels`.
 fn selects(selector: &Value, labels: &Value) -> bool {
     selector.as_object().is_some_and(|s| !s.is_empty() && s.iter().all(|(k, v)| &labels[k] == v))
+}
+
+/// The label Flagger rewrites on the primary's pods, and its value on the target's.
+fn flagger_selector(deployment: &Value) -> (&'static str, String) {
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    let label = FLAGGER_SELECTOR_LABELS.into_iter().find(|l| selector[*l].is_string());
+    let label =
+        label.unwrap_or_else(|| panic!("{}: Flagger needs one of {FLAGGER_SELECTOR_LABELS:?}", name(deployment)));
+    (label, str_of(&selector[label]).to_owned())
+}
+
+/// Which pods of a release a set of pods is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Track {
+    /// A Deployment no CD controller manages.
+    Only,
+    /// Argo Rollouts' stable ReplicaSet: the running release.
+    Stable,
+    /// The release under test: Argo's canary ReplicaSet, or the Deployment Flagger analyses.
+    Canary,
+    /// Flagger's copy of its target: the running release.
+    Primary,
+}
+
+/// Pods as they run once a tree is applied and its CD controller has acted on it.
+#[derive(Debug, Clone)]
+struct Pods<'a> {
+    /// The workload, as named in the cluster (Flagger's primary: `<target>-primary`).
+    owner: String,
+    track: Track,
+    labels: Value,
+    /// The pod template they are made from.
+    template: &'a Value,
+}
+
+impl Pods<'_> {
+    /// Whether they run the version the tap's clients get: the stable or primary pods, or a
+    /// Deployment of its own labelled as the secondary (the sidecar overlay's stand-in).
+    fn primary_version(&self) -> bool {
+        match self.track {
+            Track::Stable | Track::Primary => true,
+            Track::Only => self.labels["shadowdiff.dev/role"] == "secondary",
+            Track::Canary => false,
+        }
+    }
+
+    fn under_test(&self) -> bool {
+        match self.track {
+            Track::Canary => true,
+            Track::Only => self.labels["shadowdiff.dev/role"] == "candidate",
+            Track::Stable | Track::Primary => false,
+        }
+    }
+
+    fn id(&self) -> (String, Track) {
+        (self.owner.clone(), self.track)
+    }
 }
 
 /// A container of a Deployment or Rollout that runs a shadowdiff service, with its config loaded.
@@ -823,11 +1059,6 @@ struct Running<'a> {
 }
 
 impl Render {
-    /// The same tree with the placeholder Secrets as they are.
-    fn with_placeholders(&self) -> Self {
-        Self { dir: self.dir.clone(), objects: self.placeholders.clone(), placeholders: self.placeholders.clone() }
-    }
-
     fn find(&self, kind_: &str, name_: &str) -> Option<&Value> {
         self.objects.iter().find(|o| kind(o) == kind_ && name(o) == name_)
     }
@@ -840,13 +1071,24 @@ impl Render {
         self.objects.iter().filter(|o| ["Deployment", "Rollout"].contains(&kind(o)))
     }
 
+    /// The namespace the tree is applied to: its own, or the one `kubectl apply -n` names.
+    fn namespace(&self) -> &str {
+        let namespaces: BTreeSet<&str> =
+            self.objects.iter().filter_map(|o| o["metadata"]["namespace"].as_str()).collect();
+        assert!(namespaces.len() <= 1, "{}: objects in several namespaces: {namespaces:?}", self.dir);
+        namespaces.into_iter().next().unwrap_or("the-namespace")
+    }
+
+    /// A Secret's value: from the render, or else from the namespace (secrets.sh's).
     fn secret(&self, name_: &str, key: &str) -> Option<String> {
-        let secret = self.find("Secret", name_)?;
-        if let Some(value) = secret["stringData"][key].as_str() {
-            return Some(value.to_owned());
+        if let Some(secret) = self.find("Secret", name_) {
+            if let Some(value) = secret["stringData"][key].as_str() {
+                return Some(value.to_owned());
+            }
+            let encoded = secret["data"][key].as_str()?;
+            return String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).ok()?).ok();
         }
-        let encoded = secret["data"][key].as_str()?;
-        String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).ok()?).ok()
+        self.cluster_secrets.get(name_).and_then(|keys| keys.get(key)).cloned()
     }
 
     fn config_map(&self, name_: &str) -> &serde_json::Map<String, Value> {
@@ -854,14 +1096,113 @@ impl Render {
         found["data"].as_object().unwrap_or_else(|| panic!("{}: ConfigMap {name_} has no data", self.dir))
     }
 
-    /// The container's environment, with every reference resolved within the render.
-    fn environment(&self, pod: &Value, container: &Value) -> Vec<EnvVar> {
-        let mut env = Vec::new();
-        // Unless the pod opts out, Kubernetes gives it a service link for every Service in the
-        // namespace, SHADOWDIFF_MIRROR_SERVICE_HOST among them.
-        if pod["spec"]["enableServiceLinks"] != false {
-            env.extend(self.all("Service").flat_map(service_links));
+    /// Every pod set the tree runs, with what the CD controllers make of its workloads:
+    /// Argo's stable and canary ReplicaSets, Flagger's primary beside its target.
+    fn pods(&self) -> Vec<Pods<'_>> {
+        let mut pods = Vec::new();
+        for workload in self.workloads() {
+            let template = &workload["spec"]["template"];
+            let labels = template["metadata"]["labels"].clone();
+            let owner = name(workload).to_owned();
+            let flagged = self.all("Canary").any(|c| {
+                c["spec"]["targetRef"]["kind"] == kind(workload) && c["spec"]["targetRef"]["name"] == owner.as_str()
+            });
+            if kind(workload) == "Rollout" {
+                let strategy = &workload["spec"]["strategy"]["canary"];
+                for (track, metadata, hash) in
+                    [(Track::Stable, "stableMetadata", STABLE_HASH), (Track::Canary, "canaryMetadata", CANARY_HASH)]
+                {
+                    let mut labels = labels.clone();
+                    for (key, value) in strategy[metadata]["labels"].as_object().into_iter().flatten() {
+                        labels[key] = value.clone();
+                    }
+                    labels[ARGO_HASH_LABEL] = json!(hash);
+                    pods.push(Pods { owner: owner.clone(), track, labels, template });
+                }
+            } else if flagged {
+                let (label, value) = flagger_selector(workload);
+                let mut primary = labels.clone();
+                primary[label] = json!(format!("{value}-primary"));
+                pods.push(Pods { owner: format!("{owner}-primary"), track: Track::Primary, labels: primary, template });
+                pods.push(Pods { owner, track: Track::Canary, labels, template });
+            } else {
+                pods.push(Pods { owner, track: Track::Only, labels, template });
+            }
         }
+        pods
+    }
+
+    /// Every Service in the namespace once the tree is applied: the render's, with the
+    /// template hashes Argo adds to the ones it manages, and the three Flagger creates for each
+    /// Canary (the apex, which a mesh splits by weight, `-primary` and `-canary`).
+    fn services(&self) -> Vec<Value> {
+        let mut services: Vec<Value> = self.all("Service").cloned().collect();
+        for rollout in self.all("Rollout") {
+            let strategy = &rollout["spec"]["strategy"]["canary"];
+            for (field, hash) in [("stableService", STABLE_HASH), ("canaryService", CANARY_HASH)] {
+                let Some(managed) = strategy[field].as_str() else { continue };
+                let service = services.iter_mut().find(|s| name(s) == managed);
+                let service = service.unwrap_or_else(|| panic!("{}: {field} {managed} is no Service here", self.dir));
+                service["spec"]["selector"][ARGO_HASH_LABEL] = json!(hash);
+            }
+        }
+        for canary in self.all("Canary") {
+            let target = str_of(&canary["spec"]["targetRef"]["name"]);
+            let deployment = self.find(str_of(&canary["spec"]["targetRef"]["kind"]), target);
+            let (label, value) = flagger_selector(deployment.expect("the Canary's target is in the tree"));
+            let service = &canary["spec"]["service"];
+            let target_port = if service["targetPort"].is_null() { &service["port"] } else { &service["targetPort"] };
+            let port = json!({
+                "name": service["portName"].as_str().unwrap_or("http"),
+                "port": service["port"],
+                "targetPort": target_port,
+            });
+            let made = [
+                (target.to_owned(), format!("{value}-primary"), true),
+                (format!("{target}-primary"), format!("{value}-primary"), false),
+                (format!("{target}-canary"), value, false),
+            ];
+            for (service_name, selected, split) in made {
+                assert!(self.find("Service", &service_name).is_none(), "{}: Flagger owns {service_name}", self.dir);
+                let annotations = if split { json!({ MESH_SPLIT: "true" }) } else { json!({}) };
+                services.push(json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": { "name": service_name, "annotations": annotations },
+                    "spec": { "selector": { label: selected }, "ports": [port] },
+                }));
+            }
+        }
+        services
+    }
+
+    fn service(&self, name_: &str) -> Option<Value> {
+        self.services().into_iter().find(|s| name(s) == name_)
+    }
+
+    /// The container port that `service:port` leads to, and the pods behind it (some).
+    fn through_service(&self, service: &str, port: u16) -> (u16, Vec<Pods<'_>>) {
+        let svc = self.service(service).unwrap_or_else(|| panic!("{}: no Service {service}", self.dir));
+        let entry = svc["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .find(|p| p["port"] == port)
+            .unwrap_or_else(|| panic!("{}: Service {service} has no port {port}", self.dir))
+            .clone();
+        let pods: Vec<Pods<'_>> =
+            self.pods().into_iter().filter(|p| selects(&svc["spec"]["selector"], &p.labels)).collect();
+        assert!(!pods.is_empty(), "{}: Service {service} selects no pods", self.dir);
+        let targets: BTreeSet<u16> = pods.iter().map(|p| container_port(p.template, &entry["targetPort"])).collect();
+        assert_eq!(targets.len(), 1, "{}: {service}:{port} leads to several ports {targets:?}", self.dir);
+        (targets.into_iter().next().unwrap(), pods)
+    }
+
+    /// The container's environment, with every reference resolved within the render, and
+    /// the service-link variables of every Service in the namespace: Kubernetes gives them
+    /// to every pod that does not turn them off, and a loader must not trip on them anyway.
+    fn environment(&self, pod: &Value, container: &Value) -> Vec<EnvVar> {
+        let mut env: Vec<EnvVar> = self.services().iter().flat_map(service_links).collect();
         for source in container["envFrom"].as_array().into_iter().flatten() {
             let map = str_of(&source["configMapRef"]["name"]);
             for (name_, value) in self.config_map(map) {
@@ -895,53 +1236,93 @@ impl Render {
         env
     }
 
+    /// Where `container` of `pod` mounts its config, and the file's text.
+    fn config_of(&self, at: &str, pod: &Value, container: &Value) -> (Service, String) {
+        let args = strings(&container["args"]);
+        let service = args.first().and_then(|b| Service::of_binary(b)).expect("a shadowdiff service");
+        let config = Path::new(arg_after(&args, "--config").unwrap_or_else(|| panic!("{at}: no --config")));
+        let mount = container["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| Path::new(str_of(&m["mountPath"])) == config.parent().unwrap())
+            .unwrap_or_else(|| panic!("{at}: nothing mounted at {}", config.parent().unwrap().display()));
+        let volume = pod["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap_or_else(|| panic!("{at}: no volume {}", mount["name"]));
+        let file = config.file_name().unwrap().to_str().unwrap();
+        let map = self.config_map(str_of(&volume["configMap"]["name"]));
+        let text = str_of(map.get(file).unwrap_or_else(|| panic!("{at}: the ConfigMap lacks {file}")));
+        (service, text.to_owned())
+    }
+
+    /// The shadowdiff service containers: (workload, container, where).
+    fn service_containers(&self) -> Vec<(&Value, &Value, String)> {
+        let mut found = Vec::new();
+        for workload in self.workloads() {
+            for container in workload["spec"]["template"]["spec"]["containers"].as_array().expect("containers") {
+                let args = strings(&container["args"]);
+                if args.first().and_then(|b| Service::of_binary(b)).is_some() {
+                    let at = format!("{}/{}/{}", self.dir, name(workload), str_of(&container["name"]));
+                    found.push((workload, container, at));
+                }
+            }
+        }
+        found
+    }
+
     /// Every shadowdiff service container, its config file (a mounted ConfigMap) and
     /// environment loaded by the service's own loader.
     fn running(&self) -> Vec<Running<'_>> {
-        let mut running = Vec::new();
-        for workload in self.workloads() {
+        let running = self.service_containers().into_iter().map(|(workload, container, at)| {
             let pod = &workload["spec"]["template"];
-            for container in pod["spec"]["containers"].as_array().expect("containers") {
-                let args = strings(&container["args"]);
-                let Some(service) = args.first().and_then(|b| Service::of_binary(b)) else { continue };
-                let at = format!("{}/{}/{}", self.dir, name(workload), str_of(&container["name"]));
-                let config = Path::new(arg_after(&args, "--config").unwrap_or_else(|| panic!("{at}: no --config")));
-                let mount = container["volumeMounts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|m| Path::new(str_of(&m["mountPath"])) == config.parent().unwrap())
-                    .unwrap_or_else(|| panic!("{at}: nothing mounted at {}", config.parent().unwrap().display()));
-                let volume = pod["spec"]["volumes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|v| v["name"] == mount["name"])
-                    .unwrap_or_else(|| panic!("{at}: no volume {}", mount["name"]));
-                let file = config.file_name().unwrap().to_str().unwrap();
-                let map = self.config_map(str_of(&volume["configMap"]["name"]));
-                let text = str_of(map.get(file).unwrap_or_else(|| panic!("{at}: the ConfigMap lacks {file}")));
-                let loaded = service.load_checked(text, &at, &self.environment(pod, container));
-                running.push(Running { workload, container, loaded });
-            }
-        }
-        running
+            let (service, text) = self.config_of(&at, pod, container);
+            let loaded = service.load_checked(&text, &at, &self.environment(pod, container));
+            Running { workload, container, loaded }
+        });
+        running.collect()
     }
 
-    /// The container port that `service:port` leads to, and the workload behind it.
-    fn through_service(&self, service: &str, port: u16) -> (u16, &Value) {
-        let svc = self.find("Service", service).unwrap_or_else(|| panic!("{}: no Service {service}", self.dir));
-        let entry = svc["spec"]["ports"]
-            .as_array()
-            .expect("ports")
-            .iter()
-            .find(|p| p["port"] == port)
-            .unwrap_or_else(|| panic!("{}: Service {service} has no port {port}", self.dir));
-        let workload = self
-            .workloads()
-            .find(|w| selects(&svc["spec"]["selector"], &w["spec"]["template"]["metadata"]["labels"]))
-            .unwrap_or_else(|| panic!("{}: Service {service} selects no pods", self.dir));
-        (container_port(workload, &entry["targetPort"]), workload)
+    /// The pods of a workload of the render that no controller splits.
+    fn pods_of(&self, workload: &Value) -> Pods<'_> {
+        let pods = self.pods().into_iter().filter(|p| p.owner == name(workload)).collect::<Vec<_>>();
+        assert_eq!(pods.len(), 1, "{}: {} runs as one set of pods", self.dir, name(workload));
+        pods.into_iter().next().unwrap()
+    }
+
+    /// Whether the tree's NetworkPolicies let `other` connect to `pods` on `port` (Ingress),
+    /// or `pods` connect to `other` on `port` (Egress). `port_name` is the port's name on the
+    /// pod that listens, if it has one.
+    fn admits(
+        &self,
+        pods: &Pods<'_>,
+        direction: Direction,
+        other: &Peer,
+        port: u16,
+        port_name: Option<&str>,
+        protocol: &str,
+    ) -> bool {
+        let (policy_type, rules, peers) = match direction {
+            Direction::Ingress => ("Ingress", "ingress", "from"),
+            Direction::Egress => ("Egress", "egress", "to"),
+        };
+        let isolating: Vec<&Value> = self
+            .all("NetworkPolicy")
+            .filter(|p| label_selector_matches(&p["spec"]["podSelector"], &pods.labels))
+            .filter(|p| policy_types(p).contains(&policy_type))
+            .collect();
+        if isolating.is_empty() {
+            return true;
+        }
+        let namespace = self.namespace();
+        isolating.iter().flat_map(|p| p["spec"][rules].as_array().into_iter().flatten()).any(|rule| {
+            let listed = rule[peers].as_array().filter(|p| !p.is_empty());
+            let peer_ok = listed.is_none_or(|listed| listed.iter().any(|peer| peer_matches(peer, namespace, other)));
+            peer_ok && ports_match(&rule["ports"], port, port_name, protocol)
+        })
     }
 }
 
@@ -970,16 +1351,110 @@ fn service_links(service: &Value) -> Vec<EnvVar> {
     vars.into_iter().map(|(name, value)| EnvVar { name, value, shared: true }).collect()
 }
 
-/// A named or numbered port of one of the pod's containers.
-fn container_port(workload: &Value, port: &Value) -> u16 {
-    let containers = workload["spec"]["template"]["spec"]["containers"].as_array().expect("containers");
+/// A named or numbered port of one of the pod template's containers.
+fn container_port(template: &Value, port: &Value) -> u16 {
+    let containers = template["spec"]["containers"].as_array().expect("containers");
     let ports = containers.iter().flat_map(|c| c["ports"].as_array().into_iter().flatten());
     let found = ports.clone().find(|p| match port {
         Value::String(named) => p["name"] == named.as_str(),
         number => &p["containerPort"] == number,
     });
-    let found = found.unwrap_or_else(|| panic!("{}: no container port {port}", name(workload)));
+    let found = found.unwrap_or_else(|| panic!("{}: no container port {port}", template["metadata"]["labels"]));
     u16::try_from(found["containerPort"].as_u64().expect("a number")).unwrap()
+}
+
+/// The name of a container port of the pod template, if it has one.
+fn port_name(template: &Value, port: u16) -> Option<String> {
+    let containers = template["spec"]["containers"].as_array().expect("containers");
+    let mut ports = containers.iter().flat_map(|c| c["ports"].as_array().into_iter().flatten());
+    ports.find(|p| p["containerPort"] == port).and_then(|p| p["name"].as_str()).map(str::to_owned)
+}
+
+// ---------------------------------------------------------------------------------------
+// NetworkPolicy, as the API server documents its meaning
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    Ingress,
+    Egress,
+}
+
+/// The other end of a connection: a pod with these labels in a namespace, which Kubernetes
+/// labels `kubernetes.io/metadata.name`.
+#[derive(Debug, Clone)]
+struct Peer {
+    namespace: String,
+    labels: Value,
+}
+
+impl Peer {
+    fn pod(namespace: &str, labels: Value) -> Self {
+        Self { namespace: namespace.to_owned(), labels }
+    }
+
+    /// Some pod of `namespace`, with no label any policy here names.
+    fn any_in(namespace: &str) -> Self {
+        Self::pod(namespace, json!({ "app.kubernetes.io/name": "anything" }))
+    }
+}
+
+fn policy_types(policy: &Value) -> Vec<&str> {
+    match policy["spec"]["policyTypes"].as_array() {
+        Some(types) => types.iter().map(str_of).collect(),
+        None if policy["spec"]["egress"].is_array() => vec!["Ingress", "Egress"],
+        None => vec!["Ingress"],
+    }
+}
+
+/// A label selector (`matchLabels`, `matchExpressions`); an empty one selects everything.
+fn label_selector_matches(selector: &Value, labels: &Value) -> bool {
+    let plain = selector["matchLabels"].as_object().into_iter().flatten().all(|(k, v)| &labels[k] == v);
+    let expressions = selector["matchExpressions"].as_array().into_iter().flatten().all(|e| {
+        let value = labels[str_of(&e["key"])].as_str();
+        let values = strings(&e["values"]);
+        let listed = value.is_some_and(|v| values.iter().any(|x| x == v));
+        match str_of(&e["operator"]) {
+            "In" => listed,
+            "NotIn" => !listed,
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            other => panic!("unknown selector operator {other}"),
+        }
+    });
+    plain && expressions
+}
+
+/// One `from` or `to` entry, for a policy in `namespace`.
+fn peer_matches(peer: &Value, namespace: &str, other: &Peer) -> bool {
+    if !peer["ipBlock"].is_null() {
+        // Pods are not addressed by IP in these trees.
+        return false;
+    }
+    let in_namespace = match peer.get("namespaceSelector") {
+        Some(selector) => label_selector_matches(selector, &json!({ "kubernetes.io/metadata.name": other.namespace })),
+        None => other.namespace == namespace,
+    };
+    in_namespace && peer.get("podSelector").is_none_or(|selector| label_selector_matches(selector, &other.labels))
+}
+
+fn ports_match(ports: &Value, port: u16, port_name: Option<&str>, protocol: &str) -> bool {
+    let Some(ports) = ports.as_array().filter(|p| !p.is_empty()) else { return true };
+    ports.iter().any(|p| {
+        let number = |v: &Value| v.as_u64().and_then(|n| u16::try_from(n).ok());
+        let port_ok = match &p["port"] {
+            Value::Null => true,
+            Value::String(named) => port_name == Some(named.as_str()),
+            first => {
+                number(first).is_some_and(|first| (first..=number(&p["endPort"]).unwrap_or(first)).contains(&port))
+            }
+        };
+        port_ok && p["protocol"].as_str().unwrap_or("TCP") == protocol
+    })
+}
+
+/// The namespace of a Service address (`name.namespace[.svc...]`), or `own` for a bare name.
+fn namespace_of_host<'a>(host: &'a str, own: &'a str) -> &'a str {
+    host.split('.').nth(1).unwrap_or(own)
 }
 
 /// The objects of a render that validate against the Kubernetes API schemas.
@@ -1177,10 +1652,8 @@ fn kubernetes_objects_validate_against_their_schemas() {
 
 #[test]
 fn kubernetes_workloads_are_wired_hardened_and_load_their_configs() {
-    // Overlays and examples are what gets applied; the base and components render inside them.
-    let applied = renders().iter().filter(|r| r.dir.starts_with("overlays/") || r.dir.starts_with("examples/"));
     let mut applied_count = 0;
-    for render in applied {
+    for render in applied() {
         applied_count += 1;
         let dir = &render.dir;
         for workload in render.workloads() {
@@ -1216,12 +1689,13 @@ fn kubernetes_workloads_are_wired_hardened_and_load_their_configs() {
                     address.ip().is_unspecified(),
                     "{at} listens on {address}: probes and Services cannot reach it"
                 );
-                container_port(workload, &json!(address.port()));
+                container_port(&workload["spec"]["template"], &json!(address.port()));
             }
             let admin = loaded.admin.port();
             let annotations = &workload["spec"]["template"]["metadata"]["annotations"];
             assert_eq!(annotations["prometheus.io/port"], admin.to_string(), "{at}: scrape the admin port");
-            let probe_port = |probe: &Value, how: &str| container_port(workload, &probe[how]["port"]);
+            let probe_port =
+                |probe: &Value, how: &str| container_port(&workload["spec"]["template"], &probe[how]["port"]);
             let liveness = &container["livenessProbe"];
             assert_eq!(probe_port(liveness, "httpGet"), admin, "{at}: liveness asks the admin port");
             let readiness = &container["readinessProbe"];
@@ -1245,9 +1719,9 @@ fn kubernetes_workloads_are_wired_hardened_and_load_their_configs() {
         let services: BTreeSet<Service> = running.iter().map(|r| r.loaded.service).collect();
         assert_eq!(services, SERVICES.into_iter().collect(), "{dir} runs every shadowdiff service");
 
-        for service in render.all("Service") {
+        for service in render.services() {
             for port in service["spec"]["ports"].as_array().expect("ports") {
-                render.through_service(name(service), u16::try_from(port["port"].as_u64().unwrap()).unwrap());
+                render.through_service(name(&service), u16::try_from(port["port"].as_u64().unwrap()).unwrap());
             }
         }
         for workload in render.workloads().filter(|w| name(w).starts_with("shadowdiff-")) {
@@ -1261,21 +1735,43 @@ fn kubernetes_workloads_are_wired_hardened_and_load_their_configs() {
             let covered = render.workloads().any(|w| selects(selector, &w["spec"]["template"]["metadata"]["labels"]));
             assert!(covered, "{dir}: PodDisruptionBudget {} selects no pods", name(budget));
         }
-        for secret in render.placeholders.iter().filter(|o| kind(o) == "Secret") {
-            let values = secret["stringData"].as_object().expect("placeholder Secrets use stringData");
-            for (key, value) in values {
-                let value = str_of(value);
-                let decoded = base64::engine::general_purpose::STANDARD.decode(value).ok();
-                let decoded = decoded.and_then(|d| String::from_utf8(d).ok()).unwrap_or_default();
-                assert!(
-                    value.contains("fake") || decoded.contains("fake"),
-                    "{dir}: Secret {}/{key} must be an obvious placeholder",
-                    name(secret)
-                );
-            }
-        }
     }
     assert!(applied_count >= 2, "overlays/ and examples/ hold the applied trees");
+}
+
+#[test]
+fn pods_turn_service_links_off_and_services_start_with_them_anyway() {
+    for render in renders() {
+        for workload in render.workloads() {
+            assert_eq!(
+                workload["spec"]["template"]["spec"]["enableServiceLinks"],
+                false,
+                "{}: {} {} should set enableServiceLinks: false",
+                render.dir,
+                kind(workload),
+                name(workload)
+            );
+        }
+    }
+    // A pod that did get them (a patch that drops the setting, a platform that injects them)
+    // must still start: running() loads every service with the variables of every Service in
+    // the namespace, controllers' included.
+    for render in applied() {
+        let linked: BTreeSet<String> = render.services().iter().map(|s| name(s).to_owned()).collect();
+        for (workload, container, at) in render.service_containers() {
+            let env = render.environment(&workload["spec"]["template"], container);
+            for service in &linked {
+                let host = format!("{}_SERVICE_HOST", service.to_ascii_uppercase().replace('-', "_"));
+                assert!(env.iter().any(|v| v.name == host), "{at}: the test gives it {host}");
+            }
+        }
+        assert!(!render.running().is_empty());
+    }
+    let flagger = render("examples/flagger").services();
+    let names: BTreeSet<&str> = flagger.iter().map(name).collect();
+    for created in ["shop", "shop-primary", "shop-canary"] {
+        assert!(names.contains(created), "Flagger's Service {created} is among the links");
+    }
 }
 
 /// The verdict service of a render.
@@ -1283,15 +1779,30 @@ fn verdict_of<'a>(running: &'a [Running<'_>]) -> &'a Loaded {
     &running.iter().find(|r| r.loaded.service == Service::Verdict).expect("the verdict API runs").loaded
 }
 
-/// The verdict API as a CD gate reaches it: `http://shadowdiff-verdict:8090/...` must lead to
-/// the port the verdict service listens on.
-fn assert_reaches_verdict(render: &Render, url: &str) {
+/// The verdict API as a CD controller reaches it from `from_namespace`: the URL's host names
+/// the verdict Service and the tree's namespace (a bare name would resolve in the
+/// controller's), leads to the port the verdict service listens on, and the verdict's
+/// NetworkPolicy lets the controller in.
+fn assert_reaches_verdict(render: &Render, url: &str, from_namespace: &str) {
     let (host, port) = host_port(url);
-    let (target, workload) = render.through_service(&host, port);
+    let (service, namespace) = host
+        .split_once('.')
+        .unwrap_or_else(|| panic!("{url}: name the namespace, {host}.NAMESPACE: the controller calls from its own"));
+    assert_eq!(namespace, render.namespace(), "{url}: the tree runs in {}", render.namespace());
+    let (target, pods) = render.through_service(service, port);
     let running = render.running();
     let verdict = running.iter().find(|r| r.loaded.service == Service::Verdict).expect("the verdict API runs");
-    assert_eq!(name(workload), name(verdict.workload), "{url} leads to {}", name(workload));
+    for pods in &pods {
+        assert_eq!(pods.owner, name(verdict.workload), "{url} leads to {}", pods.owner);
+    }
     assert_eq!(Some(target), verdict.loaded.serves.map(|a| a.port()), "{url} misses the verdict API's port");
+    let name_ = port_name(pods[0].template, target);
+    let controller = Peer::any_in(from_namespace);
+    assert!(
+        render.admits(&pods[0], Direction::Ingress, &controller, target, name_.as_deref(), "TCP"),
+        "{}: the verdict's NetworkPolicy keeps out the controller in {from_namespace}",
+        render.dir
+    );
 }
 
 /// The mirror's candidate target: (name, the Service host it replays to).
@@ -1303,40 +1814,70 @@ fn mirror_candidate(render: &Render) -> (String, String) {
     (candidates[0].name.clone(), host_port(&candidates[0].url).0)
 }
 
+/// A metric field as Argo reads it (an int or a string of one).
+fn int_field(metric: &Value, field: &str) -> i64 {
+    match &metric[field] {
+        Value::Number(n) => n.as_i64().expect("an integer"),
+        Value::String(s) => s.parse().unwrap_or_else(|_| panic!("{field}: {s:?} is no integer")),
+        other => panic!("{field}: {other}"),
+    }
+}
+
 #[test]
-fn argo_rollouts_gates_each_step_on_the_verdict() {
+fn argo_rollouts_gates_each_step_on_the_verdict_of_its_release() {
     let render = render("examples/argo-rollouts");
     let (candidate, candidate_host) = mirror_candidate(render);
     let template = render.all("AnalysisTemplate").next().expect("an AnalysisTemplate");
     let metrics = template["spec"]["metrics"].as_array().expect("metrics");
     assert_eq!(metrics.len(), 1, "one metric: the verdict");
     let metric = &metrics[0];
-    // pass → Successful, fail → Failed, inconclusive meets neither → Inconclusive (paused),
-    // in the words the verdict API answers with.
+    // pass → Successful, fail → Failed, inconclusive meets neither → Inconclusive, in the
+    // words the verdict API answers with.
     let decision = |d: Decision| serde_json::to_value(d).unwrap();
     assert_eq!((decision(Decision::Pass), decision(Decision::Fail)), (json!("pass"), json!("fail")));
     assert_eq!(metric["successCondition"], r#"result.verdict == "pass""#);
     assert_eq!(metric["failureCondition"], r#"result.verdict == "fail""#);
     assert!(fields_of::<VerdictReport>().contains(&"verdict"), "the answer has a `verdict` field");
+
+    // Asked once a minute for up to an hour: the first pass ends the run Successful
+    // (consecutiveSuccessLimit), the first fail Failed (failureLimit 0); inconclusive answers
+    // only count, and the 60th ends the run Inconclusive before `count` would end it
+    // Successful; five errors in a row end it as Error.
+    assert_eq!(metric["interval"], "1m");
+    let (count, failure, success) =
+        (int_field(metric, "count"), int_field(metric, "failureLimit"), int_field(metric, "consecutiveSuccessLimit"));
+    let (inconclusive, errors) = (int_field(metric, "inconclusiveLimit"), int_field(metric, "consecutiveErrorLimit"));
+    assert_eq!((count, failure, success, inconclusive, errors), (60, 0, 1, 59, 4));
+    assert_eq!(inconclusive, count - 1, "the last measurement of an inconclusive run ends it Inconclusive");
+    // Argo's ValidateMetric (utils/analysis/factory.go).
+    assert!(count >= failure + success && count >= inconclusive, "Argo refuses these limits for count {count}");
+
     let web = &metric["provider"]["web"];
     let url = str_of(&web["url"]);
-    assert_eq!(url, "http://shadowdiff-verdict:8090/v1/verdict?candidate={{args.candidate}}&stage={{args.stage}}");
+    let expected = format!(
+        "http://shadowdiff-verdict.{EXAMPLE_NAMESPACE}:8090/v1/verdict?candidate={{{{args.candidate}}}}\
+         &stage={{{{args.stage}}}}&revision={{{{args.revision}}}}"
+    );
+    assert_eq!(url, expected);
     assert_eq!(web["jsonPath"], "{$}");
-    assert_reaches_verdict(render, url);
+    assert_reaches_verdict(render, url, ARGO_NAMESPACE);
 
     let args = template["spec"]["args"].as_array().expect("args");
-    let arg_names: BTreeSet<&str> = args.iter().map(|a| str_of(&a["name"])).collect();
-    assert!(arg_names.contains("candidate") && arg_names.contains("stage"), "args: {arg_names:?}");
+    let arg = |n: &str| args.iter().find(|a| a["name"] == n).unwrap_or_else(|| panic!("no argument {n}"));
+    for given_by_the_step in ["candidate", "stage", "revision"] {
+        let arg = arg(given_by_the_step);
+        assert!(arg["value"].is_null() && arg["valueFrom"].is_null(), "{given_by_the_step}: each step gives it");
+    }
     let headers = web["headers"].as_array().expect("headers");
     let authorization = headers.iter().find(|h| h["key"] == "Authorization").expect("an Authorization header");
     let token_arg = str_of(&authorization["value"])
         .strip_prefix("Bearer {{args.")
         .and_then(|rest| rest.strip_suffix("}}"))
         .expect("Authorization: Bearer {{args.NAME}}");
-    let token = args.iter().find(|a| a["name"] == token_arg).expect("the token is an argument");
-    let secret = &token["valueFrom"]["secretKeyRef"];
+    let secret = &arg(token_arg)["valueFrom"]["secretKeyRef"];
     let sent = render.secret(str_of(&secret["name"]), str_of(&secret["key"]));
-    let sent = sent.expect("the verdict token comes from a Secret the overlay provides");
+    let sent = sent.expect("the verdict token comes from a Secret secrets.sh creates");
+    assert_eq!(sent, prepared().cd_token());
     let running = render.running();
     let verdict = verdict_of(&running);
     assert!(verdict.closed(), "the verdict API asks for credentials");
@@ -1345,25 +1886,42 @@ fn argo_rollouts_gates_each_step_on_the_verdict() {
     let rollout = render.all("Rollout").next().expect("a Rollout");
     let canary = &rollout["spec"]["strategy"]["canary"];
     assert_eq!(str_of(&canary["canaryService"]), candidate_host, "the mirror replays to the canary's Service");
-    let mut weight = None;
+    assert_eq!(canary["stableMetadata"]["labels"]["shadowdiff.dev/track"], "stable");
+    assert_eq!(canary["canaryMetadata"]["labels"]["shadowdiff.dev/track"], "canary");
+    let mut weight = 0;
     let mut gated = Vec::new();
-    for step in canary["steps"].as_array().expect("steps") {
+    let steps = canary["steps"].as_array().expect("steps");
+    for step in steps {
+        assert!(step["pause"].is_null(), "no pause steps: each analysis waits for its evidence");
         if let Some(w) = step["setWeight"].as_u64() {
-            weight = Some(w);
+            weight = w;
         } else if let Some(analysis) = step["analysis"].as_object() {
-            let weight = weight.expect("analysis after a weight");
             let templates = analysis["templates"].as_array().expect("templates");
             assert_eq!(templates, &vec![json!({ "templateName": name(template) })]);
             let arg = |n: &str| {
-                analysis["args"].as_array().and_then(|a| a.iter().find(|x| x["name"] == n)).map(|x| &x["value"])
+                analysis["args"].as_array().and_then(|a| a.iter().find(|x| x["name"] == n)).cloned().unwrap_or_default()
             };
-            assert_eq!(arg("candidate"), Some(&json!(candidate)), "step at {weight}%: candidate");
-            assert_eq!(arg("stage"), Some(&json!(weight.to_string())), "step at {weight}%: stage");
-            assert!(STAGES.contains(&weight.to_string().as_str()), "{weight}% is no stage the verdict API gates");
-            gated.push(weight);
+            assert_eq!(arg("candidate")["value"], json!(candidate), "step at {weight}%: candidate");
+            assert_eq!(
+                arg("revision")["valueFrom"],
+                json!({ "podTemplateHashValue": "Latest" }),
+                "step at {weight}%: the release is the canary's pod-template hash"
+            );
+            let stage = str_of(&arg("stage")["value"]).to_owned();
+            assert!(STAGES.contains(&stage.as_str()), "{stage} is no stage the verdict API gates");
+            if stage != "100" {
+                assert_eq!(stage, weight.to_string(), "each weight step's gate names its weight");
+            }
+            gated.push(stage);
         }
     }
-    assert_eq!(gated, [1, 10, 50, 100], "each weight is gated once, in order");
+    assert_eq!(gated, ["1", "10", "50", "100"], "each stage is gated once, in order");
+    assert!(steps.last().is_some_and(|s| s["analysis"].is_object()), "the stage-100 gate is the promotion's");
+    if canary["trafficRouting"].is_null() {
+        // Weights are replica counts then, taken from the stable: at 100 the stable, the tap's
+        // upstream and the secondary, would have no pods.
+        assert!(weight < 100, "without trafficRouting, setWeight {weight} empties the stable ReplicaSet");
+    }
 }
 
 #[test]
@@ -1380,39 +1938,44 @@ fn flagger_webhooks_ask_the_verdict_api() {
     assert_eq!(format!("{}-canary", str_of(&target["name"])), candidate_host);
     assert!(canary["spec"]["analysis"]["threshold"].as_u64().is_some_and(|t| t > 0), "failed checks roll back");
 
-    // Flagger's webhooks send no headers: each carries the token in its metadata.
+    // Flagger's webhooks send no headers: each carries the token in its metadata, put there
+    // from verdict-token.env when the tree renders, never written in the Canary's file.
     let running = render.running();
     let verdict = verdict_of(&running);
     assert!(verdict.closed(), "the verdict API Flagger calls asks for credentials too");
+    let source = yaml_file("deploy/k8s/examples/flagger/canary.yaml");
+    let source_hooks = source["spec"]["analysis"]["webhooks"].as_array().expect("webhooks");
+    assert!(source_hooks.iter().all(|h| h["metadata"]["token"].is_null()), "canary.yaml holds no token");
     let hooks = canary["spec"]["analysis"]["webhooks"].as_array().expect("webhooks");
     let mut types = BTreeMap::new();
     for hook in hooks {
-        let url = str_of(&hook["url"]);
-        types.insert(str_of(&hook["type"]), url.to_owned());
-        assert_reaches_verdict(render, url);
-        let metadata = &hook["metadata"];
-        assert_eq!(metadata["candidate"], candidate.as_str(), "{}: metadata.candidate", hook["name"]);
-        let token = metadata["token"].as_str().unwrap_or_else(|| panic!("{}: no metadata.token", hook["name"]));
-        assert!(verdict.accepts(token, Scope::Read), "{}: the verdict API refuses its metadata.token", hook["name"]);
-        let placeholder = render.with_placeholders().find("Canary", name(canary)).cloned().expect("the Canary");
         let hook_name = str_of(&hook["name"]);
-        let as_rendered = placeholder["spec"]["analysis"]["webhooks"]
-            .as_array()
-            .and_then(|h| h.iter().find(|h| h["name"] == hook_name))
-            .map(|h| h["metadata"]["token"].clone());
-        let from_secret = render.with_placeholders().secret("shadowdiff-verdict-api", "token").map(Value::String);
-        assert_eq!(as_rendered, from_secret, "{hook_name}: metadata.token is copied from the Secret, not written out");
-        let stage = metadata["stage"].as_str().unwrap_or_default();
-        assert!(STAGES.contains(&stage), "{}: metadata.stage {stage:?} is none of {STAGES:?}", hook["name"]);
+        let url = str_of(&hook["url"]);
+        assert_reaches_verdict(render, url, FLAGGER_NAMESPACE);
+        let metadata = hook["metadata"].as_object().expect("metadata");
+        // The release comes from the payload's checksum: nothing to write per release.
+        let keys: BTreeSet<&str> = metadata.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["candidate", "stage", "token"].into_iter().collect(), "{hook_name}: metadata");
+        assert_eq!(metadata["candidate"], candidate.as_str(), "{hook_name}: metadata.candidate");
+        let token = str_of(&metadata["token"]);
+        assert_eq!(token, prepared().cd_token(), "{hook_name}: metadata.token is the CD token of verdict-token.env");
+        assert!(verdict.accepts(token, Scope::Read), "{hook_name}: the verdict API refuses its metadata.token");
+        let stage = str_of(&metadata["stage"]);
+        assert!(STAGES.contains(&stage), "{hook_name}: metadata.stage {stage:?} is none of {STAGES:?}");
+        types.insert(str_of(&hook["type"]), (url.to_owned(), stage.to_owned()));
     }
-    let gate = "http://shadowdiff-verdict:8090/v1/flagger/gate";
-    let check = "http://shadowdiff-verdict:8090/v1/flagger/check";
-    let expected: BTreeMap<&str, String> =
-        [("confirm-traffic-increase", gate), ("confirm-promotion", gate), ("rollout", check)]
-            .into_iter()
-            .map(|(t, u)| (t, u.to_owned()))
-            .collect();
-    assert_eq!(types, expected, "one webhook of each type, to its endpoint");
+    let gate = format!("http://shadowdiff-verdict.{EXAMPLE_NAMESPACE}:8090/v1/flagger/gate");
+    let check = format!("http://shadowdiff-verdict.{EXAMPLE_NAMESPACE}:8090/v1/flagger/check");
+    // Hooks carry no weight: traffic increases and checks under one policy; the promotion,
+    // after which the canary serves everyone, under the strictest.
+    let expected: BTreeMap<&str, (String, String)> = [
+        ("confirm-traffic-increase", (gate.clone(), "shadow".to_owned())),
+        ("confirm-promotion", (gate, "100".to_owned())),
+        ("rollout", (check, "shadow".to_owned())),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(types, expected, "one webhook of each type, to its endpoint, at its stage");
 }
 
 /// The mirror's profiles stay inside its allowed targets, and the mirror redacts with the
@@ -1454,15 +2017,16 @@ fn assert_mirror_fits_taps(at: &str, loaded: &[&Loaded]) {
 
 #[test]
 fn mirror_replays_only_to_allowed_targets_and_shares_the_taps_keys() {
-    for render in renders().iter().filter(|r| r.dir.starts_with("overlays/") || r.dir.starts_with("examples/")) {
+    let operator = prepared().printed_token("shadowdiff-mirror-api").expect("secrets.sh prints the operator token");
+    for render in applied() {
         let running = render.running();
         assert_mirror_fits_taps(&render.dir, &running.iter().map(|r| &r.loaded).collect::<Vec<_>>());
         let verdict = verdict_of(&running);
         assert!(verdict.closed(), "{}: the verdict API asks for credentials", render.dir);
         let mirror = running.iter().find(|r| r.loaded.service == Service::Mirror).expect("the mirror runs");
         assert!(
-            mirror.loaded.accepts(&operator_token("shadowdiff-mirror-api"), Scope::Write),
-            "{}: the mirror takes the operator tokens of shadowdiff-mirror-api",
+            mirror.loaded.accepts(&operator, Scope::Write),
+            "{}: the mirror takes the operator token secrets.sh printed",
             render.dir
         );
     }
@@ -1478,67 +2042,358 @@ fn mirror_replays_only_to_allowed_targets_and_shares_the_taps_keys() {
 }
 
 #[test]
+fn no_tree_carries_a_secret() {
+    let placeholders: BTreeSet<&str> = catalogue().values().flat_map(BTreeMap::values).map(String::as_str).collect();
+    fn strings_in<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+        match value {
+            Value::String(s) => found.push(s),
+            Value::Array(items) => items.iter().for_each(|i| strings_in(i, found)),
+            Value::Object(map) => map.values().for_each(|v| strings_in(v, found)),
+            _ => {}
+        }
+    }
+    for render in renders() {
+        for object in &render.objects {
+            // Applied, it would replace the Secret secrets.sh or a secret manager made.
+            assert_ne!(kind(object), "Secret", "{}: Secret {} is part of the tree", render.dir, name(object));
+            let mut found = Vec::new();
+            strings_in(object, &mut found);
+            for text in found {
+                assert!(
+                    !placeholders.contains(text) && !text.contains("REPLACE-ME"),
+                    "{}: {} {} carries the placeholder {text:?}",
+                    render.dir,
+                    kind(object),
+                    name(object)
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn placeholder_secrets_stop_the_services_that_would_use_them() {
-    for render in renders().iter().filter(|r| r.dir.starts_with("overlays/") || r.dir.starts_with("examples/")) {
-        let placeholders = render.with_placeholders();
+    let renders = placeholder_renders();
+    assert_eq!(renders.len(), applied().count());
+    for render in renders {
+        let dir = &render.dir;
+        for (secret, keys) in catalogue() {
+            for (key, value) in keys {
+                assert_eq!(
+                    render.secret(secret, key).as_ref(),
+                    Some(value),
+                    "{dir}: the component adds {secret}/{key}"
+                );
+                let decoded = base64::engine::general_purpose::STANDARD.decode(value).ok();
+                let decoded = decoded.and_then(|d| String::from_utf8(d).ok()).unwrap_or_default();
+                assert!(
+                    value.contains("fake") || decoded.contains("fake"),
+                    "{secret}/{key} must be an obvious placeholder"
+                );
+            }
+        }
         let mut refused = BTreeMap::new();
-        for workload in placeholders.workloads() {
+        for (workload, container, at) in render.service_containers() {
             let pod = &workload["spec"]["template"];
-            for container in pod["spec"]["containers"].as_array().expect("containers") {
-                let args = strings(&container["args"]);
-                let Some(service) = args.first().and_then(|b| Service::of_binary(b)) else { continue };
-                let at = format!("{}/{}/{}", render.dir, name(workload), str_of(&container["name"]));
-                let config = Path::new(arg_after(&args, "--config").expect("--config"));
-                let mount = container["volumeMounts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|m| Path::new(str_of(&m["mountPath"])) == config.parent().unwrap())
-                    .expect("a config mount");
-                let volume = pod["spec"]["volumes"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|v| v["name"] == mount["name"])
-                    .expect("the config volume");
-                let map = placeholders.config_map(str_of(&volume["configMap"]["name"]));
-                let text = str_of(&map[config.file_name().unwrap().to_str().unwrap()]);
-                let env = placeholders.environment(pod, container);
-                let sealed = env.iter().any(|v| v.name.ends_with("_REDACTION__SEAL_KEY"));
-                let mut expected: Vec<String> = Vec::new();
-                if let Some(section) = match service {
-                    Service::Tap => Some("tap"),
-                    Service::Mirror => Some("mirror"),
-                    Service::Correlator | Service::Verdict => None,
-                } {
-                    let keys: &[&str] = if sealed { &["hmac_key", "seal_key"] } else { &["hmac_key"] };
-                    expected.extend(keys.iter().map(|k| format!("{section}.redaction.{k}: is a placeholder")));
-                }
-                if [Service::Mirror, Service::Verdict].contains(&service) {
-                    // The token list is refused, and without it the API would be open, which
-                    // is refused too.
-                    expected.push("auth.tokens: invalid type: string".to_owned());
-                    expected.push("auth: the API would be open".to_owned());
-                }
-                expected.sort_unstable();
-                match service.load(text, &at, &env) {
-                    Ok(_) => assert!(expected.is_empty(), "{at} starts with the placeholder Secrets"),
-                    Err(errors) => {
-                        let mut lines: Vec<&str> = errors.lines().filter_map(|l| l.trim().strip_prefix("- ")).collect();
-                        lines.sort_unstable();
-                        assert_eq!(lines.len(), expected.len(), "{at}: {errors}");
-                        for (line, expected) in lines.iter().zip(&expected) {
-                            assert!(line.starts_with(expected.as_str()), "{at}: expected {expected:?}, found {line:?}");
-                        }
+            let (service, text) = render.config_of(&at, pod, container);
+            let env = render.environment(pod, container);
+            let sealed = env.iter().any(|v| v.name.ends_with("_REDACTION__SEAL_KEY"));
+            let mut expected: Vec<String> = Vec::new();
+            if let Some(section) = match service {
+                Service::Tap => Some("tap"),
+                Service::Mirror => Some("mirror"),
+                Service::Correlator | Service::Verdict => None,
+            } {
+                let keys: &[&str] = if sealed { &["hmac_key", "seal_key"] } else { &["hmac_key"] };
+                expected.extend(keys.iter().map(|k| format!("{section}.redaction.{k}: is a placeholder")));
+            }
+            if [Service::Mirror, Service::Verdict].contains(&service) {
+                // The token list is refused, and without it the API would be open, which
+                // is refused too.
+                expected.push("auth.tokens: invalid type: string".to_owned());
+                expected.push("auth: the API would be open".to_owned());
+            }
+            expected.sort_unstable();
+            match service.load(&text, &at, &env) {
+                Ok(_) => assert!(expected.is_empty(), "{at} starts with the placeholder Secrets"),
+                Err(errors) => {
+                    let mut lines: Vec<&str> = errors.lines().filter_map(|l| l.trim().strip_prefix("- ")).collect();
+                    lines.sort_unstable();
+                    assert_eq!(lines.len(), expected.len(), "{at}: {errors}");
+                    for (line, expected) in lines.iter().zip(&expected) {
+                        assert!(line.starts_with(expected.as_str()), "{at}: expected {expected:?}, found {line:?}");
                     }
                 }
-                refused.insert(service, !expected.is_empty());
             }
+            refused.insert(service, !expected.is_empty());
         }
         let expected: BTreeMap<Service, bool> =
             [(Service::Tap, true), (Service::Mirror, true), (Service::Correlator, false), (Service::Verdict, true)]
                 .into_iter()
                 .collect();
-        assert_eq!(refused, expected, "{}: which services refuse the placeholders", render.dir);
+        assert_eq!(refused, expected, "{dir}: which services refuse the placeholders");
+    }
+}
+
+#[test]
+fn secrets_script_creates_each_secret_once_with_working_values() {
+    let prepared = prepared();
+    let created = &prepared.secrets;
+    let shape = |secrets: &Secrets| -> BTreeMap<String, Vec<String>> {
+        secrets.iter().map(|(name, keys)| (name.clone(), keys.keys().cloned().collect())).collect()
+    };
+    assert_eq!(shape(created), shape(catalogue()), "secrets.sh creates the Secrets the trees read, by name and key");
+    for (secret, keys) in created {
+        for (key, value) in keys {
+            assert!(!value.is_empty() && value.trim() == value, "{secret}/{key}: {value:?}");
+            assert!(!catalogue()[secret].values().any(|p| p == value), "{secret}/{key} is the placeholder");
+        }
+    }
+    let decode = |value: &str| base64::engine::general_purpose::STANDARD.decode(value).expect("base64");
+    let tap_keys = &created["shadowdiff-tap-keys"];
+    assert_eq!(decode(&tap_keys["seal-key"]).len(), 32, "the seal key is 32 bytes");
+    assert!(decode(&tap_keys["hmac-key"]).len() >= 16, "the HMAC key is 16 bytes or more");
+
+    // The tokens: printed once, and the ones the digests in auth-tokens admit.
+    let cd = prepared.printed_token("shadowdiff-verdict-api").expect("the CD read token is printed");
+    assert_eq!(cd, prepared.cd_token());
+    let auth = |secret: &str| {
+        let env = vec![("SHADOWDIFF_AUTH_TOKENS".to_owned(), created[secret]["auth-tokens"].clone())];
+        let config: VerdictConfig = load_str("", secret, env).unwrap_or_else(|e| panic!("{secret}/auth-tokens: {e}"));
+        Auth::new(&config.auth, "deploy_manifests")
+    };
+    assert!(auth("shadowdiff-verdict-api").token(&cd, Scope::Read).is_ok(), "the CD token reads");
+    assert!(auth("shadowdiff-verdict-api").token(&cd, Scope::Write).is_err(), "the CD token only reads");
+    let operator = prepared.printed_token("shadowdiff-mirror-api").expect("the operator token is printed");
+    assert!(auth("shadowdiff-mirror-api").token(&operator, Scope::Write).is_ok(), "the operator token writes");
+
+    // Flagger's copy of the CD token, for the secretless webhooks: private, and never committed.
+    let token_file = prepared.root.join("examples/flagger/verdict-token.env");
+    let mode = std::fs::metadata(&token_file).expect("secrets.sh writes verdict-token.env").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "verdict-token.env is readable by its owner only");
+    assert_eq!(read(&token_file), format!("token={cd}\n"));
+    let mut git = Command::new("git");
+    git.current_dir(repo()).args(["check-ignore", "--quiet", "deploy/k8s/examples/flagger/verdict-token.env"]);
+    assert!(run(git, None).ok, "git ignores deploy/k8s/examples/flagger/verdict-token.env");
+
+    // Run again, it replaces nothing and shows no token.
+    for secret in catalogue().keys() {
+        assert!(prepared.first_run.contains(&format!("{secret}: created")), "first run:\n{}", prepared.first_run);
+        let skipped = format!("{secret}: exists, left as it is");
+        assert!(prepared.second_run.contains(&skipped), "second run:\n{}", prepared.second_run);
+    }
+    assert_eq!(prepared.after_second_run, prepared.secrets, "a second run changes no Secret");
+    assert!(!prepared.second_run.contains(&cd) && !prepared.second_run.contains(&operator));
+    // Values reach kubectl through files, never on a command line (visible in `ps`).
+    for (secret, keys) in created {
+        for (key, value) in keys.iter().filter(|(_, v)| v.len() >= 16) {
+            assert!(!prepared.kubectl_calls.contains(value.as_str()), "{secret}/{key} was on kubectl's command line");
+        }
+    }
+}
+
+/// The ingress tap of a render.
+fn ingress_tap<'a>(running: &'a [Running<'a>]) -> &'a Running<'a> {
+    running.iter().find(|r| name(r.workload) == "shadowdiff-tap").expect("the ingress tap runs")
+}
+
+#[test]
+fn ingress_taps_forward_to_the_stable_primary() {
+    for render in applied() {
+        let dir = &render.dir;
+        let running = render.running();
+        let tap = ingress_tap(&running);
+        assert_eq!(tap.loaded.upstreams.len(), 1, "{dir}: one upstream");
+        let (host, port) = host_port(&tap.loaded.upstreams[0].url);
+        for canary in render.all("Canary") {
+            let apex = str_of(&canary["spec"]["targetRef"]["name"]);
+            assert_ne!(host, apex, "{dir}: the tap forwards to Flagger's apex, which the mesh splits by weight");
+        }
+        match render.service(&host) {
+            Some(service) => {
+                assert!(service["metadata"]["annotations"][MESH_SPLIT].is_null(), "{dir}: {host} is split by weight");
+                let (_, pods) = render.through_service(&host, port);
+                for pods in &pods {
+                    assert!(
+                        matches!(pods.track, Track::Stable | Track::Primary),
+                        "{dir}: the tap's upstream {host} reaches {} pods of {}",
+                        format!("{:?}", pods.track).to_lowercase(),
+                        pods.owner
+                    );
+                }
+                for rollout in render.all("Rollout") {
+                    assert_eq!(rollout["spec"]["strategy"]["canary"]["stableService"], host.as_str());
+                }
+            }
+            None => assert!(!dir.starts_with("examples/"), "{dir}: the tap's upstream {host} is not in the tree"),
+        }
+    }
+}
+
+#[test]
+fn every_mirror_profile_replays_to_a_secondary_of_the_primary_version() {
+    for render in applied() {
+        let dir = &render.dir;
+        let running = render.running();
+        let mirror = running.iter().find(|r| r.loaded.service == Service::Mirror).expect("the mirror runs");
+        let role = |role: &str| mirror.loaded.upstreams.iter().filter(|u| u.role == role).collect::<Vec<_>>();
+        let (secondaries, candidates) = (role("secondary"), role("candidate"));
+        assert_eq!((secondaries.len(), candidates.len()), (1, 1), "{dir}: a secondary beside the candidate");
+        let (secondary, candidate) = (secondaries[0], candidates[0]);
+        assert!(secondary.rate_per_sec.is_some(), "{dir}: bound the secondary's extra load on the primary's pods");
+        assert_eq!(secondary.rate_per_sec, candidate.rate_per_sec, "{dir}: every candidate replay has its baseline");
+
+        let (candidate_host, candidate_port) = host_port(&candidate.url);
+        if !dir.starts_with("examples/") && render.service(&candidate_host).is_none() {
+            // A tree without the application (overlays/ingress); the examples carry it.
+            continue;
+        }
+        let (_, under_test) = render.through_service(&candidate_host, candidate_port);
+        assert!(under_test.iter().all(Pods::under_test), "{dir}: the candidate's Service reaches {under_test:?}");
+        let (secondary_host, secondary_port) = host_port(&secondary.url);
+        let (_, baseline) = render.through_service(&secondary_host, secondary_port);
+        assert!(
+            baseline.iter().all(Pods::primary_version),
+            "{dir}: the secondary's Service reaches pods of another version: {baseline:?}"
+        );
+        if dir.starts_with("examples/") {
+            // A second call to the primary's own pods: always its version, nothing to keep in step.
+            let tap = ingress_tap(&running);
+            let (upstream, upstream_port) = host_port(&tap.loaded.upstreams[0].url);
+            let (_, primary) = render.through_service(&upstream, upstream_port);
+            let ids = |pods: &[Pods<'_>]| pods.iter().map(Pods::id).collect::<BTreeSet<_>>();
+            assert_eq!(ids(&baseline), ids(&primary), "{dir}: the secondary runs on the tap's upstream's pods");
+        }
+    }
+}
+
+#[test]
+fn network_policies_fence_the_apis_and_limit_egress() {
+    for render in applied() {
+        let dir = &render.dir;
+        let namespace = render.namespace();
+        let running = render.running();
+        let stranger = Peer::pod(namespace, json!({ "app.kubernetes.io/name": "stranger" }));
+        let elsewhere = Peer::any_in("default");
+        let monitoring = Peer::any_in(MONITORING_NAMESPACE);
+        let (argo, flagger) = (Peer::any_in(ARGO_NAMESPACE), Peer::any_in(FLAGGER_NAMESPACE));
+        let verdict_client = Peer::pod(namespace, json!({ "shadowdiff.dev/verdict-client": "true" }));
+        let mirror_client = Peer::pod(namespace, json!({ "shadowdiff.dev/mirror-client": "true" }));
+        let dns = Peer::pod("kube-system", json!({ "k8s-app": "kube-dns" }));
+        let shadowdiff: Vec<&Running<'_>> =
+            running.iter().filter(|r| name(r.workload).starts_with("shadowdiff-")).collect();
+        assert_eq!(shadowdiff.len(), SERVICES.len(), "{dir}: one workload per service");
+
+        for service in &shadowdiff {
+            let at = format!("{dir}: {}", name(service.workload));
+            let pods = render.pods_of(service.workload);
+            let policies: Vec<&Value> = render
+                .all("NetworkPolicy")
+                .filter(|p| label_selector_matches(&p["spec"]["podSelector"], &pods.labels))
+                .collect();
+            let types: BTreeSet<&str> = policies.iter().flat_map(|p| policy_types(p)).collect();
+            assert_eq!(types, ["Egress", "Ingress"].into_iter().collect(), "{at}: fenced both ways");
+            for rule in policies.iter().flat_map(|p| p["spec"]["egress"].as_array().into_iter().flatten()) {
+                let bounded = |field: &str| rule[field].as_array().is_some_and(|a| !a.is_empty());
+                assert!(bounded("to") && bounded("ports"), "{at}: an egress rule open to every destination: {rule}");
+            }
+
+            let loaded = &service.loaded;
+            let inbound = |peer: &Peer, port: u16| {
+                let port_name = port_name(pods.template, port);
+                render.admits(&pods, Direction::Ingress, peer, port, port_name.as_deref(), "TCP")
+            };
+            let outbound = |peer: &Peer, port: u16, port_name: Option<&str>, protocol: &str| {
+                render.admits(&pods, Direction::Egress, peer, port, port_name, protocol)
+            };
+            let admin = loaded.admin.port();
+            assert!(inbound(&monitoring, admin), "{at}: Prometheus scrapes the admin port");
+            for kept_out in [&stranger, &elsewhere, &argo] {
+                assert!(!inbound(kept_out, admin), "{at}: the admin port admits {kept_out:?}");
+            }
+            match loaded.service {
+                Service::Verdict => {
+                    let api = loaded.serves.expect("the verdict API listens").port();
+                    for admitted in [&argo, &flagger, &verdict_client] {
+                        assert!(inbound(admitted, api), "{at}: the API keeps out {admitted:?}");
+                    }
+                    for kept_out in [&stranger, &elsewhere, &monitoring, &mirror_client] {
+                        assert!(!inbound(kept_out, api), "{at}: the API admits {kept_out:?}");
+                    }
+                }
+                Service::Mirror => {
+                    assert!(inbound(&mirror_client, admin), "{at}: the profile API keeps out its clients");
+                    assert!(!inbound(&verdict_client, admin), "{at}: the profile API admits the verdict's clients");
+                }
+                Service::Tap => {
+                    let proxy = loaded.serves.expect("the tap listens").port();
+                    assert!(inbound(&elsewhere, proxy), "{at}: the tap takes the clients' requests");
+                }
+                Service::Correlator => {}
+            }
+
+            assert!(outbound(&dns, 53, None, "UDP") && outbound(&dns, 53, None, "TCP"), "{at}: DNS");
+            for broker in loaded.kafka_brokers.iter().flat_map(|b| b.split(',')) {
+                let (host, port) = host_port(broker);
+                let kafka = Peer::any_in(namespace_of_host(&host, namespace));
+                assert!(outbound(&kafka, port, None, "TCP"), "{at}: Kafka at {broker}");
+            }
+            if loaded.kafka_brokers.is_none() {
+                let kafka = Peer::any_in("kafka");
+                assert!(!outbound(&kafka, 9092, None, "TCP"), "{at} needs no Kafka");
+            }
+            let clickhouse_ok = |url: &str| {
+                let (host, port) = host_port(url);
+                outbound(&Peer::any_in(namespace_of_host(&host, namespace)), port, None, "TCP")
+            };
+            match &loaded.clickhouse_url {
+                Some(url) => assert!(clickhouse_ok(url), "{at}: ClickHouse at {url}"),
+                None => assert!(!clickhouse_ok("http://clickhouse.clickhouse:8123"), "{at} needs no ClickHouse"),
+            }
+            for upstream in &loaded.upstreams {
+                let (host, port) = host_port(&upstream.url);
+                if render.service(&host).is_none() {
+                    continue;
+                }
+                let (target, behind) = render.through_service(&host, port);
+                for pods in &behind {
+                    let peer = Peer::pod(namespace, pods.labels.clone());
+                    let port_name = port_name(pods.template, target);
+                    assert!(
+                        outbound(&peer, target, port_name.as_deref(), "TCP"),
+                        "{at}: its {} {} ({} pods, port {target})",
+                        upstream.role,
+                        upstream.url,
+                        pods.owner
+                    );
+                }
+            }
+            // Nothing else: not the other services' ports, not the world, and the tap not the
+            // canary's pods, whose answers it would record as the primary's.
+            for other in shadowdiff.iter().filter(|o| o.loaded.service != loaded.service) {
+                let other_pods = render.pods_of(other.workload);
+                let peer = Peer::pod(namespace, other_pods.labels.clone());
+                for port in other.loaded.listens().map(|a| a.port()) {
+                    assert!(!outbound(&peer, port, None, "TCP"), "{at} reaches {}:{port}", name(other.workload));
+                }
+            }
+            assert!(!outbound(&elsewhere, 443, None, "TCP"), "{at} reaches other namespaces");
+            for pods in render.pods().iter().filter(|p| !p.owner.starts_with("shadowdiff-")) {
+                let peer = Peer::pod(namespace, pods.labels.clone());
+                let reaches = outbound(&peer, 8080, None, "TCP");
+                match loaded.service {
+                    Service::Mirror => {}
+                    Service::Tap => assert!(
+                        !reaches || pods.primary_version() && !matches!(pods.track, Track::Only),
+                        "{at} reaches the {:?} pods of {}",
+                        pods.track,
+                        pods.owner
+                    ),
+                    Service::Correlator | Service::Verdict => {
+                        assert!(!reaches, "{at} reaches the application's pods ({})", pods.owner);
+                    }
+                }
+            }
+        }
     }
 }
