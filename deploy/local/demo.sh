@@ -98,7 +98,8 @@ shadowctl() { "$bin/shadowctl" "$@"; }
 say "driving $rate requests/s through the tap: item, search and cart reads, and writes the mirror never replays"
 start traffic "$bin/shadowdiff-demo" mix --tap http://127.0.0.1:18080 --prefix "$run" --rate "$rate"
 
-# The mirror profile at one stage: what the CD system changes as it moves the candidate on.
+# The mirror profile, applied once: the CD system never changes it between steps. Each
+# step's gate names the stage (its policy) and the release (its rows).
 profile() {
   cat >"$logs/profile.toml" <<EOT
 id = "demo"
@@ -119,12 +120,15 @@ EOT
   shadowctl profiles apply "$logs/profile.toml" >/dev/null
 }
 
+profile shadow
+# The release under test, as a CD system names it (a pod-template hash, a commit): its
+# verdicts cover only the comparisons made since the first gate asked about it.
+release="$run"
 reached=""
 for stage in shadow 1 10 50 100; do
-  say "stage $stage: mirror profile 'demo' now stamps stage $stage; gate: shadowctl gate --candidate candidate --stage $stage"
-  profile "$stage"
+  say "stage $stage: shadowctl gate --candidate candidate --revision $release --stage $stage"
   set +e
-  shadowctl gate --candidate candidate --stage "$stage" --wait "$stage_wait" --interval 2s
+  shadowctl gate --candidate candidate --revision "$release" --stage "$stage" --wait "$stage_wait" --interval 2s
   verdict=$?
   set -e
   case "$verdict" in
@@ -139,7 +143,7 @@ if [ "$reached" = 100 ]; then
   say "the candidate passed every stage and now takes all the traffic"
 else
   say "why stage $stage did not pass"
-  shadowctl verdict --candidate candidate --stage "$stage"
+  shadowctl verdict --candidate candidate --revision "$release" --stage "$stage"
   sample="$(curl -fsS "$ch_url/" --data-binary \
     "SELECT request_id FROM shadowdiff_demo.samples FINAL WHERE deployment = 'candidate' ORDER BY ts DESC LIMIT 1")"
   if [ -n "$sample" ]; then
