@@ -26,10 +26,10 @@ use shadowdiff_core::event::now_ms;
 use shadowdiff_runtime::auth::{Auth, Principal, Scope, require};
 use shadowdiff_runtime::kafka::Consumer;
 
-use crate::consume::Targets;
 use crate::profile::store::{Action, Change, ProfileStore, ProfileWriter};
 use crate::profile::{Faults, Profile, bounds};
 use crate::target::TargetStatus;
+use crate::target::Targets;
 
 #[derive(Clone)]
 pub(crate) struct ApiState {

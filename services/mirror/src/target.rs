@@ -4,8 +4,9 @@
 //! is full they are shed at once, so a slow or dead target never holds up the consume
 //! loop and its lag stays bounded by the queue.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
@@ -14,7 +15,52 @@ use shadowdiff_core::{ErrorKind, RequestEvent, ResponseEvent};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::profile::{Profile, TargetSpec};
-use crate::replay::Replayer;
+use crate::replay::{ReplayContext, Replayer};
+
+/// Every profile's targets, by (profile id, target name): built on first use, rebuilt when
+/// their spec changes. The consume loop replays through them; the API reports their status.
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    built: Mutex<HashMap<(String, String), Arc<Target>>>,
+}
+
+impl Targets {
+    fn built(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Arc<Target>>> {
+        self.built.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The targets of profile `id` built so far.
+    pub(crate) fn of(&self, id: &str) -> Vec<Arc<Target>> {
+        self.built().iter().filter(|((p, _), _)| p == id).map(|(_, t)| t.clone()).collect()
+    }
+
+    /// The targets of `profile`, built on first use and rebuilt when their spec changed.
+    pub(crate) fn for_profile(&self, profile: &Profile, context: &ReplayContext) -> Vec<Arc<Target>> {
+        let mut built = self.built();
+        built.retain(|(p, name), _| p != &profile.id || profile.targets.iter().any(|t| &t.name == name));
+        let mut out = Vec::with_capacity(profile.targets.len());
+        for spec in &profile.targets {
+            let key = (profile.id.clone(), spec.name.clone());
+            let current = built.get(&key).filter(|t| t.spec == *spec).cloned();
+            let target = match current {
+                Some(target) => target,
+                None => match Replayer::new(spec.clone(), context) {
+                    Ok(replayer) => {
+                        let target = Arc::new(Target::new(spec.clone(), replayer));
+                        built.insert(key, target.clone());
+                        target
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, target = %spec.name, "cannot build the target's HTTP client");
+                        continue;
+                    }
+                },
+            };
+            out.push(target);
+        }
+        out
+    }
+}
 
 /// Consecutive failures that open the circuit.
 const OPEN_AFTER: u32 = 5;
@@ -25,7 +71,7 @@ pub(crate) struct Target {
     pub(crate) spec: TargetSpec,
     pub(crate) replayer: Replayer,
     limiter: Option<DefaultDirectRateLimiter>,
-    queue: std::sync::Arc<Semaphore>,
+    queue: Arc<Semaphore>,
     permits: Semaphore,
     breaker: Mutex<Breaker>,
     stats: Stats,
@@ -48,7 +94,7 @@ impl Target {
             // No burst: replays are spaced evenly, so the rate holds over any window.
             .map(|rate| RateLimiter::direct(Quota::per_second(rate).allow_burst(std::num::NonZeroU32::MIN)));
         Self {
-            queue: std::sync::Arc::new(Semaphore::new(spec.max_concurrency + spec.max_queued)),
+            queue: Arc::new(Semaphore::new(spec.max_concurrency + spec.max_queued)),
             permits: Semaphore::new(spec.max_concurrency),
             spec,
             replayer,

@@ -18,6 +18,7 @@ use crate::config::Secret;
 
 use crate::config::serde_duration;
 
+pub mod consume;
 mod context;
 mod dead_letter;
 pub mod events;
@@ -25,7 +26,7 @@ mod offsets;
 
 pub use context::{Consumer, KafkaContext, Producer};
 pub use dead_letter::{DEFAULT_MAX_PAYLOAD_BYTES, DeadLetter, Delivery, Letter, dead_letter_headers};
-pub use offsets::{OffsetTracker, Position};
+pub use offsets::{Hold, OffsetTracker, Offsets, Position};
 
 /// `[kafka]`: how to reach the brokers.
 #[derive(Debug, Clone, Deserialize)]

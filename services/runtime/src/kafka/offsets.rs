@@ -6,9 +6,14 @@
 //!
 //! Holds are counted: after a rebalance the same offset can be read again while its first
 //! reading is still held, and releasing the second reading must not unprotect the first.
+//!
+//! A consume loop hands out each held offset as a [`Hold`], a guard that releases it when
+//! dropped: no early return can forget a release, and work that did not finish keeps its
+//! offset held with [`Hold::keep`].
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Where an event was read from: topic, partition, offset.
 pub type Position = (Arc<str>, i32, i64);
@@ -84,9 +89,91 @@ impl OffsetTracker {
     }
 }
 
+/// The offsets one consumer may commit, shared by its loop and the work it hands out.
+#[derive(Debug, Clone, Default)]
+pub struct Offsets(Arc<Mutex<OffsetTracker>>);
+
+impl Offsets {
+    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        // A panic while holding the lock cannot leave the counts half-updated in a way that
+        // loses data: at worst an offset stays held, so keep going.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds the event at `position` until the returned guard is dropped.
+    pub fn hold(&self, position: Position) -> Hold {
+        self.tracker().hold(&position);
+        Hold { offsets: self.clone(), position, kept: AtomicBool::new(false) }
+    }
+
+    /// Commits every offset that advanced; see [`OffsetTracker::commit`].
+    pub fn commit<C: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &rdkafka::consumer::StreamConsumer<C>,
+        mode: rdkafka::consumer::CommitMode,
+        service: &'static str,
+    ) {
+        self.tracker().commit(consumer, mode, service);
+    }
+
+    #[cfg(test)]
+    fn advance(&self) -> Vec<Position> {
+        self.tracker().advance()
+    }
+}
+
+/// An event not done with yet: its offset, and every later one of its partition, stays
+/// uncommitted while this lives. Dropping it says the event is done (written, published,
+/// or deliberately skipped).
+#[derive(Debug)]
+#[must_use = "dropping a hold releases the offset at once"]
+pub struct Hold {
+    offsets: Offsets,
+    position: Position,
+    kept: AtomicBool,
+}
+
+impl Hold {
+    pub fn position(&self) -> &Position {
+        &self.position
+    }
+
+    /// The event's work did not finish (shutdown interrupted it): its offset stays held for
+    /// good, so it is not committed and the partition's next owner reads it again. Callable
+    /// from any holder of a shared hold.
+    pub fn keep(&self) {
+        self.kept.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        // Work that panicked did not finish either.
+        if !self.kept.load(Ordering::Relaxed) && !std::thread::panicking() {
+            self.offsets.tracker().release(&self.position);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hold_releases_its_offset_when_dropped_unless_kept() {
+        let t: Arc<str> = Arc::from("requests");
+        let offsets = Offsets::default();
+        let first = offsets.hold((t.clone(), 0, 0));
+        let second = offsets.hold((t.clone(), 0, 1));
+        let third = offsets.hold((t.clone(), 0, 2));
+        assert!(offsets.advance().is_empty(), "offset 0 is held");
+        drop(first);
+        assert_eq!(offsets.advance(), vec![(t.clone(), 0, 1)]);
+        second.keep();
+        drop(second);
+        drop(third);
+        assert!(offsets.advance().is_empty(), "a kept hold stays held after its guard is gone");
+    }
 
     #[test]
     fn commits_up_to_the_lowest_held_offset() {
