@@ -255,7 +255,7 @@ fn request(id: &RequestId, item: u64) -> RequestEvent {
         ("accept", "application/json"),
         ("accept-encoding", "gzip, br"),
         ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0"),
-        ("x-request-id", id.as_str()),
+        (shadowdiff_core::headers::REQUEST_ID, id.as_str()),
     ];
     RequestEvent {
         request_id: id.as_str().to_owned(),

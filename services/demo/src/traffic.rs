@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use shadowdiff_core::headers::REQUEST_ID;
+
 /// What was sent, so a caller can predict what the pipeline must record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sent {
@@ -29,7 +31,7 @@ pub async fn drive(tap: &str, prefix: &str, reads: u64, writes: u64) -> Result<S
     let mut sent = Sent::default();
     for i in 0..reads {
         let id = format!("{prefix}-r{i}");
-        let response = client.get(format!("{tap}/items/{i}")).header("x-request-id", &id).send().await;
+        let response = client.get(format!("{tap}/items/{i}")).header(REQUEST_ID, &id).send().await;
         check(&id, response, 200)?;
         sent.reads.push(id);
     }
@@ -37,7 +39,7 @@ pub async fn drive(tap: &str, prefix: &str, reads: u64, writes: u64) -> Result<S
         let id = format!("{prefix}-w{i}");
         let response = client
             .post(format!("{tap}/items"))
-            .header("x-request-id", &id)
+            .header(REQUEST_ID, &id)
             .header("content-type", "application/json")
             .body(format!(r#"{{"name":"new-{i}"}}"#))
             .send()
@@ -112,7 +114,7 @@ pub async fn mix(
         tick.tick().await;
         let Ok(permit) = permits.clone().acquire_owned().await else { break };
         let (write, request) = pick(&mut rng, tap, &client);
-        let request = request.header("x-request-id", format!("{prefix}-{i}"));
+        let request = request.header(REQUEST_ID, format!("{prefix}-{i}"));
         i += 1;
         let summary = summary.clone();
         tokio::spawn(async move {

@@ -91,7 +91,7 @@ fn default_group_id() -> String {
     "shadowdiff-mirror".to_owned()
 }
 fn default_request_id_header() -> String {
-    "x-request-id".to_owned()
+    shadowdiff_core::headers::REQUEST_ID.to_owned()
 }
 const fn default_capture_max_body_bytes() -> usize {
     256 * 1024

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use shadowdiff_core::event::now_ms;
+use shadowdiff_core::headers::{SHADOW_DEPLOYMENT, SHADOW_ROLE};
 use shadowdiff_core::redact::{DIGEST_PREFIX, Redactor, SEALED_HEADER_PREFIX, Sealer};
 use shadowdiff_core::{CapturedBody, ErrorKind, ExpectedLeg, Header, RequestEvent, ResponseEvent, Role};
 
@@ -26,9 +27,6 @@ pub(crate) struct ReplayContext {
     pub(crate) ca: Option<shadowdiff_runtime::tls::CaBundle>,
 }
 
-/// Headers set on every replay so a shadow can tell it is one.
-const SHADOW_ROLE: &str = "x-shadow-role";
-const SHADOW_DEPLOYMENT: &str = "x-shadow-deployment";
 /// Rewritten per target on unsafe replays, so a shadow's dedupe never collides with
 /// production's or another shadow's.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -276,7 +274,7 @@ mod tests {
             sealer,
             redactor: Arc::new(Redactor::new(b"hmac-key-for-tests", Rules::default(), None)),
             policy: Arc::new(crate::vet::TargetPolicy::default()),
-            id_header: HeaderName::from_static("x-request-id"),
+            id_header: HeaderName::from_static(shadowdiff_core::headers::REQUEST_ID),
             capture_max_body_bytes: 1024,
             ca: None,
         };
@@ -322,7 +320,7 @@ mod tests {
         assert!(with_key.keys().all(|name| !name.as_str().starts_with(SEALED_HEADER_PREFIX)));
         assert_eq!(with_key["accept"], "application/json");
         assert_eq!(
-            (&with_key["x-request-id"], &with_key["x-shadow-role"]),
+            (&with_key[shadowdiff_core::headers::REQUEST_ID], &with_key[SHADOW_ROLE]),
             (&"r-1".parse().unwrap(), &"candidate".parse().unwrap())
         );
 

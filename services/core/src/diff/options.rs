@@ -12,7 +12,7 @@ use super::limits::DiffLimits;
 pub const DEFAULT_IGNORED_HEADERS: &[&str] = &[
     "date",
     "server",
-    "x-request-id",
+    crate::headers::REQUEST_ID,
     "content-length",
     "content-encoding",
     "transfer-encoding",

@@ -181,7 +181,7 @@ fn default_tap_id() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "tap".to_owned())
 }
 fn default_request_id_header() -> String {
-    "x-request-id".to_owned()
+    shadowdiff_core::headers::REQUEST_ID.to_owned()
 }
 const fn default_capture_percent() -> f64 {
     100.0
