@@ -30,12 +30,14 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+log_tag=bench
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$here/../lib.sh"
 cd "$repo"
 
 case "${1:-}" in
   "") ;;
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) header_help; exit 0 ;;
   *) echo "usage: $0   (knobs are environment variables; see --help)" >&2; exit 2 ;;
 esac
 
@@ -53,89 +55,44 @@ ch_url="${SHADOWDIFF_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
 results="$here/results-correlator.md"
 target_per_core=20000
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-# --- what this run starts and creates: remembered, so a run killed with SIGKILL is cleaned
-# --- by the next ---------------------------------------------------------------------------
-
-state="$repo/.local/bench"
-mkdir -p "$state"
-# One run at a time: a second would take the first's correlator and topics for leftovers,
-# and both would measure each other. Processes started below get `9>&-`.
-exec 9>"$state/correlator.lock"
-flock -n 9 || die "another correlator-throughput.sh run is in progress"
-# Lines "pid PID TMPDIR", "dir TMPDIR", "topic NAME" or "database NAME".
-running="$state/correlator-running"
-
 kafka_host="${brokers%%,*}"
 ch_query() { curl -fsS --max-time 30 "$ch_url/" --data-binary "$1"; }
 
-# A pid is only ours if its command line still names the run's temp dir: pids get reused.
-ours() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF "$2"; }
+# --- what this run starts and creates: recorded (deploy/lib.sh), so a run killed with
+# --- SIGKILL is cleaned by the next ----------------------------------------------------------
 
-stop_pid() {
-  local pid="$1" dir="$2"
-  ours "$pid" "$dir" || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  # The correlator commits and stops within a second or two; perf writes its data file.
-  for _ in $(seq 1 75); do ours "$pid" "$dir" || return 0; sleep 0.2; done
-  kill -KILL "$pid" 2>/dev/null || true
+# One run at a time: a second would take the first's correlator and topics for leftovers,
+# and both would measure each other.
+run_claim "$repo/.local/bench/correlator.lock" "$repo/.local/bench/correlator-running"
+# The correlator commits and stops within a second or two; perf writes its data file.
+stop_grace_secs=15
+# The run's topics and database, recorded as "topic NAME" and "database NAME".
+forget_recorded() {
+  case "$1" in
+    topic) tansu topic delete "$2" --broker "tcp://$kafka_host" >/dev/null 2>&1 || log "could not delete topic $2" ;;
+    database) ch_query "DROP DATABASE IF EXISTS $2" >/dev/null 2>&1 || log "could not drop database $2" ;;
+  esac
 }
-
-stop_recorded() {
-  [ -f "$running" ] || return 0
-  local kind a b
-  # Processes first, so nothing reads a topic while it goes.
-  while read -r kind a b; do
-    [ "$kind" = pid ] && stop_pid "$a" "$b"
-  done <"$running"
-  while read -r kind a b; do
-    case "$kind" in
-      topic) tansu topic delete "$a" --broker "tcp://$kafka_host" >/dev/null 2>&1 || log "could not delete topic $a" ;;
-      database) ch_query "DROP DATABASE IF EXISTS $a" >/dev/null 2>&1 || log "could not drop database $a" ;;
-      # An interrupted run's temp dir goes too; this run's own is handled by cleanup.
-      dir) [ "$a" = "${tmp:-}" ] || rm -rf "$a" ;;
-    esac
-  done <"$running"
-  : >"$running"
-}
-
-remember() { echo "$*" >>"$running"; }
 
 # --- prerequisites ---------------------------------------------------------------------
 
-log "local Kafka and ClickHouse (deploy/local/services.sh up)"
-services_log="$(mktemp)"
-deploy/local/services.sh up >"$services_log" 2>&1 9>&- || { cat "$services_log" >&2; rm -f "$services_log"; die "services.sh up failed"; }
-rm -f "$services_log"
+# Before the cleanup below: deleting an earlier run's topics needs the broker.
+services_up
 command -v tansu >/dev/null || die "tansu (installed by deploy/local/services.sh) is needed to create topics"
 
-if [ -s "$running" ]; then log "cleaning up what an earlier, interrupted run left behind"; fi
+if [ -s "$run_record" ]; then log "cleaning up what an earlier, interrupted run left behind"; fi
 stop_recorded
+run_tmpdir shadowdiff-bench-correlator
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/shadowdiff-bench-correlator.XXXXXX")"
-remember dir "$tmp"
-cleanup() {
-  local status=$?
-  stop_recorded
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $tmp"; else rm -rf "$tmp"; fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-port_busy "$admin_port" && die "127.0.0.1:$admin_port is in use; set BENCH_ADMIN_PORT to a free port"
+tcp_open 127.0.0.1 "$admin_port" && die "127.0.0.1:$admin_port is in use; set BENCH_ADMIN_PORT to a free port"
 if [ "$perf_on" = 1 ]; then command -v perf >/dev/null || die "PERF=1 needs perf (Debian: linux-perf)"; fi
 
 log "building shadowdiff-correlator and shadowdiff-demo (release)"
 cargo build --release --quiet -p shadowdiff-correlator -p shadowdiff-demo
-bin_dir="${CARGO_TARGET_DIR:-$repo/target}/release"
+bin_dir="$(target_dir)/release"
 correlator_bin="$bin_dir/shadowdiff-correlator"
 demo_bin="$bin_dir/shadowdiff-demo"
-[ -x "$correlator_bin" ] && [ -x "$demo_bin" ] || die "no release binaries in $bin_dir after the build"
+{ [ -x "$correlator_bin" ] && [ -x "$demo_bin" ]; } || die "no release binaries in $bin_dir after the build"
 
 # --- fresh topics and database ---------------------------------------------------------------
 
@@ -204,8 +161,6 @@ level = "warn"
 EOF
 
 # SHADOWDIFF_* variables override the config file; the benchmark runs the file as written.
-clean_env=()
-while read -r var; do clean_env+=(-u "$var"); done < <(compgen -e | grep '^SHADOWDIFF_' || true)
 "$correlator_bin" --config "$tmp/correlator.toml" --check-config >/dev/null || die "the generated config does not pass --check-config"
 
 clk_tck="$(getconf CLK_TCK)"
@@ -228,13 +183,13 @@ log "starting the correlator (release) on $run_id"
 started="$(now)"
 env "${clean_env[@]}" "$correlator_bin" --config "$tmp/correlator.toml" >"$tmp/correlator.log" 2>&1 9>&- &
 correlator_pid=$!
-remember pid "$correlator_pid" "$tmp"
+remember_pid "$correlator_pid"
 perf_pid=""
 if [ "$perf_on" = 1 ]; then
   # DWARF unwinding: release builds keep no frame pointers, so `-g` alone loses the callers.
   perf record -F 499 --call-graph dwarf,16384 -o "$tmp/perf.data" -p "$correlator_pid" >"$tmp/perf-record.log" 2>&1 9>&- &
   perf_pid=$!
-  remember pid "$perf_pid" "$tmp"
+  remember_pid "$perf_pid"
 fi
 
 # Poll until every candidate row is in. The correlator's CPU and memory are read on the
@@ -365,7 +320,7 @@ report="$tmp/results.md"
 {
   echo "# shadowdiff correlator throughput"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'),"
+  run_stamp
   echo "$machine_cores CPUs shared by the broker ($(tansu --version 2>/dev/null | head -1 || echo '?'), memory storage), ClickHouse $ch_version and the correlator."
   echo "$exchanges exchanges pre-loaded into $partitions-partition topics: a request and three ${body_bytes}-byte JSON answers"
   echo "(primary, secondary, candidate), each leg with its own random \`trace_id\` (noise), $load_changed candidate"

@@ -28,7 +28,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+log_tag=bench
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$here/../lib.sh"
 cd "$repo"
 
 run_baseline=1
@@ -37,7 +39,7 @@ case "${1:-}" in
   "") ;;
   --baseline) run_slow=0 ;;
   --slow-shadow) run_baseline=0 ;;
-  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) header_help; exit 0 ;;
   *) echo "usage: $0 [--baseline | --slow-shadow]" >&2; exit 2 ;;
 esac
 
@@ -69,61 +71,18 @@ nocapture_tap_port=$((base + 13))
 nocapture_tap_admin_port=$((base + 14))
 bare_proxy_port=$((base + 15))
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root for: $*"; fi; }
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_busy() { tcp_open 127.0.0.1 "$1"; }
 
-# --- processes: remembered by pid, so a run killed with SIGKILL is cleaned by the next ---
+# --- what this run starts: recorded (deploy/lib.sh), so a run killed with SIGKILL is
+# --- cleaned by the next -----------------------------------------------------------------
 
-state="$repo/.local/bench"
-mkdir -p "$state"
-# One run at a time: a second would take the first's processes for leftovers. Every server
-# started below gets `9>&-`, so none of them holds the lock after this script is gone.
-exec 9>"$state/lock"
-flock -n 9 || die "another tap-vs-nginx.sh run is in progress"
-running="$state/running"   # lines "PID TMPDIR" (or "- TMPDIR") for what this run started
-
-# A pid is only ours if its command line still names the run's temp dir: pids get reused.
-ours() { { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null | grep -qF "$2"; }
-
-stop_pid() {
-  local pid="$1" dir="$2"
-  ours "$pid" "$dir" || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  # The tap drains and flushes its producer for up to 5 s before it exits.
-  for _ in $(seq 1 40); do ours "$pid" "$dir" || return 0; sleep 0.2; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
-stop_recorded() {
-  [ -f "$running" ] || return 0
-  local pid dir
-  while read -r pid dir; do
-    [ -n "$pid" ] || continue
-    [ "$pid" = - ] || stop_pid "$pid" "$dir"
-    # An interrupted run's temp dir goes too; this run's own is handled by cleanup.
-    case "$dir" in */shadowdiff-bench.*) [ "$dir" = "${tmp:-}" ] || rm -rf "$dir" ;; esac
-  done <"$running"
-  : >"$running"
-}
-
-if [ -s "$running" ]; then log "stopping what an earlier, interrupted run left behind"; fi
+# One run at a time: a second would take the first's processes for leftovers.
+run_claim "$repo/.local/bench/lock" "$repo/.local/bench/running"
+# The tap drains and flushes its producer for up to 5 s before it exits.
+stop_grace_secs=8
+if [ -s "$run_record" ]; then log "stopping what an earlier, interrupted run left behind"; fi
 stop_recorded
-
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/shadowdiff-bench.XXXXXX")"
-echo "- $tmp" >>"$running"   # the dir alone, so a run killed before any server starts is cleaned too
-cleanup() {
-  local status=$?
-  stop_recorded
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $tmp"; else rm -rf "$tmp"; fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-remember() { echo "$1 $tmp" >>"$running"; }
+run_tmpdir shadowdiff-bench
 
 # --- prerequisites ---------------------------------------------------------------------
 
@@ -132,13 +91,9 @@ install_missing() {
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_needed+=(nginx)
   command -v wrk >/dev/null || apt_needed+=(wrk)
   command -v curl >/dev/null || apt_needed+=(curl)
-  if [ "${#apt_needed[@]}" -gt 0 ]; then
-    log "installing Debian packages: ${apt_needed[*]}"
-    as_root apt-get update -qq
-    # Debian's nginx package enables and starts the system nginx on port 80 where it can;
-    # this script never uses it, and leaves it as the package set it up.
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
-  fi
+  # Debian's nginx package enables and starts the system nginx on port 80 where it can;
+  # this script never uses it, and leaves it as the package set it up.
+  if [ "${#apt_needed[@]}" -gt 0 ]; then apt_install "${apt_needed[@]}"; fi
   command -v python3 >/dev/null || die "python3 is needed for the slow mirror backend"
 }
 
@@ -151,13 +106,12 @@ done
 port_busy "${dead_broker##*:}" && die "something answers on $dead_broker; set BENCH_DEAD_BROKER to a free port"
 
 # Both scenarios load the healthy tap, which needs the broker; idempotent when it is up.
-log "local Kafka and ClickHouse (deploy/local/services.sh up)"
-deploy/local/services.sh up >"$tmp/services.log" 2>&1 9>&- || { cat "$tmp/services.log" >&2; die "services.sh up failed"; }
+services_up
 
 log "building shadowdiff-tap and its bare_proxy example (release)"
 cargo build --release --quiet -p shadowdiff-tap --bin shadowdiff-tap --example bare_proxy
-tap_bin="${CARGO_TARGET_DIR:-$repo/target}/release/shadowdiff-tap"
-bare_bin="${CARGO_TARGET_DIR:-$repo/target}/release/examples/bare_proxy"
+tap_bin="$(target_dir)/release/shadowdiff-tap"
+bare_bin="$(target_dir)/release/examples/bare_proxy"
 [ -x "$tap_bin" ] || die "no $tap_bin after the build"
 [ -x "$bare_bin" ] || die "no $bare_bin after the build"
 
@@ -210,13 +164,8 @@ cp "$here/slow_backend.py" "$tmp/slow_backend.py"   # run from $tmp so its pid i
 
 wait_until() {
   local what="$1" seconds="$2"; shift 2
-  for _ in $(seq 1 $((seconds * 5))); do
-    if "$@"; then return 0; fi
-    sleep 0.2
-  done
-  die "$what did not come up within ${seconds}s (logs in $tmp; rerun with BENCH_KEEP=1 to keep them)"
+  poll "$seconds" "$@" || die "$what did not come up within ${seconds}s (logs in $tmp; rerun with BENCH_KEEP=1 to keep them)"
 }
-http_ok() { curl -fsS -o /dev/null --max-time 2 "$1" 2>/dev/null; }
 # Any HTTP status will do: the dead-broker tap's /healthz answers 503, as it should.
 http_answers() { [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$1" 2>/dev/null)" != 000 ]; }
 
@@ -227,26 +176,23 @@ start_nginx() {
     || die "nginx-$name.conf does not pass nginx -t"
   "$nginx_bin" -p "$tmp" -e "$tmp/$name-startup.log" -c "$tmp/nginx-$name.conf" 9>&-
   wait_until "nginx $name" 10 test -s "$tmp/$name.pid"
-  remember "$(cat "$tmp/$name.pid")"
+  remember_pid "$(cat "$tmp/$name.pid")"
 }
 
-# SHADOWDIFF_* variables override the tap's config file; a benchmark must run the file as
-# written (an exported SHADOWDIFF_KAFKA_BROKERS would otherwise revive the dead-broker tap).
-clean_env=()
-while read -r var; do clean_env+=(-u "$var"); done < <(compgen -e | grep '^SHADOWDIFF_' || true)
-
 # start_tap NAME ADMIN_PORT CHECK: CHECK is http_ok (healthy, broker reachable) or
-# http_answers (serving, whatever /healthz says).
+# http_answers (serving, whatever /healthz says). The tap runs its config file as written
+# (clean_env): an exported SHADOWDIFF_KAFKA_BROKERS would otherwise revive the dead-broker tap.
 start_tap() {
   local name="$1" admin_port="$2" check="$3" pid
   env "${clean_env[@]}" "$tap_bin" --config "$tmp/$name.toml" >"$tmp/$name.log" 2>&1 9>&- &
   pid=$!
-  remember "$pid"
-  for _ in $(seq 1 150); do
-    if "$check" "http://127.0.0.1:$admin_port/healthz"; then return 0; fi
+  remember_pid "$pid"
+  # up_or_dead: whether it passes CHECK; dies as soon as it has exited.
+  up_or_dead() {
     kill -0 "$pid" 2>/dev/null || { tail -20 "$tmp/$name.log" >&2; die "$name exited at start-up"; }
-    sleep 0.2
-  done
+    "$check" "http://127.0.0.1:$admin_port/healthz"
+  }
+  poll 30 up_or_dead && return 0
   tail -20 "$tmp/$name.log" >&2
   die "$name's /healthz on 127.0.0.1:$admin_port did not pass within 30s"
 }
@@ -256,7 +202,7 @@ start_nginx backend
 start_nginx proxy
 python3 "$tmp/slow_backend.py" "$slow_backend_port" "$(awk -v ms="$slow_delay_ms" 'BEGIN { print ms / 1000 }')" \
   >"$tmp/slow-backend.log" 2>&1 9>&- &
-remember $!
+remember_pid $!
 wait_until "backend" 10 http_ok "http://127.0.0.1:$backend_port/payload.json"
 wait_until "nginx proxy" 10 http_ok "http://127.0.0.1:$proxy_plain_port/payload.json"
 wait_until "slow backend" 10 http_ok "http://127.0.0.1:$slow_backend_port/"
@@ -330,7 +276,7 @@ report="$tmp/results.md"
 {
   echo "# shadowdiff tap vs nginx"
   echo
-  echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD 2>/dev/null || echo ' (dirty tree)'),"
+  run_stamp
   echo "$(nproc) CPUs, $("$nginx_bin" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -1 | awk '{ print $1, $2 }'),"
   echo "wrk -t$threads -c$connections -d${duration}s --latency after a ${warmup}s warm-up; backend: nginx, 2 workers, a $(wc -c <"$here/payload.json")-byte JSON file."
   echo "Each path measured $rounds times, in turns with the others; each row is its median run."
@@ -345,7 +291,7 @@ if [ "$run_baseline" = 1 ]; then
   start_tap tap-nocapture "$nocapture_tap_admin_port" http_ok
   cp "$bare_bin" "$tmp/bare_proxy"   # run from $tmp, so its pid is recognisably ours
   "$tmp/bare_proxy" "127.0.0.1:$bare_proxy_port" "http://127.0.0.1:$backend_port" 2 >"$tmp/bare-proxy.log" 2>&1 9>&- &
-  remember $!
+  remember_pid $!
   wait_until "bare proxy" 10 http_ok "http://127.0.0.1:$bare_proxy_port/payload.json"
   for round in $(seq "$rounds"); do
     log "round $round of $rounds"

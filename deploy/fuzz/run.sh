@@ -17,7 +17,10 @@
 # in debug, overflow checks on.
 set -euo pipefail
 
-cd "$(dirname "$0")/../.."
+log_tag=fuzz
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+cd "$repo"
 CASES="${CASES:-1000000}"
 LIMIT_SECS="${LIMIT_SECS:-3600}"
 LOGS="${LOGS:-target/fuzz}"
@@ -37,7 +40,7 @@ for t in "${TARGETS[@]}"; do
   if [[ $# -eq 0 ]] || [[ " $* " == *" $name "* ]]; then selected+=("$t"); fi
 done
 if [[ ${#selected[@]} -eq 0 ]]; then
-  echo "no target named $*; targets: codec diff redaction profile config" >&2
+  log "no target named $*; targets: codec diff redaction profile config"
   exit 2
 fi
 
@@ -47,7 +50,7 @@ for t in "${selected[@]}"; do
   read -r _ package file <<<"$t"
   build_args+=(-p "$package" --test "$file")
 done
-echo "building ${#selected[@]} target(s) in release mode..." >&2
+log "building ${#selected[@]} target(s) in release mode..."
 cargo test --release --no-run "${build_args[@]}" 2>&1 | grep -E '^(error|warning: unused)|Executable' >&2 || true
 
 mkdir -p "$LOGS"
@@ -59,26 +62,26 @@ for t in "${selected[@]}"; do
   binary="$(cargo test --release --no-run -p "$package" --test "$file" --message-format=json 2>/dev/null \
     | grep -F "\"name\":\"$file\"" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
   if [[ -z "$binary" || ! -x "$binary" ]]; then
-    echo "$name: no test binary (build failed?)" >&2
+    log "$name: no test binary (build failed?)"
     rows+=("$name|-|build failed|-")
     failed=1
     continue
   fi
-  log="$LOGS/$name.log"
-  echo "running $name: $CASES inputs per property, at most ${LIMIT_SECS}s ($log)" >&2
+  logfile="$LOGS/$name.log"
+  log "running $name: $CASES inputs per property, at most ${LIMIT_SECS}s ($logfile)"
   start=$(date +%s)
   set +e
   # The test binary runs from its crate's directory, as under cargo, so that failures
   # land in the regression files beside the tests.
   (cd "services/${package#shadowdiff-}" && PROPTEST_CASES="$CASES" timeout "$LIMIT_SECS" "$binary" \
-    --test-threads 1 --skip clients_build --skip a_profile_at) >"$log" 2>&1
+    --test-threads 1 --skip clients_build --skip a_profile_at) >"$logfile" 2>&1
   status=$?
   set -e
   secs=$(($(date +%s) - start))
-  passed=$(grep -c '^test .* \.\.\. ok$' "$log" || true)
-  failing=$(grep -c '^test .* \.\.\. FAILED$' "$log" || true)
+  passed=$(grep -c '^test .* \.\.\. ok$' "$logfile" || true)
+  failing=$(grep -c '^test .* \.\.\. FAILED$' "$logfile" || true)
   # A failing property reports how many inputs passed before the failing one.
-  before_failure=$(awk '$1 == "successes:" { n += $2 } END { print n + 0 }' "$log")
+  before_failure=$(awk '$1 == "successes:" { n += $2 } END { print n + 0 }' "$logfile")
   inputs=$((passed * CASES + before_failure + failing))
   crashes="$failing"
   if [[ $status -eq 124 ]]; then
@@ -101,6 +104,6 @@ for row in "${rows[@]}"; do
   printf '%-10s  %14s  %-40s  %9s\n' "$name" "$inputs" "$crashes" "$secs"
 done
 if [[ $failed -ne 0 ]]; then
-  echo "failures: see the logs in $LOGS" >&2
+  log "failures: see the logs in $LOGS"
 fi
 exit "$failed"

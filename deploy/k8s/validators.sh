@@ -12,33 +12,22 @@
 # registry reachable here ships it, so a missing kubectl is reported, not installed.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 tools="$repo/.local/deploy-tools"
 pip_packages=(check-jsonschema==0.39.0 kubernetes-validate==1.37.0 PyYAML==6.0.3)
 npm_packages=(@kubernetes-models/argo-rollouts@2.0.0)
 stamp="$tools/installed"
 wanted="${pip_packages[*]} ${npm_packages[*]}"
 
-log() { printf '[validators] %s\n' "$*" >&2; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-  log "installing Debian packages: $*"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
-
-command -v docker-compose >/dev/null || apt_install docker-compose
-command -v npm >/dev/null || apt_install nodejs npm
-command -v kubectl >/dev/null || {
-  log "ERROR: kubectl is missing (it renders the Kustomize trees); it is part of the machine image"
-  exit 1
-}
+command -v docker-compose >/dev/null || apt_install --no-install-recommends docker-compose
+command -v npm >/dev/null || apt_install --no-install-recommends nodejs npm
+command -v kubectl >/dev/null || die "kubectl is missing (it renders the Kustomize trees); it is part of the machine image"
 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
   mkdir -p "$tools"
   if [ ! -x "$tools/venv/bin/pip" ]; then
-    python3 -m venv "$tools/venv" 2>/dev/null || { apt_install python3-venv; python3 -m venv "$tools/venv"; }
+    python3 -m venv "$tools/venv" 2>/dev/null || { apt_install --no-install-recommends python3-venv; python3 -m venv "$tools/venv"; }
   fi
   log "installing ${pip_packages[*]} into $tools/venv"
   "$tools/venv/bin/pip" install -q --disable-pip-version-check "${pip_packages[@]}"

@@ -11,8 +11,8 @@
 # Each run uses its own topics and a fresh `shadowdiff_demo` database, so runs never mix.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$repo"
 
 regress_every=20
@@ -32,7 +32,7 @@ deploy/local/services.sh up
 say "building shadowdiff"
 cargo build --quiet -p shadowdiff-tap -p shadowdiff-mirror -p shadowdiff-correlator -p shadowdiff-verdict \
   -p shadowdiff-demo -p shadowctl
-bin="${CARGO_TARGET_DIR:-$repo/target}/debug"
+bin="$(target_dir)/debug"
 
 logs="$repo/.local/demo"
 mkdir -p "$logs"
@@ -60,10 +60,7 @@ start() {
 
 wait_http() {
   local what="$1" url="$2"
-  for _ in $(seq 1 150); do
-    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
-    sleep 0.2
-  done
+  poll 30 http_ok "$url" && return 0
   echo "$what did not come up; its log:" >&2
   tail -20 "$logs/$what.log" >&2
   exit 1

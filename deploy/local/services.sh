@@ -12,8 +12,8 @@
 #   SHADOWDIFF_CLICKHOUSE_URL  default http://127.0.0.1:8123
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-repo="$(cd "$here/../.." && pwd)"
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 state="${SHADOWDIFF_STATE_DIR:-$repo/.local}"
 brokers="${SHADOWDIFF_KAFKA_BROKERS:-127.0.0.1:9092}"
 ch_url="${SHADOWDIFF_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
@@ -24,10 +24,6 @@ tansu_version="0.6.0"
 kafka_host="${brokers%%,*}"; kafka_port="${kafka_host##*:}"; kafka_host="${kafka_host%:*}"
 ch_hostport="${ch_url#http://}"; ch_hostport="${ch_hostport%%/*}"; ch_port="${ch_hostport##*:}"
 ch_native_port="${SHADOWDIFF_CLICKHOUSE_NATIVE_PORT:-9000}"
-
-log() { printf '[services] %s\n' "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root for: $*"; fi; }
 
 install_missing() {
   local apt_needed=()
@@ -40,27 +36,19 @@ install_missing() {
   # ... and links the system's OpenSSL for Kafka's SSL and SASL_SSL listeners.
   dpkg -s libssl-dev >/dev/null 2>&1 || apt_needed+=(libssl-dev)
   command -v pkg-config >/dev/null || apt_needed+=(pkg-config)
-  if [ "${#apt_needed[@]}" -gt 0 ]; then
-    log "installing Debian packages: ${apt_needed[*]}"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_needed[@]}" >/dev/null
-  fi
+  if [ "${#apt_needed[@]}" -gt 0 ]; then apt_install "${apt_needed[@]}"; fi
   if ! tansu --version 2>/dev/null | grep -q "$tansu_version"; then
     log "installing tansu $tansu_version from crates.io (takes ~15 minutes on 2 cores, once)"
     cargo install --locked tansu --version "$tansu_version" --features dynostore
   fi
 }
 
-kafka_up() { (exec 3<>"/dev/tcp/$kafka_host/$kafka_port") 2>/dev/null; }
+kafka_up() { tcp_open "$kafka_host" "$kafka_port"; }
 clickhouse_up() { [ "$(curl -fsS "$ch_url/ping" 2>/dev/null)" = "Ok." ]; }
 
 wait_for() {
   local what="$1" check="$2" seconds="$3"
-  for _ in $(seq 1 $((seconds * 5))); do
-    if "$check"; then return 0; fi
-    sleep 0.2
-  done
-  die "$what did not come up within ${seconds}s; see $state/$what.log"
+  poll "$seconds" "$check" || die "$what did not come up within ${seconds}s; see $state/$what.log"
 }
 
 start_kafka() {

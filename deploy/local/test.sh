@@ -4,16 +4,13 @@
 # runs every test. `.ci/run` runs exactly this.
 set -euo pipefail
 
-here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-cd "$here/../.."
+# shellcheck source=SCRIPTDIR/../lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+cd "$repo"
 
 deploy/local/services.sh up
 # Headless Chromium renders the drill-down page in tests/tests/verdict.rs.
-if ! command -v chromium >/dev/null; then
-  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-  sudo_if_needed apt-get update -qq
-  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
-fi
+command -v chromium >/dev/null || apt_install --no-install-recommends chromium
 # The validators tests/tests/deploy_manifests.rs runs over docker-compose.yaml and deploy/k8s.
 deploy/k8s/validators.sh
 cargo fmt --all --check
