@@ -1,20 +1,22 @@
-//! The correlator's loop: one `select!` over shutdown, the flush tick and the next message.
-//! Messages are joined in memory; on each tick, exchanges whose window has passed are
-//! diffed into rows, the rows are written, and only then are their offsets committed.
+//! The correlator's side of the consume loop (`runtime::kafka::consume`): messages are
+//! joined in memory; on each tick, exchanges whose window has passed are diffed into rows
+//! and the rows are written. Each event's offset is held by its exchange, then by the batch
+//! its rows are in, and released when the batch is written, so the loop commits it only then.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use rdkafka::consumer::{CommitMode, Consumer as _};
+use rdkafka::consumer::Consumer as _;
 use rdkafka::message::{BorrowedMessage, Message};
 use shadowdiff_core::EventCodec;
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::{self, Health};
-use shadowdiff_runtime::kafka::{Consumer, OffsetTracker, events as kafka_events};
+use shadowdiff_runtime::kafka::consume::{self, Handler, Settings};
+use shadowdiff_runtime::kafka::{Consumer, Hold};
 use shadowdiff_runtime::retry::Interrupted;
 
 use crate::config::{CorrelatorConfig, CorrelatorSection};
-use crate::join::{Added, Bounds, Joiner, Leg, Position};
+use crate::join::{Added, Bounds, Joiner, Leg};
 use crate::sink::{self, Batch, RejectedRow, Sink, rows};
 use crate::{CorrelatorError, events};
 use shadowdiff_runtime::kafka::{DeadLetter, Letter, dead_letter_headers};
@@ -33,9 +35,7 @@ struct State {
     codec: EventCodec,
     dead_letters: DeadLetter,
     requests: Arc<str>,
-    responses: Arc<str>,
     joiner: Joiner,
-    offsets: OffsetTracker,
     batch: Batch,
     /// Time spent blocked writing, during which nothing was consumed. Windows run on the
     /// consumption clock (`clock`), so an exchange whose legs wait unread in Kafka while a
@@ -44,12 +44,6 @@ struct State {
     rows: rows::RowBuilder,
     sink: Sink,
     health: Health,
-}
-
-enum Step<'a> {
-    Stop,
-    Flush,
-    Message(rdkafka::error::KafkaResult<BorrowedMessage<'a>>),
 }
 
 impl Correlator {
@@ -90,8 +84,6 @@ impl Correlator {
                 codec: EventCodec::new()?,
                 dead_letters,
                 requests: config.topics.requests.as_str().into(),
-                responses: config.topics.responses.as_str().into(),
-                offsets: OffsetTracker::default(),
                 batch: Batch::default(),
                 blocked: std::time::Duration::ZERO,
                 sink,
@@ -102,37 +94,12 @@ impl Correlator {
 
     pub(crate) async fn run(self, shutdown: CancellationToken) -> Result<(), CorrelatorError> {
         let Self { consumer, mut state } = self;
-        let mut tick = tokio::time::interval(state.config.flush_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(window_ms = state.config.window.as_millis(), "correlator consuming");
-        loop {
-            let step = tokio::select! {
-                () = shutdown.cancelled() => Step::Stop,
-                _ = tick.tick() => Step::Flush,
-                message = consumer.recv() => Step::Message(message),
-            };
-            let handled = match step {
-                Step::Stop => break,
-                Step::Flush => state.flush(&consumer, &shutdown).await,
-                Step::Message(Ok(message)) => match state.ingest(&message, &shutdown).await {
-                    // A full batch is written now rather than at the next tick.
-                    Ok(()) if state.batch.exchanges.len() >= state.config.max_batch_rows => {
-                        state.flush(&consumer, &shutdown).await
-                    }
-                    handled => handled,
-                },
-                Step::Message(Err(error)) => {
-                    kafka_events::consume_failed("correlator", &error);
-                    Ok(())
-                }
-            };
-            if handled.is_err() {
-                break;
-            }
-        }
+        let settings = Settings { service: "correlator", tick: state.config.flush_interval };
+        let health = state.health.clone();
+        consume::run(&consumer, &mut state, settings, &health, &shutdown).await;
         // Open exchanges are not forced out early: they would be written as incomplete.
         // Their offsets were never committed, so the next owner of the partition re-reads them.
-        state.commit(&consumer, CommitMode::Sync);
         tracing::info!(open = state.joiner.open_exchanges(), "correlator stopped; open exchanges will be re-read");
         Ok(())
     }
@@ -159,13 +126,14 @@ impl State {
         now.checked_sub(self.blocked).unwrap_or(now)
     }
 
-    async fn ingest(&mut self, message: &BorrowedMessage<'_>, shutdown: &CancellationToken) -> Result<(), Interrupted> {
-        let topic: Arc<str> =
-            if message.topic() == &*self.requests { self.requests.clone() } else { self.responses.clone() };
-        let position: Position = (topic.clone(), message.partition(), message.offset());
-        self.offsets.hold(&position);
+    async fn ingest(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        hold: Hold,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Interrupted> {
         let payload = message.payload().unwrap_or_default();
-        let decoded = if topic == self.requests {
+        let decoded = if message.topic() == &*self.requests {
             self.codec.decode(payload).map(Leg::Request)
         } else {
             self.codec.decode(payload).map(Leg::Response)
@@ -175,16 +143,15 @@ impl State {
             Err(error) => {
                 let delivery = self.dead_letters.divert(message, &error, shutdown).await?;
                 events::dead_lettered("event", error.reason(), delivery);
-                self.offsets.release(&position);
                 return Ok(());
             }
         };
         let now = self.clock();
         let id = leg.request_id().to_owned();
-        let (added, released) = self.joiner.add(leg, position, now);
-        if let Some(position) = released {
-            events::ignored(if added == Added::Late { "late" } else { "duplicate" });
-            self.offsets.release(&position);
+        match self.joiner.add(leg, hold, now) {
+            Added::Joined => {}
+            Added::Late => events::ignored("late"),
+            Added::Duplicate => events::ignored("duplicate"),
         }
         let whole = self.joiner.take_complete(&id, now);
         let evicted = self.joiner.evict_over_bounds(now);
@@ -196,14 +163,13 @@ impl State {
         Ok(())
     }
 
-    async fn flush(&mut self, consumer: &Consumer, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+    async fn flush(&mut self, shutdown: &CancellationToken) -> Result<(), Interrupted> {
         for exchange in self.joiner.expire(self.clock()) {
             let outcomes = self.rows.add(&mut self.batch, exchange);
             events::finalized(&outcomes);
         }
         events::open_exchanges(self.joiner.open_exchanges());
         if self.batch.is_empty() {
-            self.commit(consumer, CommitMode::Async);
             return Ok(());
         }
         let started = Instant::now();
@@ -221,11 +187,8 @@ impl State {
             self.batch.differences.len().saturating_sub(refused(sink::DIFFERENCES)),
             took,
         );
-        let batch = std::mem::take(&mut self.batch);
-        for position in &batch.positions {
-            self.offsets.release(position);
-        }
-        self.commit(consumer, CommitMode::Async);
+        // Written: dropping the batch releases its offsets.
+        self.batch = Batch::default();
         Ok(())
     }
 
@@ -251,8 +214,23 @@ impl State {
         events::dead_lettered("row", REJECTED, delivery);
         Ok(())
     }
+}
 
-    fn commit(&mut self, consumer: &Consumer, mode: CommitMode) {
-        self.offsets.commit(consumer, mode, "correlator");
+impl Handler for State {
+    async fn message(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        hold: Hold,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, Interrupted> {
+        self.ingest(message, hold, shutdown).await?;
+        // A full batch is written now rather than at the next tick.
+        Ok(self.batch.exchanges.len() >= self.config.max_batch_rows)
     }
+
+    async fn tick(&mut self, shutdown: &CancellationToken) -> Result<(), Interrupted> {
+        self.flush(shutdown).await
+    }
+
+    async fn drain(&mut self) {}
 }

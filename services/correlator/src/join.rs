@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use shadowdiff_core::{RequestEvent, ResponseEvent, Role};
 
-pub(crate) use shadowdiff_runtime::kafka::Position;
+use shadowdiff_runtime::kafka::Hold;
 
 /// One decoded event.
 #[derive(Debug)]
@@ -41,8 +41,8 @@ pub(crate) struct Exchange {
     pub(crate) primary: Option<ResponseEvent>,
     /// One per shadow deployment, first arrival wins.
     pub(crate) shadows: Vec<ResponseEvent>,
-    /// Every position read into this exchange; released once its rows are written.
-    pub(crate) positions: Vec<Position>,
+    /// The offset of every event read into this exchange, held until its rows are written.
+    pub(crate) holds: Vec<Hold>,
     /// Memory held by its legs.
     pub(crate) bytes: usize,
 }
@@ -122,10 +122,11 @@ impl Joiner {
         }
     }
 
-    pub(crate) fn add(&mut self, leg: Leg, position: Position, now: Instant) -> (Added, Option<Position>) {
+    /// Joins `leg` to its exchange. A late or duplicate leg is dropped, and its hold with it.
+    pub(crate) fn add(&mut self, leg: Leg, hold: Hold, now: Instant) -> Added {
         let id = leg.request_id();
         if self.finished.contains_key(id) {
-            return (Added::Late, Some(position));
+            return Added::Late;
         }
         if !self.open.contains_key(id) {
             self.opened.push_back((now, id.to_owned()));
@@ -133,12 +134,12 @@ impl Joiner {
         let exchange = self.open.entry(id.to_owned()).or_default();
         let size = leg.size();
         if exchange.add(leg) {
-            exchange.positions.push(position);
+            exchange.holds.push(hold);
             exchange.bytes += size;
             self.bytes += size;
-            (Added::Joined, None)
+            Added::Joined
         } else {
-            (Added::Duplicate, Some(position))
+            Added::Duplicate
         }
     }
 
@@ -262,8 +263,8 @@ mod tests {
         })
     }
 
-    fn pos(offset: i64) -> Position {
-        (std::sync::Arc::from("responses"), 0, offset)
+    fn pos(offset: i64) -> Hold {
+        shadowdiff_runtime::kafka::Offsets::default().hold((std::sync::Arc::from("responses"), 0, offset))
     }
 
     #[test]
@@ -271,25 +272,26 @@ mod tests {
         let t0 = Instant::now();
         let window = Duration::from_secs(2);
         let mut joiner = Joiner::new(window, Bounds { exchanges: 100, bytes: 1 << 20 });
-        assert_eq!(joiner.add(response("a", Role::Primary, "prod"), pos(1), t0).0, Added::Joined);
-        assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(2), t0).0, Added::Joined);
-        assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(3), t0), (Added::Duplicate, Some(pos(3))));
+        assert_eq!(joiner.add(response("a", Role::Primary, "prod"), pos(1), t0), Added::Joined);
+        assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(2), t0), Added::Joined);
+        assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(3), t0), Added::Duplicate);
         assert_eq!(
-            joiner.add(response("b", Role::Primary, "prod"), pos(4), t0 + Duration::from_secs(1)).0,
+            joiner.add(response("b", Role::Primary, "prod"), pos(4), t0 + Duration::from_secs(1)),
             Added::Joined
         );
 
         assert!(joiner.expire(t0 + Duration::from_millis(1999)).is_empty());
         let done = joiner.expire(t0 + window);
         assert_eq!(done.len(), 1);
-        assert_eq!(done[0].positions, vec![pos(1), pos(2)]);
+        let offsets: Vec<i64> = done[0].holds.iter().map(|h| h.position().2).collect();
+        assert_eq!(offsets, vec![1, 2], "the duplicate's hold was not kept");
         assert_eq!(done[0].shadows.len(), 1);
         assert_eq!(joiner.open_exchanges(), 1);
 
-        assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(5), t0 + window).0, Added::Late);
+        assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(5), t0 + window), Added::Late);
         // Forgotten after another window: an id reused much later starts a new exchange.
         joiner.expire(t0 + window * 2);
-        assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(6), t0 + window * 2).0, Added::Joined);
+        assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(6), t0 + window * 2), Added::Joined);
     }
 
     #[test]
@@ -311,7 +313,7 @@ mod tests {
         assert_eq!(by_bytes.evict_over_bounds(t0).len(), 1, "three legs of ~256 bytes exceed 600");
         // `a` was evicted before its shadow came, so it wrote no rows: the shadow opens a new
         // exchange, written as missing its primary, instead of vanishing as late.
-        assert_eq!(by_bytes.add(response("a", Role::Candidate, "v2"), pos(9), t0).0, Added::Joined);
+        assert_eq!(by_bytes.add(response("a", Role::Candidate, "v2"), pos(9), t0), Added::Joined);
         let late = by_bytes.expire(t0 + Duration::from_secs(31));
         let a = late.iter().find(|e| e.shadows.first().is_some_and(|s| s.request_id == "a")).unwrap();
         assert!(a.primary.is_none() && a.shadows.len() == 1);

@@ -10,22 +10,23 @@ use shadowdiff_core::{ErrorKind, ExpectedLeg, RequestEvent, ResponseEvent, Role}
 use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
 
 use crate::config::CorrelatorSection;
-use crate::join::{Exchange, Position};
+use crate::join::Exchange;
 use crate::noise::NoiseModel;
 use crate::sink::samples::SampleBudget;
+use shadowdiff_runtime::kafka::Hold;
 
-/// Rows waiting to be written, with the positions they release once written.
+/// Rows waiting to be written, with the holds on the offsets they release once written.
 #[derive(Debug, Default)]
 pub struct Batch {
     pub exchanges: Vec<ExchangeRow>,
     pub differences: Vec<DifferenceRow>,
     pub samples: Vec<SampleRow>,
-    pub(crate) positions: Vec<Position>,
+    pub(crate) holds: Vec<Hold>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.exchanges.is_empty() && self.positions.is_empty()
+        self.exchanges.is_empty() && self.holds.is_empty()
     }
 }
 
@@ -77,7 +78,7 @@ impl RowBuilder {
 
     /// Adds the rows of one final exchange to `batch`: one per shadow leg, compared with the
     /// primary under the route's rules. An exchange without shadow legs (a request the mirror
-    /// did not replay) adds no rows, only its positions. Returns the outcomes added.
+    /// did not replay) adds no rows, only its holds. Returns the outcomes added.
     ///
     /// Noise: a path where the secondary (same version as the primary) differs from the
     /// primary in this very exchange is noise for every shadow of it (timestamps, random ids);
@@ -91,8 +92,8 @@ impl RowBuilder {
             .filter(|leg| !exchange.shadows.iter().any(|s| s.deployment == leg.deployment))
             .cloned()
             .collect();
-        let Exchange { request, primary, shadows, positions, .. } = exchange;
-        batch.positions.extend(positions);
+        let Exchange { request, primary, shadows, holds, .. } = exchange;
+        batch.holds.extend(holds);
         let options = self.rules.for_route(request.as_ref().map_or("", |r| r.route()));
         let route = request.as_ref().map(|r| r.route().to_owned()).unwrap_or_default();
         // The secondary's differences in this exchange, when it was compared.
