@@ -1,10 +1,10 @@
 //! The correlator: joins each request with all of its responses, diffs every shadow leg
 //! against the primary, and writes the results to ClickHouse exactly once.
 //!
-//! Reading order: [`config`]; `consume` (the loop: receive, join, flush on a tick, commit);
-//! `join` (the per-request state and when an exchange is final); `noise` (Diffy's
-//! statistics across exchanges); `OffsetTracker` in the
-//! runtime (which offsets are safe to commit while exchanges are still open); `sink` (rows, migrations and the
+//! Reading order: [`config`]; `consume` (the correlator's side of the runtime's consume
+//! loop: join each message, write on a tick; each event's offset is held by its exchange
+//! and then its batch until written); `join` (the per-request state and when an exchange is
+//! final); `noise` (Diffy's statistics across exchanges); `sink` (rows, migrations and the
 //! ClickHouse writer; rows ClickHouse refuses go to the runtime's `DeadLetter`);
 //! `bounded` (per-route state that auto-templated paths cannot grow without end); `events`.
 //!

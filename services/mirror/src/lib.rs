@@ -3,8 +3,8 @@
 //! and publish each target's response.
 //!
 //! Reading order: [`config`], [`profile`] (what is replayed where, and the live profile
-//! table), `consume` (the Kafka loop: match, dispatch, commit only after every target's
-//! event is acknowledged), `target` (rate limit, concurrency, circuit breaker), `replay`
+//! table), `consume` (the mirror's side of the runtime's consume loop: match, dispatch;
+//! a request's offset is held until every target's event is acknowledged), `target` (rate limit, concurrency, circuit breaker), `replay`
 //! (one request to one target, faults injected, the response redacted), [`vet`] (where
 //! replays may go), `api` (the profile admin API, behind tokens), `events`.
 //! Replicas share the request topic's partitions through the consumer group, so scaling

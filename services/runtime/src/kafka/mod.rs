@@ -26,7 +26,7 @@ mod offsets;
 
 pub use context::{Consumer, KafkaContext, Producer};
 pub use dead_letter::{DEFAULT_MAX_PAYLOAD_BYTES, DeadLetter, Delivery, Letter, dead_letter_headers};
-pub use offsets::{Hold, OffsetTracker, Offsets, Position};
+pub use offsets::{Hold, Offsets, Position};
 
 /// `[kafka]`: how to reach the brokers.
 #[derive(Debug, Clone, Deserialize)]

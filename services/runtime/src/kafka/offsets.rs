@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 pub type Position = (Arc<str>, i32, i64);
 
 #[derive(Debug, Default)]
-pub struct OffsetTracker {
+struct OffsetTracker {
     partitions: HashMap<(Arc<str>, i32), Partition>,
 }
 
@@ -33,14 +33,14 @@ struct Partition {
 
 impl OffsetTracker {
     /// An event was read and is now held until released.
-    pub fn hold(&mut self, (topic, partition, offset): &Position) {
+    fn hold(&mut self, (topic, partition, offset): &Position) {
         let p = self.partitions.entry((topic.clone(), *partition)).or_default();
         *p.held.entry(*offset).or_default() += 1;
         p.next = p.next.max(offset + 1);
     }
 
     /// The event at `position` is written or deliberately dropped.
-    pub fn release(&mut self, (topic, partition, offset): &Position) {
+    fn release(&mut self, (topic, partition, offset): &Position) {
         if let Some(p) = self.partitions.get_mut(&(topic.clone(), *partition)) {
             if let Some(count) = p.held.get_mut(offset) {
                 *count -= 1;
@@ -52,7 +52,7 @@ impl OffsetTracker {
     }
 
     /// Offsets (next to read) that advanced since the last call, per topic and partition.
-    pub fn advance(&mut self) -> Vec<Position> {
+    fn advance(&mut self) -> Vec<Position> {
         let mut out = Vec::new();
         for ((topic, partition), p) in &mut self.partitions {
             let safe = p.held.first_key_value().map_or(p.next, |(offset, _)| *offset);
@@ -66,7 +66,7 @@ impl OffsetTracker {
 
     /// Commits what [`advance`](Self::advance) returns. A failed commit is covered by the
     /// next one; a crash before then re-reads, which the consumers' writes tolerate.
-    pub fn commit<C: rdkafka::consumer::ConsumerContext>(
+    fn commit<C: rdkafka::consumer::ConsumerContext>(
         &mut self,
         consumer: &rdkafka::consumer::StreamConsumer<C>,
         mode: rdkafka::consumer::CommitMode,
