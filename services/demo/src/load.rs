@@ -214,13 +214,8 @@ impl Exchange {
     fn new(n: u64, spec: &LoadSpec, rng: &mut fastrand::Rng) -> Self {
         let item = n % 10_000;
         let request = request(&RequestId::mint(), item);
-        let expected: Vec<ExpectedLeg> = spec
-            .legs
-            .iter()
-            .filter_map(|role| {
-                deployment(*role).map(|d| ExpectedLeg { role: role.as_str().to_owned(), deployment: d.to_owned() })
-            })
-            .collect();
+        let expected: Vec<ExpectedLeg> =
+            spec.legs.iter().filter_map(|role| deployment(*role).map(|d| ExpectedLeg::new(*role, d))).collect();
         let document = item_document(item, spec.body_bytes, rng);
         let changed = spec.legs.contains(&Role::Candidate) && rng.f64() * 100.0 < spec.changed_percent;
         let responses = spec
@@ -399,10 +394,7 @@ mod tests {
         };
         assert_eq!((primary.role, secondary.role, candidate.role), (Role::Primary, Role::Secondary, Role::Candidate));
         assert!(primary.expected_legs.is_empty());
-        let expected = vec![
-            ExpectedLeg { role: "secondary".into(), deployment: SECONDARY.into() },
-            ExpectedLeg { role: "candidate".into(), deployment: CANDIDATE.into() },
-        ];
+        let expected = vec![ExpectedLeg::new(Role::Secondary, SECONDARY), ExpectedLeg::new(Role::Candidate, CANDIDATE)];
         assert_eq!(secondary.expected_legs, expected);
         assert_eq!(candidate.expected_legs, expected);
         assert!(exchange.responses.iter().all(|r| r.request_id == exchange.request.request_id));
@@ -440,9 +432,6 @@ mod tests {
         let exchange =
             Exchange::new(9, &spec(vec![Role::Primary, Role::Candidate], 0.0), &mut fastrand::Rng::with_seed(2));
         assert_eq!(exchange.responses.len(), 2);
-        assert_eq!(
-            exchange.responses[1].expected_legs,
-            vec![ExpectedLeg { role: "candidate".into(), deployment: CANDIDATE.into() }]
-        );
+        assert_eq!(exchange.responses[1].expected_legs, vec![ExpectedLeg::new(Role::Candidate, CANDIDATE)]);
     }
 }

@@ -95,11 +95,7 @@ impl Replayer {
             error: None,
             profile: Some(profile.id.clone()),
             stage: Some(profile.stage.as_str().to_owned()),
-            expected_legs: profile
-                .targets
-                .iter()
-                .map(|t| ExpectedLeg { role: Role::from(t.role).as_str().to_owned(), deployment: t.name.clone() })
-                .collect(),
+            expected_legs: profile.targets.iter().map(|t| ExpectedLeg::new(t.role.into(), t.name.clone())).collect(),
         }
     }
 

@@ -6,23 +6,15 @@ use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use reqwest::Url;
-use shadowdiff_store::SampleRow;
+use shadowdiff_store::{Outcome, SampleRow};
 use shadowdiff_verdict::ExchangeDetail;
 use similar::{ChangeTag, TextDiff};
 
 use crate::style::{self, ADDED, DIM, HEADER, HUNK, REMOVED, WARN, paint};
 use crate::table::{Align, Cell, Table};
 
-/// The deployment compared with the primary: `candidate`, else the first candidate leg,
-/// else the first shadow leg. The same choice as the drill-down page.
-pub fn shadow_of(detail: &ExchangeDetail, candidate: Option<&str>) -> Option<String> {
-    candidate
-        .map(str::to_owned)
-        .or_else(|| detail.legs.iter().find(|l| l.role == "candidate").map(|l| l.deployment.clone()))
-        .or_else(|| detail.legs.first().map(|l| l.deployment.clone()))
-}
-
-/// The whole comparison, styled, ending with the drill-down page.
+/// The whole comparison, styled, ending with the drill-down page. `shadow` is the deployment
+/// compared with the primary, as the page chooses it ([`ExchangeDetail::drill_down`]).
 pub fn render(detail: &ExchangeDetail, shadow: Option<&str>, page: &Url) -> String {
     let mut out = String::new();
     let first = detail.legs.first();
@@ -67,11 +59,9 @@ pub fn render(detail: &ExchangeDetail, shadow: Option<&str>, page: &Url) -> Stri
     }
 
     out.push('\n');
-    let primary = detail.samples.iter().find(|s| s.role == "primary");
-    let sampled = detail.samples.iter().find(|s| s.deployment == shadow && s.role != "primary");
-    match (primary, sampled) {
-        (Some(primary), Some(sampled)) => out.push_str(&bodies(primary, sampled)),
-        _ => {
+    match detail.bodies(shadow) {
+        Some((primary, sampled)) => out.push_str(&bodies(primary, sampled)),
+        None => {
             let _ = writeln!(
                 out,
                 "{}",
@@ -94,7 +84,8 @@ fn legs(detail: &ExchangeDetail) -> Table {
         ("DIFFERENCES", Align::Left),
     ]);
     for leg in &detail.legs {
-        let outcome = Cell::styled(if leg.outcome == "complete" { style::PLAIN } else { WARN }, leg.outcome.clone());
+        let complete = leg.outcome == Outcome::Complete.as_str();
+        let outcome = Cell::styled(if complete { style::PLAIN } else { WARN }, leg.outcome.clone());
         let status = format!(
             "{} → {}",
             code(leg.primary_status, &leg.primary_error),

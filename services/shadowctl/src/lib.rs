@@ -75,7 +75,7 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
         }
         Command::Diff(args) => {
             let detail = api.exchange(&args.request_id).await?;
-            let shadow = diff::shadow_of(&detail, args.candidate.as_deref());
+            let shadow = detail.drill_down(args.candidate.as_deref());
             let page = api.exchange_page(&args.request_id, shadow.as_deref());
             out(&diff::render(&detail, shadow.as_deref(), &page));
             Ok(exit::OK)

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use shadowdiff_mirror::profile::{Faults, Profile, TargetRole};
+use shadowdiff_core::Role;
+use shadowdiff_mirror::profile::{Faults, Profile};
 
 use crate::api::{Api, Listed};
 use crate::cli::{FaultArgs, ProfilesCommand};
@@ -87,7 +88,8 @@ fn list(profiles: &[Listed], now_ms: i64) -> String {
             (false, false) => Cell::styled(DIM, "disabled"),
             (true, false) => Cell::styled(PASS, "active"),
         };
-        let targets: Vec<String> = profile.targets.iter().map(|t| format!("{} ({})", t.name, role(t.role))).collect();
+        let targets: Vec<String> =
+            profile.targets.iter().map(|t| format!("{} ({})", t.name, Role::from(t.role).as_str())).collect();
         table.row(vec![
             profile.id.clone().into(),
             state,
@@ -99,13 +101,6 @@ fn list(profiles: &[Listed], now_ms: i64) -> String {
         ]);
     }
     table.render("")
-}
-
-fn role(role: TargetRole) -> &'static str {
-    match role {
-        TargetRole::Secondary => "secondary",
-        TargetRole::Candidate => "candidate",
-    }
 }
 
 fn summary(profile: &Profile, now_ms: i64) -> String {

@@ -2,7 +2,9 @@
 //!
 //! The correlator writes them (`shadowdiff-correlator`, `sink`) and the verdict service reads
 //! them. Reading order: [`migrations`] (the schema, from `schemas/clickhouse/*.sql`, applied at
-//! start-up), then [`rows`] (one struct per table) and [`retention`] (dropping expired days).
+//! start-up), then [`rows`] (one struct per table, and the [`Outcome`] of a comparison),
+//! [`sql`] (conditions on stored words, for the readers' queries) and [`retention`] (dropping
+//! expired days).
 //!
 //! Tables are `ReplacingMergeTree`s keyed on the request id and deployment, so a batch that is
 //! written again after a crash replaces itself; readers use `FINAL` to see each row once.
@@ -10,8 +12,9 @@
 pub mod migrations;
 pub mod retention;
 pub mod rows;
+pub mod sql;
 
-pub use rows::{DifferenceRow, ExchangeRow, ReleaseRow, SampleRow, VerdictRow};
+pub use rows::{DifferenceRow, ExchangeRow, Outcome, ReleaseRow, SampleRow, VerdictRow};
 
 /// A ClickHouse failure, with what was being done.
 #[derive(Debug, thiserror::Error)]

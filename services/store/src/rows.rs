@@ -4,15 +4,45 @@
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 
+/// How one comparison came out: the `outcome` column of `exchanges`. The correlator writes
+/// these words and the verdict counts them (through [`crate::sql`]), so both take them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Request, primary and this shadow all arrived, and both answered.
+    Complete,
+    MissingRequest,
+    MissingPrimary,
+    PrimaryError,
+    ShadowError,
+    /// The mirror expected this leg, and it did not arrive within the window.
+    MissingShadow,
+}
+
+impl Outcome {
+    /// The word stored in `exchanges.outcome`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Complete => "complete",
+            Self::MissingRequest => "missing_request",
+            Self::MissingPrimary => "missing_primary",
+            Self::PrimaryError => "primary_error",
+            Self::ShadowError => "shadow_error",
+            Self::MissingShadow => "missing_shadow",
+        }
+    }
+}
+
 /// A row of `exchanges` (schemas/clickhouse/0001_exchanges.sql, 0002, 0003); fields in column order.
-#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Row, Serialize, Deserialize)]
 pub struct ExchangeRow {
     pub ts: u32,
     pub request_id: String,
     pub route: String,
     pub method: String,
     pub deployment: String,
+    /// A [`shadowdiff_core::Role`]'s word: `secondary` or `candidate`.
     pub role: String,
+    /// An [`Outcome`]'s word.
     pub outcome: String,
     pub primary_status: u16,
     pub shadow_status: u16,

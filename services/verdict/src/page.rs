@@ -16,18 +16,13 @@ pre{background:#f7f7f7;padding:.5rem;overflow:auto;font-size:.85rem;margin:0}\
 pre span{display:block;white-space:pre}mark.removed{background:#ffd7d5}mark.changed{background:#ccffd8}\
 mark{display:block;white-space:pre}";
 
-/// The page for `detail`, comparing the primary with `candidate` (default: the first
-/// candidate leg).
+/// The page for `detail`, comparing the primary with `candidate`, or with the shadow
+/// [`ExchangeDetail::drill_down`] chooses.
 pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String {
-    let candidate = candidate
-        .map(str::to_owned)
-        .or_else(|| detail.legs.iter().find(|l| l.role == "candidate").map(|l| l.deployment.clone()))
-        .unwrap_or_default();
+    let candidate = detail.drill_down(candidate).unwrap_or_default();
     let all: Vec<_> = detail.differences.iter().filter(|d| d.deployment == candidate).collect();
     let hidden = all.len().saturating_sub(MAX_SHOWN_DIFFERENCES);
     let differences = &all[..all.len() - hidden];
-    let primary = detail.samples.iter().find(|s| s.role == "primary");
-    let shadow = detail.samples.iter().find(|s| s.deployment == candidate);
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
@@ -69,9 +64,9 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
                     @if hidden > 0 { p { (hidden) " more differences not shown." } }
                 }
                 h2 { "Bodies" }
-                @match (primary, shadow) {
-                    (Some(primary), Some(shadow)) => (bodies(primary, shadow)),
-                    _ => p { "The bodies of this exchange were not sampled: the correlator keeps "
+                @match detail.bodies(&candidate) {
+                    Some((primary, shadow)) => (bodies(primary, shadow)),
+                    None => p { "The bodies of this exchange were not sampled: the correlator keeps "
                              code { "samples_per_route_minute" } " divergent exchanges per route and minute." },
                 }
             }

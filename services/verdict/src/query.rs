@@ -3,7 +3,9 @@
 
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
-use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow};
+use shadowdiff_core::Role;
+use shadowdiff_store::sql::{outcome_in, outcome_is, role_is};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow};
 
 use crate::evaluate::{Evidence, Latency, Quantiles};
 
@@ -21,17 +23,26 @@ pub struct Window {
 }
 
 /// The candidate's rows in the window. Binds: candidate, since.
-const IN_WINDOW: &str = "role = 'candidate' AND deployment = ? AND ts >= toDateTime(?)";
+fn in_window() -> String {
+    format!("{} AND deployment = ? AND ts >= toDateTime(?)", role_is(Role::Candidate))
+}
 
 /// The counts every verdict is built from; `route` is empty for the whole candidate.
-const COUNTS: &str = "count() AS samples, \
-     countIf(outcome = 'complete') AS compared, \
-     countIf(outcome = 'complete' AND differences > noise) AS diverged, \
-     countIf(outcome = 'complete' AND differences > 0 AND differences = noise) AS noise_only, \
-     countIf(outcome IN ('complete', 'shadow_error')) AS answered, \
-     countIf(outcome IN ('complete', 'shadow_error') AND (shadow_status >= 500 OR shadow_error != '') \
-             AND primary_status < 500 AND primary_error = '') AS new_errors, \
-     if(count() = 0, toUInt64(0), toUInt64(toUInt32(max(ts)) - toUInt32(min(ts)))) AS span_secs";
+fn counts() -> String {
+    let compared = outcome_is(Outcome::Complete);
+    // A shadow that answered, or failed on its own while the primary answered.
+    let answered = outcome_in(&[Outcome::Complete, Outcome::ShadowError]);
+    format!(
+        "count() AS samples, \
+         countIf({compared}) AS compared, \
+         countIf({compared} AND differences > noise) AS diverged, \
+         countIf({compared} AND differences > 0 AND differences = noise) AS noise_only, \
+         countIf({answered}) AS answered, \
+         countIf({answered} AND (shadow_status >= 500 OR shadow_error != '') \
+                 AND primary_status < 500 AND primary_error = '') AS new_errors, \
+         if(count() = 0, toUInt64(0), toUInt64(toUInt32(max(ts)) - toUInt32(min(ts)))) AS span_secs"
+    )
+}
 
 #[derive(Debug, Row, Deserialize)]
 struct CountsRow {
@@ -83,11 +94,16 @@ impl LatencyRow {
     }
 }
 
-/// Latency quantiles in milliseconds of the compared rows matching `filter`.
-const LATENCY: &str = "SELECT count() AS n, \
-     arrayMap(x -> toFloat64(x) / 1000, quantilesExact(0.5, 0.95, 0.99)(primary_latency_us)) AS primary, \
-     arrayMap(x -> toFloat64(x) / 1000, quantilesExact(0.5, 0.95, 0.99)(shadow_latency_us)) AS shadow \
-     FROM exchanges FINAL WHERE outcome = 'complete' AND ";
+/// Latency quantiles in milliseconds of the compared rows matching the condition appended.
+fn latency() -> String {
+    format!(
+        "SELECT count() AS n, \
+         arrayMap(x -> toFloat64(x) / 1000, quantilesExact(0.5, 0.95, 0.99)(primary_latency_us)) AS primary, \
+         arrayMap(x -> toFloat64(x) / 1000, quantilesExact(0.5, 0.95, 0.99)(shadow_latency_us)) AS shadow \
+         FROM exchanges FINAL WHERE {} AND ",
+        outcome_is(Outcome::Complete)
+    )
+}
 
 fn bind_window(query: clickhouse::query::Query, window: &Window) -> clickhouse::query::Query {
     query.bind(&window.candidate).bind(window.since)
@@ -96,17 +112,20 @@ fn bind_window(query: clickhouse::query::Query, window: &Window) -> clickhouse::
 /// The whole window's evidence, with paired latency (the candidate's, and the secondary's
 /// on the same requests as the A/A baseline).
 pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::error::Result<Evidence> {
+    let (in_window, latency) = (in_window(), latency());
     let counts: CountsRow = bind_window(
-        client.query(&format!("SELECT '' AS route, {COUNTS} FROM exchanges FINAL WHERE {IN_WINDOW}")),
+        client.query(&format!("SELECT '' AS route, {} FROM exchanges FINAL WHERE {in_window}", counts())),
         window,
     )
     .fetch_one()
     .await?;
-    let candidate: LatencyRow = bind_window(client.query(&format!("{LATENCY}{IN_WINDOW}")), window).fetch_one().await?;
+    let candidate: LatencyRow = bind_window(client.query(&format!("{latency}{in_window}")), window).fetch_one().await?;
     let secondary: LatencyRow = bind_window(
         client.query(&format!(
-            "{LATENCY}role = 'secondary' AND request_id IN \
-             (SELECT request_id FROM exchanges FINAL WHERE outcome = 'complete' AND {IN_WINDOW})"
+            "{latency}{} AND request_id IN \
+             (SELECT request_id FROM exchanges FINAL WHERE {} AND {in_window})",
+            role_is(Role::Secondary),
+            outcome_is(Outcome::Complete)
         )),
         window,
     )
@@ -125,7 +144,7 @@ pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::er
 /// Evidence per route (without latency), in no particular order.
 pub(crate) async fn routes(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<(String, Evidence)>> {
     let rows: Vec<CountsRow> = bind_window(
-        client.query(&format!("SELECT route, {COUNTS} FROM exchanges FINAL WHERE {IN_WINDOW} GROUP BY route")),
+        client.query(&format!("SELECT route, {} FROM exchanges FINAL WHERE {} GROUP BY route", counts(), in_window())),
         window,
     )
     .fetch_all()
@@ -152,11 +171,13 @@ pub(crate) async fn top_paths(
             .query(&format!(
                 "SELECT route, path, kind, count() AS count \
              FROM differences FINAL \
-             WHERE noise = 0 AND role = 'candidate' AND deployment = ? AND request_id IN \
-                   (SELECT request_id FROM exchanges FINAL WHERE {IN_WINDOW}) \
+             WHERE noise = 0 AND {} AND deployment = ? AND request_id IN \
+                   (SELECT request_id FROM exchanges FINAL WHERE {}) \
              GROUP BY route, path, kind \
              ORDER BY count DESC, route, path \
-             LIMIT ?"
+             LIMIT ?",
+                role_is(Role::Candidate),
+                in_window()
             ))
             .bind(&window.candidate),
         window,
@@ -176,6 +197,27 @@ pub struct ExchangeDetail {
     pub samples: Vec<SampleRow>,
 }
 
+impl ExchangeDetail {
+    /// The shadow deployment a drill-down compares with the primary: `requested`, else the
+    /// first candidate leg, else the first leg (the secondary of an exchange without a
+    /// candidate). The page and `shadowctl diff` both choose with this.
+    pub fn drill_down(&self, requested: Option<&str>) -> Option<String> {
+        let candidate = Role::Candidate.as_str();
+        requested
+            .map(str::to_owned)
+            .or_else(|| self.legs.iter().find(|l| l.role == candidate).map(|l| l.deployment.clone()))
+            .or_else(|| self.legs.first().map(|l| l.deployment.clone()))
+    }
+
+    /// The primary's and `shadow`'s sampled responses, when the exchange was sampled.
+    pub fn bodies(&self, shadow: &str) -> Option<(&SampleRow, &SampleRow)> {
+        let primary = Role::Primary.as_str();
+        let of_primary = self.samples.iter().find(|s| s.role == primary);
+        let of_shadow = self.samples.iter().find(|s| s.deployment == shadow && s.role != primary);
+        of_primary.zip(of_shadow)
+    }
+}
+
 pub(crate) async fn exchange(client: &Client, request_id: &str) -> clickhouse::error::Result<ExchangeDetail> {
     let legs = client
         .query("SELECT ?fields FROM exchanges FINAL WHERE request_id = ? ORDER BY role DESC, deployment")
@@ -193,4 +235,34 @@ pub(crate) async fn exchange(client: &Client, request_id: &str) -> clickhouse::e
         .fetch_all()
         .await?;
     Ok(ExchangeDetail { request_id: request_id.to_owned(), legs, differences, samples })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conditions_name_what_the_correlator_writes() {
+        assert_eq!(in_window(), "role = 'candidate' AND deployment = ? AND ts >= toDateTime(?)");
+        let counts = counts();
+        assert!(counts.starts_with("count() AS samples, countIf(outcome = 'complete') AS compared, "), "{counts}");
+        assert!(counts.contains(", countIf(outcome IN ('complete', 'shadow_error')) AS answered, "), "{counts}");
+        assert!(latency().ends_with(" FROM exchanges FINAL WHERE outcome = 'complete' AND "), "{}", latency());
+    }
+
+    #[test]
+    fn a_drill_down_shows_the_shadow_asked_for_else_a_candidate_else_the_secondary() {
+        let leg = |deployment: &str, role: Role| ExchangeRow {
+            deployment: deployment.into(),
+            role: role.as_str().into(),
+            ..ExchangeRow::default()
+        };
+        let detail = |legs| ExchangeDetail { request_id: "r".into(), legs, differences: vec![], samples: vec![] };
+        // In the order `exchange` reads them: the secondary first.
+        let both = detail(vec![leg("prod-b", Role::Secondary), leg("v2", Role::Candidate)]);
+        assert_eq!(both.drill_down(Some("prod-b")).as_deref(), Some("prod-b"));
+        assert_eq!(both.drill_down(None).as_deref(), Some("v2"));
+        assert_eq!(detail(vec![leg("prod-b", Role::Secondary)]).drill_down(None).as_deref(), Some("prod-b"));
+        assert_eq!(detail(vec![]).drill_down(None), None);
+    }
 }

@@ -151,9 +151,16 @@ pub struct ResponseEvent {
 /// A shadow leg the mirror replays a request to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ExpectedLeg {
-    /// `secondary` or `candidate`.
+    /// A [`Role`]'s word, `secondary` or `candidate`: a string on the wire, so it is what
+    /// the mirror sent, and rows carry it as it came.
     pub role: String,
     pub deployment: String,
+}
+
+impl ExpectedLeg {
+    pub fn new(role: Role, deployment: impl Into<String>) -> Self {
+        Self { role: role.as_str().to_owned(), deployment: deployment.into() }
+    }
 }
 
 /// One outbound HTTP call a deployment made while serving a request
