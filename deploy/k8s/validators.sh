@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the validators that tests/tests/deploy_manifests.rs runs over docker-compose.yaml
+# Installs the validators that tests/tests/deploy_manifests/ runs over docker-compose.yaml
 # and deploy/k8s, into .local/deploy-tools (safe to run again; skips what is in place):
 #
 #   check-jsonschema 0.39.0   PyPI  ships the Compose Specification JSON schema (vendor.compose-spec)

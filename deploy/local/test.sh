@@ -11,7 +11,7 @@ cd "$repo"
 deploy/local/services.sh up
 # Headless Chromium renders the drill-down page in tests/tests/verdict.rs.
 command -v chromium >/dev/null || apt_install --no-install-recommends chromium
-# The validators tests/tests/deploy_manifests.rs runs over docker-compose.yaml and deploy/k8s.
+# The validators tests/tests/deploy_manifests/ runs over docker-compose.yaml and deploy/k8s.
 deploy/k8s/validators.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

@@ -1,0 +1,49 @@
+//! The deployable stack, checked without a Docker engine or a cluster.
+//!
+//! `docker-compose.yaml` is validated against the Compose Specification's JSON schema
+//! (check-jsonschema) and by Debian's docker-compose; each shadowdiff service's mounted config
+//! file and environment are loaded by that service's own config loader, so every
+//! `SHADOWDIFF_*` variable must name a real key; and every address those configs name must
+//! lead to a service listening there.
+//!
+//! `deploy/k8s` is prepared as an operator prepares it: in a copy, `secrets.sh` creates the
+//! Secrets (against a stand-in for kubectl that keeps them) and writes the Flagger example's
+//! token file. Every Kustomize tree is then rendered by kubectl, each object validated against
+//! the Kubernetes API schemas (kubernetes-validate, strict) or the models generated from the
+//! Argo Rollouts CRDs; Flagger's Canary, for which no registry ships a schema, against its
+//! documented fields. The trees are modelled as they run: Argo's stable and canary
+//! ReplicaSets with the labels it adds, Flagger's primary Deployment and the three Services
+//! it creates. Then the same config checks per container, with the service-link variables of
+//! every Service in the namespace; probes, ports, Services, disruption budgets, the
+//! NetworkPolicies (evaluated as Kubernetes evaluates them), the tap's upstream, the mirror's
+//! secondary, and the CD gates' calls to the verdict API with the tokens secrets.sh made.
+//!
+//! No tree carries a Secret. The placeholder Secrets (components/placeholder-secrets, the
+//! catalogue of the Secrets the trees read), added to a tree, must stop the tap and the mirror
+//! (placeholder redaction keys) and the verdict API (no token list).
+//!
+//! `deploy/k8s/validators.sh` installs the validators (`deploy/local/test.sh` runs it); a
+//! missing one fails these tests with that command.
+//!
+//! Reading order: `tools` and `configs` serve both halves; `compose` and `dockerfile` check
+//! the Compose stack; `prepared`, `render` and `cluster` model deploy/k8s as it runs, and
+//! `network_policy`, `schemas`, `workloads`, `routing`, `cd_gates` and `secrets` check it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod configs;
+mod tools;
+
+mod compose;
+mod dockerfile;
+
+mod cluster;
+mod prepared;
+mod render;
+
+mod cd_gates;
+mod network_policy;
+mod routing;
+mod schemas;
+mod secrets;
+mod workloads;

@@ -1,0 +1,207 @@
+//! Every rendered object against its schema: the Kubernetes API schemas (kubernetes-validate,
+//! strict), the models generated from the Argo Rollouts CRDs, and Flagger's documented fields
+//! for its Canary, for which no registry ships a schema.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::render::{group, kind, name, renders};
+use crate::tools::{INSTALL, Ran, TempFile, path_tool, repo, run, str_of, venv_tool};
+
+/// Kubernetes versions every object must validate against: the one whose kubectl renders the
+/// trees here, and the newest kubernetes-validate knows.
+const K8S_VERSIONS: [&str; 2] = ["1.32.0", "1.37.0"];
+
+/// The objects of a render that validate against the Kubernetes API schemas.
+fn is_kubernetes(object: &Value) -> bool {
+    let group = group(object);
+    !group.contains('.') || group.ends_with(".k8s.io")
+}
+
+fn kubernetes_validate(objects: &[&Value], version: &str) -> Ran {
+    let stream: Vec<String> = objects.iter().map(|o| o.to_string()).collect();
+    let file = TempFile::new("yaml", &stream.join("\n---\n"));
+    let mut command = Command::new(venv_tool("kubernetes-validate"));
+    command.args(["--strict", "--quiet", "--kubernetes-version", version]).arg(&file.0);
+    run(command, None)
+}
+
+/// Validates Argo Rollouts objects with the models generated from its CRDs
+/// (npm @kubernetes-models/argo-rollouts).
+fn argo_validate(objects: &[&Value]) -> Ran {
+    const SCRIPT: &str = r#"
+import { readFileSync } from "node:fs";
+import { AnalysisTemplate } from "@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1/AnalysisTemplate";
+import { Rollout } from "@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1/Rollout";
+const models = { AnalysisTemplate, Rollout };
+let failed = 0;
+for (const object of JSON.parse(readFileSync(0, "utf8"))) {
+  const Model = models[object.kind];
+  try {
+    if (!Model) throw new Error("no model for this kind");
+    new Model(object).validate();
+  } catch (error) {
+    console.error(`${object.kind}/${object.metadata?.name}: ${error.message}`);
+    failed += 1;
+  }
+}
+process.exit(failed ? 1 : 0);
+"#;
+    let modules = repo().join(".local/deploy-tools/npm");
+    assert!(
+        modules.join("node_modules/@kubernetes-models/argo-rollouts").is_dir(),
+        "the Argo Rollouts models are missing: {INSTALL}"
+    );
+    let mut node = Command::new(path_tool("node"));
+    // ES modules resolve packages from the working directory.
+    node.current_dir(modules).args(["--input-type=module", "--eval", SCRIPT]);
+    run(node, Some(Value::Array(objects.iter().map(|o| (*o).clone()).collect()).to_string()))
+}
+
+/// Flagger's `Canary` (flagger.app/v1beta1) against the fields its documentation gives; no
+/// registry ships the CRD's schema.
+fn flagger_problems(canary: &Value) -> Vec<String> {
+    const SPEC: &[&str] = &[
+        "provider",
+        "metricsServer",
+        "targetRef",
+        "autoscalerRef",
+        "ingressRef",
+        "routeRef",
+        "upstreamRef",
+        "service",
+        "analysis",
+        "progressDeadlineSeconds",
+        "skipAnalysis",
+        "revertOnDeletion",
+        "suspend",
+    ];
+    const ANALYSIS: &[&str] = &[
+        "interval",
+        "iterations",
+        "mirror",
+        "mirrorWeight",
+        "maxWeight",
+        "stepWeight",
+        "stepWeights",
+        "stepWeightPromotion",
+        "threshold",
+        "primaryReadyThreshold",
+        "canaryReadyThreshold",
+        "alerts",
+        "metrics",
+        "webhooks",
+        "match",
+        "sessionAffinity",
+    ];
+    const WEBHOOK: &[&str] = &["name", "type", "url", "timeout", "muteAlert", "metadata", "retries"];
+    const HOOK_TYPES: &[&str] = &[
+        "confirm-rollout",
+        "pre-rollout",
+        "rollout",
+        "confirm-traffic-increase",
+        "confirm-promotion",
+        "post-rollout",
+        "rollback",
+        "event",
+    ];
+    let mut problems = Vec::new();
+    let mut known = |at: &str, value: &Value, keys: &[&str]| match value.as_object() {
+        Some(map) => problems
+            .extend(map.keys().filter(|k| !keys.contains(&k.as_str())).map(|k| format!("{at}.{k}: unknown field"))),
+        None => problems.push(format!("{at}: missing or not an object")),
+    };
+    let spec = &canary["spec"];
+    known("spec", spec, SPEC);
+    known("spec.analysis", &spec["analysis"], ANALYSIS);
+    let hooks = spec["analysis"]["webhooks"].as_array().cloned().unwrap_or_default();
+    for (i, hook) in hooks.iter().enumerate() {
+        known(&format!("spec.analysis.webhooks[{i}]"), hook, WEBHOOK);
+    }
+    if str_of(&canary["apiVersion"]) != "flagger.app/v1beta1" {
+        problems.push(format!("apiVersion {}: expected flagger.app/v1beta1", canary["apiVersion"]));
+    }
+    for field in ["apiVersion", "kind", "name"] {
+        if !spec["targetRef"][field].is_string() {
+            problems.push(format!("spec.targetRef.{field}: required string"));
+        }
+    }
+    if !spec["service"]["port"].is_u64() {
+        problems.push("spec.service.port: required integer".into());
+    }
+    let analysis = &spec["analysis"];
+    let is_duration = |v: &Value| v.as_str().is_some_and(|d| d.len() > 1 && d.ends_with(['s', 'm', 'h']));
+    if !is_duration(&analysis["interval"]) {
+        problems.push("spec.analysis.interval: required duration such as 1m".into());
+    }
+    for field in ["threshold", "maxWeight", "stepWeight", "iterations"] {
+        if !analysis[field].is_null() && !analysis[field].is_u64() {
+            problems.push(format!("spec.analysis.{field}: integer"));
+        }
+    }
+    if !analysis["stepWeights"].as_array().is_none_or(|w| w.iter().all(Value::is_u64)) {
+        problems.push("spec.analysis.stepWeights: integers".into());
+    }
+    for (i, hook) in hooks.iter().enumerate() {
+        let at = format!("spec.analysis.webhooks[{i}]");
+        if !hook["name"].is_string() || !hook["url"].is_string() {
+            problems.push(format!("{at}: name and url are required"));
+        }
+        if !HOOK_TYPES.contains(&hook["type"].as_str().unwrap_or_default()) {
+            problems.push(format!("{at}.type: one of {HOOK_TYPES:?}"));
+        }
+        if !hook["timeout"].is_null() && !is_duration(&hook["timeout"]) {
+            problems.push(format!("{at}.timeout: a duration such as 15s"));
+        }
+        if !hook["metadata"].as_object().is_none_or(|m| m.values().all(Value::is_string)) {
+            problems.push(format!("{at}.metadata: strings only"));
+        }
+    }
+    problems
+}
+
+#[test]
+fn kubernetes_objects_validate_against_their_schemas() {
+    // Neither validator is a rubber stamp.
+    let bad_deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": { "name": "bad" },
+        "spec": { "selector": {}, "template": { "spec": { "containers": [{ "name": "c", "imagePullPolcy": "Always" }] } } }
+    });
+    let ran = kubernetes_validate(&[&bad_deployment], K8S_VERSIONS[0]);
+    assert!(
+        !ran.ok && ran.output.contains("imagePullPolcy"),
+        "kubernetes-validate passed a misspelt field:\n{}",
+        ran.output
+    );
+    let bad_template = json!({
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate", "metadata": { "name": "bad" },
+        "spec": { "metrics": [{ "name": "m", "provider": { "web": { "jsonPath": "{$}" } } }] }
+    });
+    let ran = argo_validate(&[&bad_template]);
+    assert!(!ran.ok && ran.output.contains("url"), "the Argo models passed a web metric without url:\n{}", ran.output);
+
+    for render in renders() {
+        let objects: Vec<&Value> = render.objects.iter().collect();
+        let (kubernetes, custom): (Vec<&Value>, Vec<&Value>) = objects.into_iter().partition(|o| is_kubernetes(o));
+        for version in K8S_VERSIONS {
+            let ran = kubernetes_validate(&kubernetes, version);
+            assert!(ran.ok, "{}: invalid for Kubernetes {version}:\n{}", render.dir, ran.output);
+        }
+        let (argo, other): (Vec<&Value>, Vec<&Value>) = custom.into_iter().partition(|o| group(o) == "argoproj.io");
+        if !argo.is_empty() {
+            let ran = argo_validate(&argo);
+            assert!(ran.ok, "{}: invalid Argo Rollouts objects:\n{}", render.dir, ran.output);
+        }
+        for object in other {
+            assert_eq!(
+                (group(object), kind(object)),
+                ("flagger.app", "Canary"),
+                "{}: nothing validates it",
+                render.dir
+            );
+            let problems = flagger_problems(object);
+            assert!(problems.is_empty(), "{}: Canary {}:\n  {}", render.dir, name(object), problems.join("\n  "));
+        }
+    }
+}
