@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde::Deserialize;
-use shadowdiff_core::diff::{DiffLimits, DiffOptions, DiffRules};
+use shadowdiff_core::diff::{DiffLimits, DiffOptions};
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::clickhouse::ClickHouseConfig;
 use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
@@ -91,9 +91,9 @@ pub struct CorrelatorSection {
     /// Diffy's thresholds for noise across exchanges (`crate::noise`).
     #[serde(default)]
     pub noise: NoiseConfig,
-    /// Diff rules for routes without their own.
+    /// Diff rules for routes without their own, compiled as they are read.
     #[serde(default)]
-    pub default_rules: DiffRules,
+    pub default_rules: DiffOptions,
     /// Diff rules per route template (as the tap names routes).
     #[serde(default)]
     pub routes: Vec<RouteRulesConfig>,
@@ -103,7 +103,8 @@ pub struct CorrelatorSection {
 #[derive(Debug, Clone, Deserialize)]
 pub struct RouteRulesConfig {
     pub template: String,
-    pub rules: DiffRules,
+    /// Compiled as they are read.
+    pub rules: DiffOptions,
 }
 
 impl Default for CorrelatorSection {
@@ -125,7 +126,7 @@ impl Default for CorrelatorSection {
             samples_retention_days: default_samples_retention_days(),
             max_open_exchanges: default_max_open_exchanges(),
             max_open_bytes: default_max_open_bytes(),
-            default_rules: DiffRules::default(),
+            default_rules: DiffOptions::default(),
             routes: Vec::new(),
         }
     }
@@ -210,14 +211,6 @@ impl Validate for CorrelatorConfig {
         if self.correlator.flush_interval.is_zero() {
             errors.push(ConfigError::rule("correlator.flush_interval_ms", "must be > 0"));
         }
-        if let Err(error) = DiffOptions::new(&self.correlator.default_rules) {
-            errors.push(ConfigError::rule("correlator.default_rules", error.to_string()));
-        }
-        for (i, route) in self.correlator.routes.iter().enumerate() {
-            if let Err(error) = DiffOptions::new(&route.rules) {
-                errors.push(ConfigError::rule(format!("correlator.routes[{i}].rules"), error.to_string()));
-            }
-        }
         self.correlator.noise.validate(errors);
         if self.correlator.max_value_bytes < 16 {
             errors.push(ConfigError::rule("correlator.max_value_bytes", "must be at least 16"));
@@ -248,5 +241,28 @@ impl Validate for CorrelatorConfig {
 impl shadowdiff_runtime::ServiceConfig for CorrelatorConfig {
     fn log(&self) -> &LogConfig {
         &self.log
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use shadowdiff_runtime::config::load_str;
+
+    use super::*;
+
+    #[test]
+    fn diff_rules_are_compiled_as_the_config_is_read_and_a_bad_one_is_named() {
+        let good = "[correlator]\n[correlator.default_rules]\nignore_paths = [\"meta.*\"]\n\
+                    [[correlator.routes]]\ntemplate = \"/items/{id}\"\n[correlator.routes.rules]\nset_arrays = [\"tags\"]\n";
+        let config: CorrelatorConfig = load_str(good, "correlator.toml", Vec::new()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.correlator.routes[0].template, "/items/{id}");
+
+        let bad = "[correlator]\n[[correlator.routes]]\ntemplate = \"/a\"\n[correlator.routes.rules]\n\
+                   normalizers = [{ pattern = \"(\" }]\n\
+                   [correlator.default_rules]\nignore_paths = [\"ok\"]\nnormalizers = [{ pattern = \"[z-a]\" }]\n";
+        let errors = load_str::<CorrelatorConfig>(bad, "correlator.toml", Vec::new()).unwrap_err().0;
+        let mut keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["correlator.default_rules", "correlator.routes[0].rules"], "{errors:#?}");
     }
 }

@@ -105,17 +105,11 @@ impl Correlator {
     }
 }
 
-/// Compiles the configured diff rules; they were validated at start-up, so a rule that
-/// fails here (never) falls back to the defaults.
+/// The configured diff rules (compiled when the config was read), with the diff limits.
 fn route_rules(config: &CorrelatorSection) -> rows::RouteRules {
-    use shadowdiff_core::diff::DiffOptions;
     let limits = config.diff_limits();
-    let default = DiffOptions::new(&config.default_rules).unwrap_or_default().with_limits(limits);
-    let routes = config
-        .routes
-        .iter()
-        .filter_map(|r| DiffOptions::new(&r.rules).ok().map(|o| (r.template.clone(), o.with_limits(limits))))
-        .collect();
+    let default = config.default_rules.clone().with_limits(limits);
+    let routes = config.routes.iter().map(|r| (r.template.clone(), r.rules.clone().with_limits(limits))).collect();
     rows::RouteRules::new(default, routes)
 }
 

@@ -81,8 +81,10 @@ pub struct InvalidRule {
     pub reason: String,
 }
 
-/// Compiled rules.
-#[derive(Debug, Clone)]
+/// Compiled rules. Config reads them straight into this form (from [`DiffRules`]), so a bad
+/// rule is reported with its key before anything starts, and nothing compiles them again.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "DiffRules")]
 pub struct DiffOptions {
     ignore_headers: Vec<String>,
     ignore_paths: Vec<Regex>,
@@ -127,6 +129,14 @@ fn path_pattern(pattern: &str) -> Result<Regex, InvalidRule> {
     }
     re.push('$');
     Regex::new(&re).map_err(|e| InvalidRule { rule: pattern.to_owned(), reason: e.to_string() })
+}
+
+impl TryFrom<DiffRules> for DiffOptions {
+    type Error = InvalidRule;
+
+    fn try_from(rules: DiffRules) -> Result<Self, InvalidRule> {
+        Self::new(&rules)
+    }
 }
 
 impl DiffOptions {
