@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use shadowdiff_runtime::admin::AdminConfig;
 use shadowdiff_runtime::auth::AuthConfig;
-use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
+use shadowdiff_runtime::config::{ConfigError, HeaderName, Validate, serde_duration};
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
 use shadowdiff_runtime::redaction::RedactionConfig;
 use shadowdiff_runtime::telemetry::LogConfig;
@@ -40,7 +40,7 @@ pub struct MirrorSection {
     pub group_id: String,
     /// Header carrying the request id on replays.
     #[serde(default = "default_request_id_header")]
-    pub request_id_header: String,
+    pub request_id_header: HeaderName,
     /// Body bytes captured per response; the rest is only hashed.
     #[serde(default = "default_capture_max_body_bytes")]
     pub capture_max_body_bytes: usize,
@@ -90,8 +90,8 @@ fn default_admin() -> AdminConfig {
 fn default_group_id() -> String {
     "shadowdiff-mirror".to_owned()
 }
-fn default_request_id_header() -> String {
-    shadowdiff_core::headers::REQUEST_ID.to_owned()
+fn default_request_id_header() -> HeaderName {
+    HeaderName::from_static(shadowdiff_core::headers::REQUEST_ID)
 }
 const fn default_capture_max_body_bytes() -> usize {
     256 * 1024
@@ -119,9 +119,6 @@ impl Validate for MirrorConfig {
                 let (field, reason) = problem.split_once(": ").unwrap_or(("", problem.as_str()));
                 errors.push(ConfigError::rule(format!("mirror.profiles[{i}].{field}"), reason));
             }
-        }
-        if http::HeaderName::from_bytes(m.request_id_header.as_bytes()).is_err() {
-            errors.push(ConfigError::rule("mirror.request_id_header", "is not a valid HTTP header name"));
         }
     }
 }

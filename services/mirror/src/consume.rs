@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderName;
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureRecord;
@@ -54,8 +53,7 @@ impl Mirror {
             config.kafka.ensure_topics(&config.topics).await?;
         }
         let m = &config.mirror;
-        let id_header =
-            HeaderName::from_bytes(m.request_id_header.as_bytes()).unwrap_or(HeaderName::from_static("x-request-id")); // validated at start-up
+        let id_header = m.request_id_header.clone().into();
         let consumer = Arc::new(config.kafka.consumer(&m.group_id)?);
         consumer.subscribe(&[&config.topics.requests])?;
         let producer = config.kafka.producer()?;

@@ -71,7 +71,7 @@ pub struct TokenConfig {
 pub struct ProxyConfig {
     /// The header carrying the signed-in user's name.
     #[serde(default = "default_user_header")]
-    pub user_header: String,
+    pub user_header: crate::config::HeaderName,
     /// Addresses (CIDRs) the proxy connects from; the header from anywhere else is ignored.
     pub trusted: Vec<ipnet::IpNet>,
     /// What users the proxy vouches for may do.
@@ -79,8 +79,8 @@ pub struct ProxyConfig {
     pub scopes: Vec<Scope>,
 }
 
-fn default_user_header() -> String {
-    "x-forwarded-user".to_owned()
+fn default_user_header() -> crate::config::HeaderName {
+    crate::config::HeaderName::from_static("x-forwarded-user")
 }
 fn read_only() -> Vec<Scope> {
     vec![Scope::Read]
@@ -136,9 +136,6 @@ impl AuthConfig {
             }
         }
         if let Some(proxy) = &self.proxy {
-            if HeaderName::from_bytes(proxy.user_header.as_bytes()).is_err() {
-                errors.push(ConfigError::rule("auth.proxy.user_header", "is not a valid HTTP header name"));
-            }
             if proxy.trusted.is_empty() {
                 errors.push(ConfigError::rule("auth.proxy.trusted", "name the proxy's addresses (CIDRs)"));
             }
@@ -203,10 +200,7 @@ impl Auth {
                 "AUTHENTICATION IS OFF: [auth] open = true serves this API to anyone who can reach it; for local demos only"
             );
         }
-        let proxy = config.proxy.as_ref().and_then(|p| {
-            let header = HeaderName::from_bytes(p.user_header.as_bytes()).ok()?; // validated at start-up
-            Some((header, p.trusted.clone(), p.scopes.clone()))
-        });
+        let proxy = config.proxy.as_ref().map(|p| (p.user_header.clone().into(), p.trusted.clone(), p.scopes.clone()));
         let tokens = config.tokens.iter().map(|t| (t.name.clone(), t.sha256.0, t.scopes.clone())).collect();
         Arc::new(Self { open: config.open, tokens, proxy })
     }

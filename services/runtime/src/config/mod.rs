@@ -13,10 +13,12 @@
 //! the attribute stops at the first unknown key, while the whole point here is to report
 //! them all in one pass.
 
+mod header;
 mod load;
 mod secret;
 pub mod serde_duration;
 
+pub use header::HeaderName;
 pub use load::{load, load_from_env, load_str};
 pub use secret::Secret;
 

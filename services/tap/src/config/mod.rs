@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use shadowdiff_core::Role;
 use shadowdiff_runtime::admin::AdminConfig;
-use shadowdiff_runtime::config::{ConfigError, Validate, serde_duration};
+use shadowdiff_runtime::config::{ConfigError, HeaderName, Validate, serde_duration};
 use shadowdiff_runtime::kafka::{KafkaConfig, TopicsConfig};
 pub use shadowdiff_runtime::redaction::RedactionConfig;
 use shadowdiff_runtime::telemetry::LogConfig;
@@ -57,7 +57,7 @@ pub struct TapSection {
     pub id: String,
     /// The request-id header: kept when valid, minted otherwise, echoed to the client.
     #[serde(default = "default_request_id_header")]
-    pub request_id_header: String,
+    pub request_id_header: HeaderName,
     /// Share of requests captured, 0 to 100, sticky by request id.
     #[serde(default = "default_capture_percent")]
     pub capture_percent: f64,
@@ -180,8 +180,8 @@ fn default_admin() -> AdminConfig {
 fn default_tap_id() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "tap".to_owned())
 }
-fn default_request_id_header() -> String {
-    shadowdiff_core::headers::REQUEST_ID.to_owned()
+fn default_request_id_header() -> HeaderName {
+    HeaderName::from_static(shadowdiff_core::headers::REQUEST_ID)
 }
 const fn default_capture_percent() -> f64 {
     100.0
@@ -218,9 +218,6 @@ impl Validate for TapConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
         self.topics.validate(errors);
         let tap = &self.tap;
-        if http::HeaderName::from_bytes(tap.request_id_header.as_bytes()).is_err() {
-            errors.push(ConfigError::rule("tap.request_id_header", "is not a valid HTTP header name"));
-        }
         match (&tap.upstream, &tap.mode) {
             (Some(url), _) if !matches!(url.scheme(), "http" | "https") => {
                 errors.push(ConfigError::rule("tap.upstream", "must be an http:// or https:// URL"));

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use shadowdiff_core::event::now_ms;
-use shadowdiff_core::headers::{REQUEST_ID, SHADOW_ROLE};
+use shadowdiff_core::headers::SHADOW_ROLE;
 use shadowdiff_core::{ErrorKind, RequestId};
 
 use crate::capture::Tee;
@@ -94,9 +94,7 @@ impl Proxy {
         queue: Queue,
     ) -> Self {
         let client = UpstreamClient::new(config.tap.upstream_timeout, upstream_tls.as_ref());
-        // Checked by `TapConfig::validate` before start-up; the fallback is never taken.
-        let id_header = HeaderName::from_bytes(config.tap.request_id_header.as_bytes())
-            .unwrap_or(HeaderName::from_static(REQUEST_ID));
+        let id_header = config.tap.request_id_header.clone().into();
         let upstream = config.tap.upstream.as_ref().and_then(Upstream::new);
         // An egress tap's events describe the call, whose target it only takes as http://.
         let egress = matches!(config.tap.mode, Mode::Egress { .. });
