@@ -46,8 +46,7 @@ fn per_10k(percent: f64) -> u32 {
 }
 
 impl Routes {
-    /// Builds the matcher; templates were validated at start-up, so a failing insert (never
-    /// taken) only drops that route.
+    /// The configured routes, matched with the matcher built when the config was read.
     pub(crate) fn new(config: &TapSection) -> Self {
         let default = Route {
             template: String::new(),
@@ -55,19 +54,17 @@ impl Routes {
             cap: config.capture_max_body_bytes,
             counters: RouteCounters::new(AUTO_LABEL),
         };
-        let mut router = matchit::Router::new();
-        let mut routes = Vec::new();
-        for route in &config.routes {
-            if router.insert(route.template.as_str(), routes.len()).is_ok() {
-                routes.push(Route {
-                    template: route.template.clone(),
-                    per_10k: route.capture_percent.map_or(default.per_10k, per_10k),
-                    cap: route.capture_max_body_bytes.unwrap_or(default.cap),
-                    counters: RouteCounters::new(&route.template),
-                });
-            }
-        }
-        Self { router, routes, default }
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| Route {
+                template: route.template.clone(),
+                per_10k: route.capture_percent.map_or(default.per_10k, per_10k),
+                cap: route.capture_max_body_bytes.unwrap_or(default.cap),
+                counters: RouteCounters::new(&route.template),
+            })
+            .collect();
+        Self { router: config.routes.router.clone(), routes, default }
     }
 
     pub(crate) fn resolve(&self, path: &str, id: &RequestId) -> Resolved<'_> {

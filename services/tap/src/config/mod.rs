@@ -108,7 +108,7 @@ pub struct TapSection {
     pub capture_memory_budget_bytes: usize,
     /// Route templates, most specific first; other paths are templated automatically.
     #[serde(default)]
-    pub routes: Vec<RouteConfig>,
+    pub routes: RouteTable,
     pub redaction: RedactionConfig,
 }
 
@@ -163,7 +163,44 @@ impl From<SidecarRole> for Role {
     }
 }
 
-/// `[[tap.routes]]`
+/// `[[tap.routes]]`, with the templates' matcher built as they are read: a malformed
+/// template, or two that match the same paths, is reported under `tap.routes` before
+/// anything starts, and the tap matches with this very matcher.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "Vec<RouteConfig>")]
+pub struct RouteTable {
+    routes: Vec<RouteConfig>,
+    /// Each template, to its index in `routes`.
+    pub(crate) router: matchit::Router<usize>,
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        Self { routes: Vec::new(), router: matchit::Router::new() }
+    }
+}
+
+impl TryFrom<Vec<RouteConfig>> for RouteTable {
+    type Error = String;
+
+    fn try_from(routes: Vec<RouteConfig>) -> Result<Self, String> {
+        let mut router = matchit::Router::new();
+        for (i, route) in routes.iter().enumerate() {
+            router.insert(route.template.as_str(), i).map_err(|e| format!("[{i}] {:?}: {e}", route.template))?;
+        }
+        Ok(Self { routes, router })
+    }
+}
+
+impl std::ops::Deref for RouteTable {
+    type Target = [RouteConfig];
+
+    fn deref(&self) -> &[RouteConfig] {
+        &self.routes
+    }
+}
+
+/// One of `[[tap.routes]]`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct RouteConfig {
     /// A path template such as `/users/{id}` or `/static/{*rest}`.
@@ -239,13 +276,9 @@ impl Validate for TapConfig {
         if !percent_ok(tap.capture_percent) {
             errors.push(ConfigError::rule("tap.capture_percent", "must be between 0 and 100"));
         }
-        let mut router = matchit::Router::new();
         for (i, route) in tap.routes.iter().enumerate() {
             if route.capture_percent.is_some_and(|p| !percent_ok(p)) {
                 errors.push(ConfigError::rule(format!("tap.routes[{i}].capture_percent"), "must be between 0 and 100"));
-            }
-            if let Err(error) = router.insert(route.template.as_str(), i) {
-                errors.push(ConfigError::rule(format!("tap.routes[{i}].template"), error.to_string()));
             }
         }
         tap.redaction.validate("tap.redaction", errors);

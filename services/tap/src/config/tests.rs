@@ -218,3 +218,23 @@ fn bad_upstream_ca_files_are_reported_by_their_key() {
     let (_, errors) = validated("http://127.0.0.1:1", &ca("ca.pem"));
     assert_eq!(keys(&errors), ["tap.upstream_ca_file"], "only for an https upstream");
 }
+
+#[test]
+fn route_templates_are_matched_by_the_matcher_built_as_they_are_read() {
+    let base = "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://127.0.0.1:1\"\n\
+                [tap.redaction]\nhmac_key = \"0123456789abcdef\"\n";
+    let routes = "[[tap.routes]]\ntemplate = \"/users/{id}\"\n[[tap.routes]]\ntemplate = \"/static/{*rest}\"\n";
+    let config: TapConfig = shadowdiff_runtime::config::load_str(&format!("{base}{routes}"), "tap.toml", Vec::new())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.tap.routes.len(), 2);
+    assert_eq!(config.tap.routes.router.at("/users/7").map(|m| *m.value), Ok(0));
+
+    // The second template matches what the first does: refused, with the key and the entry.
+    let clash = "[[tap.routes]]\ntemplate = \"/users/{id}\"\n[[tap.routes]]\ntemplate = \"/users/{name}\"\n";
+    let errors = shadowdiff_runtime::config::load_str::<TapConfig>(&format!("{base}{clash}"), "tap.toml", Vec::new())
+        .unwrap_err()
+        .0;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert_eq!(errors[0].key, "tap.routes");
+    assert!(errors[0].message.contains("[1] \"/users/{name}\""), "{}", errors[0].message);
+}
