@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use shadowdiff_runtime::telemetry::LogLimiter;
 
-use crate::sink::rows::Outcome;
 use shadowdiff_runtime::kafka::Delivery;
+use shadowdiff_store::Outcome;
 
 static WARN_LOG: LogLimiter = LogLimiter::new();
 

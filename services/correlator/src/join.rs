@@ -208,10 +208,7 @@ mod tests {
 
     fn shadow(id: &str, deployment: &str, expected: &[&str]) -> Leg {
         let Leg::Response(mut event) = response(id, Role::Candidate, deployment) else { unreachable!() };
-        event.expected_legs = expected
-            .iter()
-            .map(|d| shadowdiff_core::ExpectedLeg { role: "candidate".into(), deployment: (*d).into() })
-            .collect();
+        event.expected_legs = expected.iter().map(|d| shadowdiff_core::ExpectedLeg::new(Role::Candidate, *d)).collect();
         Leg::Response(event)
     }
 

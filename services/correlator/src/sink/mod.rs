@@ -1,9 +1,11 @@
 //! Where comparison rows are written: ClickHouse, through the `clickhouse` crate.
 //!
-//! `rows` turns a final exchange into rows (this is where the diff is computed), and [`Sink`]
-//! writes a batch: `write` retries what may pass later and splits around rows ClickHouse
-//! rejects, as `reject` decides. The tables and their migrations live in `shadowdiff-store`.
+//! `rows` turns a final exchange into rows (this is where the diff is computed; `fields`
+//! fills each row in), and [`Sink`] writes a batch: `write` retries what may pass later and
+//! splits around rows ClickHouse rejects, as `reject` decides. The tables and their
+//! migrations live in `shadowdiff-store`.
 
+mod fields;
 mod reject;
 pub mod rows;
 mod samples;
@@ -17,9 +19,9 @@ use shadowdiff_runtime::admin::Health;
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 use std::collections::HashSet;
 
-use shadowdiff_store::migrations;
 use shadowdiff_store::retention::{self, Retention};
-use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow, StoreError, insert};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow, StoreError, insert};
+use shadowdiff_store::{migrations, sql};
 
 pub(crate) use reject::code_name;
 pub(crate) use write::RejectedRow;
@@ -125,11 +127,14 @@ impl Sink {
     async fn stored_complete(&self, batch: &Batch) -> Result<HashSet<(String, String)>, StoreError> {
         let client = &self.clickhouse.client;
         // Only a row missing its request or primary can come from such a partial reading.
-        let partial: Vec<&ExchangeRow> = batch
-            .exchanges
-            .iter()
-            .filter(|r| r.outcome == "missing_request" || r.outcome == "missing_primary")
-            .collect();
+        let incomplete = [Outcome::MissingRequest, Outcome::MissingPrimary].map(Outcome::as_str);
+        let partial: Vec<&ExchangeRow> =
+            batch.exchanges.iter().filter(|r| incomplete.contains(&r.outcome.as_str())).collect();
+        let lookup = format!(
+            "SELECT request_id, deployment FROM exchanges FINAL \
+             WHERE ts BETWEEN toDateTime(?) AND toDateTime(?) AND {} AND has(?, request_id)",
+            sql::outcome_is(Outcome::Complete)
+        );
         let mut stored: HashSet<(String, String)> = HashSet::new();
         // In chunks, so the query stays far below ClickHouse's max_query_size (256 KiB)
         // however many partial rows a catch-up produces.
@@ -138,10 +143,7 @@ impl Sink {
             // The rows' own days bound the lookup to a few partitions.
             let (first, last) = chunk.iter().fold((u32::MAX, 0), |(lo, hi), r| (lo.min(r.ts), hi.max(r.ts)));
             let found = client
-                .query(
-                    "SELECT request_id, deployment FROM exchanges FINAL \
-                     WHERE ts BETWEEN toDateTime(?) AND toDateTime(?) AND outcome = 'complete' AND has(?, request_id)",
-                )
+                .query(&lookup)
                 .bind(first.saturating_sub(3600))
                 .bind(last.saturating_add(3600))
                 .bind(&ids)
