@@ -2,6 +2,11 @@
 # The whole test suite, on a fresh machine or a warm one: starts the real Kafka-protocol
 # broker and ClickHouse (installing them if needed), then checks formatting and lints and
 # runs every test. `.ci/run` runs exactly this.
+#
+# The tests that need no servers run without it, in seconds once built:
+#   cargo test --workspace --lib --bins     the unit tests of every crate
+#   cargo test --workspace --lib --bins --test '*_properties' --test sigterm
+#                                           those, the property tests and the demo's SIGTERM test
 set -euo pipefail
 
 # shellcheck source=SCRIPTDIR/../lib.sh
