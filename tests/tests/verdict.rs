@@ -43,7 +43,21 @@ fn evidence() -> Vec<ExchangeRow> {
         });
         // Fails on latency alone: 30% slower, while the secondary is not.
         rows.push(ExchangeRow { shadow_latency_us: 13_000, ..row("slow", i) });
-        rows.push(row("secondary", i));
+        // Answers 404 on 1% of requests the primary answered 200 (i % 100 == 7): new client
+        // errors. Not on request 77, which the secondary refused too, nor on 177, which the
+        // primary refused as well.
+        rows.push(match i {
+            _ if i % 100 == 7 || i == 77 => {
+                ExchangeRow { shadow_status: 404, status_differs: 1, differences: 1, ..row("not-found", i) }
+            }
+            177 => ExchangeRow { primary_status: 404, shadow_status: 404, ..row("not-found", i) },
+            _ => row("not-found", i),
+        });
+        rows.push(if i == 77 {
+            ExchangeRow { shadow_status: 404, status_differs: 1, differences: 1, ..row("secondary", i) }
+        } else {
+            row("secondary", i)
+        });
         // Just as slow against the primary, but so is the secondary on these requests: the
         // replay path, not the candidate. Judged against the secondary, it passes.
         let j = 10_000 + i;
@@ -77,7 +91,16 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
     let infra = Infra::get().await;
     // Stage 50 wants more evidence than the others.
     let service = VerdictService::start(&infra, &format!("{FROM_START}\n[verdict.gates.50]\nmin_samples = 1000")).await;
-    service.insert(&evidence(), &[], &[]).await;
+    // not-found's differences: its five status changes, and a field changed more often.
+    let rows = evidence();
+    let not_found =
+        |i: u32| rows.iter().find(|r| r.deployment == "not-found" && r.request_id == format!("req-{i}")).unwrap();
+    let mut differences: Vec<_> = [7, 107, 207, 307, 407]
+        .into_iter()
+        .map(|i| difference(not_found(i), "status", "status", ("200", "404"), false))
+        .collect();
+    differences.extend((10..20).map(|i| difference(not_found(i), "changed_value", "price", ("1", "2"), false)));
+    service.insert(&rows, &differences, &[]).await;
 
     let clean = verdict(&service, "candidate=clean&stage=10").await;
     assert_eq!(outcome(&clean), (Decision::Pass, vec![]), "{:?}", clean.reasons);
@@ -103,6 +126,13 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
     assert_eq!(outcome(&slow_env), (Decision::Pass, vec![]), "{:?}", slow_env.criteria);
     let aa = slow_env.latency.secondary_p95_delta.unwrap();
     assert!((slow_env.latency.p95_delta - 0.30).abs() < 1e-9 && (aa - 0.29).abs() < 1e-9, "{:?}", slow_env.latency);
+
+    let not_found = verdict(&service, "candidate=not-found&stage=10").await;
+    assert_eq!(not_found.verdict, Decision::Fail, "{:?}", not_found.reasons);
+    assert!(outcome(&not_found).1.contains(&("new_errors", Decision::Fail)), "{:?}", not_found.criteria);
+    assert_eq!((not_found.new_errors.count, not_found.new_client_errors), (5, 5), "not 77 nor 177");
+    let kinds: Vec<(&str, u64)> = not_found.top_paths.iter().map(|p| (p.kind.as_str(), p.count)).collect();
+    assert_eq!(kinds, [("status", 5), ("changed_value", 10)], "status changes first, however many other paths differ");
 
     let few = verdict(&service, "candidate=few&stage=10").await;
     assert_eq!(

@@ -27,21 +27,39 @@ fn in_window() -> String {
     format!("{} AND deployment = ? AND ts >= toDateTime(?)", role_is(Role::Candidate))
 }
 
-/// The counts every verdict is built from; `route` is empty for the whole candidate.
+/// The counts every verdict is built from; `route` is empty for the whole candidate. Binds:
+/// since (the secondary's client errors), then [`in_window`]'s. See [`bind_counts`].
 fn counts() -> String {
     let compared = outcome_is(Outcome::Complete);
     // A shadow that answered, or failed on its own while the primary answered.
     let answered = outcome_in(&[Outcome::Complete, Outcome::ShadowError]);
+    let server_error = format!(
+        "{answered} AND (shadow_status >= 500 OR shadow_error != '') AND primary_status < 500 AND primary_error = ''"
+    );
+    // A 4xx where the primary succeeded, unless the secondary, the primary's own version,
+    // answered that request with a 4xx too (an expired credential, a deleted record).
+    let client_error = format!(
+        "{compared} AND shadow_status >= 400 AND shadow_status < 500 \
+         AND primary_status >= 200 AND primary_status < 400 \
+         AND request_id NOT IN (SELECT request_id FROM exchanges FINAL WHERE {} \
+             AND shadow_status >= 400 AND shadow_status < 500 AND ts >= toDateTime(?))",
+        role_is(Role::Secondary)
+    );
     format!(
         "count() AS samples, \
          countIf({compared}) AS compared, \
          countIf({compared} AND differences > noise) AS diverged, \
          countIf({compared} AND differences > 0 AND differences = noise) AS noise_only, \
          countIf({answered}) AS answered, \
-         countIf({answered} AND (shadow_status >= 500 OR shadow_error != '') \
-                 AND primary_status < 500 AND primary_error = '') AS new_errors, \
+         countIf({server_error}) AS new_server_errors, \
+         countIf({client_error}) AS new_client_errors, \
          if(count() = 0, toUInt64(0), toUInt64(toUInt32(max(ts)) - toUInt32(min(ts)))) AS span_secs"
     )
+}
+
+/// Binds a query made of [`counts`] and then [`in_window`].
+fn bind_counts(query: clickhouse::query::Query, window: &Window) -> clickhouse::query::Query {
+    bind_window(query.bind(window.since), window)
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -52,7 +70,8 @@ struct CountsRow {
     diverged: u64,
     noise_only: u64,
     answered: u64,
-    new_errors: u64,
+    new_server_errors: u64,
+    new_client_errors: u64,
     span_secs: u64,
 }
 
@@ -64,7 +83,8 @@ impl CountsRow {
             diverged: self.diverged,
             noise_only: self.noise_only,
             answered: self.answered,
-            new_errors: self.new_errors,
+            new_errors: self.new_server_errors + self.new_client_errors,
+            new_client_errors: self.new_client_errors,
             span_secs: self.span_secs,
             latency,
         };
@@ -113,7 +133,7 @@ fn bind_window(query: clickhouse::query::Query, window: &Window) -> clickhouse::
 /// on the same requests as the A/A baseline).
 pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::error::Result<Evidence> {
     let (in_window, latency) = (in_window(), latency());
-    let counts: CountsRow = bind_window(
+    let counts: CountsRow = bind_counts(
         client.query(&format!("SELECT '' AS route, {} FROM exchanges FINAL WHERE {in_window}", counts())),
         window,
     )
@@ -143,7 +163,7 @@ pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::er
 
 /// Evidence per route (without latency), in no particular order.
 pub(crate) async fn routes(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<(String, Evidence)>> {
-    let rows: Vec<CountsRow> = bind_window(
+    let rows: Vec<CountsRow> = bind_counts(
         client.query(&format!("SELECT route, {} FROM exchanges FINAL WHERE {} GROUP BY route", counts(), in_window())),
         window,
     )
@@ -152,7 +172,7 @@ pub(crate) async fn routes(client: &Client, window: &Window) -> clickhouse::erro
     Ok(rows.into_iter().map(|r| r.into_evidence(Latency::default())).collect())
 }
 
-/// How often one path differed, noise excluded.
+/// How often one path differed, noise excluded. Status changes come first in a report.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
 pub struct PathCount {
     pub route: String,
@@ -174,7 +194,7 @@ pub(crate) async fn top_paths(
              WHERE noise = 0 AND {} AND deployment = ? AND request_id IN \
                    (SELECT request_id FROM exchanges FINAL WHERE {}) \
              GROUP BY route, path, kind \
-             ORDER BY count DESC, route, path \
+             ORDER BY kind = 'status' DESC, count DESC, route, path \
              LIMIT ?",
                 role_is(Role::Candidate),
                 in_window()

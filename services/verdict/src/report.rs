@@ -38,8 +38,10 @@ pub struct VerdictReport {
     pub span_secs: u64,
     /// Diverged (noise excluded) of compared.
     pub divergence: Rate,
-    /// New errors of requests the primary answered.
+    /// New errors of requests the primary answered: server errors, timeouts and client errors.
     pub new_errors: Rate,
+    /// Of `new_errors`, the client errors (4xx where the primary succeeded).
+    pub new_client_errors: u64,
     pub latency: Latency,
     /// Worst first.
     pub routes: Vec<RouteReport>,
@@ -108,6 +110,7 @@ pub(crate) async fn build(
         span_secs: evidence.span_secs,
         divergence: Rate::wilson(evidence.diverged, evidence.compared),
         new_errors: Rate::wilson(evidence.new_errors, evidence.answered),
+        new_client_errors: evidence.new_client_errors,
         latency: evidence.latency,
         routes,
         top_paths,

@@ -103,8 +103,12 @@ pub struct Evidence {
     pub noise_only: u64,
     /// Rows where the candidate was asked and the primary answered: the new-error base.
     pub answered: u64,
-    /// Of `answered`, the candidate failed (5xx, timeout, connect) and the primary did not.
+    /// Of `answered`, the candidate failed where the primary did not: a 5xx, timeout or
+    /// connection error, or a 4xx where the primary succeeded and the secondary did not fail
+    /// the same way.
     pub new_errors: u64,
+    /// Of `new_errors`, the 4xx.
+    pub new_client_errors: u64,
     /// Seconds from the first comparison to the last.
     pub span_secs: u64,
     pub latency: Latency,
@@ -211,8 +215,13 @@ fn new_errors(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
         upper: Some(rate.upper),
         threshold: policy.max_new_errors as f64,
         reason: format!(
-            "the candidate failed {} of {} requests the primary answered, at most {} allowed",
-            evidence.new_errors, evidence.answered, policy.max_new_errors
+            "the candidate failed {} of {} requests the primary answered ({} server errors or timeouts, {} client \
+             errors where the primary succeeded), at most {} allowed",
+            evidence.new_errors,
+            evidence.answered,
+            evidence.new_errors - evidence.new_client_errors.min(evidence.new_errors),
+            evidence.new_client_errors,
+            policy.max_new_errors
         ),
     }
 }

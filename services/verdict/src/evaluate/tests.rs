@@ -12,6 +12,7 @@ fn healthy() -> Evidence {
         noise_only: 300,
         answered: 1000,
         new_errors: 0,
+        new_client_errors: 0,
         span_secs: 600,
         latency: Latency {
             primary: Quantiles { p50: 2.0, p95: 10.0, p99: 20.0 },
@@ -60,6 +61,12 @@ fn divergence_alone_fails() {
 fn a_single_new_error_alone_fails() {
     let evidence = Evidence { new_errors: 1, ..healthy() };
     assert_eq!(verdict(&evidence), (Decision::Fail, vec!["new_errors".to_owned()]));
+    // A client error counts as one: a 404 where the primary answered 200 is a failure.
+    let client = Evidence { new_errors: 2, new_client_errors: 2, ..healthy() };
+    let (verdict_, criteria) = judge(&client, &GatePolicy::default());
+    assert_eq!(verdict_, Decision::Fail);
+    let reason = &criteria.iter().find(|c| c.name == "new_errors").unwrap().reason;
+    assert!(reason.contains("0 server errors or timeouts, 2 client errors"), "{reason}");
 }
 
 #[test]
