@@ -237,8 +237,13 @@ fn latency(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
             let context = latency.secondary_p95_delta.map_or(String::new(), |aa| {
                 format!(" (vs the primary: candidate {}, secondary {})", signed_pct(latency.p95_delta), signed_pct(aa))
             });
-            let status = if delta <= max { Decision::Pass } else { Decision::Fail };
-            let verb = if delta <= max { "within" } else { "above" };
+            // A p95 of a few requests is one of their slowest few, not a percentile: a point
+            // estimate over the line fails only once there are min_samples comparisons.
+            let (status, verb) = match (delta <= max, evidence.compared >= policy.min_samples) {
+                (true, _) => (Decision::Pass, "within"),
+                (false, true) => (Decision::Fail, "above"),
+                (false, false) => (Decision::Inconclusive, "above, on too few comparisons to fail,"),
+            };
             (status, format!("p95 {} vs {against}, {verb} {}{context}", signed_pct(delta), pct(max)))
         }
     };

@@ -163,3 +163,16 @@ fn policy_thresholds_are_honoured() {
     assert_eq!(judge_route(&evidence, &lenient), Decision::Pass);
     assert_eq!(judge_route(&evidence, &GatePolicy::default()), Decision::Fail);
 }
+
+#[test]
+fn a_slow_p95_over_too_few_comparisons_is_inconclusive_not_a_failure() {
+    let mut evidence = Evidence { samples: 7, compared: 7, answered: 7, ..healthy() };
+    evidence.latency.candidate.p95 = 14.0;
+    evidence.latency.p95_delta = 0.4;
+    let (_, criteria) = judge(&evidence, &GatePolicy::default());
+    let latency = criteria.iter().find(|c| c.name == "latency_p95_delta").unwrap();
+    assert_eq!(latency.status, Decision::Inconclusive, "{}", latency.reason);
+    evidence.compared = 1000;
+    let (_, criteria) = judge(&evidence, &GatePolicy::default());
+    assert_eq!(criteria.iter().find(|c| c.name == "latency_p95_delta").unwrap().status, Decision::Fail);
+}
