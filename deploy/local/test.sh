@@ -20,4 +20,4 @@ command -v chromium >/dev/null || apt_install --no-install-recommends chromium
 deploy/k8s/validators.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace
+cargo test --workspace --no-fail-fast
