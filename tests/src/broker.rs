@@ -5,10 +5,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::infra::START_HINT;
+use crate::ports::ReservedPort;
 
 pub struct PrivateBroker {
     pub port: u16,
     child: Option<Child>,
+    /// Held for the broker's life, so no other test is given its port, not even between a
+    /// stop and a restart.
+    _port: ReservedPort,
 }
 
 impl std::fmt::Debug for PrivateBroker {
@@ -20,11 +24,8 @@ impl std::fmt::Debug for PrivateBroker {
 impl PrivateBroker {
     /// Starts a broker on a free loopback port and waits until it accepts connections.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
-        let mut broker = Self { port, child: None };
+        let reserved = ReservedPort::new();
+        let mut broker = Self { port: reserved.port(), child: None, _port: reserved };
         broker.restart().await;
         broker
     }

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::infra::START_HINT;
+use crate::ports::ReservedPort;
 
 pub struct PrivateClickHouse {
     pub http_port: u16,
@@ -14,6 +15,9 @@ pub struct PrivateClickHouse {
     interserver_port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// Held for the server's life, so no other test is given its ports, not even between a
+    /// stop and a restart.
+    _ports: [ReservedPort; 3],
 }
 
 impl std::fmt::Debug for PrivateClickHouse {
@@ -22,18 +26,18 @@ impl std::fmt::Debug for PrivateClickHouse {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
-
 impl PrivateClickHouse {
     pub async fn start() -> Self {
         let dir = std::env::temp_dir().join(crate::unique("shadowdiff-clickhouse"));
-        let mut server =
-            Self { http_port: free_port(), tcp_port: free_port(), interserver_port: free_port(), dir, child: None };
+        let ports = [ReservedPort::new(), ReservedPort::new(), ReservedPort::new()];
+        let mut server = Self {
+            http_port: ports[0].port(),
+            tcp_port: ports[1].port(),
+            interserver_port: ports[2].port(),
+            dir,
+            child: None,
+            _ports: ports,
+        };
         server.restart().await;
         server
     }

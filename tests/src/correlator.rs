@@ -265,6 +265,12 @@ impl CorrelatorUnderTest {
     /// TOML inserted under `[correlator]`: its keys first, then any sub-tables such as
     /// `[correlator.default_rules]` or `[[correlator.routes]]`.
     pub async fn start(infra: &Infra, partitions: i32, settings: &str) -> Self {
+        Self::start_on(infra, &infra.clickhouse_url, partitions, settings).await
+    }
+
+    /// [`Self::start`], writing to the ClickHouse at `clickhouse_url` (a private server a
+    /// test may stop) instead of the shared one.
+    pub async fn start_on(infra: &Infra, clickhouse_url: &str, partitions: i32, settings: &str) -> Self {
         shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {
             level: "warn,shadowdiff=info".into(),
             ..Default::default()
@@ -274,10 +280,10 @@ impl CorrelatorUnderTest {
         shadowdiff_runtime::telemetry::metrics();
         let id = unique("corr");
         let (requests, responses, database) = (format!("{id}.requests"), format!("{id}.responses"), format!("sd_{id}"));
-        // The admin port must be known to the test, so pick a free one first.
-        let admin = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        // The admin port must be known to the test: reserved, so no other test is given it
+        // before the correlator binds it.
+        let reserved = crate::ports::ReservedPort::new();
+        let admin = reserved.addr();
         let text = format!(
             "[correlator]\ngroup_id = \"{id}-correlator\"\n{settings}\n\
              [kafka]\nbrokers = \"{}\"\nlinger_ms = 1\n\
@@ -285,7 +291,7 @@ impl CorrelatorUnderTest {
              outbound = \"{id}.outbound\"\nprofiles = \"{id}.profiles\"\npartitions = {partitions}\n\
              [clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n\
              [admin]\nlisten = \"{admin}\"\n",
-            infra.brokers, infra.clickhouse_url
+            infra.brokers, clickhouse_url
         );
         let config: shadowdiff_correlator::CorrelatorConfig = crate::pipeline::config("correlator", &text);
         config.kafka.ensure_topics(&config.topics).await.unwrap_or_else(|e| panic!("topics: {e}"));
@@ -301,7 +307,7 @@ impl CorrelatorUnderTest {
         for _ in 0..100 {
             if client.get(format!("{admin_url}/healthz")).send().await.is_ok() {
                 return Self {
-                    clickhouse: crate::infra::clickhouse_client(&infra.clickhouse_url, &database),
+                    clickhouse: crate::infra::clickhouse_client(clickhouse_url, &database),
                     publisher: Publisher::new(&infra.brokers, &requests, &responses),
                     requests,
                     responses,
@@ -333,6 +339,12 @@ impl CorrelatorUnderTest {
             .await
             .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
         page.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+    }
+
+    /// The sum of a metric's series on its `/metrics` page, by label (see
+    /// [`crate::admin::metric`]).
+    pub async fn metric_sum(&self, name: &str, labels: &str) -> f64 {
+        crate::admin::metric(&self.admin_url, name, labels).await
     }
 
     /// Stops it (bounded) and drops its database.

@@ -2,6 +2,7 @@
 //! this process on their own topics, consumer groups and ClickHouse database
 //! ([`pipeline`]), and a deadline-bound wait ([`eventually`]). Scenarios live in `tests/`.
 
+pub mod admin;
 pub mod auth;
 pub mod broker;
 pub mod clickhouse_server;
@@ -11,6 +12,7 @@ pub mod kafka;
 pub mod manifests;
 pub mod mirror;
 pub mod pipeline;
+pub mod ports;
 pub mod process;
 pub mod proxy;
 pub mod tap;

@@ -44,6 +44,12 @@ impl MirrorTopics {
             prefix,
         }
     }
+
+    /// Replicas that consume `requests` and publish to `responses`, topics a tap of the
+    /// same test publishes to; the profile topic and group are their own.
+    pub fn on(requests: &str, responses: &str) -> Self {
+        Self { requests: requests.to_owned(), responses: responses.to_owned(), ..Self::new() }
+    }
 }
 
 impl Default for MirrorTopics {
@@ -72,14 +78,29 @@ impl MirrorUnderTest {
 
     /// [`Self::start`], with `mirror_keys` added to the `[mirror]` section.
     pub async fn start_with(brokers: &str, topics: &MirrorTopics, mirror_keys: &str, profiles: &str) -> Self {
-        // The admin port must be known to the test, so pick a free one first.
-        let admin = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap_or_else(|e| panic!("no free port: {e}"));
+        Self::start_full(brokers, topics, mirror_keys, "", profiles).await
+    }
+
+    /// [`Self::start_with`], with `redaction_keys` added to `[mirror.redaction]` (a
+    /// `seal_key`, say).
+    pub async fn start_full(
+        brokers: &str,
+        topics: &MirrorTopics,
+        mirror_keys: &str,
+        redaction_keys: &str,
+        profiles: &str,
+    ) -> Self {
+        // Installs the process-wide metrics recorder before anything counts, as the binaries'
+        // launcher does; without it counters go nowhere and /metrics is empty.
+        shadowdiff_runtime::telemetry::metrics();
+        // The admin port must be known to the test: reserved, so no other test is given it
+        // before the mirror binds it.
+        let reserved = crate::ports::ReservedPort::new();
+        let admin = reserved.addr();
         let p = &topics.prefix;
         let text = format!(
             "[mirror]\ngroup_id = \"{}\"\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n{mirror_keys}\n{profiles}\n\
-             [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n{}\n\
+             [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n{redaction_keys}\n{}\n\
              [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n\
              [topics]\nrequests = \"{}\"\nresponses = \"{}\"\nprofiles = \"{}\"\n\
              dead_letter = \"{p}.dead-letter\"\noutbound = \"{p}.outbound\"\npartitions = 2\n\
@@ -104,9 +125,16 @@ impl MirrorUnderTest {
             if client.get(format!("{admin_url}/healthz")).send().await.is_ok() {
                 return Self { admin_url, shutdown, task };
             }
+            assert!(!task.is_finished(), "the mirror stopped while starting; see its error above");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("mirror admin endpoint did not come up on {admin_url}");
+    }
+
+    /// The sum of a metric's series on this replica's `/metrics` (see [`crate::admin::metric`]).
+    /// The recorder is process-wide: every replica in this test binary counts into it.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        crate::admin::metric(&self.admin_url, name, labels).await
     }
 
     pub async fn stop(self) {
@@ -134,13 +162,19 @@ pub fn request_event(id: &str, method: &str, path: &str) -> RequestEvent {
 
 /// Publishes request events as a tap would, keyed by request id.
 pub async fn publish(brokers: &str, topic: &str, events: &[RequestEvent]) {
+    publish_to(brokers, topic, None, events).await;
+}
+
+/// [`publish`], in order, to `partition` when given (else where the key hashes to).
+pub async fn publish_to(brokers: &str, topic: &str, partition: Option<i32>, events: &[RequestEvent]) {
     let producer = KafkaConfig { brokers: brokers.to_owned(), ..KafkaConfig::default() }
         .producer()
         .unwrap_or_else(|e| panic!("producer: {e}"));
     let codec = EventCodec::new().unwrap_or_else(|e| panic!("{e}"));
     for event in events {
         let payload = codec.encode(event).unwrap_or_else(|e| panic!("{e}"));
-        let record = FutureRecord::to(topic).key(&event.request_id).payload(&payload);
+        let mut record = FutureRecord::to(topic).key(&event.request_id).payload(&payload);
+        record.partition = partition;
         producer.send(record, Duration::from_secs(10)).await.unwrap_or_else(|(e, _)| panic!("publish: {e}"));
     }
 }

@@ -158,7 +158,10 @@ impl Pipeline {
         Self { names, tap_url, verdict_url, clickhouse, shutdown, tasks, correlator, correlator_config, failures }
     }
 
-    /// Kills the correlator as a crash would: no final flush, no final commit.
+    /// Aborts the correlator's task: its unflushed rows are lost and it commits nothing
+    /// more (offsets are only committed after a write). It is not a process crash: the
+    /// consumer still leaves the group as it is dropped; `correlator_crash.rs` SIGKILLs a
+    /// correlator process.
     pub async fn crash_correlator(&mut self) {
         if let Some(task) = self.correlator.take() {
             task.abort();

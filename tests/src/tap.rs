@@ -78,6 +78,11 @@ impl TapUnderTest {
             .sum()
     }
 
+    /// Its `/healthz`: status code and checks.
+    pub async fn healthz(&self) -> Result<(u16, serde_json::Value), String> {
+        crate::admin::healthz(&self.admin_url).await
+    }
+
     /// Shuts the tap down; whether it stopped (drained and flushed) within 30 s.
     pub async fn stop(self) -> bool {
         self.shutdown.cancel();
