@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -19,10 +20,13 @@ use rdkafka::message::OwnedMessage;
 use sha2::{Digest, Sha256};
 use shadowdiff_core::redact::Sealer;
 use shadowdiff_core::{ErrorKind, EventCodec, RequestEvent, ResponseEvent};
+use shadowdiff_tests::eventually;
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::kafka::read_until;
+use shadowdiff_tests::ports::ClosedPort;
 use shadowdiff_tests::tap::TapUnderTest;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 const HMAC_KEY: &str = "tap-test-hmac-key-0123456789";
@@ -137,17 +141,46 @@ async fn events_carry_the_key_fields_cap_and_hash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_refuses_new_connections_and_drains_and_publishes_those_in_flight() {
     let infra = Infra::get().await;
-    let tap = tap(&infra, backend().await, "workers = 2").await;
+    // A backend whose `/slow` answers only when the test releases it, and says when a
+    // request has reached it: the request is in flight for exactly as long as the test needs.
+    let release = Arc::new(Notify::new());
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let app = Router::new().route(
+        "/slow",
+        get({
+            let release = release.clone();
+            move || {
+                let (release, arrived) = (release.clone(), arrived_tx.clone());
+                async move {
+                    let _ = arrived.send(());
+                    release.notified().await;
+                    "late"
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let tap = tap(&infra, upstream, "workers = 2").await;
     let (url, requests, responses) = (tap.url.clone(), tap.requests.clone(), tap.responses.clone());
     let slow = format!("{url}/slow");
     let in_flight = tokio::spawn(async move {
         let response = reqwest::Client::new().get(slow).header("x-request-id", "drain-1").send().await.unwrap();
         (response.status(), response.text().await.unwrap())
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(DEADLINE, arrived.recv()).await.expect("the request reaches the backend").unwrap();
     let stopping = tokio::spawn(tap.stop());
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(reqwest::get(format!("{url}/account")).await.is_err(), "a stopping tap accepts no new connection");
+    eventually("the stopping tap to refuse new connections", DEADLINE, || async {
+        match reqwest::get(format!("{url}/other")).await {
+            Err(_) => Ok(()),
+            Ok(response) => Err(format!("a new connection was still served: {}", response.status())),
+        }
+    })
+    .await;
+    assert!(!in_flight.is_finished(), "the request is still in flight while the tap stops");
+    release.notify_one();
     assert_eq!(in_flight.await.unwrap(), (StatusCode::OK, "late".to_owned()), "the request in flight finishes");
     assert!(stopping.await.unwrap(), "the tap stops once it has drained");
     let (request, response) = events_in((&requests, &responses), &infra.brokers, "drain-1").await;
@@ -235,11 +268,9 @@ async fn a_10_mib_streamed_body_passes_intact_and_its_capture_is_flagged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_failures_are_502_and_504_and_still_published() {
     let infra = Infra::get().await;
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap() // dropped: nothing listens there any more
-    };
-    let dead = tap(&infra, closed, "").await;
+    // Nothing listens there, and nothing can start to while the test holds it.
+    let closed = ClosedPort::new();
+    let dead = tap(&infra, closed.addr(), "").await;
     let response =
         reqwest::Client::new().get(format!("{}/x", dead.url)).header("x-request-id", "dead-1").send().await.unwrap();
     assert_eq!(response.status(), 502);
