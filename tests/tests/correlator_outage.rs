@@ -1,40 +1,34 @@
-//! The correlator while ClickHouse is down: consumption pauses and retries, nothing is
-//! lost, nothing is doubled. Runs its own ClickHouse so it can stop and restart it.
+//! The correlator while ClickHouse is down: its writes fail and are retried (counted), its
+//! `/healthz` says which dependency fails, nothing is lost, nothing is doubled. Runs its
+//! own ClickHouse so it can stop and restart it, and its own test binary so the retry
+//! counter is its own.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use shadowdiff_runtime::CancellationToken;
-use shadowdiff_runtime::config::load_str;
+use shadowdiff_tests::admin::healthz;
 use shadowdiff_tests::clickhouse_server::PrivateClickHouse;
-use shadowdiff_tests::correlator::exchanges;
+use shadowdiff_tests::correlator::{CorrelatorUnderTest, exchanges};
+use shadowdiff_tests::eventually;
 use shadowdiff_tests::infra::Infra;
-use shadowdiff_tests::{eventually, unique};
+
+/// `runtime::retry` counts every failed attempt of a write it retries, by what it writes;
+/// the correlator's ClickHouse writes are `clickhouse lookup` then `clickhouse insert`.
+const RETRIES: &str = "shadowdiff_write_retries_total";
+const CLICKHOUSE_WRITES: &str = "what=\"clickhouse";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_written_while_clickhouse_was_down_all_arrive_once() {
     let infra = Infra::get().await;
     let mut clickhouse = PrivateClickHouse::start().await;
-    let id = unique("outage");
-    let (requests, responses, database) = (format!("{id}.requests"), format!("{id}.responses"), format!("sd_{id}"));
-    let text = format!(
-        "[correlator]\ngroup_id = \"{id}-correlator\"\nwindow_ms = 500\nflush_interval_ms = 200\n\
-         [kafka]\nbrokers = \"{}\"\nlinger_ms = 1\n\
-         [topics]\nrequests = \"{requests}\"\nresponses = \"{responses}\"\ndead_letter = \"{id}.dead-letter\"\n\
-         outbound = \"{id}.outbound\"\nprofiles = \"{id}.profiles\"\npartitions = 2\n\
-         [clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n\
-         [admin]\nlisten = \"127.0.0.1:0\"\n",
-        infra.brokers,
-        clickhouse.url()
-    );
-    let config = load_str(&text, "correlator test config", Vec::new()).unwrap_or_else(|e| panic!("{e}"));
-    let shutdown = CancellationToken::new();
-    let correlator = tokio::spawn(shadowdiff_correlator::run(config, shutdown.clone()));
-
-    let client = shadowdiff_tests::infra::clickhouse_client(&clickhouse.url(), &database);
+    // Each exchange waits out its window (its events name no expected legs). A busy machine
+    // can take a second between two legs; a shorter window would split them.
+    let correlator =
+        CorrelatorUnderTest::start_on(&infra, &clickhouse.url(), 2, "window_ms = 3000\nflush_interval_ms = 200").await;
+    let (requests, responses) = (correlator.requests.clone(), correlator.responses.clone());
     let rows = |sql: &'static str| {
-        let client = client.clone();
+        let client = correlator.clickhouse.clone();
         async move { client.query(sql).fetch_one::<u64>().await.map_err(|e| e.to_string()) }
     };
 
@@ -44,12 +38,25 @@ async fn rows_written_while_clickhouse_was_down_all_arrive_once() {
         if n == 20 { Ok(()) } else { Err(format!("{n} rows")) }
     })
     .await;
+    let (status, checks) = healthz(&correlator.admin_url).await.unwrap();
+    assert_eq!((status, checks["clickhouse"].as_bool()), (200, Some(true)), "{checks}");
+    let retries_before = correlator.metric_sum(RETRIES, CLICKHOUSE_WRITES).await;
 
     clickhouse.stop();
     exchanges(&infra.brokers, &requests, &responses, "down", 20).await;
-    // Long enough for the window to pass and several inserts to fail and back off.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(!correlator.is_finished(), "the correlator waits for ClickHouse; it does not give up");
+    // Once the window passes, the writes of the outage's batch fail; each failure is
+    // counted and retried with backoff, and /healthz names the failing dependency.
+    let retried = eventually("the outage's writes to fail and be retried", Duration::from_secs(60), || async {
+        let retried = correlator.metric_sum(RETRIES, CLICKHOUSE_WRITES).await - retries_before;
+        let (status, checks) = healthz(&correlator.admin_url).await?;
+        if retried >= 3.0 && status == 503 && checks["clickhouse"] == false {
+            Ok(retried)
+        } else {
+            Err(format!("{retried} retries; /healthz {status} {checks}"))
+        }
+    })
+    .await;
+    assert!(correlator.running(), "the correlator waits for ClickHouse; it does not give up");
     clickhouse.restart().await;
 
     eventually("every comparison, once, after ClickHouse returns", Duration::from_secs(60), || async {
@@ -63,6 +70,8 @@ async fn rows_written_while_clickhouse_was_down_all_arrive_once() {
         }
     })
     .await;
-    shutdown.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(15), correlator).await;
+    let (status, checks) = healthz(&correlator.admin_url).await.unwrap();
+    assert_eq!((status, checks["clickhouse"].as_bool()), (200, Some(true)), "healthy again: {checks}");
+    eprintln!("{retried} failed writes retried during the outage");
+    correlator.stop().await;
 }

@@ -257,13 +257,40 @@ async fn malformed_events_go_to_the_dead_letter_topic_with_their_reason() {
     pipeline.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crashed_correlator_neither_loses_nor_duplicates_comparisons() {
-    let (_infra, mut pipeline) = start().await;
-    let before = traffic::drive(&pipeline.tap_url, &unique("before"), 40, 0).await.unwrap();
+/// Reads sent through the tap after the abort: none of them can have a row before it.
+const ROUNDS_AFTER_ABORT: usize = 5;
+const READS_PER_ROUND: u64 = 4;
 
-    // Crash as soon as some, but not necessarily all, comparisons are written: the rest
-    // are open or unflushed, and some written ones may not have their offsets committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_correlator_aborted_mid_stream_neither_loses_nor_duplicates_comparisons() {
+    let (_infra, mut pipeline) = start().await;
+
+    // Reads flow through the tap in small rounds for the whole scenario: before the abort,
+    // across it, and for a few rounds after it.
+    let (aborted_tx, aborted) = tokio::sync::watch::channel(false);
+    let traffic = {
+        let (tap, prefix) = (pipeline.tap_url.clone(), unique("flow"));
+        tokio::spawn(async move {
+            let (mut sent, mut after) = (Vec::new(), 0);
+            for round in 0..600 {
+                let was_aborted = *aborted.borrow();
+                let reads = traffic::drive(&tap, &format!("{prefix}-{round}"), READS_PER_ROUND, 0).await.unwrap();
+                sent.extend(reads.reads);
+                if was_aborted {
+                    after += 1;
+                    if after == ROUNDS_AFTER_ABORT {
+                        return sent;
+                    }
+                }
+                // Pacing, so the stream spans the abort rather than a burst before it.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("the scenario never aborted the correlator");
+        })
+    };
+
+    // Abort the correlator as soon as some, but not all, comparisons are written: exchanges
+    // are open or unflushed, and some written ones have no committed offsets yet.
     let clickhouse = pipeline.clickhouse.clone();
     let count = |query: &'static str| {
         let client = clickhouse.clone();
@@ -275,29 +302,31 @@ async fn a_crashed_correlator_neither_loses_nor_duplicates_comparisons() {
     })
     .await;
     pipeline.crash_correlator().await;
-    let at_crash = count("SELECT count() FROM exchanges WHERE deployment = 'candidate'").await.unwrap();
+    let at_abort = count("SELECT count() FROM exchanges WHERE deployment = 'candidate'").await.unwrap();
+    aborted_tx.send(true).unwrap();
 
     pipeline.restart_correlator();
-    let after = traffic::drive(&pipeline.tap_url, &unique("after"), 20, 0).await.unwrap();
-
-    let expected = (before.reads.len() + after.reads.len()) as u64;
+    let sent: BTreeSet<String> = traffic.await.unwrap().into_iter().collect();
+    let expected = sent.len() as u64;
+    assert!(
+        at_abort > 0 && at_abort + ROUNDS_AFTER_ABORT as u64 * READS_PER_ROUND <= expected,
+        "the abort landed mid-stream: {at_abort} rows at the abort of {expected} reads"
+    );
     eventually("every comparison exactly once after the restart", DEADLINE, || async {
         let n = count("SELECT count() FROM exchanges FINAL WHERE deployment = 'candidate'").await?;
         let distinct = count("SELECT uniqExact(request_id) FROM exchanges WHERE deployment = 'candidate'").await?;
-        if n == expected && distinct == expected {
+        let complete =
+            count("SELECT countIf(outcome = 'complete') FROM exchanges FINAL WHERE deployment = 'candidate'").await?;
+        if (n, distinct, complete) == (expected, expected, expected) {
             Ok(())
         } else {
             Err(format!(
-                "{n} rows with FINAL, {distinct} distinct ids (at crash: {at_crash}); services: {:?}",
+                "{n} rows with FINAL, {distinct} distinct ids, {complete} complete (at abort: {at_abort}); services: {:?}",
                 pipeline.failures()
             ))
         }
     })
     .await;
-    eprintln!(
-        "rows at crash: {at_crash}; physical rows now: {}",
-        count("SELECT count() FROM exchanges WHERE deployment = 'candidate'").await.unwrap()
-    );
     let ids: BTreeSet<String> = pipeline
         .clickhouse
         .query("SELECT DISTINCT request_id FROM exchanges")
@@ -306,7 +335,6 @@ async fn a_crashed_correlator_neither_loses_nor_duplicates_comparisons() {
         .unwrap()
         .into_iter()
         .collect();
-    let sent: BTreeSet<String> = before.reads.into_iter().chain(after.reads).collect();
     assert_eq!(ids, sent, "exactly the sent reads, none lost, none invented");
     pipeline.stop().await;
 }
