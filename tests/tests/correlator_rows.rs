@@ -709,3 +709,61 @@ async fn a_full_batch_is_written_without_waiting_for_the_flush_interval() {
     assert_eq!(found[0].request_id, exchange.id());
     correlator.stop().await;
 }
+
+/// The largest body the diff decodes (`services/core/src/event/body.rs`); past it a body is
+/// unreadable, as a decompression bomb would be, and compared by the hash of its bytes.
+const DECODE_CAP: usize = 32 * 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_decodes_past_32_mib_is_compared_by_hash_not_decoded() {
+    use std::io::Write as _;
+    let infra = Infra::get().await;
+    let correlator = CorrelatorUnderTest::start(&infra, 2, "window_ms = 10000\nflush_interval_ms = 250").await;
+    let p = unique("cap");
+    // One text, gzip for the primary and deflate for the candidate: equal once decoded,
+    // different on the wire. Each encoding is a few dozen KiB, captured whole.
+    let encoded = |length: usize| {
+        let plain = vec![b'a'; length];
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(&plain).unwrap();
+        let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        deflate.write_all(&plain).unwrap();
+        (gzip.finish().unwrap(), deflate.finish().unwrap())
+    };
+    let mut hashes = Vec::new();
+    for (name, length) in [("at-cap", DECODE_CAP), ("past-cap", DECODE_CAP + 1)] {
+        let (gzip, deflate) = encoded(length);
+        assert!(gzip.len().max(deflate.len()) < 64 * 1024, "the encodings fit the capture: {}", gzip.len());
+        hashes.push((sha256_hex(&gzip), sha256_hex(&deflate)));
+        let exchange = Exchange::new(
+            &format!("{p}-{name}"),
+            "/large",
+            Reply::new("text/plain", gzip).header("content-encoding", "gzip"),
+        )
+        .candidate("v2", Reply::new("text/plain", deflate).header("content-encoding", "deflate"));
+        correlator.publisher.exchange(&exchange).await;
+    }
+
+    let found = wait_for_exchanges(&correlator, 2, "a row per exchange").await;
+    let counts: Vec<(&str, &str, u32)> =
+        found.iter().map(|r| (r.request_id.as_str(), r.outcome.as_str(), r.differences)).collect();
+    let (at, past) = (format!("{p}-at-cap"), format!("{p}-past-cap"));
+    assert_eq!(
+        counts,
+        [(at.as_str(), "complete", 0), (past.as_str(), "complete", 1)],
+        "32 MiB decoded compares equal; one byte more is not decoded"
+    );
+    let found = differences(&correlator).await.unwrap();
+    let want = DifferenceSummary {
+        request_id: past,
+        deployment: "v2".to_owned(),
+        path: "body".to_owned(),
+        kind: "body_hash".to_owned(),
+        role: "candidate".to_owned(),
+        primary_value: hashes[1].0.clone(),
+        shadow_value: hashes[1].1.clone(),
+        noise: 0,
+    };
+    assert_eq!(found, [want], "compared by the hash of each side's bytes");
+    correlator.stop().await;
+}

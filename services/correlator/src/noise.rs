@@ -250,4 +250,47 @@ mod tests {
         assert!(model.explains("/r", "v2", "a") && model.explains("/r", "v2", "b"));
         assert!(!model.explains("/r", "v2", "c"), "untracked: never called noise");
     }
+
+    /// The README's promise: the counts halve every 100,000 exchanges of a route and
+    /// candidate, so the model follows the services as they change.
+    const HALVING_EVERY: u64 = 100_000;
+
+    fn counts(model: &NoiseModel) -> (u64, (u64, u64), (u64, u64)) {
+        let counts = model.counts.peek(&("/r".to_owned(), "v2".to_owned())).unwrap();
+        (counts.exchanges, counts.paths["x"], counts.paths["y"])
+    }
+
+    #[test]
+    fn counts_halve_at_the_100_000th_exchange() {
+        let mut model = NoiseModel::new(NoiseConfig::default());
+        // Both shadows differ at `x`, only the candidate at `y`.
+        for _ in 0..HALVING_EVERY - 1 {
+            model.observe("/r", "v2", ["x"], ["x", "y"]);
+        }
+        let n = HALVING_EVERY - 1;
+        assert_eq!(counts(&model), (n, (n, n), (n, 0)), "whole counts up to the 99,999th");
+        model.observe("/r", "v2", ["x"], ["x", "y"]);
+        let half = HALVING_EVERY / 2;
+        assert_eq!(counts(&model), (half, (half, half), (half, 0)), "halved with the 100,000th");
+        model.observe("/r", "v2", ["x"], ["x", "y"]);
+        assert_eq!(counts(&model), (half + 1, (half + 1, half + 1), (half + 1, 0)), "and counting on");
+    }
+
+    #[test]
+    fn halving_lets_the_model_follow_a_change() {
+        let mut model = NoiseModel::new(NoiseConfig::default());
+        // For 99,999 exchanges the secondary differs at `shard` as often as the candidate.
+        for _ in 0..HALVING_EVERY - 1 {
+            model.observe("/r", "v2", ["shard"], ["shard"]);
+        }
+        assert!(model.explains("/r", "v2", "shard"), "noise while both differ");
+        // Then only the candidate does. Halved at the 100,000th exchange, the old record
+        // weighs half: after 30,000 more, raw 79,999 against noise 49,999 is 23% apart,
+        // over the 20% threshold. Kept whole it would be 129,999 against 99,999, 13% apart,
+        // and the change would still pass for noise.
+        for _ in 0..30_000 {
+            model.observe("/r", "v2", [], ["shard"]);
+        }
+        assert!(!model.explains("/r", "v2", "shard"), "the candidate's new divergence is seen");
+    }
 }
