@@ -86,3 +86,29 @@ pub async fn until_session_expired(killed: std::time::Instant) {
     let expired = killed + std::time::Duration::from_millis(SESSION_TIMEOUT_MS + 1000);
     tokio::time::sleep_until(expired.into()).await;
 }
+
+/// A service process killed (SIGKILL) when this is dropped, so a scenario that fails midway
+/// leaves nothing running. Derefs to the [`Child`].
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -12,9 +12,9 @@ use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::process;
 use shadowdiff_tests::{eventually, unique};
 
-fn spawn(config: &std::path::Path, log: &std::path::Path) -> std::process::Child {
+fn spawn(config: &std::path::Path, log: &std::path::Path) -> process::KillOnDrop {
     let binary = process::binary("shadowdiff-correlator", "shadowdiff-correlator");
-    process::spawn(&binary, config, log)
+    process::KillOnDrop(process::spawn(&binary, config, log))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,9 +68,9 @@ impl MirrorProcess {
     }
 
     /// Starts a replica and waits until its admin port answers (its topics then exist).
-    async fn start(&self) -> Child {
+    async fn start(&self) -> process::KillOnDrop {
         let binary = process::binary("shadowdiff-mirror", "shadowdiff-mirror");
-        let mut child = process::spawn(&binary, &self.config, &self.log);
+        let mut child = process::KillOnDrop(process::spawn(&binary, &self.config, &self.log));
         let url = format!("http://{}/healthz", self.admin.addr());
         let log = self.log.display().to_string();
         let deadline = std::time::Instant::now() + DEADLINE;
