@@ -4,8 +4,8 @@
 # the tap, and walks the candidate through the rollout stages shadow → 1 → 10 → 50 → 100,
 # each gated by `shadowctl gate` on the verdict API, as a CD pipeline would.
 #
-#   deploy/local/demo.sh            the candidate changes the price of every 20th item: it
-#                                   passes shadow and 1%, and the stricter 10% gate stops it
+#   deploy/local/demo.sh            the candidate changes the price of every 20th item: the
+#                                   shadow gate finds the path systematic and stops it
 #   deploy/local/demo.sh --clean    the candidate behaves like the primary and reaches 100%
 #
 # Each run uses its own topics and a fresh `shadowdiff_demo` database, so runs never mix.

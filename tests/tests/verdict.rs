@@ -161,6 +161,64 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
 }
 
 #[tokio::test]
+async fn a_field_changed_on_a_few_responses_fails_while_the_shuffled_array_does_not() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, FROM_START).await;
+    let mut rows = Vec::new();
+    let mut differences = Vec::new();
+    for i in 0..500 {
+        // `price` changed by a cent on 8 of 500 responses (1.6%): overall too close to the 1%
+        // bound to conclude, but the secondary never changes it.
+        let priced = i % 70 == 3;
+        let candidate = ExchangeRow { differences: u32::from(priced), ..row("price-cent", i) };
+        if priced {
+            differences.push(difference(
+                &candidate,
+                "changed_value",
+                &format!("items[{}].price", i % 3),
+                ("9.99", "10.00"),
+                false,
+            ));
+        }
+        // Every leg shuffles `items`: on 12 exchanges the candidate's order differed where the
+        // secondary's happened to match the primary's (so not noise there), and on 15 others
+        // the secondary's differed.
+        let shuffled = ExchangeRow { differences: u32::from(i % 40 == 1), ..row("shuffled", i) };
+        if i % 40 == 1 {
+            differences.push(difference(&shuffled, "order_only", "items", ("[..]", "[..]"), false));
+        }
+        let secondary = row("secondary", i);
+        if i % 33 == 2 {
+            differences.push(difference(&secondary, "order_only", "items", ("[..]", "[..]"), false));
+        }
+        rows.extend([candidate, shuffled, secondary]);
+    }
+    service.insert(&rows, &differences, &[]).await;
+
+    let priced = verdict(&service, "candidate=price-cent&stage=shadow").await;
+    assert_eq!(priced.verdict, Decision::Fail, "{:?}", priced.reasons);
+    assert_eq!(
+        outcome(&priced).1,
+        vec![("divergence_rate", Decision::Inconclusive), ("divergent_paths", Decision::Fail)],
+        "the overall rate alone could not tell"
+    );
+    let path = &priced.divergent_paths[0];
+    assert_eq!(
+        (path.route.as_str(), path.path.as_str(), path.kind.as_str(), path.candidate, path.secondary),
+        ("/items/{id}", "items[*].price", "changed_value", 8, 0),
+        "indices generalised"
+    );
+    assert_eq!(path.examples.len(), 3);
+
+    let shuffled = verdict(&service, "candidate=shuffled&stage=shadow").await;
+    assert!(shuffled.divergent_paths.is_empty(), "{:?}", shuffled.divergent_paths);
+    let criterion = shuffled.criteria.iter().find(|c| c.name == "divergent_paths").unwrap();
+    assert_eq!(criterion.status, Decision::Pass, "{}", criterion.reason);
+
+    service.stop().await;
+}
+
+#[tokio::test]
 async fn each_release_is_judged_on_its_own_rows() {
     let infra = Infra::get().await;
     let service = VerdictService::start(&infra, FROM_START).await;

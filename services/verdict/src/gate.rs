@@ -63,6 +63,10 @@ pub struct GatePolicy {
     /// on the same requests (0.05 = 5%).
     #[serde(default = "default_max_latency_p95_delta")]
     pub max_latency_p95_delta: f64,
+    /// Most paths the candidate may change systematically (`evaluate::paths`): a field it
+    /// changes on some of a route's responses while the secondary does not. Default 0.
+    #[serde(default)]
+    pub max_new_divergent_paths: u64,
     /// Fewest compared exchanges before anything but a failure can be concluded.
     #[serde(default = "default_min_samples")]
     pub min_samples: u64,
@@ -76,6 +80,7 @@ impl Default for GatePolicy {
         Self {
             max_divergence_rate: default_max_divergence_rate(),
             max_new_errors: 0,
+            max_new_divergent_paths: 0,
             max_latency_p95_delta: default_max_latency_p95_delta(),
             min_samples: default_min_samples(),
             min_duration: default_min_duration(),

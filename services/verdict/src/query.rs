@@ -7,7 +7,7 @@ use shadowdiff_core::Role;
 use shadowdiff_store::sql::{outcome_in, outcome_is, role_is};
 use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow};
 
-use crate::evaluate::{Evidence, Latency, Quantiles};
+use crate::evaluate::{Evidence, Latency, PathEvidence, Quantiles, paths};
 
 /// Which comparison rows a verdict covers: one candidate's, from a point in time on. The
 /// API works the start out from the release, the caller's `since` and its bounds
@@ -87,6 +87,7 @@ impl CountsRow {
             new_client_errors: self.new_client_errors,
             span_secs: self.span_secs,
             latency,
+            divergent_paths: Vec::new(),
         };
         (self.route, evidence)
     }
@@ -158,7 +159,55 @@ pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::er
         p95_delta: candidate.p95_delta().unwrap_or(0.0),
         secondary_p95_delta: secondary.p95_delta(),
     };
-    Ok(counts.into_evidence(latency).1)
+    let mut evidence = counts.into_evidence(latency).1;
+    evidence.divergent_paths = paths::systematic(path_evidence(client, window).await?);
+    Ok(evidence)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct PathRow {
+    route: String,
+    path: String,
+    kind: String,
+    candidate: u64,
+    secondary: u64,
+    examples: Vec<String>,
+}
+
+/// Per route and generalised path (array indices as `[*]`), the candidate's differences that
+/// are not noise and the secondary's differences on the same requests, where the candidate
+/// has enough to be judged (`paths::MIN_COUNT`).
+async fn path_evidence(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<PathEvidence>> {
+    let candidate = format!("{} AND deployment = ? AND noise = 0", role_is(Role::Candidate));
+    let query = format!(
+        "SELECT route, replaceRegexpAll(path, '\\[[0-9]+\\]', '[*]') AS path, kind, \
+         toUInt64(countIf({candidate})) AS candidate, \
+         toUInt64(countIf({secondary})) AS secondary, \
+         groupArrayIf(3)(request_id, {candidate}) AS examples \
+         FROM differences FINAL \
+         WHERE request_id IN (SELECT request_id FROM exchanges FINAL WHERE {in_window}) \
+         GROUP BY route, path, kind \
+         HAVING candidate >= ? \
+         ORDER BY candidate DESC \
+         LIMIT 1000",
+        secondary = role_is(Role::Secondary),
+        in_window = in_window(),
+    );
+    let rows: Vec<PathRow> = bind_window(client.query(&query).bind(&window.candidate).bind(&window.candidate), window)
+        .bind(paths::MIN_COUNT)
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PathEvidence {
+            route: r.route,
+            path: r.path,
+            kind: r.kind,
+            candidate: r.candidate,
+            secondary: r.secondary,
+            examples: r.examples,
+        })
+        .collect())
 }
 
 /// Evidence per route (without latency), in no particular order.

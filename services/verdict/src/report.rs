@@ -45,8 +45,10 @@ pub struct VerdictReport {
     pub latency: Latency,
     /// Worst first.
     pub routes: Vec<RouteReport>,
-    /// Non-noise differences, most frequent first.
+    /// Non-noise differences, status changes first, then most frequent first.
     pub top_paths: Vec<PathCount>,
+    /// Paths the candidate changes systematically, most certain first.
+    pub divergent_paths: Vec<crate::evaluate::DivergentPath>,
     pub policy: GatePolicy,
 }
 
@@ -114,6 +116,7 @@ pub(crate) async fn build(
         latency: evidence.latency,
         routes,
         top_paths,
+        divergent_paths: evidence.divergent_paths,
         policy: policy.clone(),
     })
 }

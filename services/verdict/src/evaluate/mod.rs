@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::gate::GatePolicy;
 
+pub mod paths;
+
+pub use paths::{DivergentPath, PathEvidence};
+
 /// The two-sided 95% normal quantile.
 const Z: f64 = 1.959_964;
 
@@ -112,6 +116,8 @@ pub struct Evidence {
     /// Seconds from the first comparison to the last.
     pub span_secs: u64,
     pub latency: Latency,
+    /// Paths the candidate changes systematically (see [`paths`]), most certain first.
+    pub divergent_paths: Vec<DivergentPath>,
 }
 
 /// One criterion's result, with the numbers behind it.
@@ -136,6 +142,7 @@ pub fn judge(evidence: &Evidence, policy: &GatePolicy) -> (Decision, Vec<Criteri
         duration(evidence, policy),
         divergence(evidence, policy),
         new_errors(evidence, policy),
+        divergent_paths(evidence, policy),
         latency(evidence, policy),
     ];
     let decision = criteria.iter().map(|c| c.status).max().unwrap_or(Decision::Inconclusive);
@@ -223,6 +230,38 @@ fn new_errors(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
             evidence.new_client_errors,
             policy.max_new_errors
         ),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn divergent_paths(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
+    let found = evidence.divergent_paths.len() as u64;
+    let failed = found > policy.max_new_divergent_paths;
+    let reason = match evidence.divergent_paths.first() {
+        None => {
+            "no path differs systematically: the candidate's differences at each path are as the secondary's".to_owned()
+        }
+        Some(worst) => format!(
+            "{found} path(s) the candidate changes systematically, at most {} allowed; the clearest: {} {} at {} \
+             on {} requests, the secondary on {} (p = {:.1e}), e.g. {}",
+            policy.max_new_divergent_paths,
+            worst.kind,
+            worst.path,
+            worst.route,
+            worst.candidate,
+            worst.secondary,
+            worst.p_value,
+            worst.examples.join(", ")
+        ),
+    };
+    Criterion {
+        name: "divergent_paths".to_owned(),
+        status: if failed { Decision::Fail } else { Decision::Pass },
+        observed: found as f64,
+        lower: None,
+        upper: None,
+        threshold: policy.max_new_divergent_paths as f64,
+        reason,
     }
 }
 

@@ -13,6 +13,7 @@ fn healthy() -> Evidence {
         answered: 1000,
         new_errors: 0,
         new_client_errors: 0,
+        divergent_paths: Vec::new(),
         span_secs: 600,
         latency: Latency {
             primary: Quantiles { p50: 2.0, p95: 10.0, p99: 20.0 },
@@ -144,6 +145,7 @@ fn nothing_observed_is_inconclusive_everywhere_it_matters() {
             ("duration".to_owned(), Decision::Inconclusive),
             ("divergence_rate".to_owned(), Decision::Inconclusive),
             ("new_errors".to_owned(), Decision::Pass),
+            ("divergent_paths".to_owned(), Decision::Pass),
             ("latency_p95_delta".to_owned(), Decision::Inconclusive),
         ]
     );
@@ -175,4 +177,38 @@ fn a_slow_p95_over_too_few_comparisons_is_inconclusive_not_a_failure() {
     evidence.compared = 1000;
     let (_, criteria) = judge(&evidence, &GatePolicy::default());
     assert_eq!(criteria.iter().find(|c| c.name == "latency_p95_delta").unwrap().status, Decision::Fail);
+}
+
+#[test]
+fn a_systematic_path_fails_whatever_the_overall_rate() {
+    let price = DivergentPath {
+        route: "/items/{id}".into(),
+        path: "price".into(),
+        kind: "changed_value".into(),
+        candidate: 7,
+        secondary: 0,
+        p_value: 1.0 / 128.0,
+        examples: vec!["req-3".into()],
+    };
+    // 7 of 3000 diverged overall: well within the 1% bound, interval and all.
+    let evidence = Evidence {
+        samples: 3000,
+        compared: 3000,
+        answered: 3000,
+        diverged: 7,
+        divergent_paths: vec![price],
+        ..healthy()
+    };
+    let (decision, criteria) = judge(&evidence, &GatePolicy::default());
+    assert_eq!(decision, Decision::Fail);
+    let paths = criteria.iter().find(|c| c.name == "divergent_paths").unwrap();
+    assert_eq!(paths.status, Decision::Fail);
+    assert!(
+        paths.reason.contains("changed_value price at /items/{id} on 7 requests, the secondary on 0"),
+        "{}",
+        paths.reason
+    );
+    assert!(paths.reason.contains("e.g. req-3"), "{}", paths.reason);
+    let allowed = GatePolicy { max_new_divergent_paths: 1, ..GatePolicy::default() };
+    assert_eq!(judge(&evidence, &allowed).0, Decision::Pass);
 }
