@@ -219,6 +219,55 @@ async fn a_field_changed_on_a_few_responses_fails_while_the_shuffled_array_does_
 }
 
 #[tokio::test]
+async fn what_the_noise_model_keeps_absorbing_is_suggested_as_rules_the_correlator_loads() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, FROM_START).await;
+    let mut rows = Vec::new();
+    let mut differences = Vec::new();
+    for i in 0..100 {
+        let candidate = ExchangeRow { differences: 2, noise: 2, ..row("noisy", i) };
+        differences.push(difference(&candidate, "changed_value", "served_at", ("\"10:00\"", "\"10:01\""), true));
+        differences.push(difference(
+            &candidate,
+            "order_only",
+            &format!("orders[{}].lines", i % 4),
+            ("[..]", "[..]"),
+            true,
+        ));
+        if i < 10 {
+            // Too rare to suggest.
+            differences.push(difference(&candidate, "changed_value", "etag", ("\"a\"", "\"b\""), true));
+        }
+        rows.push(candidate);
+    }
+    service.insert(&rows, &differences, &[]).await;
+
+    let response = reqwest::Client::new()
+        .get(format!("{}/v1/suggestions?candidate=noisy", service.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let suggestions: shadowdiff_verdict::suggest::Suggestions = response.json().await.unwrap();
+    let paths: Vec<(&str, &str, u64)> =
+        suggestions.paths.iter().map(|p| (p.path.as_str(), p.kind.as_str(), p.count)).collect();
+    assert_eq!(paths, [("orders[*].lines", "order_only", 100), ("served_at", "changed_value", 100)]);
+    // Pasted into the correlator's config, it loads with the correlator's own loader.
+    let config: shadowdiff_correlator::CorrelatorConfig =
+        shadowdiff_runtime::config::load_str(&suggestions.toml, "suggested.toml", Vec::new())
+            .unwrap_or_else(|e| panic!("{e}\n{}", suggestions.toml));
+    assert_eq!(config.correlator.routes.len(), 1);
+    assert_eq!(config.correlator.routes[0].template, "/items/{id}");
+    assert!(suggestions.toml.contains("set_arrays = [\"orders[*].lines\"]"), "{}", suggestions.toml);
+    assert!(suggestions.toml.contains("ignore_paths = [\"served_at\"]"), "{}", suggestions.toml);
+
+    let anonymous = reqwest::get(format!("{}/v1/suggestions?candidate=noisy", service.url)).await.unwrap();
+    assert_eq!(anonymous.status(), 401, "read scope, as every route");
+    service.stop().await;
+}
+
+#[tokio::test]
 async fn each_release_is_judged_on_its_own_rows() {
     let infra = Infra::get().await;
     let service = VerdictService::start(&infra, FROM_START).await;

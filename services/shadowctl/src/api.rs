@@ -111,6 +111,23 @@ impl Api {
         decode(url, request).await
     }
 
+    /// `GET /v1/suggestions`.
+    pub async fn suggestions(
+        &self,
+        candidate: &str,
+        since: Option<&str>,
+    ) -> Result<shadowdiff_verdict::suggest::Suggestions, ApiError> {
+        let mut url = join(&self.verdict, &["v1", "suggestions"]);
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("candidate", candidate);
+            if let Some(since) = since {
+                query.append_pair("since", since);
+            }
+        }
+        decode(url.clone(), self.verdict_request(Method::GET, url)).await
+    }
+
     /// `GET /v1/exchanges/{request_id}`.
     pub async fn exchange(&self, request_id: &str) -> Result<ExchangeDetail, ApiError> {
         let url = join(&self.verdict, &["v1", "exchanges", request_id]);

@@ -52,6 +52,9 @@ pub enum Command {
     Verdict(VerdictArgs),
     /// Print one request's comparison: each leg, each difference and the bodies' diff.
     Diff(DiffArgs),
+    /// Propose ignore rules for what the noise model keeps classifying as noise, as
+    /// correlator config to paste: never applied by shadowdiff itself.
+    Suggest(SuggestArgs),
     /// Manage the mirror's shadow profiles.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
@@ -99,6 +102,16 @@ pub struct VerdictArgs {
     /// Print the report as the API's JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    /// The candidate deployment whose comparisons are read.
+    #[arg(long)]
+    pub candidate: String,
+    /// Only comparisons from this point on (default: the verdict API's default window).
+    #[arg(long)]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,11 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
             out(&diff::render(&detail, shadow.as_deref(), &page));
             Ok(exit::OK)
         }
+        Command::Suggest(args) => {
+            let suggestions = api.suggestions(&args.candidate, args.since.as_deref()).await?;
+            out(&report::suggestions(&suggestions));
+            Ok(exit::OK)
+        }
         Command::Profiles(command) => profiles::run(&api, command).await.map(|()| exit::OK),
     }
 }

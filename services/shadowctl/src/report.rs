@@ -10,6 +10,39 @@ use shadowdiff_verdict::{Criterion, Decision, Rate, VerdictReport};
 use crate::style::{self, DIM, HEADER, paint};
 use crate::table::{Align, Cell, Table};
 
+/// Ignore-rule suggestions: the noisy paths, then the config to paste.
+pub fn suggestions(suggestions: &shadowdiff_verdict::suggest::Suggestions) -> String {
+    if suggestions.paths.is_empty() {
+        return format!(
+            "{}\n",
+            paint(DIM, "nothing to suggest: no path was classified as noise often enough in this window")
+        );
+    }
+    let mut table = Table::new(&[
+        ("ROUTE", Align::Left),
+        ("PATH", Align::Left),
+        ("KIND", Align::Left),
+        ("NOISE", Align::Right),
+        ("EXAMPLE", Align::Left),
+    ]);
+    for path in &suggestions.paths {
+        table.row(vec![
+            path.route.clone().into(),
+            path.path.clone().into(),
+            path.kind.clone().into(),
+            path.count.to_string().into(),
+            path.example.clone().into(),
+        ]);
+    }
+    format!(
+        "{}\n{}\n{}\n{}",
+        paint(HEADER, "Paths the noise model keeps classifying as noise"),
+        table.render("  "),
+        paint(DIM, "# Correlator config to consider (merge with a route's existing rules); never applied for you:"),
+        suggestions.toml
+    )
+}
+
 /// The whole report, styled. `page` is the drill-down page's base (`…/exchanges/`).
 pub fn render(report: &VerdictReport, page: &Url) -> String {
     let mut out = String::new();

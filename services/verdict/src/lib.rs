@@ -15,6 +15,7 @@ mod page;
 mod query;
 mod release;
 pub mod report;
+pub mod suggest;
 
 pub use evaluate::{Criterion, Decision, Latency, Quantiles, Rate};
 pub use query::{ExchangeDetail, PathCount, Window};

@@ -164,6 +164,51 @@ pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::er
     Ok(evidence)
 }
 
+/// The candidate's differences the noise model classified as noise, per route and
+/// generalised path, where there are at least `suggest::MIN_COUNT`.
+pub(crate) async fn noisy_paths(
+    client: &Client,
+    window: &Window,
+    limit: u32,
+) -> clickhouse::error::Result<Vec<crate::suggest::NoisyPath>> {
+    #[derive(Debug, Row, Deserialize)]
+    struct NoisyRow {
+        route: String,
+        path: String,
+        kind: String,
+        count: u64,
+        example: String,
+    }
+    let query = format!(
+        "SELECT route, replaceRegexpAll(path, '\\[[0-9]+\\]', '[*]') AS path, kind, count() AS count, \
+         any(request_id) AS example \
+         FROM differences FINAL \
+         WHERE noise = 1 AND {} AND deployment = ? \
+               AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {}) \
+         GROUP BY route, path, kind \
+         HAVING count >= ? \
+         ORDER BY count DESC, route, path \
+         LIMIT ?",
+        role_is(Role::Candidate),
+        in_window()
+    );
+    let rows: Vec<NoisyRow> = bind_window(client.query(&query).bind(&window.candidate), window)
+        .bind(crate::suggest::MIN_COUNT)
+        .bind(limit)
+        .fetch_all()
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| crate::suggest::NoisyPath {
+            route: r.route,
+            path: r.path,
+            kind: r.kind,
+            count: r.count,
+            example: r.example,
+        })
+        .collect())
+}
+
 #[derive(Debug, Row, Deserialize)]
 struct PathRow {
     route: String,

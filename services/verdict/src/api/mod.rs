@@ -7,6 +7,8 @@
 //! - `POST /v1/flagger/gate` and `POST /v1/flagger/check`: Flagger webhooks. The release is
 //!   Flagger's `checksum`. Flagger sends no headers, so these also take the token as
 //!   `metadata.token`.
+//! - `GET /v1/suggestions?candidate=&since=`: ignore rules for what the noise model keeps
+//!   classifying as noise, as correlator config (`suggest`).
 //! - `GET /v1/exchanges/{request_id}`: every leg, difference and sampled body of a request.
 //! - `GET /exchanges/{request_id}`: the same, as a page with the bodies side by side.
 
@@ -64,6 +66,7 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let read = Router::new()
         .route("/v1/verdict", get(verdict))
+        .route("/v1/suggestions", get(suggestions))
         .route("/v1/exchanges/{request_id}", get(exchange))
         .route("/exchanges/{request_id}", get(exchange_page));
     // The Flagger hooks check credentials themselves: the token may be in the payload.
@@ -118,6 +121,24 @@ async fn verdict(
 ) -> Result<Json<VerdictReport>, ApiError> {
     let ask = Ask::parse(params.candidate, params.stage, params.revision, params.since.as_deref())?;
     Ok(Json(judge(&state, ask, "api").await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SuggestParams {
+    candidate: Option<String>,
+    since: Option<String>,
+}
+
+/// Ignore-rule suggestions for the candidate's comparisons since `since` (default: the
+/// default window): never applied, only proposed.
+async fn suggestions(
+    State(state): State<AppState>,
+    Query(params): Query<SuggestParams>,
+) -> Result<Json<crate::suggest::Suggestions>, ApiError> {
+    let ask = Ask::parse(params.candidate, None, None, params.since.as_deref())?;
+    let window = resolve(&state, &ask, "api").await?;
+    let paths = query::noisy_paths(&state.clickhouse, &window, 100).await.map_err(ApiError::Store)?;
+    Ok(Json(crate::suggest::suggest(paths)))
 }
 
 /// What a caller asks to be judged, checked: every verdict entry point parses into this.
