@@ -29,9 +29,6 @@ pub fn auth_toml() -> String {
 /// forwarded with `X-Forwarded-User: user`. Returns its address; it serves until the test
 /// ends.
 pub async fn sso_proxy(upstream: String, user: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("bind: {e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
     let app = crate::proxy::forwarder(upstream, Some(("x-forwarded-user", user)));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    crate::serve(app).await
 }

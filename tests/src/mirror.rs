@@ -207,8 +207,6 @@ pub async fn recording_backend(delay: Duration) -> (SocketAddr, Arc<Mutex<Vec<Re
             "{\"ok\":true}"
         }
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap_or_else(|e| panic!("{e}"));
-    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let addr = crate::serve(app).await;
     (addr, received)
 }

@@ -49,8 +49,6 @@ struct CanaryService {
 
 impl CanaryService {
     async fn start(releases: Vec<Behavior>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let release = Arc::new(AtomicUsize::new(0));
         let apps: Arc<Vec<axum::Router>> = Arc::new(releases.into_iter().map(backend::app).collect());
         let current = release.clone();
@@ -58,8 +56,7 @@ impl CanaryService {
             let app = apps[current.load(Ordering::SeqCst)].clone();
             async move { app.oneshot(request).await }
         });
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { addr, release }
+        Self { addr: shadowdiff_tests::serve(router).await, release }
     }
 
     /// The rollout of the next release: its pods take over the Service.
@@ -336,8 +333,8 @@ async fn two_releases_through_argo_and_flagger_each_judged_on_its_own_rows() {
     ])
     .await;
     let backends = Backends {
-        primary: backend_at(honest.clone()).await,
-        secondary: backend_at(honest).await,
+        primary: shadowdiff_tests::serve(backend::app(honest.clone())).await,
+        secondary: shadowdiff_tests::serve(backend::app(honest)).await,
         candidate: canary.addr,
     };
     let pipeline = Pipeline::start_with(&infra, backends, GATES).await;
@@ -388,11 +385,4 @@ async fn two_releases_through_argo_and_flagger_each_judged_on_its_own_rows() {
     load.await.unwrap();
     assert!(pipeline.failures().is_empty(), "{:?}", pipeline.failures());
     pipeline.stop().await;
-}
-
-async fn backend_at(behavior: Behavior) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(backend::serve(listener, behavior));
-    addr
 }

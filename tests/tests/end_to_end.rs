@@ -25,10 +25,7 @@ const REGRESS_EVERY: u64 = 5;
 const DEADLINE: Duration = Duration::from_secs(90);
 
 async fn backend(behavior: Behavior) -> std::net::SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(backend::serve(listener, behavior));
-    addr
+    shadowdiff_tests::serve(backend::app(behavior)).await
 }
 
 async fn start() -> (Infra, Pipeline) {

@@ -42,6 +42,13 @@ fn lists(listed: &serde_json::Value, id: &str) -> bool {
     listed.as_array().is_some_and(|l| l.iter().any(|p| p["id"] == id))
 }
 
+/// Publishes `n` reads of `/x` with ids `{prefix}-{i}` and waits for as many response events.
+async fn replay_all(brokers: &str, topics: &MirrorTopics, prefix: &str, n: usize) -> Vec<ResponseEvent> {
+    let requests: Vec<_> = (0..n).map(|i| request_event(&format!("{prefix}-{i}"), "GET", "/x")).collect();
+    publish(brokers, &topics.requests, &requests).await;
+    responses_until(brokers, &topics.responses, DEADLINE, |e| e.len() >= n).await
+}
+
 fn with_prefix<'a>(events: &'a [ResponseEvent], prefix: &str) -> Vec<&'a ResponseEvent> {
     events.iter().filter(|e| e.request_id.starts_with(prefix)).collect()
 }
@@ -197,9 +204,7 @@ async fn injected_faults_show_up_at_their_rate() {
     let faults = "faults = { error_percent = 20, error_status = 503, drop_percent = 10 }";
     let mirror = MirrorUnderTest::start(&infra.brokers, &topics, &profile("faulty", backend, faults)).await;
     let n = 400;
-    let requests: Vec<_> = (0..n).map(|i| request_event(&format!("f-{i}"), "GET", "/x")).collect();
-    publish(&infra.brokers, &topics.requests, &requests).await;
-    let events = responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| e.len() >= n).await;
+    let events = replay_all(&infra.brokers, &topics, "f", n).await;
     let errors = events.iter().filter(|e| e.status == Some(503)).count();
     let drops = events.iter().filter(|e| e.error == Some(ErrorKind::Reset)).count();
     let clean = events.iter().filter(|e| e.status == Some(200)).count();
@@ -245,9 +250,7 @@ async fn injected_faults_never_move_the_circuit_breaker() {
     let faults = "faults = { drop_percent = 50, error_percent = 100, error_status = 503 }";
     let mirror = MirrorUnderTest::start(&infra.brokers, &topics, &profile("injected", backend, faults)).await;
     let n = 30;
-    let requests: Vec<_> = (0..n).map(|i| request_event(&format!("inj-{i}"), "GET", "/x")).collect();
-    publish(&infra.brokers, &topics.requests, &requests).await;
-    let events = responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| e.len() >= n).await;
+    let events = replay_all(&infra.brokers, &topics, "inj", n).await;
     let resets = events.iter().filter(|e| e.error == Some(ErrorKind::Reset)).count();
     let errors = events.iter().filter(|e| e.status == Some(503) && e.error.is_none()).count();
     // Six failures in a row would have opened a breaker that counted them, and the rest
@@ -305,9 +308,7 @@ async fn a_dead_target_gives_error_events_opens_its_circuit_and_never_stalls_con
     let topics = MirrorTopics::new();
     let mirror = MirrorUnderTest::start(&infra.brokers, &topics, &profile("dead", dead.addr(), "")).await;
     let n = 200;
-    let requests: Vec<_> = (0..n).map(|i| request_event(&format!("d-{i}"), "GET", "/x")).collect();
-    publish(&infra.brokers, &topics.requests, &requests).await;
-    let events = responses_until(&infra.brokers, &topics.responses, DEADLINE, |e| e.len() >= n).await;
+    let events = replay_all(&infra.brokers, &topics, "d", n).await;
     assert!(events.iter().all(|e| e.status.is_none()), "a dead target never answers");
     let connect = events.iter().filter(|e| e.error == Some(ErrorKind::Connect)).count();
     let open = events.iter().filter(|e| e.error == Some(ErrorKind::CircuitOpen)).count();

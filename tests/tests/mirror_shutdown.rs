@@ -123,9 +123,7 @@ impl HeldTarget {
                 "{\"ok\":true}"
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let addr = shadowdiff_tests::serve(app).await;
         Self { addr, received, release }
     }
 

@@ -182,10 +182,7 @@ async fn leaky_backend(role: &'static str) -> SocketAddr {
         )
             .into_response()
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    shadowdiff_tests::serve(app).await
 }
 
 #[tokio::test]

@@ -54,10 +54,7 @@ async fn backend() -> SocketAddr {
         )
         .route("/upgrade", get(upgrade_echo))
         .route("/host", get(|request: Request| async move { request.headers()["host"].as_bytes().to_vec() }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    shadowdiff_tests::serve(app).await
 }
 
 /// Answers an `Upgrade: echo` handshake, then echoes bytes on the upgraded connection.
@@ -159,9 +156,7 @@ async fn shutdown_refuses_new_connections_and_drains_and_publishes_those_in_flig
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let upstream = shadowdiff_tests::serve(app).await;
 
     let tap = tap(&infra, upstream, "workers = 2").await;
     let (url, requests, responses) = (tap.url.clone(), tap.requests.clone(), tap.responses.clone());

@@ -69,9 +69,7 @@ async fn arrive(broker: &PrivateBroker, topic: &str, ids: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_never_reaches_the_client_and_publishing_resumes() {
     let app = Router::new().route("/item", get(|| async { ([("content-type", "application/json")], BODY) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let upstream = shadowdiff_tests::serve(app).await;
 
     let mut broker = PrivateBroker::start().await;
     let tap = TapUnderTest::start(

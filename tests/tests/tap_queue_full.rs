@@ -25,9 +25,7 @@ const SENT: u64 = 50;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_producer_queue_drops_and_counts_events_and_never_holds_up_the_client() {
     let app = Router::new().route("/item", get(|| async { ([("content-type", "application/json")], BODY) }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let upstream = shadowdiff_tests::serve(app).await;
 
     let mut broker = PrivateBroker::start().await;
     // Nothing times out during the test: every event the queue takes stays in it.

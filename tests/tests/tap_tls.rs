@@ -33,10 +33,7 @@ fn app(greeting: &'static str) -> Router {
 }
 
 async fn plain_backend() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app("plain hello")).await });
-    addr
+    shadowdiff_tests::serve(app("plain hello")).await
 }
 
 /// `[tap.tls]` with the CA's server certificate, then the redaction section.

@@ -39,10 +39,7 @@ async fn primary() -> SocketAddr {
     let app = Router::new()
         .route("/items/{id}", get(|| async { ([("content-type", "application/json")], r#"{"id":1}"#) }))
         .route("/upload", post(|| async { "stored" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    shadowdiff_tests::serve(app).await
 }
 
 async fn setup(infra: &Infra) -> Setup {

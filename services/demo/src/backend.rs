@@ -148,11 +148,6 @@ async fn replace_cart(State(behavior): Shared, Path(user): Path<u64>, Json(body)
     respond(&behavior, StatusCode::OK, json!({ "user": user, "cart": body })).await
 }
 
-/// Serves `app(behavior)` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, behavior: Behavior) -> std::io::Result<()> {
-    axum::serve(listener, app(behavior)).await
-}
-
 /// Serves `app(behavior)` on `listener` until `stop` resolves, then stops accepting, closes
 /// idle keep-alive connections and lets the requests in flight finish, for `grace` at most:
 /// a container stop then takes as long as the slowest answer, not the runtime's kill timeout.
