@@ -164,6 +164,10 @@ pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::er
     Ok(evidence)
 }
 
+/// A difference's path with its array indices as `[*]` (`items[2].price` → `items[*].price`),
+/// as the rules the correlator reads write them.
+const GENERALISED_PATH: &str = "replaceRegexpAll(path, '\\[[0-9]+\\]', '[*]')";
+
 /// The candidate's differences the noise model classified as noise, per route and
 /// generalised path, where there are at least `suggest::MIN_COUNT`.
 pub(crate) async fn noisy_paths(
@@ -171,16 +175,8 @@ pub(crate) async fn noisy_paths(
     window: &Window,
     limit: u32,
 ) -> clickhouse::error::Result<Vec<crate::suggest::NoisyPath>> {
-    #[derive(Debug, Row, Deserialize)]
-    struct NoisyRow {
-        route: String,
-        path: String,
-        kind: String,
-        count: u64,
-        example: String,
-    }
     let query = format!(
-        "SELECT route, replaceRegexpAll(path, '\\[[0-9]+\\]', '[*]') AS path, kind, count() AS count, \
+        "SELECT route, {GENERALISED_PATH} AS path, kind, count() AS count, \
          any(request_id) AS example \
          FROM differences FINAL \
          WHERE noise = 1 AND {} AND deployment = ? \
@@ -192,21 +188,11 @@ pub(crate) async fn noisy_paths(
         role_is(Role::Candidate),
         in_window()
     );
-    let rows: Vec<NoisyRow> = bind_window(client.query(&query).bind(&window.candidate), window)
+    bind_window(client.query(&query).bind(&window.candidate), window)
         .bind(crate::suggest::MIN_COUNT)
         .bind(limit)
         .fetch_all()
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| crate::suggest::NoisyPath {
-            route: r.route,
-            path: r.path,
-            kind: r.kind,
-            count: r.count,
-            example: r.example,
-        })
-        .collect())
+        .await
 }
 
 #[derive(Debug, Row, Deserialize)]
@@ -225,7 +211,7 @@ struct PathRow {
 async fn path_evidence(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<PathEvidence>> {
     let candidate = format!("{} AND deployment = ? AND noise = 0", role_is(Role::Candidate));
     let query = format!(
-        "SELECT route, replaceRegexpAll(path, '\\[[0-9]+\\]', '[*]') AS path, kind, \
+        "SELECT route, {GENERALISED_PATH} AS path, kind, \
          toUInt64(countIf({candidate})) AS candidate, \
          toUInt64(countIf({secondary})) AS secondary, \
          groupArrayIf(3)(request_id, {candidate}) AS examples \

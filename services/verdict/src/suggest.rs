@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 /// Fewest noise differences at one path before it is suggested.
 pub const MIN_COUNT: u64 = 20;
 
-/// One route's path the noise model classified as noise, and how often.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One route's path the noise model classified as noise, and how often: a row of
+/// `query::noisy_paths`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
 pub struct NoisyPath {
     pub route: String,
     /// Generalised: array indices as `[*]`; `header:<name>` for a header.
