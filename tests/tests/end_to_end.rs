@@ -317,8 +317,19 @@ async fn a_correlator_aborted_mid_stream_neither_loses_nor_duplicates_comparison
         if (n, distinct, complete) == (expected, expected, expected) {
             Ok(())
         } else {
+            // Which rows are not complete, and how, for a failure to say.
+            let others: Vec<(String, String)> = pipeline
+                .clickhouse
+                .query(
+                    "SELECT request_id, outcome FROM exchanges FINAL \
+                     WHERE deployment = 'candidate' AND outcome != 'complete' LIMIT 10",
+                )
+                .fetch_all()
+                .await
+                .map_err(|e| e.to_string())?;
             Err(format!(
-                "{n} rows with FINAL, {distinct} distinct ids, {complete} complete (at abort: {at_abort}); services: {:?}",
+                "{n} rows with FINAL, {distinct} distinct ids, {complete} complete (at abort: {at_abort}); \
+                 not complete: {others:?}; services: {:?}",
                 pipeline.failures()
             ))
         }
