@@ -127,10 +127,15 @@ impl Pipeline {
         );
         tasks.push(supervise("mirror", shadowdiff_mirror::run(mirror_config, shutdown.clone()), &failures));
 
+        // A restarted correlator catches up on the request and response partitions at their
+        // own paces, so on a loaded machine two legs of one exchange can be read seconds
+        // apart; a window shorter than that gap writes the exchange split (missing_request).
+        // Whole exchanges are written as soon as they are whole, so the window only delays
+        // the incomplete ones.
         let correlator_config = config(
             "correlator",
             &format!(
-                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 1500\nflush_interval_ms = 250\n{kafka}{clickhouse}",
+                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 10000\nflush_interval_ms = 250\n{kafka}{clickhouse}",
                 names.group_prefix
             ),
         );
