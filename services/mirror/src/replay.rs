@@ -3,7 +3,7 @@
 //! that stood in its way.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use shadowdiff_core::event::now_ms;
@@ -30,6 +30,16 @@ pub(crate) struct ReplayContext {
 /// Rewritten per target on unsafe replays, so a shadow's dedupe never collides with
 /// production's or another shadow's.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A target's response: status, headers and body.
+type Sent = Result<(http::StatusCode, HeaderMap, axum::body::Bytes), Failed>;
+
+/// Why a replay has no response.
+#[derive(Debug)]
+enum Failed {
+    Client(reqwest::Error),
+    Timeout,
+}
 
 /// A replay's result, and whether a fault was injected into it.
 #[derive(Debug)]
@@ -100,51 +110,42 @@ impl Replayer {
     }
 
     /// Replays `request`, with the profile's faults injected at their rates. The target's
-    /// deadline covers the whole replay, injected latency included.
+    /// deadline covers the whole replay, injected latency and body included.
+    ///
+    /// The published latency is the target's own: the injected latency fault's delay (it
+    /// stands for a slow target, so it counts) plus the time from handing the built request
+    /// to the HTTP client to the response head coming back. Nothing of the replay's own work
+    /// is inside it: not the fault draw, the header copying, the body download nor the
+    /// event building, so the candidate's and the secondary's numbers differ by the targets
+    /// and not by what the mirror did around them. Queueing for the target's rate limit and
+    /// concurrency happens before this, and is outside it too. A replay that timed out
+    /// reports the time it had waited.
     pub(crate) async fn replay(&self, request: &RequestEvent, profile: &Profile) -> Replayed {
-        let started = Instant::now();
         let fault = Fault::pick(&profile.faults, &request.request_id, &self.target.name);
-        let elapsed = |started: Instant| i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
         let injected = fault.is_some();
-        match fault {
+        let delay = match fault {
             Some(Fault::Drop) => {
-                let mut event = self.event(request, profile, elapsed(started));
+                let mut event = self.event(request, profile, 0);
                 event.error = Some(ErrorKind::Reset);
                 return Replayed { event, injected };
             }
             Some(Fault::Error(status)) => {
-                let mut event = self.event(request, profile, elapsed(started));
+                let mut event = self.event(request, profile, 0);
                 event.status = Some(i32::from(status));
                 return Replayed { event, injected };
             }
-            Some(Fault::Latency(_)) | None => {}
-        }
+            Some(Fault::Latency(delay)) => delay,
+            None => Duration::ZERO,
+        };
         let Some(url) = self.url(request) else {
             let mut event = self.event(request, profile, 0);
             event.error = Some(ErrorKind::Other);
             return Replayed { event, injected: false };
         };
-        let sent = tokio::time::timeout(self.target.timeout(), async {
-            if let Some(Fault::Latency(delay)) = fault {
-                tokio::time::sleep(delay).await;
-            }
-            let method = http::Method::from_bytes(request.method.as_bytes()).unwrap_or_default();
-            let response = self
-                .client
-                .request(method, url)
-                .headers(self.headers(request))
-                .body(request.body.bytes.clone())
-                .send()
-                .await?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, headers, body))
-        })
-        .await;
-        let mut event = self.event(request, profile, elapsed(started));
+        let (latency, sent) = self.exchange(request, url, delay).await;
+        let mut event = self.event(request, profile, i64::try_from(latency.as_micros()).unwrap_or(i64::MAX));
         match sent {
-            Ok(Ok((status, headers, body))) => {
+            Ok((status, headers, body)) => {
                 event.status = Some(i32::from(status.as_u16()));
                 event.headers = headers.iter().map(|(n, v)| Header::new(n.as_str(), v.as_bytes())).collect();
                 event.body = CapturedBody::capture(&body, self.context.capture_max_body_bytes);
@@ -152,14 +153,46 @@ impl Replayer {
                 self.context.redactor.body(&mut event.body, &event.headers);
                 self.context.redactor.headers(&mut event.headers);
             }
-            Ok(Err(error)) => {
+            Err(Failed::Client(error)) => {
                 let kind = shadowdiff_runtime::upstream::classify(&error);
                 crate::events::replay_failed(self.name(), kind, &error);
                 event.error = Some(kind);
             }
-            Err(_) => event.error = Some(ErrorKind::Timeout),
+            Err(Failed::Timeout) => event.error = Some(ErrorKind::Timeout),
         }
         Replayed { event, injected }
+    }
+
+    /// Sends `request` to `url` after the injected `delay`, within the target's deadline,
+    /// and reads the response. Returns the latency [`Self::replay`] publishes, with the
+    /// response or why there was none.
+    async fn exchange(&self, request: &RequestEvent, url: url::Url, delay: Duration) -> (Duration, Sent) {
+        let deadline = tokio::time::Instant::now() + self.target.timeout();
+        if !delay.is_zero() && tokio::time::timeout_at(deadline, tokio::time::sleep(delay)).await.is_err() {
+            return (self.target.timeout(), Err(Failed::Timeout));
+        }
+        let method = http::Method::from_bytes(request.method.as_bytes()).unwrap_or_default();
+        let built =
+            self.client.request(method, url).headers(self.headers(request)).body(request.body.bytes.clone()).build();
+        let built = match built {
+            Ok(built) => built,
+            Err(error) => return (delay, Err(Failed::Client(error))),
+        };
+        let sending = Instant::now();
+        let head = tokio::time::timeout_at(deadline, self.client.execute(built)).await;
+        let latency = delay + sending.elapsed();
+        let response = match head {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return (latency, Err(Failed::Client(error))),
+            Err(_) => return (latency, Err(Failed::Timeout)),
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        match tokio::time::timeout_at(deadline, response.bytes()).await {
+            Ok(Ok(body)) => (latency, Ok((status, headers, body))),
+            Ok(Err(error)) => (latency, Err(Failed::Client(error))),
+            Err(_) => (latency, Err(Failed::Timeout)),
+        }
     }
 
     /// The captured headers, less those the client library or this replay sets itself.
@@ -279,6 +312,90 @@ mod tests {
 
     fn replayer(sealer: Option<Sealer>) -> Replayer {
         replayer_at("http://127.0.0.1:1", sealer)
+    }
+
+    const SLOW: std::time::Duration = std::time::Duration::from_millis(200);
+
+    /// A target whose `/head-late` answers 200 ms late, whose `/body-late` sends its head at
+    /// once and its body 200 ms later, and whose `/body-never` never sends its body.
+    async fn slow_target() -> String {
+        use axum::routing::get;
+        let body = |late: Option<std::time::Duration>| {
+            let chunk = async move {
+                match late {
+                    Some(late) => tokio::time::sleep(late).await,
+                    None => std::future::pending().await,
+                }
+                Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(b"body"))
+            };
+            axum::body::Body::from_stream(futures_util::stream::once(chunk))
+        };
+        let app = axum::Router::new()
+            .route(
+                "/head-late",
+                get(|| async {
+                    tokio::time::sleep(SLOW).await;
+                    "body"
+                }),
+            )
+            .route("/body-late", get(move || async move { body(Some(SLOW)) }))
+            .route("/body-never", get(move || async move { body(None) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}")
+    }
+
+    #[tokio::test]
+    async fn latency_is_the_targets_time_to_its_response_head_with_the_injected_delay() {
+        let replayer = replayer_at(&slow_target().await, None);
+        let profile = |faults: &str| -> Profile {
+            toml::from_str(&format!(
+                "id = \"p\"\nfaults = {{ {faults} }}\n\
+                 targets = [{{ name = \"v2\", role = \"candidate\", base_url = \"http://127.0.0.1:1\" }}]"
+            ))
+            .unwrap()
+        };
+        let replay = |path: &str, faults: &str| {
+            let mut request = request(Vec::new());
+            request.path = path.into();
+            let profile = profile(faults);
+            let replayer = &replayer;
+            async move { replayer.replay(&request, &profile).await.event }
+        };
+
+        let head_late = replay("/head-late", "").await;
+        let body_late = replay("/body-late", "").await;
+        for event in [&head_late, &body_late] {
+            assert_eq!(
+                (event.status, event.error, &event.body.bytes[..]),
+                (Some(200), None, &b"body"[..]),
+                "{event:?}"
+            );
+        }
+        assert!(head_late.latency_us >= 200_000, "{head_late:?}");
+        // The same 200 ms, once before the head and once after it: only the first is the
+        // target's latency. Compared with the first in this run, so a slow machine's own
+        // delays count on both sides.
+        assert!(
+            body_late.latency_us * 4 < head_late.latency_us,
+            "head 200 ms late: {} us; body 200 ms late: {} us",
+            head_late.latency_us,
+            body_late.latency_us
+        );
+
+        let delayed = replay("/body-late", "latency_ms = 100, latency_percent = 100").await;
+        assert_eq!(delayed.status, Some(200));
+        assert!(
+            (100_000..head_late.latency_us).contains(&delayed.latency_us),
+            "an injected 100 ms counts, the late body still does not: {} us",
+            delayed.latency_us
+        );
+
+        // The deadline (1 s here) still covers the body.
+        let never = replay("/body-never", "").await;
+        assert_eq!(never.error, Some(ErrorKind::Timeout), "{never:?}");
+        assert!(never.latency_us * 4 < head_late.latency_us, "{never:?}");
     }
 
     #[test]
