@@ -7,9 +7,11 @@
 //! timestamp and trace id and a per-instance header (`noise`), and a keyed array in random
 //! order (`shuffle`; the correlator's `keyed_arrays` rule makes it equal).
 //!
-//! The candidate's regressions are deterministic, so tests can predict them exactly: a
-//! changed price on every `regress_every`-th item read by `/items/{n}`, a dropped field, a 503 on every
-//! `error_every`-th item, and added latency.
+//! Everything else is deterministic, so tests can predict it exactly: a base service time
+//! on every response (`service_time`, slept to the microsecond), and the candidate's
+//! changes: a changed price on every `regress_every`-th item read by `/items/{n}`, a
+//! dropped field, an added field (`add_field`, a change that is meant), a 503 on every
+//! `error_every`-th item and a 404 on every `not_found_every`-th.
 
 use std::time::Duration;
 
@@ -34,8 +36,15 @@ pub struct Behavior {
     pub drop_field: Option<String>,
     /// Every item number divisible by this answers 503; 0 means never.
     pub error_every: u64,
-    /// Added to every response.
-    pub latency: Duration,
+    /// Every item number divisible by this answers `GET /items/{n}` with 404
+    /// `{"error":"not found"}` (unless it answers 503); 0 means never.
+    pub not_found_every: u64,
+    /// Adds this field, with the value `"new"`, to every item: an intended change.
+    pub add_field: Option<String>,
+    /// How long every response takes before its head is sent, to the microsecond (tokio's
+    /// timer would round it up to the next millisecond, and a 4.00 ms against a 4.32 ms
+    /// service would both take 5).
+    pub service_time: Duration,
     /// Named in `x-instance-id`.
     pub instance: String,
 }
@@ -48,6 +57,11 @@ impl Behavior {
 
     fn fails(&self, n: u64) -> bool {
         self.error_every != 0 && n % self.error_every == 0
+    }
+
+    /// Whether `GET /items/{n}` answers 404 (when it does not answer 503).
+    pub fn not_found(&self, n: u64) -> bool {
+        self.not_found_every != 0 && n % self.not_found_every == 0
     }
 }
 
@@ -82,8 +96,13 @@ pub fn item_json(n: u64) -> Value {
 /// The item as `behavior` serves it (the price regression aside: it is only on `/items/{n}`).
 fn item_for(behavior: &Behavior, n: u64) -> Value {
     let mut item = item_json(n);
-    if let (Some(field), Some(object)) = (&behavior.drop_field, item.as_object_mut()) {
-        object.remove(field);
+    if let Some(object) = item.as_object_mut() {
+        if let Some(field) = &behavior.drop_field {
+            object.remove(field);
+        }
+        if let Some(field) = &behavior.add_field {
+            object.insert(field.clone(), json!("new"));
+        }
     }
     if behavior.shuffle
         && let Some(variants) = item["variants"].as_array_mut()
@@ -94,8 +113,12 @@ fn item_for(behavior: &Behavior, n: u64) -> Value {
 }
 
 async fn respond(behavior: &Behavior, status: StatusCode, mut body: Value) -> Response {
-    if !behavior.latency.is_zero() {
-        tokio::time::sleep(behavior.latency).await;
+    if !behavior.service_time.is_zero() {
+        let service_time = behavior.service_time;
+        // A blocked thread of tokio's pool, not a runtime worker: `thread::sleep` wakes
+        // within tens of microseconds. The pool only fails when the runtime shuts down, and
+        // then there is no one to answer.
+        let _fails_only_at_shutdown = tokio::task::spawn_blocking(move || std::thread::sleep(service_time)).await;
     }
     let mut headers = HeaderMap::new();
     if behavior.noise {
@@ -114,6 +137,9 @@ async fn respond(behavior: &Behavior, status: StatusCode, mut body: Value) -> Re
 async fn item(State(behavior): Shared, Path(n): Path<u64>) -> Response {
     if behavior.fails(n) {
         return respond(&behavior, StatusCode::SERVICE_UNAVAILABLE, json!({ "error": "unavailable" })).await;
+    }
+    if behavior.not_found(n) {
+        return respond(&behavior, StatusCode::NOT_FOUND, json!({ "error": "not found" })).await;
     }
     let mut item = item_for(&behavior, n);
     if behavior.regresses(n) {
@@ -227,11 +253,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn added_latency_delays_every_answer() {
-        let slow = Behavior { latency: Duration::from_millis(50), ..Behavior::default() };
-        let started = std::time::Instant::now();
-        let (status, _, _) = get(slow, "/users/3/cart").await;
+    async fn not_found_and_added_fields_show_only_where_configured() {
+        let candidate = Behavior { not_found_every: 50, add_field: Some("badge".into()), ..Behavior::default() };
+        let (status, _, body) = get(candidate.clone(), "/items/100").await;
+        assert_eq!((status, body), (StatusCode::NOT_FOUND, json!({ "error": "not found" })), "every 50th item");
+        let (status, _, item) = get(candidate.clone(), "/items/101").await;
+        assert_eq!((status, &item["badge"], &item["price"]), (StatusCode::OK, &json!("new"), &json!(10_100)));
+        let (_, _, search) = get(candidate.clone(), "/search?q=").await;
+        assert_eq!(search["items"][0]["id"], 0, "item 0 is a multiple of 50, but only /items/{{n}} answers 404");
+        assert_eq!(search["items"][0]["badge"], "new", "every item has the added field");
+        assert!(candidate.not_found(150) && !candidate.not_found(151));
+        let (status, _, item) = get(Behavior::default(), "/items/100").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert!(item.get("badge").is_none());
+    }
+
+    /// Both the sleep's floor and its precision: 4.00 ms against 4.32 ms, one request of each
+    /// in turn so that the machine's own noise falls on both, must differ by the 8% they
+    /// differ by, not by the whole milliseconds a runtime timer would round them to.
+    #[tokio::test]
+    async fn service_time_is_slept_to_the_microsecond() {
+        let took = |micros: u64| async move {
+            let behavior = Behavior { service_time: Duration::from_micros(micros), ..Behavior::default() };
+            let started = std::time::Instant::now();
+            let (status, _, _) = get(behavior, "/users/3/cart").await;
+            assert_eq!(status, StatusCode::OK);
+            started.elapsed()
+        };
+        let (mut base, mut slower) = (Vec::new(), Vec::new());
+        for _ in 0..40 {
+            base.push(took(4_000).await);
+            slower.push(took(4_320).await);
+        }
+        assert!(base.iter().all(|d| *d >= Duration::from_micros(4_000)), "{base:?}");
+        assert!(slower.iter().all(|d| *d >= Duration::from_micros(4_320)), "{slower:?}");
+        let median = |durations: &mut Vec<Duration>| {
+            durations.sort_unstable();
+            durations[durations.len() / 2].as_secs_f64()
+        };
+        let ratio = median(&mut slower) / median(&mut base);
+        assert!((1.05..1.11).contains(&ratio), "4.32 ms over 4.00 ms: {ratio:.3}; {base:?} {slower:?}");
     }
 }

@@ -39,9 +39,16 @@ enum Command {
         /// Answer 503 for every item whose number is a multiple of this (0: never).
         #[arg(long, default_value_t = 0)]
         error_every: u64,
-        /// Milliseconds added to every response.
+        /// Answer 404 to the item read of every item whose number is a multiple of this
+        /// (0: never).
         #[arg(long, default_value_t = 0)]
-        latency_ms: u64,
+        not_found_every: u64,
+        /// Add this field, with the value "new", to every item: a change that is meant.
+        #[arg(long, value_name = "NAME")]
+        add_field: Option<String>,
+        /// Microseconds every response takes before it is sent, slept to the microsecond.
+        #[arg(long, default_value_t = 0)]
+        service_time_us: u64,
         /// This instance's name, in the x-instance-id header.
         #[arg(long, default_value = "demo")]
         instance: String,
@@ -130,14 +137,27 @@ impl From<Leg> for Role {
 #[tokio::main]
 async fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Backend { listen, regress_every, noise, shuffle, drop_field, error_every, latency_ms, instance } => {
+        Command::Backend {
+            listen,
+            regress_every,
+            noise,
+            shuffle,
+            drop_field,
+            error_every,
+            not_found_every,
+            add_field,
+            service_time_us,
+            instance,
+        } => {
             let behavior = Behavior {
                 regress_every,
                 noise,
                 shuffle,
                 drop_field,
                 error_every,
-                latency: Duration::from_millis(latency_ms),
+                not_found_every,
+                add_field,
+                service_time: Duration::from_micros(service_time_us),
                 instance,
             };
             serve(listen, behavior).await
