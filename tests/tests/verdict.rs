@@ -5,21 +5,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
-use shadowdiff_store::ExchangeRow;
+use shadowdiff_store::{DifferenceRow, ExchangeRow};
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::verdict::{FROM_START, START_TS, VerdictService, difference, row, sample};
 use shadowdiff_verdict::{Decision, VerdictReport};
 
 const TOKEN: &str = shadowdiff_tests::auth::READ_TOKEN;
+const WRITE_TOKEN: &str = shadowdiff_tests::auth::WRITE_TOKEN;
 
-/// 500 comparisons over 500 s for each candidate, and the secondary's on the same requests.
-fn evidence() -> Vec<ExchangeRow> {
+/// 500 comparisons over 500 s for each candidate, and the secondary's on the same requests,
+/// with the differences of those that diverge.
+fn evidence() -> (Vec<ExchangeRow>, Vec<DifferenceRow>) {
     let mut rows = Vec::new();
+    let mut differences = Vec::new();
     for i in 0..500 {
         // Passes: equal, 2% slower at p95.
         rows.push(ExchangeRow { shadow_latency_us: 10_200, ..row("clean", i) });
-        // Fails on divergence alone, all of it on one route.
-        rows.push(if i % 8 == 0 {
+        // Fails on divergence, all of it on one route and one path: a systematic path too.
+        let regressed = if i % 8 == 0 {
             ExchangeRow {
                 route: "/orders/{id}".into(),
                 differences: 2,
@@ -29,7 +32,12 @@ fn evidence() -> Vec<ExchangeRow> {
             }
         } else {
             ExchangeRow { differences: 1, noise: 1, ..row("regressed", i) }
-        });
+        };
+        if regressed.differences > regressed.noise {
+            differences.push(difference(&regressed, "changed_value", "total", ("10", "12"), false));
+        }
+        differences.push(difference(&regressed, "changed_value", "served_at", ("1", "2"), true));
+        rows.push(regressed);
         // Fails on one timeout the primary did not have, alone.
         rows.push(if i == 42 {
             ExchangeRow {
@@ -66,7 +74,7 @@ fn evidence() -> Vec<ExchangeRow> {
     }
     // Too few to conclude anything.
     rows.extend((0..20).map(|i| row("few", i)));
-    rows
+    (rows, differences)
 }
 
 async fn verdict(service: &VerdictService, query: &str) -> VerdictReport {
@@ -92,13 +100,14 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
     // Stage 50 wants more evidence than the others.
     let service = VerdictService::start(&infra, &format!("{FROM_START}\n[verdict.gates.50]\nmin_samples = 1000")).await;
     // not-found's differences: its five status changes, and a field changed more often.
-    let rows = evidence();
+    let (rows, mut differences) = evidence();
     let not_found =
         |i: u32| rows.iter().find(|r| r.deployment == "not-found" && r.request_id == format!("req-{i}")).unwrap();
-    let mut differences: Vec<_> = [7, 107, 207, 307, 407]
-        .into_iter()
-        .map(|i| difference(not_found(i), "status", "status", ("200", "404"), false))
-        .collect();
+    differences.extend(
+        [7, 107, 207, 307, 407]
+            .into_iter()
+            .map(|i| difference(not_found(i), "status", "status", ("200", "404"), false)),
+    );
     differences.extend((10..20).map(|i| difference(not_found(i), "changed_value", "price", ("1", "2"), false)));
     service.insert(&rows, &differences, &[]).await;
 
@@ -110,11 +119,21 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
     assert_eq!((clean.latency.primary.p50, clean.latency.candidate.p99), (10.0, 10.2));
 
     let regressed = verdict(&service, "candidate=regressed&stage=10").await;
-    assert_eq!(outcome(&regressed), (Decision::Fail, vec![("divergence_rate", Decision::Fail)]));
+    assert_eq!(
+        outcome(&regressed),
+        (Decision::Fail, vec![("divergence_rate", Decision::Fail), ("divergent_paths", Decision::Fail)])
+    );
+    let total = &regressed.divergent_paths[0];
+    assert_eq!(
+        (total.route.as_str(), total.path.as_str(), total.candidate, total.secondary),
+        ("/orders/{id}", "total", 63, 0)
+    );
     assert_eq!((regressed.divergence.count, regressed.divergence.of, regressed.noise_only), (63, 500, 437));
     assert_eq!(regressed.routes[0].route, "/orders/{id}", "the worst route first");
     assert_eq!(regressed.routes[0].verdict, Decision::Fail);
-    assert_eq!(regressed.routes[1].verdict, Decision::Pass, "the other route only shows noise");
+    let other = &regressed.routes[1];
+    assert_eq!((other.divergence.count, other.samples), (0, 437), "the other route only shows noise");
+    assert_ne!(other.verdict, Decision::Fail);
 
     let erroring = verdict(&service, "candidate=erroring&stage=10").await;
     assert_eq!(outcome(&erroring), (Decision::Fail, vec![("new_errors", Decision::Fail)]));
@@ -214,6 +233,101 @@ async fn a_field_changed_on_a_few_responses_fails_while_the_shuffled_array_does_
     assert!(shuffled.divergent_paths.is_empty(), "{:?}", shuffled.divergent_paths);
     let criterion = shuffled.criteria.iter().find(|c| c.name == "divergent_paths").unwrap();
     assert_eq!(criterion.status, Decision::Pass, "{}", criterion.reason);
+    // Nor do those 12 exchanges count in the overall rate: the secondary shows the path too.
+    assert_eq!((shuffled.divergence.count, shuffled.noise_only), (0, 13), "{:?}", shuffled.divergence);
+    assert!(shuffled.top_paths.is_empty(), "{:?}", shuffled.top_paths);
+
+    service.stop().await;
+}
+
+/// POSTs a change to the acceptances API with `token`; the status and the JSON answer.
+async fn change(service: &VerdictService, token: &str, action: &str, body: Value) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/acceptances{action}", service.url))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn an_accepted_difference_counts_nowhere_until_revoked_or_expired() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, FROM_START).await;
+    // A new field on every response of one route: intended.
+    let rows: Vec<ExchangeRow> = (0..500).map(|i| ExchangeRow { differences: 1, ..row("discounted", i) }).collect();
+    let differences: Vec<DifferenceRow> =
+        rows.iter().map(|r| difference(r, "added", "items[0].discount", ("", "5"), false)).collect();
+    service.insert(&rows, &differences, &[]).await;
+    let failing = verdict(&service, "candidate=discounted").await;
+    assert_eq!(failing.verdict, Decision::Fail);
+    assert_eq!(failing.divergent_paths[0].path, "items[*].discount");
+
+    let accept = serde_json::json!({
+        "candidate": "discounted", "route": "/items/{id}", "path": "items[*].discount",
+        "reason": "discounts launch with v2",
+    });
+    let (status, _) = change(&service, TOKEN, "", accept.clone()).await;
+    assert_eq!(status, 403, "accepting needs the write scope");
+    let (status, answer) = change(&service, "", "", accept.clone()).await;
+    assert_eq!(status, 401, "{answer}");
+    let no_reason = serde_json::json!({ "candidate": "discounted", "route": "/items/{id}", "path": "x" });
+    let (status, answer) = change(&service, WRITE_TOKEN, "", no_reason).await;
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().contains("reason is required"), "{answer}");
+    let (status, answer) = change(&service, WRITE_TOKEN, "", accept.clone()).await;
+    assert_eq!(
+        (status, answer["state"].as_str(), answer["actor"].as_str()),
+        (201, Some("active"), Some("test-operator"))
+    );
+
+    let accepted = verdict(&service, "candidate=discounted").await;
+    assert_eq!(accepted.verdict, Decision::Pass, "{:?}", accepted.reasons);
+    assert_eq!((accepted.divergence.count, accepted.divergent_paths.len()), (0, 0));
+    let shown = &accepted.accepted[0];
+    assert_eq!((shown.path.as_str(), shown.candidate), ("items[*].discount", 500));
+    assert_eq!(
+        (shown.acceptance.reason.as_str(), shown.acceptance.actor.as_str()),
+        ("discounts launch with v2", "test-operator")
+    );
+
+    // Revoked, it counts again at once; the log keeps both.
+    let revoke = serde_json::json!({ "candidate": "discounted", "route": "/items/{id}", "path": "items[*].discount" });
+    let (status, answer) = change(&service, WRITE_TOKEN, "/revoke", revoke).await;
+    assert_eq!((status, answer["state"].as_str()), (200, Some("revoked")));
+    assert_eq!(verdict(&service, "candidate=discounted").await.verdict, Decision::Fail);
+    let log: u64 = service
+        .clickhouse
+        .query("SELECT count() FROM acceptances WHERE candidate = 'discounted'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(log, 2);
+
+    // Accepted for a second, it lapses by itself.
+    let brief = serde_json::json!({
+        "candidate": "discounted", "route": "/items/{id}", "path": "items[*].discount",
+        "reason": "until the flag flips", "expires": "1s",
+    });
+    assert_eq!(change(&service, WRITE_TOKEN, "", brief).await.0, 201);
+    let listed =
+        shadowdiff_tests::eventually("the acceptance to expire", std::time::Duration::from_secs(10), || async {
+            let listed: Value = reqwest::Client::new()
+                .get(format!("{}/v1/acceptances?candidate=discounted", service.url))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            if listed[0]["state"] == "expired" { Ok(listed) } else { Err(listed.to_string()) }
+        })
+        .await;
+    assert_eq!(listed[0]["reason"], "until the flag flips");
+    assert_eq!(verdict(&service, "candidate=discounted").await.verdict, Decision::Fail);
 
     service.stop().await;
 }
@@ -275,7 +389,12 @@ async fn each_release_is_judged_on_its_own_rows() {
     // release b, first asked about 600 s later, diverges on every request.
     let mut rows: Vec<ExchangeRow> = (0..500).map(|i| row("shop-canary", i)).collect();
     rows.extend((600..1100).map(|i| ExchangeRow { differences: 1, ..row("shop-canary", i) }));
-    service.insert(&rows, &[], &[]).await;
+    let differences: Vec<DifferenceRow> = rows
+        .iter()
+        .filter(|r| r.differences > 0)
+        .map(|r| difference(r, "changed_value", "price", ("1", "2"), false))
+        .collect();
+    service.insert(&rows, &differences, &[]).await;
     service.released("shop-canary", "a", START_TS).await;
     service.released("shop-canary", "b", START_TS + 599).await;
     // A second replica of the verdict service recorded b too, later: the earliest ask counts.
@@ -331,7 +450,8 @@ async fn each_release_is_judged_on_its_own_rows() {
 async fn argo_and_flagger_get_the_answers_their_contracts_expect() {
     let infra = Infra::get().await;
     let service = VerdictService::start(&infra, FROM_START).await;
-    service.insert(&evidence(), &[], &[]).await;
+    let (rows, differences) = evidence();
+    service.insert(&rows, &differences, &[]).await;
     // Flagger names the release by its checksum: each candidate's began with the rows.
     for candidate in ["clean", "regressed", "few"] {
         service.released(candidate, "85d557f47b", START_TS).await;

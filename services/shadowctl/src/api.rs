@@ -128,6 +128,25 @@ impl Api {
         decode(url.clone(), self.verdict_request(Method::GET, url)).await
     }
 
+    /// `GET /v1/acceptances`.
+    pub async fn acceptances(&self, candidate: &str) -> Result<Vec<shadowdiff_verdict::accept::Listed>, ApiError> {
+        let mut url = join(&self.verdict, &["v1", "acceptances"]);
+        url.query_pairs_mut().append_pair("candidate", candidate);
+        decode(url.clone(), self.verdict_request(Method::GET, url)).await
+    }
+
+    /// `POST /v1/acceptances`, or `POST /v1/acceptances/revoke` when `revoke`: the path's
+    /// new state.
+    pub async fn change_acceptance(
+        &self,
+        change: &shadowdiff_verdict::accept::ChangeRequest,
+        revoke: bool,
+    ) -> Result<shadowdiff_verdict::accept::Listed, ApiError> {
+        let segments: &[&str] = if revoke { &["v1", "acceptances", "revoke"] } else { &["v1", "acceptances"] };
+        let url = join(&self.verdict, segments);
+        decode(url.clone(), self.verdict_request(Method::POST, url).json(change)).await
+    }
+
     /// `GET /v1/exchanges/{request_id}`.
     pub async fn exchange(&self, request_id: &str) -> Result<ExchangeDetail, ApiError> {
         let url = join(&self.verdict, &["v1", "exchanges", request_id]);

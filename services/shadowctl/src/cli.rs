@@ -55,9 +55,57 @@ pub enum Command {
     /// Propose ignore rules for what the noise model keeps classifying as noise, as
     /// correlator config to paste: never applied by shadowdiff itself.
     Suggest(SuggestArgs),
+    /// Accept a candidate's differences at one route's path as intended: from now on they
+    /// are shown as accepted and left out of every criterion. Needs a token with the write
+    /// scope; who accepted it, when and why is kept.
+    Accept(AcceptArgs),
+    /// Take an acceptance back: the path's differences count again at once.
+    Revoke(RevokeArgs),
+    /// List a candidate's accepted paths, active, expired or revoked.
+    Acceptances {
+        /// The candidate deployment.
+        #[arg(long)]
+        candidate: String,
+    },
     /// Manage the mirror's shadow profiles.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
+}
+
+/// One path of one candidate's responses.
+#[derive(Debug, Clone, Args)]
+pub struct PathArgs {
+    /// The candidate deployment.
+    #[arg(long)]
+    pub candidate: String,
+    /// The route template, as the verdict names it (`/items/{id}`).
+    #[arg(long)]
+    pub route: String,
+    /// The generalised path, as the verdict names it (`items[*].discount`,
+    /// `header:x-api-version`); paths beneath it are covered too.
+    #[arg(long)]
+    pub path: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AcceptArgs {
+    #[command(flatten)]
+    pub path: PathArgs,
+    /// Why the difference is intended, for whoever reads the verdict next.
+    #[arg(long)]
+    pub reason: String,
+    /// How long the acceptance lasts, such as 7d; without it, until revoked.
+    #[arg(long)]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    #[command(flatten)]
+    pub path: PathArgs,
+    /// Why it no longer holds.
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 /// Which comparisons a verdict covers.

@@ -2,7 +2,8 @@
 //!
 //! `gate` polls the verdict API until a candidate passes or fails its rollout stage's gate
 //! and answers with its exit code; `verdict` and `diff` print a report and one request's
-//! comparison; `profiles` manages the mirror's shadow profiles. It speaks HTTP to both
+//! comparison; `accept`, `revoke` and `acceptances` manage intended differences; `profiles`
+//! manages the mirror's shadow profiles. It speaks HTTP to both
 //! services and decodes their answers into their own types (`shadowdiff_verdict`,
 //! `shadowdiff_mirror::profile`), so a change of shape there fails to compile here.
 //!
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use api::{Api, ApiError};
 use cli::{Cli, Command};
+use shadowdiff_verdict::accept::ChangeRequest;
 
 /// Exit codes, as `--help` lists them.
 pub mod exit {
@@ -83,6 +85,32 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
         Command::Suggest(args) => {
             let suggestions = api.suggestions(&args.candidate, args.since.as_deref()).await?;
             out(&report::suggestions(&suggestions));
+            Ok(exit::OK)
+        }
+        Command::Accept(args) => {
+            let change = ChangeRequest {
+                candidate: args.path.candidate.clone(),
+                route: args.path.route.clone(),
+                path: args.path.path.clone(),
+                reason: args.reason.clone(),
+                expires: args.expires.clone(),
+            };
+            out(&report::acceptances(&[api.change_acceptance(&change, false).await?]));
+            Ok(exit::OK)
+        }
+        Command::Revoke(args) => {
+            let change = ChangeRequest {
+                candidate: args.path.candidate.clone(),
+                route: args.path.route.clone(),
+                path: args.path.path.clone(),
+                reason: args.reason.clone().unwrap_or_default(),
+                expires: None,
+            };
+            out(&report::acceptances(&[api.change_acceptance(&change, true).await?]));
+            Ok(exit::OK)
+        }
+        Command::Acceptances { candidate } => {
+            out(&report::acceptances(&api.acceptances(candidate).await?));
             Ok(exit::OK)
         }
         Command::Profiles(command) => profiles::run(&api, command).await.map(|()| exit::OK),

@@ -43,11 +43,49 @@ pub fn suggestions(suggestions: &shadowdiff_verdict::suggest::Suggestions) -> St
     )
 }
 
+/// Accepted paths and where each stands.
+pub fn acceptances(listed: &[shadowdiff_verdict::accept::Listed]) -> String {
+    if listed.is_empty() {
+        return format!("{}\n", paint(DIM, "no accepted paths"));
+    }
+    let mut table = Table::new(&[
+        ("STATE", Align::Left),
+        ("ROUTE", Align::Left),
+        ("PATH", Align::Left),
+        ("BY", Align::Left),
+        ("AT", Align::Left),
+        ("EXPIRES", Align::Left),
+        ("REASON", Align::Left),
+    ]);
+    for l in listed {
+        let a = &l.acceptance;
+        let state = match l.state {
+            shadowdiff_verdict::accept::State::Active => Cell::styled(style::decision(Decision::Pass), "active"),
+            shadowdiff_verdict::accept::State::Expired => Cell::styled(DIM, "expired"),
+            shadowdiff_verdict::accept::State::Revoked => Cell::styled(DIM, "revoked"),
+        };
+        table.row(vec![
+            state,
+            a.route.clone().into(),
+            a.path.clone().into(),
+            a.actor.clone().into(),
+            unix(a.at).into(),
+            if a.expires == 0 { "never".to_owned() } else { unix(a.expires) }.into(),
+            a.reason.replace('\n', " ").into(),
+        ]);
+    }
+    table.render("")
+}
+
+fn unix(secs: u32) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::from(secs))).to_string()
+}
+
 /// The whole report, styled. `page` is the drill-down page's base (`…/exchanges/`).
 pub fn render(report: &VerdictReport, page: &Url) -> String {
     let mut out = String::new();
     let stage = format!("stage {}", report.stage);
-    let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::from(report.since)));
+    let at = unix(report.since);
     let since = match &report.revision {
         Some(revision) => format!("release {revision}, since {at}"),
         None => format!("since {at}"),
@@ -130,6 +168,30 @@ pub fn render(report: &VerdictReport, page: &Url) -> String {
             ]);
         }
         out.push_str(&paths.render("  "));
+    }
+
+    if !report.accepted.is_empty() {
+        out.push('\n');
+        let _ = writeln!(out, "{}", paint(HEADER, "Accepted differences (left out of every criterion)"));
+        let mut accepted = Table::new(&[
+            ("COUNT", Align::Right),
+            ("ROUTE", Align::Left),
+            ("KIND", Align::Left),
+            ("PATH", Align::Left),
+            ("BY", Align::Left),
+            ("REASON", Align::Left),
+        ]);
+        for path in &report.accepted {
+            accepted.row(vec![
+                path.candidate.to_string().into(),
+                path.route.clone().into(),
+                path.kind.clone().into(),
+                Cell::styled(DIM, path.path.clone()),
+                path.acceptance.actor.clone().into(),
+                path.acceptance.reason.replace('\n', " ").into(),
+            ]);
+        }
+        out.push_str(&accepted.render("  "));
     }
 
     out.push('\n');

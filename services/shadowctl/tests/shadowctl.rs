@@ -66,12 +66,13 @@ fn sample(row: &ExchangeRow, role: &str, deployment: &str, body: &str) -> Sample
     rows::sample(row, role, deployment, 200, body)
 }
 
-/// 420 clean comparisons over 2 minutes; 30 of 100 diverged; 20 clean ones, too few.
+/// 500 clean comparisons over 2 minutes (a clean candidate passes a 1% bound from 473);
+/// 30 of 100 diverged; 20 clean ones, too few.
 fn crafted() -> Batch {
     let now = u32::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
     let start = now - 600;
     let mut batch = Batch::default();
-    batch.exchanges.extend((0..420).map(|i| exchange(PASSES, i, start + i * 120 / 419, false)));
+    batch.exchanges.extend((0..500).map(|i| exchange(PASSES, i, start + i * 120 / 499, false)));
     batch.exchanges.extend((0..20).map(|i| exchange(UNDECIDED, i, start + i, false)));
     for i in 0..100 {
         let mut row = exchange(FAILS, i, start + i / 2, i % 10 < 3);
@@ -115,7 +116,7 @@ async fn gate_verdict_and_diff_against_a_real_verdict_service() {
     let (stdout, stderr) = expect_code(&gate(PASSES, "10", "60s").await, 0, "a clean candidate passes");
     let header = stdout.lines().next().unwrap_or_default();
     assert!(header.starts_with(&format!("{PASSES} · stage 10 · since ")) && header.ends_with(": PASS"), "{stdout}");
-    assert!(stderr.contains("420 samples, 420 compared"), "one progress line per poll: {stderr}");
+    assert!(stderr.contains("500 samples, 500 compared"), "one progress line per poll: {stderr}");
 
     let (stdout, stderr) = expect_code(&gate(FAILS, "10", "60s").await, 1, "30% diverged fails");
     assert!(stdout.contains(": FAIL"), "{stdout}");
@@ -158,6 +159,41 @@ async fn gate_verdict_and_diff_against_a_real_verdict_service() {
     assert!(stdout.contains(&format!("{url}/exchanges/{DIVERGENT}?candidate={FAILS}")), "drill-down page: {stdout}");
     let (_, stderr) = expect_code(&shadowctl(&["diff", "no-such-request"], &env).await, 3, "unknown request");
     assert!(stderr.contains("no comparison stored for request no-such-request"), "{stderr}");
+
+    // An intended change, accepted: needs the write scope, then shown apart and left out.
+    let accept = [
+        "accept",
+        "--candidate",
+        FAILS,
+        "--route",
+        "/items/{id}",
+        "--path",
+        "items[*].price",
+        "--reason",
+        "prices rounded up in v2",
+        "--expires",
+        "7d",
+    ];
+    let (_, stderr) = expect_code(&shadowctl(&accept, &env).await, 3, "a read token cannot accept");
+    assert!(stderr.contains("403 Forbidden: this credential lacks the write scope"), "{stderr}");
+    let operator = [("SHADOWCTL_VERDICT", url.as_str()), ("SHADOWCTL_TOKEN", shadowdiff_tests::auth::WRITE_TOKEN)];
+    let (stdout, _) = expect_code(&shadowctl(&accept, &operator).await, 0, "accept");
+    assert!(
+        stdout.contains("active") && stdout.contains("test-operator") && stdout.contains("prices rounded up"),
+        "{stdout}"
+    );
+    let json = shadowctl(&["verdict", "--candidate", FAILS, "--stage", "10", "--json"], &env).await;
+    let report: VerdictReport = serde_json::from_str(&expect_code(&json, 0, "verdict after accept").0).unwrap();
+    assert_eq!((report.divergence.count, report.accepted.len()), (0, 1), "{:?}", report.reasons);
+    let table = shadowctl(&["verdict", "--candidate", FAILS, "--stage", "10"], &env).await;
+    let (stdout, _) = expect_code(&table, 0, "verdict tables after accept");
+    assert!(stdout.contains("Accepted differences") && stdout.contains("prices rounded up in v2"), "{stdout}");
+    let revoke = ["revoke", "--candidate", FAILS, "--route", "/items/{id}", "--path", "items[*].price"];
+    let (stdout, _) = expect_code(&shadowctl(&revoke, &operator).await, 0, "revoke");
+    assert!(stdout.contains("revoked"), "{stdout}");
+    let (stdout, _) = expect_code(&shadowctl(&["acceptances", "--candidate", FAILS], &env).await, 0, "acceptances");
+    assert!(stdout.contains("revoked") && stdout.contains("/items/{id}"), "{stdout}");
+    expect_code(&gate(FAILS, "10", "60s").await, 1, "revoked: it fails again");
 
     service.stop().await;
     let unreachable = [("SHADOWCTL_VERDICT", "http://127.0.0.1:1"), ("SHADOWCTL_TOKEN", TOKEN)];

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (3, "stage_and_samples", include_str!("../../../schemas/clickhouse/0003_stage_and_samples.sql")),
     (4, "verdicts", include_str!("../../../schemas/clickhouse/0004_verdicts.sql")),
     (5, "releases", include_str!("../../../schemas/clickhouse/0005_releases.sql")),
+    (6, "acceptances", include_str!("../../../schemas/clickhouse/0006_acceptances.sql")),
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \

@@ -132,3 +132,23 @@ pub struct ReleaseRow {
     /// Who asked first: `api`, `flagger-gate` or `flagger-check`.
     pub caller: String,
 }
+
+/// A row of `acceptances`: a person accepting a candidate's differences at one route's path
+/// as intended, or revoking that.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct AcceptanceRow {
+    pub candidate: String,
+    pub route: String,
+    pub path: String,
+    /// `accept` or `revoke`.
+    pub action: String,
+    pub reason: String,
+    /// Who did it: the token's name, or `sso:<user>`.
+    pub actor: String,
+    /// Unix seconds.
+    pub at: u32,
+    /// Unix seconds when the acceptance lapses; 0 for never.
+    pub expires: u32,
+    /// Nanoseconds since the epoch: orders the rows of one path.
+    pub version: u64,
+}

@@ -6,6 +6,7 @@
 //! (the SQL), `release` (where a release's window starts), [`api`] (`fn app(state) -> Router`, the handlers and their error type) and
 //! `page` (the drill-down page).
 
+pub mod accept;
 pub mod api;
 pub mod config;
 pub mod evaluate;

@@ -7,7 +7,9 @@ use shadowdiff_core::Role;
 use shadowdiff_store::sql::{outcome_in, outcome_is, role_is};
 use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow};
 
-use crate::evaluate::{Evidence, Latency, PathEvidence, Quantiles, paths};
+use std::collections::HashMap;
+
+use crate::evaluate::{Evidence, Latency, PathEvidence, Quantiles};
 
 /// Which comparison rows a verdict covers: one candidate's, from a point in time on. The
 /// API works the start out from the release, the caller's `since` and its bounds
@@ -48,8 +50,7 @@ fn counts() -> String {
     format!(
         "count() AS samples, \
          countIf({compared}) AS compared, \
-         countIf({compared} AND differences > noise) AS diverged, \
-         countIf({compared} AND differences > 0 AND differences = noise) AS noise_only, \
+         countIf({compared} AND differences > 0) AS differing, \
          countIf({answered}) AS answered, \
          countIf({server_error}) AS new_server_errors, \
          countIf({client_error}) AS new_client_errors, \
@@ -67,8 +68,7 @@ struct CountsRow {
     route: String,
     samples: u64,
     compared: u64,
-    diverged: u64,
-    noise_only: u64,
+    differing: u64,
     answered: u64,
     new_server_errors: u64,
     new_client_errors: u64,
@@ -76,12 +76,14 @@ struct CountsRow {
 }
 
 impl CountsRow {
-    fn into_evidence(self, latency: Latency) -> (String, Evidence) {
+    /// The evidence, with `diverged` of the compared exchanges diverging (see [`diverged`]).
+    fn into_evidence(self, latency: Latency, diverged: u64) -> (String, Evidence) {
+        let diverged = diverged.min(self.differing);
         let evidence = Evidence {
             samples: self.samples,
             compared: self.compared,
-            diverged: self.diverged,
-            noise_only: self.noise_only,
+            diverged,
+            noise_only: self.differing - diverged,
             answered: self.answered,
             new_errors: self.new_server_errors + self.new_client_errors,
             new_client_errors: self.new_client_errors,
@@ -131,8 +133,9 @@ fn bind_window(query: clickhouse::query::Query, window: &Window) -> clickhouse::
 }
 
 /// The whole window's evidence, with paired latency (the candidate's, and the secondary's
-/// on the same requests as the A/A baseline).
-pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::error::Result<Evidence> {
+/// on the same requests as the A/A baseline); `diverged` exchanges diverge (see
+/// [`diverged`]), and no paths are judged yet.
+pub(crate) async fn evidence(client: &Client, window: &Window, diverged: u64) -> clickhouse::error::Result<Evidence> {
     let (in_window, latency) = (in_window(), latency());
     let counts: CountsRow = bind_counts(
         client.query(&format!("SELECT '' AS route, {} FROM exchanges FINAL WHERE {in_window}", counts())),
@@ -159,9 +162,7 @@ pub(crate) async fn evidence(client: &Client, window: &Window) -> clickhouse::er
         p95_delta: candidate.p95_delta().unwrap_or(0.0),
         secondary_p95_delta: secondary.p95_delta(),
     };
-    let mut evidence = counts.into_evidence(latency).1;
-    evidence.divergent_paths = paths::systematic(path_evidence(client, window).await?);
-    Ok(evidence)
+    Ok(counts.into_evidence(latency, diverged).1)
 }
 
 /// A difference's path with its array indices as `[*]` (`items[2].price` → `items[*].price`),
@@ -203,29 +204,41 @@ struct PathRow {
     candidate: u64,
     secondary: u64,
     examples: Vec<String>,
+    key: u64,
+}
+
+/// Most paths of one candidate's window that are judged; a difference at a path beyond them
+/// always counts as a divergence.
+const MAX_PATHS: u32 = 2000;
+
+/// A difference's (route, generalised path, kind), as one number the queries compare.
+fn path_key() -> String {
+    format!("cityHash64(route, {GENERALISED_PATH}, kind)")
 }
 
 /// Per route and generalised path (array indices as `[*]`), the candidate's differences that
-/// are not noise and the secondary's differences on the same requests, where the candidate
-/// has enough to be judged (`paths::MIN_COUNT`).
-async fn path_evidence(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<PathEvidence>> {
+/// are not noise and the secondary's differences on the same requests, for every path where
+/// the candidate has any; the most frequent [`MAX_PATHS`].
+pub(crate) async fn paths(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<PathEvidence>> {
     let candidate = format!("{} AND deployment = ? AND noise = 0", role_is(Role::Candidate));
     let query = format!(
         "SELECT route, {GENERALISED_PATH} AS path, kind, \
          toUInt64(countIf({candidate})) AS candidate, \
          toUInt64(countIf({secondary})) AS secondary, \
-         groupArrayIf(3)(request_id, {candidate}) AS examples \
+         groupArrayIf(3)(request_id, {candidate}) AS examples, \
+         any({key}) AS key \
          FROM differences FINAL \
          WHERE request_id IN (SELECT request_id FROM exchanges FINAL WHERE {in_window}) \
          GROUP BY route, path, kind \
-         HAVING candidate >= ? \
+         HAVING candidate > 0 \
          ORDER BY candidate DESC \
-         LIMIT 1000",
+         LIMIT ?",
         secondary = role_is(Role::Secondary),
         in_window = in_window(),
+        key = path_key(),
     );
     let rows: Vec<PathRow> = bind_window(client.query(&query).bind(&window.candidate).bind(&window.candidate), window)
-        .bind(paths::MIN_COUNT)
+        .bind(MAX_PATHS)
         .fetch_all()
         .await?;
     Ok(rows
@@ -237,19 +250,70 @@ async fn path_evidence(client: &Client, window: &Window) -> clickhouse::error::R
             candidate: r.candidate,
             secondary: r.secondary,
             examples: r.examples,
+            key: r.key,
         })
         .collect())
 }
 
-/// Evidence per route (without latency), in no particular order.
-pub(crate) async fn routes(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<(String, Evidence)>> {
+/// The candidate's differences that count, in the window: not noise, and at none of the
+/// `excluded` paths (accepted, or explained by the secondary: `evaluate::paths`). Binds
+/// the candidate, then [`in_window`]'s, then the exclusions (see [`bind_excluded`]).
+fn counted_differences(excluded: &[u64]) -> String {
+    let exclusion = if excluded.is_empty() { String::new() } else { format!(" AND NOT has(?, {})", path_key()) };
+    format!(
+        "noise = 0 AND {} AND deployment = ? \
+         AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {} AND {}){exclusion}",
+        role_is(Role::Candidate),
+        outcome_is(Outcome::Complete),
+        in_window()
+    )
+}
+
+fn bind_excluded(query: clickhouse::query::Query, excluded: &[u64]) -> clickhouse::query::Query {
+    if excluded.is_empty() { query } else { query.bind(excluded) }
+}
+
+/// Per route, the compared exchanges that diverge: those with a difference that counts
+/// (see [`counted_differences`]).
+pub(crate) async fn diverged(
+    client: &Client,
+    window: &Window,
+    excluded: &[u64],
+) -> clickhouse::error::Result<HashMap<String, u64>> {
+    #[derive(Debug, Row, Deserialize)]
+    struct Diverged {
+        route: String,
+        n: u64,
+    }
+    let query = format!(
+        "SELECT route, uniqExact(request_id) AS n FROM differences FINAL WHERE {} GROUP BY route",
+        counted_differences(excluded)
+    );
+    let rows: Vec<Diverged> =
+        bind_excluded(bind_window(client.query(&query).bind(&window.candidate), window), excluded).fetch_all().await?;
+    Ok(rows.into_iter().map(|r| (r.route, r.n)).collect())
+}
+
+/// Evidence per route (without latency), in no particular order, with `diverged` from
+/// [`diverged`].
+pub(crate) async fn routes(
+    client: &Client,
+    window: &Window,
+    diverged: &HashMap<String, u64>,
+) -> clickhouse::error::Result<Vec<(String, Evidence)>> {
     let rows: Vec<CountsRow> = bind_counts(
         client.query(&format!("SELECT route, {} FROM exchanges FINAL WHERE {} GROUP BY route", counts(), in_window())),
         window,
     )
     .fetch_all()
     .await?;
-    Ok(rows.into_iter().map(|r| r.into_evidence(Latency::default())).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let n = diverged.get(&r.route).copied().unwrap_or(0);
+            r.into_evidence(Latency::default(), n)
+        })
+        .collect())
 }
 
 /// How often one path differed, noise excluded. Status changes come first in a report.
@@ -261,30 +325,21 @@ pub struct PathCount {
     pub count: u64,
 }
 
+/// The paths whose differences count (see [`counted_differences`]), status changes first.
 pub(crate) async fn top_paths(
     client: &Client,
     window: &Window,
+    excluded: &[u64],
     limit: u32,
 ) -> clickhouse::error::Result<Vec<PathCount>> {
-    bind_window(
-        client
-            .query(&format!(
-                "SELECT route, path, kind, count() AS count \
-             FROM differences FINAL \
-             WHERE noise = 0 AND {} AND deployment = ? AND request_id IN \
-                   (SELECT request_id FROM exchanges FINAL WHERE {}) \
-             GROUP BY route, path, kind \
-             ORDER BY kind = 'status' DESC, count DESC, route, path \
-             LIMIT ?",
-                role_is(Role::Candidate),
-                in_window()
-            ))
-            .bind(&window.candidate),
-        window,
-    )
-    .bind(limit)
-    .fetch_all()
-    .await
+    let query = format!(
+        "SELECT route, path, kind, count() AS count FROM differences FINAL WHERE {} \
+         GROUP BY route, path, kind \
+         ORDER BY kind = 'status' DESC, count DESC, route, path \
+         LIMIT {limit}",
+        counted_differences(excluded)
+    );
+    bind_excluded(bind_window(client.query(&query).bind(&window.candidate), window), excluded).fetch_all().await
 }
 
 /// Everything stored about one request: every shadow leg's comparison, every difference, and

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use shadowdiff_store::VerdictRow;
 
+use crate::evaluate::paths::{self, AcceptedPath};
 use crate::evaluate::{self, Criterion, Decision, Evidence, Latency, Rate};
 use crate::gate::GatePolicy;
 use crate::query::{self, PathCount, Window};
@@ -49,6 +50,8 @@ pub struct VerdictReport {
     pub top_paths: Vec<PathCount>,
     /// Paths the candidate changes systematically, most certain first.
     pub divergent_paths: Vec<crate::evaluate::DivergentPath>,
+    /// Paths whose differences a person accepted: left out of every criterion.
+    pub accepted: Vec<AcceptedPath>,
     pub policy: GatePolicy,
 }
 
@@ -68,20 +71,25 @@ impl RouteReport {
             route,
             verdict: evaluate::judge_route(evidence, policy),
             samples: evidence.samples,
-            divergence: Rate::wilson(evidence.diverged, evidence.compared),
-            new_errors: Rate::wilson(evidence.new_errors, evidence.answered),
+            divergence: Rate::new(evidence.diverged, evidence.compared),
+            new_errors: Rate::new(evidence.new_errors, evidence.answered),
         }
     }
 }
 
+/// Judges `window` under `policy`, with `acceptances` the candidate's acceptances in force.
 pub(crate) async fn build(
     client: &Client,
     window: Window,
     stage: &str,
     policy: &GatePolicy,
+    acceptances: &[crate::accept::Acceptance],
 ) -> clickhouse::error::Result<VerdictReport> {
-    let evidence = query::evidence(client, &window).await?;
-    let mut routes: Vec<RouteReport> = query::routes(client, &window)
+    let judged = paths::judge(query::paths(client, &window).await?, acceptances);
+    let diverged = query::diverged(client, &window, &judged.excluded).await?;
+    let mut evidence = query::evidence(client, &window, diverged.values().sum()).await?;
+    evidence.divergent_paths = judged.divergent;
+    let mut routes: Vec<RouteReport> = query::routes(client, &window, &diverged)
         .await?
         .into_iter()
         .map(|(route, evidence)| RouteReport::new(route, &evidence, policy))
@@ -95,7 +103,7 @@ pub(crate) async fn build(
             .then(b.samples.cmp(&a.samples))
     });
     routes.truncate(WORST);
-    let top_paths = query::top_paths(client, &window, WORST as u32).await?;
+    let top_paths = query::top_paths(client, &window, &judged.excluded, WORST as u32).await?;
     let (verdict, criteria) = evaluate::judge(&evidence, policy);
     Ok(VerdictReport {
         candidate: window.candidate,
@@ -110,13 +118,14 @@ pub(crate) async fn build(
         incomplete: evidence.samples - evidence.compared,
         noise_only: evidence.noise_only,
         span_secs: evidence.span_secs,
-        divergence: Rate::wilson(evidence.diverged, evidence.compared),
-        new_errors: Rate::wilson(evidence.new_errors, evidence.answered),
+        divergence: Rate::new(evidence.diverged, evidence.compared),
+        new_errors: Rate::new(evidence.new_errors, evidence.answered),
         new_client_errors: evidence.new_client_errors,
         latency: evidence.latency,
         routes,
         top_paths,
         divergent_paths: evidence.divergent_paths,
+        accepted: judged.accepted,
         policy: policy.clone(),
     })
 }

@@ -9,6 +9,10 @@
 //!   `metadata.token`.
 //! - `GET /v1/suggestions?candidate=&since=`: ignore rules for what the noise model keeps
 //!   classifying as noise, as correlator config (`suggest`).
+//! - `GET /v1/acceptances?candidate=`: each accepted path of a candidate and its state.
+//!   `POST /v1/acceptances` (`{candidate, route, path, reason, expires}`) accepts a path's
+//!   differences as intended, `POST /v1/acceptances/revoke` (`{candidate, route, path,
+//!   reason}`) takes that back; both need the `write` scope (`accept`).
 //! - `GET /v1/exchanges/{request_id}`: every leg, difference and sampled body of a request.
 //! - `GET /exchanges/{request_id}`: the same, as a page with the bodies side by side.
 
@@ -23,10 +27,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use shadowdiff_runtime::auth::{Auth, Denied, Scope, protect};
+use shadowdiff_runtime::auth::{Auth, Denied, Principal, Scope, protect, require};
 
 use shadowdiff_store::VerdictRow;
 
+use crate::accept::ChangeRequest;
 use crate::config::VerdictSection;
 use crate::evaluate::Decision;
 use crate::gate::{GatePolicy, Gates, STAGES};
@@ -68,9 +73,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/verdict", get(verdict))
         .route("/v1/suggestions", get(suggestions))
         .route("/v1/exchanges/{request_id}", get(exchange))
-        .route("/exchanges/{request_id}", get(exchange_page));
+        .route("/exchanges/{request_id}", get(exchange_page))
+        .route("/v1/acceptances", get(acceptances));
+    let write = Router::new()
+        .route("/v1/acceptances", require(post(accept), &state.auth, Scope::Write))
+        .route("/v1/acceptances/revoke", require(post(revoke), &state.auth, Scope::Write));
     // The Flagger hooks check credentials themselves: the token may be in the payload.
-    protect(read, &state.auth, Scope::Read).route("/v1/flagger/{hook}", post(flagger)).with_state(state)
+    protect(read, &state.auth, Scope::Read).merge(write).route("/v1/flagger/{hook}", post(flagger)).with_state(state)
 }
 
 /// What a client did wrong, or what went wrong here. Causes of 5xx stay in the log.
@@ -85,7 +94,7 @@ pub enum ApiError {
     #[error("comparison store unavailable")]
     Store(#[source] clickhouse::error::Error),
     #[error("comparison store unavailable")]
-    Release(#[source] shadowdiff_store::StoreError),
+    Stored(#[source] shadowdiff_store::StoreError),
 }
 
 impl IntoResponse for ApiError {
@@ -98,8 +107,8 @@ impl IntoResponse for ApiError {
                 tracing::error!(%error, "clickhouse query failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Release(error) => {
-                tracing::error!(%error, "release lookup failed");
+            Self::Stored(error) => {
+                tracing::error!(%error, "comparison store call failed");
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
@@ -158,10 +167,7 @@ impl Ask {
         revision: Option<String>,
         since: Option<&str>,
     ) -> Result<Self, ApiError> {
-        let candidate = candidate.unwrap_or_default();
-        if candidate.is_empty() || candidate.len() > 128 {
-            return Err(ApiError::BadRequest("candidate is required: 1 to 128 characters".into()));
-        }
+        let candidate = checked_candidate(candidate)?;
         let stage = match stage.filter(|s| !s.is_empty()) {
             None => STAGES[0],
             Some(stage) => STAGES.iter().copied().find(|s| *s == stage).ok_or_else(|| unknown_stage(&stage))?,
@@ -193,7 +199,7 @@ async fn resolve(state: &AppState, ask: &Ask, caller: &str) -> Result<Window, Ap
         Some(revision) => Some(
             crate::release::first_asked(&state.clickhouse, &ask.candidate, revision, caller, now)
                 .await
-                .map_err(ApiError::Release)?
+                .map_err(ApiError::Stored)?
                 .saturating_add(1),
         ),
         None => None,
@@ -223,7 +229,10 @@ fn unix_now() -> u32 {
 async fn judge(state: &AppState, ask: Ask, caller: &'static str) -> Result<VerdictReport, ApiError> {
     let policy: &GatePolicy = state.gates.for_stage(ask.stage).ok_or_else(|| unknown_stage(ask.stage))?;
     let window = resolve(state, &ask, caller).await?;
-    let report = report::build(&state.clickhouse, window, ask.stage, policy).await.map_err(ApiError::Store)?;
+    let acceptances =
+        crate::accept::active(&state.clickhouse, &ask.candidate, unix_now()).await.map_err(ApiError::Stored)?;
+    let report =
+        report::build(&state.clickhouse, window, ask.stage, policy, &acceptances).await.map_err(ApiError::Store)?;
     crate::events::given(report.verdict.as_str(), caller);
     let record = report::record(&report, caller);
     let clickhouse = state.clickhouse.clone();
@@ -312,6 +321,48 @@ async fn flagger(
     let status = if passes(report.verdict) { StatusCode::OK } else { StatusCode::PRECONDITION_FAILED };
     tracing::info!(hook, phase = payload.phase, candidate = report.candidate, verdict = report.verdict.as_str(), %status, "flagger webhook");
     Ok((status, Json(report)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AcceptancesParams {
+    candidate: Option<String>,
+}
+
+async fn acceptances(
+    State(state): State<AppState>,
+    Query(params): Query<AcceptancesParams>,
+) -> Result<Json<Vec<crate::accept::Listed>>, ApiError> {
+    let candidate = checked_candidate(params.candidate)?;
+    let listed = crate::accept::list(&state.clickhouse, &candidate, unix_now()).await.map_err(ApiError::Stored)?;
+    Ok(Json(listed))
+}
+
+async fn accept(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<ChangeRequest>,
+) -> Result<(StatusCode, Json<crate::accept::Listed>), ApiError> {
+    let change = body.into_change(true).map_err(ApiError::BadRequest)?;
+    let listed = crate::accept::record(&state.clickhouse, change, &principal.name, unix_now())
+        .await
+        .map_err(ApiError::Stored)?;
+    Ok((StatusCode::CREATED, Json(listed)))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Json(body): Json<ChangeRequest>,
+) -> Result<Json<crate::accept::Listed>, ApiError> {
+    let change = body.into_change(false).map_err(ApiError::BadRequest)?;
+    let listed = crate::accept::record(&state.clickhouse, change, &principal.name, unix_now())
+        .await
+        .map_err(ApiError::Stored)?;
+    Ok(Json(listed))
+}
+
+fn checked_candidate(candidate: Option<String>) -> Result<String, ApiError> {
+    crate::accept::checked_candidate(candidate.unwrap_or_default()).map_err(ApiError::BadRequest)
 }
 
 async fn exchange(

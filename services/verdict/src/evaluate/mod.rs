@@ -2,19 +2,21 @@
 //!
 //! Each criterion of the stage's [`GatePolicy`] comes out as pass, fail or inconclusive, and
 //! the verdict is the worst of them: any fail fails, else any inconclusive is inconclusive.
-//! A failure needs no minimum sample: a divergence whose whole confidence interval is above
+//! A failure needs no minimum sample: a divergence whose whole confidence sequence is above
 //! the bound, or a new error, is already evidence enough. A pass needs every criterion met.
+//!
+//! Rates are judged with anytime-valid confidence sequences ([`sequential`]), so a CD system
+//! may read the verdict as often as it likes: the chance that a candidate on the bound is
+//! ever passed or failed by chance stays at 5%.
 
 use serde::{Deserialize, Serialize};
 
 use crate::gate::GatePolicy;
 
 pub mod paths;
+pub mod sequential;
 
-pub use paths::{DivergentPath, PathEvidence};
-
-/// The two-sided 95% normal quantile.
-const Z: f64 = 1.959_964;
+pub use paths::{AcceptedPath, DivergentPath, PathEvidence};
 
 /// How a criterion, or the whole verdict, came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -35,7 +37,8 @@ impl Decision {
     }
 }
 
-/// A proportion with its 95% Wilson score interval.
+/// A proportion with its 95% confidence sequence ([`sequential::rate_interval`]): an
+/// interval that holds the true rate at every sample size at once.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Rate {
     pub count: u64,
@@ -47,17 +50,11 @@ pub struct Rate {
 
 impl Rate {
     /// `count` out of `of`. With nothing observed the interval is the whole of [0, 1].
-    pub fn wilson(count: u64, of: u64) -> Self {
-        if of == 0 {
-            return Self { count, of, rate: 0.0, lower: 0.0, upper: 1.0 };
-        }
+    pub fn new(count: u64, of: u64) -> Self {
         #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-        let (k, n) = (count.min(of) as f64, of as f64);
-        let p = k / n;
-        let z2 = Z * Z;
-        let centre = (p + z2 / (2.0 * n)) / (1.0 + z2 / n);
-        let half = Z / (1.0 + z2 / n) * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-        Self { count, of, rate: p, lower: (centre - half).max(0.0), upper: (centre + half).min(1.0) }
+        let rate = if of == 0 { 0.0 } else { count.min(of) as f64 / of as f64 };
+        let (lower, upper) = sequential::rate_interval(count, of);
+        Self { count, of, rate, lower, upper }
     }
 }
 
@@ -184,20 +181,22 @@ fn duration(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
 }
 
 fn divergence(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
-    let rate = Rate::wilson(evidence.diverged, evidence.compared);
+    let rate = Rate::new(evidence.diverged, evidence.compared);
     let max = policy.max_divergence_rate;
-    let (status, reason) = if evidence.compared == 0 {
-        (Decision::Inconclusive, "nothing compared yet".to_owned())
-    } else if rate.lower > max {
-        (
+    let (status, reason) = match sequential::side_of(evidence.diverged, evidence.compared, max) {
+        _ if evidence.compared == 0 => (Decision::Inconclusive, "nothing compared yet".to_owned()),
+        Some(sequential::Side::Above) => (
             Decision::Fail,
             format!("{} of {} diverged; even the interval's low end is above {}", rate.count, rate.of, pct(max)),
-        )
-    } else if rate.upper <= max {
-        (Decision::Pass, format!("{} of {} diverged; the whole interval is within {}", rate.count, rate.of, pct(max)))
-    } else {
-        let why = format!("interval {}–{} straddles {}", pct(rate.lower), pct(rate.upper), pct(max));
-        (Decision::Inconclusive, format!("{} of {} diverged; {why}", rate.count, rate.of))
+        ),
+        Some(sequential::Side::Below) => (
+            Decision::Pass,
+            format!("{} of {} diverged; the whole interval is within {}", rate.count, rate.of, pct(max)),
+        ),
+        None => {
+            let why = format!("interval {}–{} straddles {}", pct(rate.lower), pct(rate.upper), pct(max));
+            (Decision::Inconclusive, format!("{} of {} diverged; {why}", rate.count, rate.of))
+        }
     };
     Criterion {
         name: "divergence_rate".to_owned(),
@@ -212,7 +211,8 @@ fn divergence(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
 
 #[allow(clippy::cast_precision_loss)] // counts far below 2^52
 fn new_errors(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
-    let rate = Rate::wilson(evidence.new_errors, evidence.answered);
+    // A count, not a rate: once above the bound it stays above, however often it is read.
+    let rate = Rate::new(evidence.new_errors, evidence.answered);
     let failed = evidence.new_errors > policy.max_new_errors;
     Criterion {
         name: "new_errors".to_owned(),
@@ -243,7 +243,7 @@ fn divergent_paths(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
         }
         Some(worst) => format!(
             "{found} path(s) the candidate changes systematically, at most {} allowed; the clearest: {} {} at {} \
-             on {} requests, the secondary on {} (p = {:.1e}), e.g. {}",
+             on {} requests, the secondary on {} (anytime p = {:.1e}), e.g. {}",
             policy.max_new_divergent_paths,
             worst.kind,
             worst.path,

@@ -1,4 +1,5 @@
-//! Systematic paths: Diffy's per-field decision, made a gate criterion.
+//! Paths: Diffy's per-field decision, made a gate criterion, and the one place that says which
+//! of the candidate's differences count.
 //!
 //! A field the candidate changes on a small share of one route's responses can hide under
 //! the overall divergence bound, and still be a regression every user of that route may
@@ -7,22 +8,26 @@
 //! there on the same requests. The secondary runs the primary's version, so whatever it
 //! shows at a path is what the primary's own nondeterminism produces there.
 //!
-//! The test is exact and conditional: of the `c + s` differences seen at the path (the
-//! candidate's `c`, the secondary's `s`, on the same requests, so the same number of
-//! chances each), how likely are `c` or more to be the candidate's if both differed there
-//! equally often? That is the upper tail of Binomial(c + s, 1/2). A path is systematic when
-//! that probability is below [`SIGNIFICANCE`] and the candidate showed it at least
-//! [`MIN_COUNT`] times. With a secondary that never differs there, that is 7 differences.
-//! Fields the secondary varies on (timestamps, random ids, shuffled arrays) stay out, even
-//! when one exchange's secondary happened to match the primary.
+//! Each path comes out as one of:
+//! - **accepted**: a person approved the change (`accept`); it counts nowhere;
+//! - **systematic**: the candidate differs there clearly more often than the secondary, by
+//!   an anytime-valid test ([`sequential::path_wealth`] reaching 1/[`SIGNIFICANCE`]); it
+//!   fails the `divergent_paths` criterion, and its exchanges diverge;
+//! - **explained**: the secondary differs there too, on other exchanges of the window,
+//!   and no more rarely: a shuffled array, a timestamp, a random id whose value happened
+//!   to match the primary's on this one exchange. It counts nowhere, even when the
+//!   correlator, which saw only the exchanges before it, did not call it noise;
+//! - otherwise the candidate alone differs there, too rarely yet to be systematic: its
+//!   exchanges diverge.
 
 use serde::{Deserialize, Serialize};
 
-/// The tail probability under which a path is systematic.
-pub const SIGNIFICANCE: f64 = 0.01;
+use super::sequential;
+use crate::accept::Acceptance;
 
-/// The fewest candidate differences at one path that can make it systematic.
-pub const MIN_COUNT: u64 = 5;
+/// The level of the path test: a path is systematic once the wealth bet on it reaches
+/// 1 / this.
+pub const SIGNIFICANCE: f64 = 0.01;
 
 /// What the store holds about one route's path: how often each shadow differed there.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -36,6 +41,8 @@ pub struct PathEvidence {
     pub secondary: u64,
     /// A few requests where the candidate differed there.
     pub examples: Vec<String>,
+    /// The store's key for (route, path, kind), to leave the path out of a count.
+    pub key: u64,
 }
 
 /// A path whose differences the candidate brings, not the primary's own nondeterminism.
@@ -46,53 +53,67 @@ pub struct DivergentPath {
     pub kind: String,
     pub candidate: u64,
     pub secondary: u64,
-    /// How likely this many or more of the differences would be the candidate's if both
-    /// shadows differed there equally often.
+    /// An anytime-valid p-value: 1 / the wealth bet against "both shadows differ here
+    /// equally often". It stays valid however often the verdict is read.
     pub p_value: f64,
     pub examples: Vec<String>,
 }
 
-/// The systematic paths of `paths`, most certain first.
-pub fn systematic(paths: Vec<PathEvidence>) -> Vec<DivergentPath> {
-    let mut found: Vec<DivergentPath> = paths
-        .into_iter()
-        .filter(|p| p.candidate >= MIN_COUNT && p.candidate > p.secondary)
-        .map(|p| {
-            let p_value = upper_tail_half(p.candidate, p.candidate + p.secondary);
-            DivergentPath {
+/// A path whose differences a person accepted, with what the candidate showed there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptedPath {
+    pub route: String,
+    pub path: String,
+    pub kind: String,
+    pub candidate: u64,
+    pub acceptance: Acceptance,
+}
+
+/// Every path judged.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Judged {
+    /// Systematic paths, most certain first.
+    pub divergent: Vec<DivergentPath>,
+    /// Accepted paths the candidate differed at, most frequent first.
+    pub accepted: Vec<AcceptedPath>,
+    /// Keys of the paths whose differences count nowhere: accepted or explained.
+    pub excluded: Vec<u64>,
+}
+
+/// Judges each path of `paths` (see the module's description), with `acceptances` the
+/// candidate's active acceptances.
+pub fn judge(paths: Vec<PathEvidence>, acceptances: &[Acceptance]) -> Judged {
+    let mut judged = Judged::default();
+    for p in paths {
+        if let Some(acceptance) = acceptances.iter().find(|a| a.covers(&p.route, &p.path)) {
+            judged.excluded.push(p.key);
+            judged.accepted.push(AcceptedPath {
+                route: p.route,
+                path: p.path,
+                kind: p.kind,
+                candidate: p.candidate,
+                acceptance: acceptance.clone(),
+            });
+            continue;
+        }
+        let wealth = sequential::path_wealth(p.candidate, p.secondary);
+        if wealth >= 1.0 / SIGNIFICANCE {
+            judged.divergent.push(DivergentPath {
                 route: p.route,
                 path: p.path,
                 kind: p.kind,
                 candidate: p.candidate,
                 secondary: p.secondary,
-                p_value,
+                p_value: (1.0 / wealth).min(1.0),
                 examples: p.examples,
-            }
-        })
-        .filter(|p| p.p_value < SIGNIFICANCE)
-        .collect();
-    found.sort_by(|a, b| a.p_value.total_cmp(&b.p_value).then(b.candidate.cmp(&a.candidate)));
-    found
-}
-
-/// P(X ≥ k) for X ~ Binomial(n, 1/2), summed in log space so that no term underflows.
-#[allow(clippy::cast_precision_loss)] // counts far below 2^52
-fn upper_tail_half(k: u64, n: u64) -> f64 {
-    if k == 0 {
-        return 1.0;
+            });
+        } else if p.secondary > 0 {
+            judged.excluded.push(p.key);
+        }
     }
-    if k > n {
-        return 0.0;
-    }
-    // ln P(X = n) = -n ln 2; P(X = j) = P(X = j + 1) · (j + 1) / (n − j).
-    let mut ln_term = -(n as f64) * std::f64::consts::LN_2;
-    let mut ln_sum = ln_term;
-    for j in (k..n).rev() {
-        ln_term += ((j + 1) as f64).ln() - ((n - j) as f64).ln();
-        let (high, low) = if ln_sum > ln_term { (ln_sum, ln_term) } else { (ln_term, ln_sum) };
-        ln_sum = high + (low - high).exp().ln_1p();
-    }
-    ln_sum.exp().min(1.0)
+    judged.divergent.sort_by(|a, b| a.p_value.total_cmp(&b.p_value).then(b.candidate.cmp(&a.candidate)));
+    judged.accepted.sort_by_key(|a| std::cmp::Reverse(a.candidate));
+    judged
 }
 
 #[cfg(test)]
@@ -107,35 +128,45 @@ mod tests {
             candidate,
             secondary,
             examples: vec!["req-1".into()],
+            key: 7,
         }
     }
 
     #[test]
-    fn the_binomial_tail_is_exact() {
-        assert!((upper_tail_half(7, 7) - 1.0 / 128.0).abs() < 1e-12);
-        assert!((upper_tail_half(2, 3) - 0.5).abs() < 1e-12);
-        assert!((upper_tail_half(1, 1) - 0.5).abs() < 1e-12);
-        assert!((upper_tail_half(0, 5) - 1.0).abs() < 1e-12);
-        // Far out in a long tail, without underflow: P(X ≥ 1500 | n = 2000) is about 1e-117.
-        let tiny = upper_tail_half(1500, 2000);
-        assert!(tiny > 0.0 && tiny < 1e-100, "{tiny}");
-        assert!((upper_tail_half(1000, 2000) - 0.5089).abs() < 1e-3);
-    }
-
-    #[test]
-    fn a_change_the_secondary_never_shows_is_systematic_from_seven() {
-        assert!(systematic(vec![at(6, 0)]).is_empty(), "6 alone: 1/64 is not below 1%");
-        let found = systematic(vec![at(7, 0)]);
+    fn a_change_the_secondary_never_shows_is_systematic_from_eight() {
+        let seven = judge(vec![at(7, 0)], &[]);
+        assert!(seven.divergent.is_empty() && seven.excluded.is_empty(), "7 alone: not yet, but it still counts");
+        let found = judge(vec![at(8, 0)], &[]).divergent;
         assert_eq!(found.len(), 1);
-        assert!((found[0].p_value - 1.0 / 128.0).abs() < 1e-12);
+        assert!(found[0].p_value <= SIGNIFICANCE, "{}", found[0].p_value);
     }
 
     #[test]
-    fn what_the_secondary_shows_as_often_is_not() {
+    fn what_the_secondary_shows_as_often_is_explained() {
         // A shuffled array: the candidate's order differed on 12 exchanges where the
         // secondary's happened to match, and the secondary's on 15 others.
-        assert!(systematic(vec![at(12, 15)]).is_empty());
-        assert!(systematic(vec![at(4, 0)]).is_empty(), "under the minimum count");
-        assert_eq!(systematic(vec![at(40, 10)]).len(), 1, "four times as often is systematic");
+        let judged = judge(vec![at(12, 15)], &[]);
+        assert!(judged.divergent.is_empty());
+        assert_eq!(judged.excluded, vec![7], "left out of the divergence count");
+        // One exchange in 1,500 where the secondary's order happened to match the primary's.
+        assert_eq!(judge(vec![at(1, 1400)], &[]).excluded, vec![7]);
+        assert_eq!(judge(vec![at(40, 10)], &[]).divergent.len(), 1, "four times as often is systematic");
+    }
+
+    #[test]
+    fn an_accepted_path_counts_nowhere() {
+        let acceptance = Acceptance {
+            route: "/items/{id}".into(),
+            path: "price".into(),
+            reason: "new pricing".into(),
+            ..Acceptance::default()
+        };
+        let judged = judge(vec![at(400, 0)], std::slice::from_ref(&acceptance));
+        assert!(judged.divergent.is_empty());
+        assert_eq!(judged.excluded, vec![7]);
+        assert_eq!(judged.accepted.len(), 1);
+        assert_eq!(judged.accepted[0].acceptance, acceptance);
+        let other_route = Acceptance { route: "/search".into(), ..acceptance };
+        assert_eq!(judge(vec![at(400, 0)], &[other_route]).divergent.len(), 1);
     }
 }

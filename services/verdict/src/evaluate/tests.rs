@@ -37,14 +37,11 @@ fn verdict(evidence: &Evidence) -> (Decision, Vec<String>) {
 }
 
 #[test]
-fn wilson_intervals_match_published_values() {
-    // Wilson (1927), as tabulated by Newcombe (1998): 81/263 → 0.2553–0.3662.
-    let r = Rate::wilson(81, 263);
-    assert!((r.lower - 0.2553).abs() < 1e-4 && (r.upper - 0.3662).abs() < 1e-4, "{r:?}");
-    // Zero events: the upper bound is z²/(n+z²).
-    let r = Rate::wilson(0, 400);
-    assert!(r.lower == 0.0 && (r.upper - 0.009_512).abs() < 1e-5, "{r:?}");
-    assert_eq!(Rate::wilson(0, 0).upper, 1.0, "nothing observed: anything is possible");
+fn a_rate_carries_its_confidence_sequence() {
+    let r = Rate::new(10, 2000);
+    assert!((r.rate - 0.005).abs() < 1e-12);
+    assert_eq!((r.lower, r.upper), sequential::rate_interval(10, 2000));
+    assert_eq!(Rate::new(0, 0).upper, 1.0, "nothing observed: anything is possible");
 }
 
 #[test]
