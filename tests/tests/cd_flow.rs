@@ -33,12 +33,12 @@ const TICK: Duration = Duration::from_secs(1);
 /// Small gates, more evidence at each later stage, so a release is judged in seconds. The
 /// scenario is about which rows a release is judged on, so latency is left out of it: on two
 /// shared cores, with the whole pipeline in one process, a p95 over a few dozen requests is
-/// noise (how the verdict judges latency is a separate piece of work).
-const GATES: &str = "[verdict.gates.shadow]\nmin_samples = 40\nmin_duration_secs = 5\nmax_latency_p95_delta = 100.0\n\
-     [verdict.gates.1]\nmin_samples = 40\nmin_duration_secs = 5\nmax_latency_p95_delta = 100.0\n\
-     [verdict.gates.10]\nmin_samples = 60\nmin_duration_secs = 6\nmax_latency_p95_delta = 100.0\n\
-     [verdict.gates.50]\nmin_samples = 80\nmin_duration_secs = 7\nmax_latency_p95_delta = 100.0\n\
-     [verdict.gates.100]\nmin_samples = 100\nmin_duration_secs = 8\nmax_latency_p95_delta = 100.0\n";
+/// noise (`verdict_scenarios` judges latency on its own).
+const GATES: &str = "[verdict.gates.shadow]\nmin_samples = 40\nmin_duration_secs = 5\nmax_latency_p95_delta = 100.0\nmax_latency_p50_delta = 100.0\n\
+     [verdict.gates.1]\nmin_samples = 40\nmin_duration_secs = 5\nmax_latency_p95_delta = 100.0\nmax_latency_p50_delta = 100.0\n\
+     [verdict.gates.10]\nmin_samples = 60\nmin_duration_secs = 6\nmax_latency_p95_delta = 100.0\nmax_latency_p50_delta = 100.0\n\
+     [verdict.gates.50]\nmin_samples = 80\nmin_duration_secs = 7\nmax_latency_p95_delta = 100.0\nmax_latency_p50_delta = 100.0\n\
+     [verdict.gates.100]\nmin_samples = 100\nmin_duration_secs = 8\nmax_latency_p95_delta = 100.0\nmax_latency_p50_delta = 100.0\n";
 
 /// The candidate's Service: whichever release's pods it selects answers.
 #[derive(Clone)]

@@ -140,7 +140,13 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
     assert_eq!((erroring.new_errors.count, erroring.new_errors.of, erroring.incomplete), (1, 500, 1));
 
     let slow = verdict(&service, "candidate=slow&stage=10").await;
-    assert_eq!(outcome(&slow), (Decision::Fail, vec![("latency_p95_delta", Decision::Fail)]));
+    assert_eq!(
+        outcome(&slow),
+        (Decision::Fail, vec![("latency_p50_delta", Decision::Fail), ("latency_p95_delta", Decision::Fail)])
+    );
+    let shift = slow.latency.p95_shift.unwrap();
+    assert!((shift.observed - 0.30).abs() < 1e-9 && shift.lower > 0.05, "{shift:?}");
+    assert_eq!((slow.latency.pairs, slow.latency.against_secondary), (500, true), "paired with the secondary");
     let slow_env = verdict(&service, "candidate=slow-env&stage=10").await;
     assert_eq!(outcome(&slow_env), (Decision::Pass, vec![]), "{:?}", slow_env.criteria);
     let aa = slow_env.latency.secondary_p95_delta.unwrap();

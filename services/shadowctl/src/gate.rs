@@ -84,8 +84,8 @@ fn inconclusive(report: &VerdictReport, wait: Duration, error: Option<&ApiError>
 /// and the criteria still open when inconclusive.
 fn line(report: &VerdictReport) -> String {
     let d = &report.divergence;
-    let p95 = match report.latency.judged_p95_delta() {
-        Some(delta) if report.compared > 0 => signed_pct(delta),
+    let p95 = match report.latency.p95_shift {
+        Some(shift) if report.compared > 0 => signed_pct(shift.observed),
         _ => "—".to_owned(),
     };
     // The verdict first: it survives a cut to the terminal's width.

@@ -121,6 +121,24 @@ pub fn render(report: &VerdictReport, page: &Url) -> String {
         None => "A/A baseline: no secondary leg in this window".to_owned(),
     };
     let _ = writeln!(out, "  {}", paint(DIM, baseline));
+    let l = &report.latency;
+    for shift in [l.p50_shift, l.p95_shift].into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "  {}",
+            paint(
+                DIM,
+                format!(
+                    "p{:.0} shift {} (interval {} to {}) on {} paired requests",
+                    shift.quantile * 100.0,
+                    signed_pct(shift.observed),
+                    signed_pct(shift.lower),
+                    signed_pct(shift.upper),
+                    l.pairs
+                )
+            )
+        );
+    }
 
     out.push('\n');
     let _ = writeln!(out, "{}", paint(HEADER, "Worst routes"));
@@ -242,7 +260,9 @@ fn observed_and_threshold(c: &Criterion) -> (String, String) {
         "samples" | "new_errors" => (format!("{:.0}", c.observed), format!("{} {:.0}", bound(c), c.threshold)),
         "duration" => (format!("{:.0}s", c.observed), format!("{} {:.0}s", bound(c), c.threshold)),
         "divergence_rate" => (pct(c.observed), format!("{} {}", bound(c), pct(c.threshold))),
-        "latency_p95_delta" => (signed_pct(c.observed), format!("{} {}", bound(c), signed_pct(c.threshold))),
+        "latency_p50_delta" | "latency_p95_delta" => {
+            (signed_pct(c.observed), format!("{} {}", bound(c), signed_pct(c.threshold)))
+        }
         _ => (format!("{}", c.observed), format!("{}", c.threshold)),
     }
 }

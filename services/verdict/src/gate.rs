@@ -59,10 +59,14 @@ pub struct GatePolicy {
     /// did not. Default 0: any new error fails the gate.
     #[serde(default)]
     pub max_new_errors: u64,
-    /// Highest acceptable relative increase of the candidate's p95 latency over the primary's
-    /// on the same requests (0.05 = 5%).
-    #[serde(default = "default_max_latency_p95_delta")]
+    /// Highest acceptable relative increase of the candidate's p95 latency over the
+    /// secondary's (else the primary's) on the same requests (0.05 = 5%). Passing needs the
+    /// whole interval within it, failing the whole interval above it.
+    #[serde(default = "default_max_latency_delta")]
     pub max_latency_p95_delta: f64,
+    /// The same bound at p50.
+    #[serde(default = "default_max_latency_delta")]
+    pub max_latency_p50_delta: f64,
     /// Most paths the candidate may change systematically (`evaluate::paths`): a field it
     /// changes on some of a route's responses while the secondary does not. Default 0.
     #[serde(default)]
@@ -81,7 +85,8 @@ impl Default for GatePolicy {
             max_divergence_rate: default_max_divergence_rate(),
             max_new_errors: 0,
             max_new_divergent_paths: 0,
-            max_latency_p95_delta: default_max_latency_p95_delta(),
+            max_latency_p95_delta: default_max_latency_delta(),
+            max_latency_p50_delta: default_max_latency_delta(),
             min_samples: default_min_samples(),
             min_duration: default_min_duration(),
         }
@@ -91,7 +96,7 @@ impl Default for GatePolicy {
 const fn default_max_divergence_rate() -> f64 {
     0.01
 }
-const fn default_max_latency_p95_delta() -> f64 {
+const fn default_max_latency_delta() -> f64 {
     0.05
 }
 const fn default_min_samples() -> u64 {
@@ -106,8 +111,13 @@ impl GatePolicy {
         if !(0.0..1.0).contains(&self.max_divergence_rate) {
             errors.push(ConfigError::rule(format!("{prefix}.max_divergence_rate"), "must be in [0, 1)"));
         }
-        if !(self.max_latency_p95_delta >= 0.0 && self.max_latency_p95_delta.is_finite()) {
-            errors.push(ConfigError::rule(format!("{prefix}.max_latency_p95_delta"), "must be a fraction >= 0"));
+        for (key, value) in [
+            ("max_latency_p95_delta", self.max_latency_p95_delta),
+            ("max_latency_p50_delta", self.max_latency_p50_delta),
+        ] {
+            if !(value >= 0.0 && value.is_finite()) {
+                errors.push(ConfigError::rule(format!("{prefix}.{key}"), "must be a fraction >= 0"));
+            }
         }
         if self.min_samples == 0 {
             errors.push(ConfigError::rule(format!("{prefix}.min_samples"), "must be at least 1"));

@@ -155,14 +155,56 @@ pub(crate) async fn evidence(client: &Client, window: &Window, diverged: u64) ->
     )
     .fetch_one()
     .await?;
+    let pairs = latency_pairs(client, window).await?;
+    let against_secondary = pairs.iter().any(|p| p.secondary > 0);
+    let pairs: Vec<(f64, f64)> = pairs
+        .into_iter()
+        .filter(|p| !against_secondary || p.secondary > 0)
+        .map(|p| (p.candidate, if against_secondary { p.secondary_ms } else { p.primary }))
+        .collect();
+    let shifts = crate::evaluate::latency::shifts(&pairs);
     let latency = Latency {
         primary: LatencyRow::quantiles(&candidate.primary),
         candidate: LatencyRow::quantiles(&candidate.shadow),
         secondary: (secondary.n > 0).then(|| LatencyRow::quantiles(&secondary.shadow)),
         p95_delta: candidate.p95_delta().unwrap_or(0.0),
         secondary_p95_delta: secondary.p95_delta(),
+        pairs: pairs.len() as u64,
+        against_secondary,
+        p50_shift: shifts.map(|[p50, _]| p50),
+        p95_shift: shifts.map(|[_, p95]| p95),
     };
     Ok(counts.into_evidence(latency, diverged).1)
+}
+
+/// Most requests whose latency is judged in pairs: the latest in the window.
+const MAX_PAIRS: u32 = 10_000;
+
+#[derive(Debug, Row, Deserialize)]
+struct PairRow {
+    candidate: f64,
+    primary: f64,
+    /// 1 when the secondary answered the request too.
+    secondary: u8,
+    secondary_ms: f64,
+}
+
+/// The latest [`MAX_PAIRS`] compared requests of the window, in milliseconds: the
+/// candidate's time, the primary's, and the secondary's when it answered the same request.
+async fn latency_pairs(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<PairRow>> {
+    let complete = outcome_is(Outcome::Complete);
+    let query = format!(
+        "SELECT toFloat64(c) / 1000 AS candidate, toFloat64(p) / 1000 AS primary, \
+                secondary, toFloat64(s) / 1000 AS secondary_ms \
+         FROM (SELECT request_id, shadow_latency_us AS c, primary_latency_us AS p FROM exchanges FINAL \
+               WHERE {complete} AND {} ORDER BY ts DESC LIMIT {MAX_PAIRS}) \
+         ANY LEFT JOIN (SELECT request_id, shadow_latency_us AS s, toUInt8(1) AS secondary FROM exchanges FINAL \
+               WHERE {complete} AND {} AND ts >= toDateTime(?)) \
+         USING request_id",
+        in_window(),
+        role_is(Role::Secondary),
+    );
+    bind_window(client.query(&query), window).bind(window.since).fetch_all().await
 }
 
 /// A difference's path with its array indices as `[*]` (`items[2].price` → `items[*].price`),

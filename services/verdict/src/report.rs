@@ -143,7 +143,7 @@ pub(crate) fn record(report: &VerdictReport, caller: &str) -> VerdictRow {
         compared: report.compared,
         divergence_rate: report.divergence.rate,
         new_errors: report.new_errors.count,
-        p95_delta: report.latency.judged_p95_delta().unwrap_or(0.0),
+        p95_delta: report.latency.p95_shift.map_or(0.0, |s| s.observed),
         reasons: report.reasons.join("\n"),
         revision: report.revision.clone().unwrap_or_default(),
         since: report.since,

@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::gate::GatePolicy;
 
+pub mod latency;
 pub mod paths;
 pub mod sequential;
 
+pub use latency::Shift;
 pub use paths::{AcceptedPath, DivergentPath, PathEvidence};
 
 /// How a criterion, or the whole verdict, came out.
@@ -67,7 +69,7 @@ pub struct Quantiles {
 }
 
 /// Paired latency: the same requests, as the primary, the candidate and the secondary
-/// answered them.
+/// answered them, and the candidate's shifts with their intervals ([`latency`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     pub primary: Quantiles,
@@ -79,16 +81,16 @@ pub struct Latency {
     /// The same delta for the secondary: the A/A baseline, what a shadow shows without any
     /// change of version (the replay path's own cost). `None` without a secondary.
     pub secondary_p95_delta: Option<f64>,
-}
-
-impl Latency {
-    /// The delta the gate judges: the candidate's p95 against the secondary's when there is a
-    /// secondary (both shadows, replayed the same way, so only the version differs), else
-    /// against the primary's. `None` when there is nothing to divide by.
-    pub fn judged_p95_delta(&self) -> Option<f64> {
-        let baseline = self.secondary.map_or(self.primary.p95, |s| s.p95);
-        (baseline > 0.0).then(|| (self.candidate.p95 - baseline) / baseline)
-    }
+    /// Requests judged in pairs: the candidate's time with the secondary's on the same
+    /// request, or with the primary's when there is no secondary.
+    pub pairs: u64,
+    /// Whether the pairs' baseline is the secondary (both shadows, replayed together, so only
+    /// the version differs) rather than the primary.
+    pub against_secondary: bool,
+    /// The candidate's shift at p50 against the baseline, with its interval.
+    pub p50_shift: Option<Shift>,
+    /// The same at p95.
+    pub p95_shift: Option<Shift>,
 }
 
 /// What the store holds for a candidate over the window, overall or for one route.
@@ -140,7 +142,8 @@ pub fn judge(evidence: &Evidence, policy: &GatePolicy) -> (Decision, Vec<Criteri
         divergence(evidence, policy),
         new_errors(evidence, policy),
         divergent_paths(evidence, policy),
-        latency(evidence, policy),
+        latency(evidence, policy, evidence.latency.p50_shift, "latency_p50_delta", policy.max_latency_p50_delta),
+        latency(evidence, policy, evidence.latency.p95_shift, "latency_p95_delta", policy.max_latency_p95_delta),
     ];
     let decision = criteria.iter().map(|c| c.status).max().unwrap_or(Decision::Inconclusive);
     (decision, criteria)
@@ -265,33 +268,45 @@ fn divergent_paths(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
     }
 }
 
-fn latency(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
-    let latency = &evidence.latency;
-    let max = policy.max_latency_p95_delta;
-    let against = if latency.secondary.is_some() { "the secondary on the same requests" } else { "the primary" };
-    let delta = latency.judged_p95_delta().filter(|_| evidence.compared > 0);
-    let (status, reason) = match delta {
+/// One quantile's latency shift against its bound: fails when the whole interval is above
+/// it (from `min_samples` comparisons: a tail quantile of a few requests is one of their
+/// slowest few), passes when the whole interval is within it.
+fn latency(evidence: &Evidence, policy: &GatePolicy, shift: Option<Shift>, name: &str, max: f64) -> Criterion {
+    let l = &evidence.latency;
+    let against = if l.against_secondary { "the secondary" } else { "the primary" };
+    let (status, reason) = match shift.filter(|_| evidence.compared > 0) {
         None => (Decision::Inconclusive, "no paired latency yet".to_owned()),
-        Some(delta) => {
-            let context = latency.secondary_p95_delta.map_or(String::new(), |aa| {
-                format!(" (vs the primary: candidate {}, secondary {})", signed_pct(latency.p95_delta), signed_pct(aa))
+        Some(s) => {
+            let what = format!(
+                "p{:.0} {} vs {against} on the same {} requests (interval {} to {})",
+                s.quantile * 100.0,
+                signed_pct(s.observed),
+                l.pairs,
+                signed_pct(s.lower),
+                signed_pct(s.upper)
+            );
+            let aa = l.secondary_p95_delta.map_or(String::new(), |aa| {
+                format!("; A/A spread: the secondary's p95 is {} vs the primary's", signed_pct(aa))
             });
-            // A p95 of a few requests is one of their slowest few, not a percentile: a point
-            // estimate over the line fails only once there are min_samples comparisons.
-            let (status, verb) = match (delta <= max, evidence.compared >= policy.min_samples) {
-                (true, _) => (Decision::Pass, "within"),
-                (false, true) => (Decision::Fail, "above"),
-                (false, false) => (Decision::Inconclusive, "above, on too few comparisons to fail,"),
+            let enough = evidence.compared >= policy.min_samples;
+            let (status, verdict) = if s.lower > max && enough {
+                (Decision::Fail, format!("entirely above {}", pct(max)))
+            } else if s.lower > max {
+                (Decision::Inconclusive, format!("above {}, on too few comparisons to fail", pct(max)))
+            } else if s.upper <= max {
+                (Decision::Pass, format!("within {}", pct(max)))
+            } else {
+                (Decision::Inconclusive, format!("straddles {}", pct(max)))
             };
-            (status, format!("p95 {} vs {against}, {verb} {}{context}", signed_pct(delta), pct(max)))
+            (status, format!("{what}: {verdict}{aa}"))
         }
     };
     Criterion {
-        name: "latency_p95_delta".to_owned(),
+        name: name.to_owned(),
         status,
-        observed: delta.unwrap_or(0.0),
-        lower: None,
-        upper: None,
+        observed: shift.map_or(0.0, |s| s.observed),
+        lower: shift.map(|s| s.lower),
+        upper: shift.map(|s| s.upper),
         threshold: max,
         reason,
     }
