@@ -360,7 +360,10 @@ async fn what_the_noise_model_keeps_absorbing_is_suggested_as_rules_the_correlat
         }
         rows.push(candidate);
     }
-    service.insert(&rows, &differences, &[]).await;
+    // One primary body of the route was sampled: its order lines carry a `sku`.
+    let body = r#"{"orders":[{"lines":[{"sku":"a-1","qty":1},{"sku":"b-2","qty":3}]}],"served_at":"10:00"}"#;
+    let sampled = [sample(&rows[5], "primary", "primary", 200, body)];
+    service.insert(&rows, &differences, &sampled).await;
 
     let response = reqwest::Client::new()
         .get(format!("{}/v1/suggestions?candidate=noisy", service.url))
@@ -379,7 +382,11 @@ async fn what_the_noise_model_keeps_absorbing_is_suggested_as_rules_the_correlat
             .unwrap_or_else(|e| panic!("{e}\n{}", suggestions.toml));
     assert_eq!(config.correlator.routes.len(), 1);
     assert_eq!(config.correlator.routes[0].template, "/items/{id}");
-    assert!(suggestions.toml.contains("set_arrays = [\"orders[*].lines\"]"), "{}", suggestions.toml);
+    assert!(
+        suggestions.toml.contains(r#"keyed_arrays = [{ path = "orders[*].lines", key = "sku" }]"#),
+        "matched on the key its elements carry: {}",
+        suggestions.toml
+    );
     assert!(suggestions.toml.contains("ignore_paths = [\"served_at\"]"), "{}", suggestions.toml);
 
     let anonymous = reqwest::get(format!("{}/v1/suggestions?candidate=noisy", service.url)).await.unwrap();

@@ -220,7 +220,7 @@ pub(crate) async fn noisy_paths(
 ) -> clickhouse::error::Result<Vec<crate::suggest::NoisyPath>> {
     let query = format!(
         "SELECT route, {GENERALISED_PATH} AS path, kind, count() AS count, \
-         any(request_id) AS example \
+         any(request_id) AS example, '' AS key \
          FROM differences FINAL \
          WHERE noise = 1 AND {} AND deployment = ? \
                AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {}) \
@@ -236,6 +236,23 @@ pub(crate) async fn noisy_paths(
         .bind(limit)
         .fetch_all()
         .await
+}
+
+/// Up to `limit` sampled primary bodies of `route` among the candidate's compared requests
+/// in the window.
+pub(crate) async fn primary_bodies(
+    client: &Client,
+    window: &Window,
+    route: &str,
+    limit: u32,
+) -> clickhouse::error::Result<Vec<String>> {
+    let query = format!(
+        "SELECT body FROM samples FINAL WHERE {} AND route = ? \
+         AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {}) LIMIT ?",
+        role_is(Role::Primary),
+        in_window()
+    );
+    bind_window(client.query(&query).bind(route), window).bind(limit).fetch_all().await
 }
 
 #[derive(Debug, Row, Deserialize)]

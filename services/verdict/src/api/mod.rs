@@ -146,7 +146,15 @@ async fn suggestions(
 ) -> Result<Json<crate::suggest::Suggestions>, ApiError> {
     let ask = Ask::parse(params.candidate, None, None, params.since.as_deref())?;
     let window = resolve(&state, &ask, "api").await?;
-    let paths = query::noisy_paths(&state.clickhouse, &window, 100).await.map_err(ApiError::Store)?;
+    let mut paths = query::noisy_paths(&state.clickhouse, &window, 100).await.map_err(ApiError::Store)?;
+    // An array in random order: keyed when a sampled body of its route shows an element key.
+    for path in paths.iter_mut().filter(|p| p.kind == "order_only") {
+        let bodies =
+            query::primary_bodies(&state.clickhouse, &window, &path.route, 3).await.map_err(ApiError::Store)?;
+        if let Some(key) = bodies.iter().find_map(|body| crate::suggest::element_key(body, &path.path)) {
+            path.key = key;
+        }
+    }
     Ok(Json(crate::suggest::suggest(paths)))
 }
 
