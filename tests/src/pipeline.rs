@@ -50,6 +50,15 @@ pub const TEST_HMAC_KEY: &str = "test-only-hmac-key-0123456789";
 /// Name of the candidate deployment in every pipeline.
 pub const CANDIDATE: &str = "candidate";
 
+/// TOML added to the services' own sections, for a scenario that tunes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tuning<'a> {
+    /// Under `[verdict]`: its keys, then sub-tables such as `[verdict.gates.10]`.
+    pub verdict: &'a str,
+    /// Under `[correlator]`: its keys, then sub-tables such as `[correlator.default_rules]`.
+    pub correlator: &'a str,
+}
+
 pub struct Pipeline {
     pub names: Names,
     pub tap_url: String,
@@ -81,6 +90,12 @@ impl Pipeline {
     /// [`Pipeline::start`], with `verdict` (TOML) under the verdict service's `[verdict]`:
     /// its keys, then sub-tables such as `[verdict.gates.10]`.
     pub async fn start_with(infra: &Infra, backends: Backends, verdict: &str) -> Self {
+        Self::start_tuned(infra, backends, Tuning { verdict, ..Tuning::default() }).await
+    }
+
+    /// [`Pipeline::start`], with `tuning` added to the services' configs.
+    pub async fn start_tuned(infra: &Infra, backends: Backends, tuning: Tuning<'_>) -> Self {
+        let Tuning { verdict, correlator } = tuning;
         shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {
             level: "warn,shadowdiff=info".into(),
             ..Default::default()
@@ -135,7 +150,8 @@ impl Pipeline {
         let correlator_config = config(
             "correlator",
             &format!(
-                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 10000\nflush_interval_ms = 250\n{kafka}{clickhouse}",
+                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 10000\nflush_interval_ms = 250\n{correlator}\n\
+                 {kafka}{clickhouse}",
                 names.group_prefix
             ),
         );

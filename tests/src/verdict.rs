@@ -95,6 +95,23 @@ where
     shadowdiff_store::insert::<T, T>(client, table, rows).await.unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// The report of the verdict API at `url` (a service's base URL) for `query`, asked with
+/// the read token; any answer but 200 fails the test.
+pub async fn report(url: &str, query: &str) -> shadowdiff_verdict::VerdictReport {
+    let response = reqwest::Client::new()
+        .get(format!("{url}/v1/verdict?{query}"))
+        .bearer_auth(crate::auth::READ_TOKEN)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET /v1/verdict?{query}: {e}"));
+    let status = response.status();
+    if status != 200 {
+        let body = response.text().await.unwrap_or_default();
+        panic!("GET /v1/verdict?{query}: {status}: {body}");
+    }
+    response.json().await.unwrap_or_else(|e| panic!("GET /v1/verdict?{query}: {e}"))
+}
+
 /// Comparison `i` of `deployment` (role from the name: `secondary` is the secondary, anything
 /// else a candidate) at stage 10: complete, equal, both legs 200 in 10 ms. Scenarios change
 /// the fields they are about with struct update syntax.

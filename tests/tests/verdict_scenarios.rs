@@ -1,0 +1,163 @@
+//! Verdicts on evidence the whole pipeline gathered: client → tap → primary, mirror →
+//! secondary and candidate, correlator → ClickHouse → verdict API, with the demo backends.
+//!
+//! Every backend carries honest noise (timestamps, trace ids, instance headers, shuffled
+//! arrays) and a 4 ms service time. Reads go through the tap in batches; after each batch the
+//! shadow stage's verdict is asked for, and a scenario ends at the first pass or fail, or at
+//! its cap once every request sent is in the report. Each prints
+//! `scenario=<name> verdict=<v> compared=<n> sent=<n>`: the verdict first reached, the
+//! comparisons it was reached on, and the requests sent by then.
+
+// Scenario helpers fail the test by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use shadowdiff_demo::backend::{self, Behavior};
+use shadowdiff_demo::traffic;
+use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::pipeline::{Backends, CANDIDATE, Pipeline, Tuning};
+use shadowdiff_tests::{eventually, unique};
+use shadowdiff_verdict::{Criterion, Decision, VerdictReport};
+
+/// Every backend's base service time.
+const SERVICE_TIME: Duration = Duration::from_micros(4_000);
+/// Reads per batch, of items 0 to 99: a candidate change on every 100th item is then on
+/// exactly 1% of them.
+const BATCH: u64 = 100;
+/// Reads sent at most before a scenario settles for the verdict it has.
+const CAP: u64 = 6_000;
+/// How long the last batch's comparisons may take to reach the report.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The shadow stage with the default gate, except for the evidence's span, cut to what a
+/// test can wait for.
+const GATES: &str = "[verdict.gates.shadow]\nmin_duration_secs = 5\n";
+
+/// The diff rules every deployment of the demo backends runs with
+/// (`deploy/local/config/correlator.toml`): `variants` are keyed by `id`.
+const DEMO_RULES: &str = "[correlator.default_rules]\n\
+     keyed_arrays = [{ path = \"variants\", key = \"id\" }, { path = \"items[*].variants\", key = \"id\" }]\n";
+
+/// The route the tap names the backends' `/items/{n}`.
+const ITEMS: &str = "/items/{id}";
+
+/// One pipeline at a time: the latency scenarios compare milliseconds, which a second
+/// pipeline on the same two cores would blur for both.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A backend as the primary runs it: honest noise, the base service time, no change.
+fn honest(instance: &str) -> Behavior {
+    Behavior {
+        noise: true,
+        shuffle: true,
+        service_time: SERVICE_TIME,
+        instance: instance.into(),
+        ..Behavior::default()
+    }
+}
+
+/// The verdict first reached for `candidate` against an honest primary and secondary, and
+/// the number of reads sent by then.
+async fn first_verdict(name: &str, candidate: Behavior, cap: u64) -> (VerdictReport, u64) {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let infra = Infra::get().await;
+    let backends = Backends {
+        primary: shadowdiff_tests::serve(backend::app(honest("primary"))).await,
+        secondary: shadowdiff_tests::serve(backend::app(honest("secondary"))).await,
+        candidate: shadowdiff_tests::serve(backend::app(candidate)).await,
+    };
+    let pipeline = Pipeline::start_tuned(&infra, backends, Tuning { verdict: GATES, correlator: DEMO_RULES }).await;
+    let query = format!("candidate={CANDIDATE}&stage=shadow");
+    let prefix = unique(name);
+    let mut sent = 0;
+    let report = loop {
+        let batch = BATCH.min(cap - sent);
+        traffic::drive(&pipeline.tap_url, &format!("{prefix}-{sent}"), batch, 0).await.unwrap();
+        sent += batch;
+        let report = shadowdiff_tests::verdict::report(&pipeline.verdict_url, &query).await;
+        if report.verdict != Decision::Inconclusive {
+            break report;
+        }
+        if sent >= cap {
+            break eventually("every read sent in the report", DEADLINE, || async {
+                let report = shadowdiff_tests::verdict::report(&pipeline.verdict_url, &query).await;
+                if report.verdict != Decision::Inconclusive || report.samples >= sent {
+                    Ok(report)
+                } else {
+                    Err(format!("{} of {sent} reads; services: {:?}", report.samples, pipeline.failures()))
+                }
+            })
+            .await;
+        }
+    };
+    println!("scenario={name} verdict={} compared={} sent={sent}", report.verdict.as_str(), report.compared);
+    pipeline.stop().await;
+    (report, sent)
+}
+
+/// The criterion `name` names, for an assertion.
+fn criterion(report: &VerdictReport, name: impl Fn(&str) -> bool) -> Option<&Criterion> {
+    report.criteria.iter().find(|c| name(&c.name))
+}
+
+/// Every criterion with its status and reason, for a failure to show.
+fn explain(report: &VerdictReport, sent: u64) -> String {
+    let criteria: Vec<String> =
+        report.criteria.iter().map(|c| format!("{} {}: {}", c.name, c.status.as_str(), c.reason)).collect();
+    let latency = &report.latency;
+    format!(
+        "verdict {} on {} compared of {} samples ({sent} reads sent); criteria: {criteria:#?}; \
+         latency p50/p95/p99 ms: primary {:?}, secondary {:?}, candidate {:?}",
+        report.verdict.as_str(),
+        report.compared,
+        report.samples,
+        latency.primary,
+        latency.secondary,
+        latency.candidate
+    )
+}
+
+/// `name`'s criterion came out `status`, in a report that came out `verdict`.
+fn assert_decided(report: &VerdictReport, sent: u64, verdict: Decision, name: &str, status: Decision) {
+    let found = criterion(report, |n| n == name).map(|c| c.status);
+    assert_eq!((report.verdict, found), (verdict, Some(status)), "{}", explain(report, sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_changed_on_one_percent_of_item_reads_fails_as_a_systematic_path() {
+    let candidate = Behavior { regress_every: 100, ..honest("candidate") };
+    let (report, sent) = first_verdict("low_rate_field_change", candidate, CAP).await;
+    assert_decided(&report, sent, Decision::Fail, "divergent_paths", Decision::Fail);
+    let named: Vec<(&str, &str)> = report.divergent_paths.iter().map(|p| (p.route.as_str(), p.path.as_str())).collect();
+    assert!(named.contains(&(ITEMS, "price")), "systematic paths {named:?}; {}", explain(&report, sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_on_two_percent_of_item_reads_fails_as_new_client_errors() {
+    let candidate = Behavior { not_found_every: 50, ..honest("candidate") };
+    let (report, sent) = first_verdict("ok_to_not_found", candidate, CAP).await;
+    assert_decided(&report, sent, Decision::Fail, "new_errors", Decision::Fail);
+    assert!(report.new_client_errors > 0, "{}", explain(&report, sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_identical_to_the_primary_passes_through_heavy_noise() {
+    let (report, sent) = first_verdict("aa_heavy_noise", honest("candidate"), CAP).await;
+    assert_eq!(report.verdict, Decision::Pass, "{}", explain(&report, sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_percent_more_service_time_fails_on_latency() {
+    let candidate = Behavior { service_time: Duration::from_micros(4_320), ..honest("candidate") };
+    let (report, sent) = first_verdict("latency_plus_8pct", candidate, CAP).await;
+    let latency = criterion(&report, |n| n.starts_with("latency")).map(|c| c.status);
+    assert_eq!((report.verdict, latency), (Decision::Fail, Some(Decision::Fail)), "{}", explain(&report, sent));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_requests_of_a_clean_candidate_are_inconclusive() {
+    let (report, sent) = first_verdict("small_sample", honest("candidate"), 50).await;
+    assert_decided(&report, sent, Decision::Inconclusive, "samples", Decision::Inconclusive);
+    assert_eq!(report.samples, 50, "{}", explain(&report, sent));
+}
