@@ -4,8 +4,12 @@
 # the tap, and walks the candidate through the rollout stages shadow → 1 → 10 → 50 → 100,
 # each gated by `shadowctl gate` on the verdict API, as a CD pipeline would.
 #
-#   deploy/local/demo.sh            the candidate changes the price of every 20th item: the
-#                                   shadow gate finds the path systematic and stops it
+#   deploy/local/demo.sh            release 1 of the candidate changes the price of every 20th
+#                                   item: the shadow gate finds the path systematic and stops
+#                                   it before any user sees it. Release 2 fixes that and adds
+#                                   a field on purpose (`discount`): the shadow gate stops it
+#                                   too, a person accepts the field with `shadowctl accept`,
+#                                   and release 2 walks 1 → 10 → 50 → 100.
 #   deploy/local/demo.sh --clean    the candidate behaves like the primary and reaches 100%
 #
 # Each run uses its own topics and a fresh `shadowdiff_demo` database, so runs never mix.
@@ -73,8 +77,12 @@ say "starting the demo backends, then verdict, correlator, mirror and tap (logs 
 noise=(--noise --shuffle)
 start primary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18081 "${noise[@]}" --instance primary-0
 start secondary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18083 "${noise[@]}" --instance secondary-0
-start candidate "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18082 "${noise[@]}" --instance candidate-0 \
-  --regress-every "$regress_every"
+# The candidate's backend, one release at a time: its arguments after the common ones.
+candidate() {
+  start candidate "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18082 "${noise[@]}" --instance candidate-0 "$@"
+  candidate_pid="${pids[-1]}"
+}
+candidate --regress-every "$regress_every"
 for service in verdict correlator mirror tap; do
   start "$service" "$bin/shadowdiff-$service" --config "deploy/local/config/$service.toml"
 done
@@ -118,27 +126,30 @@ EOT
 }
 
 profile shadow
-# The release under test, as a CD system names it (a pod-template hash, a commit): its
-# verdicts cover only the comparisons made since the first gate asked about it.
-release="$run"
-reached=""
-for stage in shadow 1 10 50 100; do
-  say "stage $stage: shadowctl gate --candidate candidate --revision $release --stage $stage"
-  set +e
-  shadowctl gate --candidate candidate --revision "$release" --stage "$stage" --wait "$stage_wait" --interval 2s
-  verdict=$?
-  set -e
-  case "$verdict" in
-    0) reached="$stage"; echo "    stage $stage passed: the CD system may shift traffic on" ;;
-    1) echo "    stage $stage FAILED: the CD system stops here and rolls back to the primary"; break ;;
-    2) echo "    stage $stage still inconclusive after $stage_wait: the CD system pauses for a person"; break ;;
-    *) echo "    shadowctl gate could not run (exit $verdict)" >&2; exit 1 ;;
-  esac
-done
 
-if [ "$reached" = 100 ]; then
-  say "the candidate passed every stage and now takes all the traffic"
-else
+# Walks release $1 through the stages, each gated as a CD system would; sets `reached` to
+# the last stage passed and `stage` to the one it stopped at.
+rollout() {
+  local release="$1" verdict
+  reached=""
+  for stage in shadow 1 10 50 100; do
+    say "stage $stage: shadowctl gate --candidate candidate --revision $release --stage $stage"
+    set +e
+    shadowctl gate --candidate candidate --revision "$release" --stage "$stage" --wait "$stage_wait" --interval 2s
+    verdict=$?
+    set -e
+    case "$verdict" in
+      0) reached="$stage"; echo "    stage $stage passed: the CD system may shift traffic on" ;;
+      1) echo "    stage $stage FAILED: the CD system stops here and rolls back to the primary"; return ;;
+      2) echo "    stage $stage still inconclusive after $stage_wait: the CD system pauses for a person"; return ;;
+      *) echo "    shadowctl gate could not run (exit $verdict)" >&2; exit 1 ;;
+    esac
+  done
+}
+
+# Why release $1 stopped: the verdict, and one divergent request in detail.
+explain() {
+  local release="$1"
   say "why stage $stage did not pass"
   shadowctl verdict --candidate candidate --revision "$release" --stage "$stage"
   sample="$(curl -fsS "$ch_url/" --data-binary \
@@ -152,6 +163,41 @@ else
     page="$logs/exchange-$sample.html"
     curl -fsS -H "Authorization: Bearer $SHADOWCTL_TOKEN" -o "$page" "$drill"
   fi
+}
+
+# The release under test, as a CD system names it (a pod-template hash, a commit): its
+# verdicts cover only the comparisons made since the first gate asked about it.
+release="$run-1"
+rollout "$release"
+if [ "$reached" != 100 ]; then
+  explain "$release"
+fi
+
+if [ "$regress_every" != 0 ] && [ "$reached" != 100 ]; then
+  release="$run-2"
+  say "release 2: the price fix, and a new field, discount, added on purpose"
+  kill "$candidate_pid"
+  wait "$candidate_pid" 2>/dev/null || true
+  candidate --add-field discount
+  wait_http candidate http://127.0.0.1:18082/healthz
+  rollout "$release"
+  if [ "$stage" = shadow ] && [ "$reached" != 100 ]; then
+    say "the shadow gate names the new field; the team meant it, so a person with the write scope accepts it"
+    # Demo values, public in this file, like the reader's: the operator token holds write.
+    for accept in "/items/{id} discount" "/search items[*].discount"; do
+      read -r route path <<<"$accept"
+      SHADOWCTL_TOKEN=shadowdiff-local-demo-operator shadowctl accept --candidate candidate \
+        --route "$route" --path "$path" --reason "discount badge ships with release 2" --expires 7d
+    done
+    rollout "$release"
+  fi
+  if [ "$reached" != 100 ]; then
+    explain "$release"
+  fi
+fi
+
+if [ "$reached" = 100 ]; then
+  say "release ${release##*-} of the candidate passed every stage and now takes all the traffic"
 fi
 
 cat <<EOT

@@ -277,14 +277,15 @@ fn path_key() -> String {
 
 /// Per route and generalised path (array indices as `[*]`), the candidate's differences that
 /// are not noise and the secondary's differences on the same requests, for every path where
-/// the candidate has any; the most frequent [`MAX_PATHS`].
+/// the candidate has any; the most frequent [`MAX_PATHS`]. Examples are three distinct
+/// requests: one response can differ at a path under several array elements.
 pub(crate) async fn paths(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<PathEvidence>> {
     let candidate = format!("{} AND deployment = ? AND noise = 0", role_is(Role::Candidate));
     let query = format!(
         "SELECT route, {GENERALISED_PATH} AS path, kind, \
          toUInt64(countIf({candidate})) AS candidate, \
          toUInt64(countIf({secondary})) AS secondary, \
-         groupArrayIf(3)(request_id, {candidate}) AS examples, \
+         arraySlice(arrayDistinct(groupArrayIf(30)(request_id, {candidate})), 1, 3) AS examples, \
          any({key}) AS key \
          FROM differences FINAL \
          WHERE request_id IN (SELECT request_id FROM exchanges FINAL WHERE {in_window}) \
