@@ -72,10 +72,10 @@ impl PrivateClickHouse {
         self.child = Some(child);
         let client = reqwest::Client::new();
         for _ in 0..300 {
-            if let Ok(response) = client.get(format!("{}/ping", self.url())).send().await {
-                if response.status().is_success() {
-                    return;
-                }
+            if let Ok(response) = client.get(format!("{}/ping", self.url())).send().await
+                && response.status().is_success()
+            {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -26,8 +26,8 @@ fn exchange(i: u32) -> ExchangeRow {
         shadow_latency_us: 1500,
         latency_delta_us: 500,
         status_differs: 0,
-        body_differs: u8::from(i % 2 == 0),
-        differences: u32::from(i % 2 == 0),
+        body_differs: u8::from(i.is_multiple_of(2)),
+        differences: u32::from(i.is_multiple_of(2)),
         noise: 0,
         stage: "10".into(),
     }

@@ -52,16 +52,16 @@ pub struct Behavior {
 impl Behavior {
     /// Whether item `n` is one the candidate answers with a changed price.
     pub fn regresses(&self, n: u64) -> bool {
-        self.regress_every != 0 && n % self.regress_every == 0
+        self.regress_every != 0 && n.is_multiple_of(self.regress_every)
     }
 
     fn fails(&self, n: u64) -> bool {
-        self.error_every != 0 && n % self.error_every == 0
+        self.error_every != 0 && n.is_multiple_of(self.error_every)
     }
 
     /// Whether `GET /items/{n}` answers 404 (when it does not answer 503).
     pub fn not_found(&self, n: u64) -> bool {
-        self.not_found_every != 0 && n % self.not_found_every == 0
+        self.not_found_every != 0 && n.is_multiple_of(self.not_found_every)
     }
 }
 

@@ -243,19 +243,19 @@ async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) 
     let mut last: Option<VerdictReport> = None;
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     while Instant::now() < deadline {
-        if let Ok(response) = client.get(&url).send().await {
-            if let Ok(v) = response.json::<VerdictReport>().await {
-                let changed = last.as_ref().is_none_or(|l| l.samples != v.samples);
-                if terminal {
-                    eprint!("\r  comparisons recorded: {}/{expect}   ", v.samples);
-                } else if changed {
-                    eprintln!("  comparisons recorded: {}/{expect}", v.samples);
-                }
-                let done = v.samples >= expect;
-                last = Some(v);
-                if done {
-                    break;
-                }
+        if let Ok(response) = client.get(&url).send().await
+            && let Ok(v) = response.json::<VerdictReport>().await
+        {
+            let changed = last.as_ref().is_none_or(|l| l.samples != v.samples);
+            if terminal {
+                eprint!("\r  comparisons recorded: {}/{expect}   ", v.samples);
+            } else if changed {
+                eprintln!("  comparisons recorded: {}/{expect}", v.samples);
+            }
+            let done = v.samples >= expect;
+            last = Some(v);
+            if done {
+                break;
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -231,10 +231,10 @@ impl Replayer {
                 headers.insert(name, value);
             }
         };
-        if !SAFE_METHODS.contains(&request.method.to_ascii_uppercase().as_str()) {
-            if let Some(original) = rewritten_key {
-                set(HeaderName::from_static(IDEMPOTENCY_KEY), &original);
-            }
+        if !SAFE_METHODS.contains(&request.method.to_ascii_uppercase().as_str())
+            && let Some(original) = rewritten_key
+        {
+            set(HeaderName::from_static(IDEMPOTENCY_KEY), &original);
         }
         set(self.context.id_header.clone(), &request.request_id);
         set(HeaderName::from_static(SHADOW_ROLE), self.role.as_str());

@@ -135,10 +135,10 @@ impl AuthConfig {
                 errors.push(ConfigError::rule(format!("auth.tokens[{i}].scopes"), "at least one of read, write"));
             }
         }
-        if let Some(proxy) = &self.proxy {
-            if proxy.trusted.is_empty() {
-                errors.push(ConfigError::rule("auth.proxy.trusted", "name the proxy's addresses (CIDRs)"));
-            }
+        if let Some(proxy) = &self.proxy
+            && proxy.trusted.is_empty()
+        {
+            errors.push(ConfigError::rule("auth.proxy.trusted", "name the proxy's addresses (CIDRs)"));
         }
     }
 }

@@ -35,8 +35,8 @@ fn leg(i: u32) -> Leg {
         7 | 13 => Leg::Status5xx,
         21 => Leg::Timeout,
         33 => Leg::PrimaryDown,
-        _ if i % 4 == 0 => Leg::Diverged,
-        _ if i % 5 == 0 => Leg::NoiseOnly,
+        _ if i.is_multiple_of(4) => Leg::Diverged,
+        _ if i.is_multiple_of(5) => Leg::NoiseOnly,
         _ => Leg::Equal,
     }
 }

@@ -41,12 +41,12 @@ impl OffsetTracker {
 
     /// The event at `position` is written or deliberately dropped.
     fn release(&mut self, (topic, partition, offset): &Position) {
-        if let Some(p) = self.partitions.get_mut(&(topic.clone(), *partition)) {
-            if let Some(count) = p.held.get_mut(offset) {
-                *count -= 1;
-                if *count == 0 {
-                    p.held.remove(offset);
-                }
+        if let Some(p) = self.partitions.get_mut(&(topic.clone(), *partition))
+            && let Some(count) = p.held.get_mut(offset)
+        {
+            *count -= 1;
+            if *count == 0 {
+                p.held.remove(offset);
             }
         }
     }

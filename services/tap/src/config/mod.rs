@@ -282,10 +282,10 @@ impl Validate for TapConfig {
             }
         }
         tap.redaction.validate("tap.redaction", errors);
-        if let Mode::Sidecar { deployment, .. } | Mode::Egress { deployment, .. } = &tap.mode {
-            if deployment.is_empty() {
-                errors.push(ConfigError::rule("tap.mode.deployment", "must not be empty"));
-            }
+        if let Mode::Sidecar { deployment, .. } | Mode::Egress { deployment, .. } = &tap.mode
+            && deployment.is_empty()
+        {
+            errors.push(ConfigError::rule("tap.mode.deployment", "must not be empty"));
         }
     }
 }
