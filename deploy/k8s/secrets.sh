@@ -14,6 +14,8 @@
 #   - the CD read token (shadowdiff-verdict-api: `token`, with its digest in `auth-tokens`).
 #     Argo's analysis reads it from the Secret; Flagger's webhooks from
 #     examples/flagger/verdict-token.env, which this writes (mode 600, ignored by git);
+#   - an operator token for the verdict API, read and write, for the person who accepts
+#     intended differences (`shadowctl accept`; only its digest is stored);
 #   - an operator token for the mirror's profile API, read and write (shadowdiff-mirror-api).
 #
 # The Kafka and ClickHouse credentials are new ones too (user `shadowdiff`, or
@@ -116,8 +118,10 @@ if exists "$name"; then
     fi
 else
     token="$(hex)"
+    acceptor="$(hex)"
     put "$name" token "$token"
-    put "$name" auth-tokens "[{name = \"cd\", sha256 = \"$(digest "$token")\", scopes = [\"read\"]}]"
+    put "$name" auth-tokens "[{name = \"cd\", sha256 = \"$(digest "$token")\", scopes = [\"read\"]}, \
+{name = \"operator\", sha256 = \"$(digest "$acceptor")\", scopes = [\"read\", \"write\"]}]"
     create "$name"
     printf 'token=%s\n' "$token" >"$token_file.new"
     chmod 600 "$token_file.new"
@@ -125,6 +129,8 @@ else
     echo "  the CD read token, shown only now (shadowctl's SHADOWCTL_TOKEN; Argo's analysis reads"
     echo "  the Secret, Flagger's webhooks ${token_file#"$here"/}, written now):"
     echo "    $token"
+    echo "  the verdict API's operator token (read and write: shadowctl accept), shown only now:"
+    echo "    $acceptor"
 fi
 
 name=shadowdiff-mirror-api

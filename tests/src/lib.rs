@@ -30,6 +30,26 @@ pub async fn serve(app: axum::Router) -> std::net::SocketAddr {
     addr
 }
 
+/// [`serve`], on a thread and runtime of its own, as a backend runs in its own process: the
+/// pipeline's work in this process never delays its answers, so a latency it is given is
+/// the latency measured. It serves until the test process ends.
+pub async fn serve_apart(app: axum::Router) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind: {e}"));
+    let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    listener.set_nonblocking(true).unwrap_or_else(|e| panic!("{e}"));
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("a backend's runtime: {e}"));
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap_or_else(|e| panic!("{e}"));
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    addr
+}
+
 /// A name no other test run uses: for topics, groups, databases and request ids.
 pub fn unique(prefix: &str) -> String {
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());

@@ -140,7 +140,9 @@ impl Pipeline {
                 crate::auth::auth_toml()
             ),
         );
-        tasks.push(supervise("mirror", shadowdiff_mirror::run(mirror_config, shutdown.clone()), &failures));
+        // The mirror on a runtime of its own, as in its own process: the shadows' latency it
+        // measures then waits on its own work only, not on the tap's and the correlator's.
+        tasks.push(supervise("mirror", apart(shadowdiff_mirror::run(mirror_config, shutdown.clone())), &failures));
 
         // A restarted correlator catches up on the request and response partitions at their
         // own paces, so on a loaded machine two legs of one exchange can be read seconds
@@ -209,6 +211,21 @@ impl Pipeline {
         }
         let _ = self.clickhouse.query(&format!("DROP DATABASE IF EXISTS {}", self.names.database)).execute().await;
     }
+}
+
+/// `service`, run on a two-worker runtime of its own; the future returned waits for it.
+async fn apart<T: Send + 'static>(service: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("service-apart")
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("a service's runtime: {e}"));
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(runtime.block_on(service));
+    });
+    result.await.unwrap_or_else(|_| panic!("a service's runtime stopped without an answer"))
 }
 
 fn supervise<E: std::fmt::Display + Send + 'static>(

@@ -62,10 +62,11 @@ fn honest(instance: &str) -> Behavior {
 async fn first_verdict(name: &str, candidate: Behavior, cap: u64) -> (VerdictReport, u64) {
     let _alone = ONE_AT_A_TIME.lock().await;
     let infra = Infra::get().await;
+    // Each backend apart from the pipeline, as in production: their latency is compared.
     let backends = Backends {
-        primary: shadowdiff_tests::serve(backend::app(honest("primary"))).await,
-        secondary: shadowdiff_tests::serve(backend::app(honest("secondary"))).await,
-        candidate: shadowdiff_tests::serve(backend::app(candidate)).await,
+        primary: shadowdiff_tests::serve_apart(backend::app(honest("primary"))).await,
+        secondary: shadowdiff_tests::serve_apart(backend::app(honest("secondary"))).await,
+        candidate: shadowdiff_tests::serve_apart(backend::app(candidate)).await,
     };
     let pipeline = Pipeline::start_tuned(&infra, backends, Tuning { verdict: GATES, correlator: DEMO_RULES }).await;
     let query = format!("candidate={CANDIDATE}&stage=shadow");

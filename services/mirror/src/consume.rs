@@ -142,7 +142,10 @@ impl Handler for Mirror {
             events::skipped("body_truncated");
             return Ok(false);
         }
-        let targets = self.shared.targets.for_profile(&profile, &self.shared.context);
+        let mut targets = self.shared.targets.for_profile(&profile, &self.shared.context);
+        // In a fresh order each time: whichever target's replay starts first may be a little
+        // faster or slower, and that must be noise, not a bias between secondary and candidate.
+        fastrand::shuffle(&mut targets);
         let (request, hold) = (Arc::new(request), Arc::new(hold));
         for target in targets {
             let ticket = target.admit();

@@ -59,13 +59,16 @@ pub struct GatePolicy {
     /// did not. Default 0: any new error fails the gate.
     #[serde(default)]
     pub max_new_errors: u64,
-    /// Highest acceptable relative increase of the candidate's p95 latency over the
-    /// secondary's (else the primary's) on the same requests (0.05 = 5%). Passing needs the
-    /// whole interval within it, failing the whole interval above it.
-    #[serde(default = "default_max_latency_delta")]
+    /// Highest acceptable time the candidate adds at p95, against the secondary (else the
+    /// primary) on the same requests, as a share of the primary's p95 (0.10 = 10%). Passing
+    /// needs the whole interval within it, failing the whole interval above it. Tail quantiles come from the slowest 5% of requests alone, so their interval is about
+    /// twice the median's: a bound of 10% lets a clean candidate pass within a few thousand
+    /// comparisons, while a slowdown of every request is caught at p50.
+    #[serde(default = "default_max_latency_p95_delta")]
     pub max_latency_p95_delta: f64,
-    /// The same bound at p50.
-    #[serde(default = "default_max_latency_delta")]
+    /// The same at p50: the median of the time the candidate adds to each request, against
+    /// the primary's p50 (0.05 = 5%).
+    #[serde(default = "default_max_latency_p50_delta")]
     pub max_latency_p50_delta: f64,
     /// Most paths the candidate may change systematically (`evaluate::paths`): a field it
     /// changes on some of a route's responses while the secondary does not. Default 0.
@@ -85,8 +88,8 @@ impl Default for GatePolicy {
             max_divergence_rate: default_max_divergence_rate(),
             max_new_errors: 0,
             max_new_divergent_paths: 0,
-            max_latency_p95_delta: default_max_latency_delta(),
-            max_latency_p50_delta: default_max_latency_delta(),
+            max_latency_p95_delta: default_max_latency_p95_delta(),
+            max_latency_p50_delta: default_max_latency_p50_delta(),
             min_samples: default_min_samples(),
             min_duration: default_min_duration(),
         }
@@ -96,7 +99,10 @@ impl Default for GatePolicy {
 const fn default_max_divergence_rate() -> f64 {
     0.01
 }
-const fn default_max_latency_delta() -> f64 {
+const fn default_max_latency_p95_delta() -> f64 {
+    0.10
+}
+const fn default_max_latency_p50_delta() -> f64 {
     0.05
 }
 const fn default_min_samples() -> u64 {

@@ -9,6 +9,7 @@ use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow};
 
 use std::collections::HashMap;
 
+use crate::evaluate::latency::Timed;
 use crate::evaluate::{Evidence, Latency, PathEvidence, Quantiles};
 
 /// Which comparison rows a verdict covers: one candidate's, from a point in time on. The
@@ -157,10 +158,14 @@ pub(crate) async fn evidence(client: &Client, window: &Window, diverged: u64) ->
     .await?;
     let pairs = latency_pairs(client, window).await?;
     let against_secondary = pairs.iter().any(|p| p.secondary > 0);
-    let pairs: Vec<(f64, f64)> = pairs
+    let pairs: Vec<Timed> = pairs
         .into_iter()
         .filter(|p| !against_secondary || p.secondary > 0)
-        .map(|p| (p.candidate, if against_secondary { p.secondary_ms } else { p.primary }))
+        .map(|p| Timed {
+            candidate: p.candidate,
+            baseline: if against_secondary { p.secondary_ms } else { p.primary },
+            primary: p.primary,
+        })
         .collect();
     let shifts = crate::evaluate::latency::shifts(&pairs);
     let latency = Latency {
@@ -189,18 +194,20 @@ struct PairRow {
     secondary_ms: f64,
 }
 
-/// The latest [`MAX_PAIRS`] compared requests of the window, in milliseconds: the
-/// candidate's time, the primary's, and the secondary's when it answered the same request.
+/// The latest [`MAX_PAIRS`] compared requests of the window, in the order they were made,
+/// in milliseconds: the candidate's time, the primary's, and the secondary's when it
+/// answered the same request.
 async fn latency_pairs(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<PairRow>> {
     let complete = outcome_is(Outcome::Complete);
     let query = format!(
         "SELECT toFloat64(c) / 1000 AS candidate, toFloat64(p) / 1000 AS primary, \
                 secondary, toFloat64(s) / 1000 AS secondary_ms \
-         FROM (SELECT request_id, shadow_latency_us AS c, primary_latency_us AS p FROM exchanges FINAL \
+         FROM (SELECT request_id, ts AS at, shadow_latency_us AS c, primary_latency_us AS p FROM exchanges FINAL \
                WHERE {complete} AND {} ORDER BY ts DESC LIMIT {MAX_PAIRS}) \
          ANY LEFT JOIN (SELECT request_id, shadow_latency_us AS s, toUInt8(1) AS secondary FROM exchanges FINAL \
                WHERE {complete} AND {} AND ts >= toDateTime(?)) \
-         USING request_id",
+         USING request_id \
+         ORDER BY at, request_id",
         in_window(),
         role_is(Role::Secondary),
     );

@@ -199,6 +199,11 @@ impl KafkaConfig {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
+            // A broker holds a fetch until data arrives or this passes (librdkafka: 500 ms;
+            // some brokers hold it the whole time). Requests then arrive, and are replayed,
+            // in bursts, and a burst's replays queue inside the targets they measure. A short
+            // wait keeps the flow as even as the traffic, at the cost of more idle fetches.
+            .set("fetch.wait.max.ms", "10")
             // For the consumer-lag gauge (`KafkaContext::stats`).
             .set("statistics.interval.ms", "5000");
         self.apply_overrides(&mut config);

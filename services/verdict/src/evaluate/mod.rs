@@ -142,8 +142,8 @@ pub fn judge(evidence: &Evidence, policy: &GatePolicy) -> (Decision, Vec<Criteri
         divergence(evidence, policy),
         new_errors(evidence, policy),
         divergent_paths(evidence, policy),
-        latency(evidence, policy, evidence.latency.p50_shift, "latency_p50_delta", policy.max_latency_p50_delta),
-        latency(evidence, policy, evidence.latency.p95_shift, "latency_p95_delta", policy.max_latency_p95_delta),
+        latency(evidence, policy, Quantile::Median, policy.max_latency_p50_delta),
+        latency(evidence, policy, Quantile::Tail, policy.max_latency_p95_delta),
     ];
     let decision = criteria.iter().map(|c| c.status).max().unwrap_or(Decision::Inconclusive);
     (decision, criteria)
@@ -268,18 +268,35 @@ fn divergent_paths(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
     }
 }
 
+/// Which latency shift a criterion judges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quantile {
+    /// p50: passes only when its whole interval is within the bound.
+    Median,
+    /// p95: estimated from the slowest 5% of requests alone, its interval is wide on a busy
+    /// machine, and asking it to lie wholly within the bound would hold clean releases for
+    /// its own noise. It passes when its estimate is within the bound and fails only on
+    /// evidence, like the median; a slowdown of typical requests meets the median's rule.
+    Tail,
+}
+
 /// One quantile's latency shift against its bound: fails when the whole interval is above
 /// it (from `min_samples` comparisons: a tail quantile of a few requests is one of their
-/// slowest few), passes when the whole interval is within it.
-fn latency(evidence: &Evidence, policy: &GatePolicy, shift: Option<Shift>, name: &str, max: f64) -> Criterion {
+/// slowest few), passes when the whole interval is within it (for the tail: its estimate).
+fn latency(evidence: &Evidence, policy: &GatePolicy, quantile: Quantile, max: f64) -> Criterion {
     let l = &evidence.latency;
+    let (shift, name) = match quantile {
+        Quantile::Median => (l.p50_shift, "latency_p50_delta"),
+        Quantile::Tail => (l.p95_shift, "latency_p95_delta"),
+    };
     let against = if l.against_secondary { "the secondary" } else { "the primary" };
     let (status, reason) = match shift.filter(|_| evidence.compared > 0) {
         None => (Decision::Inconclusive, "no paired latency yet".to_owned()),
         Some(s) => {
+            let q = s.quantile * 100.0;
             let what = format!(
-                "p{:.0} {} vs {against} on the same {} requests (interval {} to {})",
-                s.quantile * 100.0,
+                "at p{q:.0} the candidate adds {} of the primary's p{q:.0}, against {against} on the same {} requests \
+                 (interval {} to {})",
                 signed_pct(s.observed),
                 l.pairs,
                 signed_pct(s.lower),
@@ -295,6 +312,8 @@ fn latency(evidence: &Evidence, policy: &GatePolicy, shift: Option<Shift>, name:
                 (Decision::Inconclusive, format!("above {}, on too few comparisons to fail", pct(max)))
             } else if s.upper <= max {
                 (Decision::Pass, format!("within {}", pct(max)))
+            } else if quantile == Quantile::Tail && s.observed <= max {
+                (Decision::Pass, format!("estimated within {}, and not shown above it", pct(max)))
             } else {
                 (Decision::Inconclusive, format!("straddles {}", pct(max)))
             };
