@@ -151,11 +151,8 @@ impl Exchange {
     /// a silent leg that answers after all.
     pub fn shadow_event(&self, role: Role, deployment: &str, reply: &Reply) -> ResponseEvent {
         let mut event = reply.event(self.id(), role, deployment);
-        event.expected_legs = self
-            .shadows
-            .iter()
-            .map(|(role, deployment, _)| ExpectedLeg { role: role.as_str().to_owned(), deployment: deployment.clone() })
-            .collect();
+        event.expected_legs =
+            self.shadows.iter().map(|(role, deployment, _)| ExpectedLeg::new(*role, deployment.clone())).collect();
         event
     }
 

@@ -767,3 +767,51 @@ async fn a_body_that_decodes_past_32_mib_is_compared_by_hash_not_decoded() {
     assert_eq!(found, [want], "compared by the hash of each side's bytes");
     correlator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_a_sidecar_tap_fronts_is_timed_by_the_tap_and_waited_for() {
+    let infra = Infra::get().await;
+    // A long window: the exchange is written when its legs are in, long before it passes.
+    let window = Duration::from_secs(20);
+    let correlator = CorrelatorUnderTest::start(
+        &infra,
+        2,
+        &format!("window_ms = {}\nflush_interval_ms = 250\n", window.as_millis()),
+    )
+    .await;
+    let reply = Reply::json(r#"{"a":1}"#);
+    let exchange = Exchange::new(&unique("sidecar"), "/kinds", reply.clone()).candidate("v2", reply.clone());
+    // The mirror's leg, measured through the replay path, says a tap in front of v2 times it.
+    let mut mirrored = exchange.shadow_event(Role::Candidate, "v2", &reply.clone().latency_us(9_000));
+    mirrored.expected_legs[0].timed_by_tap = true;
+    // The sidecar tap's leg: no profile, its upstream time.
+    let mut tapped = exchange.shadow_event(Role::Candidate, "v2", &reply.latency_us(4_000));
+    (tapped.profile, tapped.stage, tapped.expected_legs) = (None, None, Vec::new());
+
+    let started = Instant::now();
+    correlator.publisher.request(&exchange.request).await;
+    correlator.publisher.response(&exchange.primary_event()).await;
+    correlator.publisher.response(&mirrored).await;
+    correlator.publisher.response(&tapped).await;
+    #[derive(Debug, Row, Deserialize)]
+    struct Timed {
+        outcome: String,
+        shadow_latency_us: u64,
+        stage: String,
+    }
+    let sql =
+        format!("SELECT outcome, shadow_latency_us, stage FROM exchanges FINAL WHERE request_id = '{}'", exchange.id());
+    let rows: Vec<Timed> = eventually("the sidecar-timed row", DEADLINE, || async {
+        let rows: Vec<Timed> = correlator.clickhouse.query(&sql).fetch_all().await.map_err(|e| e.to_string())?;
+        if rows.is_empty() { Err("no row yet".to_owned()) } else { Ok(rows) }
+    })
+    .await;
+    assert!(started.elapsed() < window, "written once both legs were in, after {:?}", started.elapsed());
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        (rows[0].outcome.as_str(), rows[0].shadow_latency_us, rows[0].stage.as_str()),
+        ("complete", 4_000, STAGE),
+        "the mirror's leg (its stage), with the tap's time"
+    );
+    correlator.stop().await;
+}

@@ -87,11 +87,14 @@ prop_compose! {
         error in prop::option::of(error_kind()),
         profile in prop::option::of(text()),
         stage in prop::option::of(text()),
-        expected_legs in prop::collection::vec((text(), text()), 0..3),
+        expected_legs in prop::collection::vec((text(), text(), any::<bool>()), 0..3),
     ) -> ResponseEvent {
         ResponseEvent {
             request_id, timestamp_ms, role, deployment, status, headers, body, latency_us, error, profile, stage,
-            expected_legs: expected_legs.into_iter().map(|(role, deployment)| ExpectedLeg { role, deployment }).collect(),
+            expected_legs: expected_legs
+                .into_iter()
+                .map(|(role, deployment, timed_by_tap)| ExpectedLeg { role, deployment, timed_by_tap })
+                .collect(),
         }
     }
 }

@@ -41,6 +41,9 @@ pub(crate) struct Exchange {
     pub(crate) primary: Option<ResponseEvent>,
     /// One per shadow deployment, first arrival wins.
     pub(crate) shadows: Vec<ResponseEvent>,
+    /// The upstream time a sidecar tap in front of a shadow measured, per deployment: it
+    /// replaces the mirror's measurement where the mirror's leg says it is timed by a tap.
+    pub(crate) tap_timings: Vec<(String, i64)>,
     /// The offset of every event read into this exchange, held until its rows are written.
     pub(crate) holds: Vec<Hold>,
     /// Memory held by its legs.
@@ -53,27 +56,58 @@ impl Exchange {
         self.shadows.iter().flat_map(|s| &s.expected_legs).collect()
     }
 
-    /// Whole: the request, the primary, and every expected shadow leg have arrived.
+    /// Whole: the request, the primary, and every expected shadow leg have arrived, with
+    /// the tap's timing of those a sidecar tap fronts.
     fn complete(&self) -> bool {
         let expected = self.expected();
         self.request.is_some()
             && self.primary.is_some()
             && !expected.is_empty()
-            && expected.iter().all(|leg| self.shadows.iter().any(|s| s.deployment == leg.deployment))
+            && expected.iter().all(|leg| {
+                self.shadows.iter().any(|s| s.deployment == leg.deployment)
+                    && (!leg.timed_by_tap || self.tap_timings.iter().any(|(d, _)| *d == leg.deployment))
+            })
     }
 
     fn add(&mut self, leg: Leg) -> bool {
         match leg {
             Leg::Request(r) if self.request.is_none() => self.request = Some(r),
             Leg::Response(r) if r.role == Role::Primary && self.primary.is_none() => self.primary = Some(r),
-            Leg::Response(r)
-                if r.role != Role::Primary && !self.shadows.iter().any(|s| s.deployment == r.deployment) =>
-            {
-                self.shadows.push(r);
+            Leg::Response(r) if r.role != Role::Primary => {
+                match self.shadows.iter().position(|s| s.deployment == r.deployment) {
+                    None => self.shadows.push(r),
+                    // A sidecar tap in front of the shadow publishes a leg without a profile.
+                    // The mirror's leg is the comparison; the tap's gives only its time.
+                    Some(i) => {
+                        let timed = self.tap_timings.iter().any(|(d, _)| *d == r.deployment);
+                        let held = &mut self.shadows[i];
+                        match (held.profile.is_some(), r.profile.is_some()) {
+                            (true, false) if !timed => self.tap_timings.push((r.deployment, r.latency_us)),
+                            (false, true) if !timed => {
+                                self.tap_timings.push((held.deployment.clone(), held.latency_us));
+                                *held = r;
+                            }
+                            _ => return false,
+                        }
+                    }
+                }
+                self.time_by_taps();
             }
             _ => return false,
         }
         true
+    }
+
+    /// Gives each shadow leg timed by a tap (its own expected leg says so) the tap's time.
+    fn time_by_taps(&mut self) {
+        for shadow in &mut self.shadows {
+            let timed = shadow.expected_legs.iter().any(|l| l.deployment == shadow.deployment && l.timed_by_tap);
+            if let Some((_, latency)) = self.tap_timings.iter().find(|(d, _)| *d == shadow.deployment)
+                && timed
+            {
+                shadow.latency_us = *latency;
+            }
+        }
     }
 }
 
@@ -289,6 +323,57 @@ mod tests {
         // Forgotten after another window: an id reused much later starts a new exchange.
         joiner.expire(t0 + window * 2);
         assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(6), t0 + window * 2), Added::Joined);
+    }
+
+    /// The mirror's leg of `v2`, which a sidecar tap fronts, measured at `latency_us`.
+    fn mirrored(id: &str, latency_us: i64) -> Leg {
+        let Leg::Response(mut leg) = response(id, Role::Candidate, "v2") else { unreachable!() };
+        leg.profile = Some("p".into());
+        leg.latency_us = latency_us;
+        leg.expected_legs = vec![shadowdiff_core::ExpectedLeg::new(Role::Candidate, "v2").timed_by_tap(true)];
+        Leg::Response(leg)
+    }
+
+    /// The sidecar tap's leg of `v2`: no profile, its upstream time.
+    fn sidecar(id: &str, latency_us: i64) -> Leg {
+        let Leg::Response(mut leg) = response(id, Role::Candidate, "v2") else { unreachable!() };
+        leg.latency_us = latency_us;
+        Leg::Response(leg)
+    }
+
+    #[test]
+    fn a_shadow_a_sidecar_tap_fronts_takes_the_taps_time_and_waits_for_it() {
+        let t0 = Instant::now();
+        for sidecar_first in [false, true] {
+            let mut joiner = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 100, bytes: 1 << 20 });
+            joiner.add(request("a"), pos(1), t0);
+            joiner.add(response("a", Role::Primary, "prod"), pos(2), t0);
+            let legs = if sidecar_first {
+                [sidecar("a", 4_000), mirrored("a", 9_000)]
+            } else {
+                [mirrored("a", 9_000), sidecar("a", 4_000)]
+            };
+            let [first, second] = legs;
+            assert_eq!(joiner.add(first, pos(3), t0), Added::Joined);
+            assert!(joiner.take_complete("a", t0).is_none(), "waits for the other leg of v2");
+            assert_eq!(joiner.add(second, pos(4), t0), Added::Joined);
+            let exchange = joiner.take_complete("a", t0).expect("whole with both");
+            assert_eq!(exchange.shadows.len(), 1);
+            let shadow = &exchange.shadows[0];
+            assert_eq!(
+                (shadow.profile.as_deref(), shadow.latency_us),
+                (Some("p"), 4_000),
+                "the mirror's leg, the tap's time"
+            );
+        }
+        // Without the flag the mirror's leg is whole alone, and keeps its own time.
+        let mut joiner = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 100, bytes: 1 << 20 });
+        joiner.add(request("b"), pos(1), t0);
+        joiner.add(response("b", Role::Primary, "prod"), pos(2), t0);
+        let Leg::Response(mut plain) = mirrored("b", 9_000) else { unreachable!() };
+        plain.expected_legs[0].timed_by_tap = false;
+        joiner.add(Leg::Response(plain), pos(3), t0);
+        assert_eq!(joiner.take_complete("b", t0).map(|e| e.shadows[0].latency_us), Some(9_000));
     }
 
     #[test]

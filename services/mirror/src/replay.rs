@@ -105,7 +105,11 @@ impl Replayer {
             error: None,
             profile: Some(profile.id.clone()),
             stage: Some(profile.stage.as_str().to_owned()),
-            expected_legs: profile.targets.iter().map(|t| ExpectedLeg::new(t.role.into(), t.name.clone())).collect(),
+            expected_legs: profile
+                .targets
+                .iter()
+                .map(|t| ExpectedLeg::new(t.role.into(), t.name.clone()).timed_by_tap(t.timed_by_tap))
+                .collect(),
         }
     }
 
@@ -298,6 +302,7 @@ mod tests {
             max_concurrency: 1,
             max_queued: 1,
             timeout_ms: 1000,
+            timed_by_tap: false,
         };
         let context = ReplayContext {
             sealer,

@@ -79,6 +79,7 @@ fn target(role: TargetRole, name: String, max_latency: u64) -> impl Strategy<Val
             max_concurrency: usize::try_from(concurrency).unwrap(),
             max_queued: usize::try_from(queued).unwrap(),
             timeout_ms,
+            timed_by_tap: false,
         })
 }
 

@@ -155,11 +155,22 @@ pub struct ExpectedLeg {
     /// the mirror sent, and rows carry it as it came.
     pub role: String,
     pub deployment: String,
+    /// A sidecar tap in front of this deployment publishes its own leg (`Mode::Sidecar`):
+    /// its upstream time, with nothing of the replay path in it, is the leg's latency, and
+    /// the exchange waits for it.
+    #[serde(default)]
+    pub timed_by_tap: bool,
 }
 
 impl ExpectedLeg {
     pub fn new(role: Role, deployment: impl Into<String>) -> Self {
-        Self { role: role.as_str().to_owned(), deployment: deployment.into() }
+        Self { role: role.as_str().to_owned(), deployment: deployment.into(), timed_by_tap: false }
+    }
+
+    /// This leg, timed by a sidecar tap in front of its deployment when `timed` is true.
+    #[must_use]
+    pub fn timed_by_tap(self, timed: bool) -> Self {
+        Self { timed_by_tap: timed, ..self }
     }
 }
 

@@ -121,6 +121,11 @@ pub struct TargetSpec {
     pub max_queued: usize,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// A sidecar tap fronts this target (`[tap.mode] kind = "sidecar"`) and publishes its
+    /// own leg: its upstream time then stands for this target's latency, since it holds
+    /// nothing of the replay path, and the correlator waits for it.
+    #[serde(default)]
+    pub timed_by_tap: bool,
 }
 
 impl TargetSpec {
