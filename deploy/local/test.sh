@@ -14,8 +14,10 @@ set -euo pipefail
 cd "$repo"
 
 deploy/local/services.sh up
-# Headless Chromium renders the drill-down page in tests/tests/verdict.rs.
+# Headless Chromium renders the drill-down page in tests/tests/verdict.rs; chromedriver
+# drives it through the console's pages in tests/tests/console.rs.
 command -v chromium >/dev/null || apt_install --no-install-recommends chromium
+command -v chromedriver >/dev/null || apt_install --no-install-recommends chromium-driver
 # The validators tests/tests/deploy_manifests/ runs over docker-compose.yaml and deploy/k8s.
 deploy/k8s/validators.sh
 cargo fmt --all --check

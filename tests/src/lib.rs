@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod auth;
 pub mod broker;
+pub mod browser;
 pub mod clickhouse_server;
 pub mod correlator;
 pub mod infra;

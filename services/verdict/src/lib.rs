@@ -9,6 +9,7 @@
 pub mod accept;
 pub mod api;
 pub mod config;
+mod console;
 pub mod evaluate;
 mod events;
 pub mod gate;

@@ -15,6 +15,7 @@
 //!   reason}`) takes that back; both need the `write` scope (`accept`).
 //! - `GET /v1/exchanges/{request_id}`: every leg, difference and sampled body of a request.
 //! - `GET /exchanges/{request_id}`: the same, as a page with the bodies side by side.
+//! - `GET /` and `GET /candidates/{candidate}`: the console's pages (`console`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -57,6 +58,10 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    pub(crate) fn clickhouse(&self) -> &clickhouse::Client {
+        &self.clickhouse
+    }
+
     pub fn new(clickhouse: clickhouse::Client, verdict: VerdictSection, auth: Arc<Auth>) -> Self {
         Self {
             clickhouse,
@@ -74,7 +79,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/suggestions", get(suggestions))
         .route("/v1/exchanges/{request_id}", get(exchange))
         .route("/exchanges/{request_id}", get(exchange_page))
-        .route("/v1/acceptances", get(acceptances));
+        .route("/v1/acceptances", get(acceptances))
+        .route("/", get(crate::console::overview))
+        .route("/candidates/{candidate}", get(crate::console::candidate));
     let write = Router::new()
         .route("/v1/acceptances", require(post(accept), &state.auth, Scope::Write))
         .route("/v1/acceptances/revoke", require(post(revoke), &state.auth, Scope::Write));
@@ -232,15 +239,35 @@ fn unix_now() -> u32 {
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
+/// The report on `ask` under its stage's gate, recorded nowhere.
+async fn build(state: &AppState, ask: &Ask, caller: &str) -> Result<VerdictReport, ApiError> {
+    let policy: &GatePolicy = state.gates.for_stage(ask.stage).ok_or_else(|| unknown_stage(ask.stage))?;
+    let window = resolve(state, ask, caller).await?;
+    let acceptances =
+        crate::accept::active(&state.clickhouse, &ask.candidate, unix_now()).await.map_err(ApiError::Stored)?;
+    report::build(&state.clickhouse, window, ask.stage, policy, &acceptances).await.map_err(ApiError::Store)
+}
+
+/// The report a page shows: checked like the API's parameters, and recorded nowhere.
+pub(crate) async fn report(
+    state: &AppState,
+    candidate: Option<String>,
+    stage: Option<String>,
+    since: Option<&str>,
+    caller: &str,
+) -> Result<VerdictReport, ApiError> {
+    build(state, &Ask::parse(candidate, stage, None, since)?, caller).await
+}
+
+/// Unix seconds: where a window with neither a release nor a `since` starts now.
+pub(crate) fn default_start(state: &AppState) -> u32 {
+    window_start(None, None, unix_now(), state.default_window, state.max_window)
+}
+
 /// Judges `ask` under its stage's gate, and records the verdict in `verdicts` (in the
 /// background: the answer never waits on, or fails for, the record).
 async fn judge(state: &AppState, ask: Ask, caller: &'static str) -> Result<VerdictReport, ApiError> {
-    let policy: &GatePolicy = state.gates.for_stage(ask.stage).ok_or_else(|| unknown_stage(ask.stage))?;
-    let window = resolve(state, &ask, caller).await?;
-    let acceptances =
-        crate::accept::active(&state.clickhouse, &ask.candidate, unix_now()).await.map_err(ApiError::Stored)?;
-    let report =
-        report::build(&state.clickhouse, window, ask.stage, policy, &acceptances).await.map_err(ApiError::Store)?;
+    let report = build(state, &ask, caller).await?;
     crate::events::given(report.verdict.as_str(), caller);
     let record = report::record(&report, caller);
     let clickhouse = state.clickhouse.clone();

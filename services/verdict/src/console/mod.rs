@@ -1,0 +1,114 @@
+//! The console: pages for people, on the verdict service's port, with the API's `read`
+//! scope (a browser comes through the SSO proxy, `[auth.proxy]`).
+//!
+//! - `GET /`: every candidate with comparisons in the default window, its latest verdict
+//!   given (to a CD system or a person) and why; each links to its page.
+//! - `GET /candidates/{candidate}?stage=&since=`: the candidate's verdict now, at a stage's
+//!   gate: every criterion with its value, interval, threshold and reason; the systematic,
+//!   differing and accepted paths with example requests (each opens the drill-down page);
+//!   the worst routes; and the stage history, the verdicts given from the `verdicts` table.
+//!
+//! Every URL is a plain GET with its state in the query, so pages can be bookmarked and
+//! shared and the browser's back button works. Viewing a page records no verdict.
+
+mod render;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use clickhouse::Row;
+use serde::Deserialize;
+use shadowdiff_core::Role;
+use shadowdiff_store::sql::role_is;
+
+use crate::api::{self, ApiError, AppState};
+
+/// Candidates the overview lists at most.
+const MAX_CANDIDATES: u32 = 100;
+/// Verdicts the stage history lists at most.
+const MAX_HISTORY: u32 = 50;
+
+/// A candidate with comparisons in the window, and the latest verdict given about it.
+#[derive(Debug, Clone, Row, Deserialize)]
+pub(crate) struct Listed {
+    pub(crate) candidate: String,
+    pub(crate) comparisons: u64,
+    /// Unix seconds of its latest comparison.
+    pub(crate) last: u32,
+    /// Empty when no verdict was given yet.
+    pub(crate) verdict: String,
+    pub(crate) stage: String,
+    pub(crate) reasons: String,
+    /// Unix seconds; 0 without a verdict.
+    pub(crate) judged: u32,
+}
+
+/// One verdict given, for the stage history.
+#[derive(Debug, Clone, Row, Deserialize)]
+pub(crate) struct Given {
+    pub(crate) ts: u32,
+    pub(crate) stage: String,
+    pub(crate) verdict: String,
+    pub(crate) caller: String,
+    pub(crate) revision: String,
+    pub(crate) reasons: String,
+}
+
+pub(crate) async fn overview(State(state): State<AppState>) -> Response {
+    let since = api::default_start(&state);
+    let query = format!(
+        "SELECT candidate, comparisons, last, verdict, stage, reasons, judged FROM \
+         (SELECT deployment AS candidate, count() AS comparisons, toUInt32(max(ts)) AS last \
+          FROM exchanges FINAL WHERE {} AND ts >= toDateTime(?) GROUP BY deployment) \
+         ANY LEFT JOIN \
+         (SELECT candidate, argMax(verdict, ts) AS verdict, argMax(stage, ts) AS stage, \
+                 argMax(reasons, ts) AS reasons, toUInt32(max(ts)) AS judged \
+          FROM verdicts GROUP BY candidate) USING candidate \
+         ORDER BY last DESC, candidate LIMIT {MAX_CANDIDATES}",
+        role_is(Role::Candidate)
+    );
+    match state.clickhouse().query(&query).bind(since).fetch_all::<Listed>().await {
+        Ok(listed) => Html(render::overview(&listed, since)).into_response(),
+        Err(error) => failed(ApiError::Store(error)),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CandidateParams {
+    stage: Option<String>,
+    since: Option<String>,
+}
+
+pub(crate) async fn candidate(
+    State(state): State<AppState>,
+    Path(candidate): Path<String>,
+    Query(params): Query<CandidateParams>,
+) -> Response {
+    let page = async {
+        let report =
+            api::report(&state, Some(candidate.clone()), params.stage, params.since.as_deref(), "console").await?;
+        let history: Vec<Given> = state
+            .clickhouse()
+            .query(&format!(
+                "SELECT toUInt32(ts) AS ts, stage, verdict, caller, revision, reasons FROM verdicts \
+                 WHERE candidate = ? ORDER BY ts DESC LIMIT {MAX_HISTORY}"
+            ))
+            .bind(&candidate)
+            .fetch_all()
+            .await
+            .map_err(ApiError::Store)?;
+        Ok::<_, ApiError>(render::candidate(&report, &history))
+    };
+    match page.await {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => failed(error),
+    }
+}
+
+/// The error as a page, with the API's status.
+fn failed(error: ApiError) -> Response {
+    let message = error.to_string();
+    let status = error.into_response().status();
+    let status = if status.is_success() { StatusCode::INTERNAL_SERVER_ERROR } else { status };
+    (status, Html(render::error(status, &message))).into_response()
+}

@@ -1,0 +1,244 @@
+//! The console's pages, server-rendered with `maud`, which escapes every value it
+//! interpolates. No script: links and plain GET forms only.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+
+use super::{Given, Listed};
+use crate::evaluate::Criterion;
+use crate::gate::STAGES;
+use crate::report::VerdictReport;
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
+nav a{margin-right:1rem}\
+table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
+.pass{color:#176f2c;font-weight:600}.fail{color:#b3261e;font-weight:600}.inconclusive{color:#8a5a00;font-weight:600}\
+tr.accepted{color:#888}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+.stages a{margin-right:.5rem}.stages a.current{font-weight:700;text-decoration:none}";
+
+fn page(title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                title { "shadowdiff · " (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                nav { a href="/" { "Candidates" } }
+                (body)
+            }
+        }
+    }
+    .into_string()
+}
+
+fn decision(verdict: &str) -> Markup {
+    html! { span class=(verdict) { (verdict) } }
+}
+
+fn at(secs: u32) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::from(secs))).to_string()
+}
+
+fn pct(fraction: f64) -> String {
+    format!("{:.2}%", fraction * 100.0)
+}
+
+/// `text` percent-encoded as one path segment: form encoding, whose `+` for a space means
+/// a plus in a path (a literal `+` it already writes as `%2B`).
+fn segment(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>().replace('+', "%20")
+}
+
+/// `/candidates/{name}`, the name one path segment.
+fn candidate_href(candidate: &str, stage: Option<&str>) -> String {
+    let name = segment(candidate);
+    match stage {
+        Some(stage) => format!("/candidates/{name}?stage={stage}"),
+        None => format!("/candidates/{name}"),
+    }
+}
+
+fn exchange_href(request_id: &str, candidate: &str) -> String {
+    let candidate: String = form_urlencoded::byte_serialize(candidate.as_bytes()).collect();
+    format!("/exchanges/{}?candidate={candidate}", segment(request_id))
+}
+
+pub(super) fn overview(listed: &[Listed], since: u32) -> String {
+    page(
+        "candidates",
+        html! {
+            h1 { "Candidates" }
+            p { "Every candidate with comparisons since " (at(since)) ", and the latest verdict given about it." }
+            @if listed.is_empty() {
+                p #empty { "No candidate has comparisons in this window." }
+            } @else {
+                table #candidates {
+                    tr { th { "candidate" } th { "comparisons" } th { "latest comparison" } th { "latest verdict" }
+                         th { "stage" } th { "given" } th { "why" } }
+                    @for c in listed {
+                        tr {
+                            td { a href=(candidate_href(&c.candidate, None)) { (c.candidate) } }
+                            td.num { (c.comparisons) }
+                            td { (at(c.last)) }
+                            @if c.verdict.is_empty() {
+                                td { "none yet" } td {} td {} td {}
+                            } @else {
+                                td { (decision(&c.verdict)) } td { (c.stage) } td { (at(c.judged)) }
+                                td { @for reason in c.reasons.lines() { div { (reason) } } }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn criteria(criteria: &[Criterion]) -> Markup {
+    html! {
+        table #criteria {
+            tr { th { "criterion" } th { "status" } th { "observed" } th { "interval" } th { "threshold" } th { "reason" } }
+            @for c in criteria {
+                tr {
+                    td { (c.name) }
+                    td { (decision(c.status.as_str())) }
+                    td.num { (format!("{:.4}", c.observed)) }
+                    td { @if let (Some(lower), Some(upper)) = (c.lower, c.upper) {
+                        (format!("{lower:.4} to {upper:.4}"))
+                    } }
+                    td.num { (format!("{:.4}", c.threshold)) }
+                    td { (c.reason) }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
+    let name = &report.candidate;
+    page(
+        name,
+        html! {
+            h1 { "Candidate " code { (name) } }
+            p.stages {
+                "Gate: "
+                @for stage in STAGES {
+                    a class=(if stage == report.stage { "current" } else { "" }) href=(candidate_href(name, Some(stage))) { (stage) }
+                }
+            }
+            p #verdict {
+                "Verdict at stage " (report.stage) ", on comparisons since " (at(report.since)) ": "
+                (decision(report.verdict.as_str()))
+            }
+            @if !report.reasons.is_empty() {
+                ul #reasons { @for reason in &report.reasons { li { (reason) } } }
+            }
+            h2 { "Criteria" }
+            (criteria(&report.criteria))
+            p { (report.compared) " of " (report.samples) " exchanges compared, " (report.noise_only)
+                " differing only by noise; divergence " (pct(report.divergence.rate)) " (interval "
+                (pct(report.divergence.lower)) " to " (pct(report.divergence.upper)) ")." }
+            h2 { "Paths the candidate changes systematically" }
+            @if report.divergent_paths.is_empty() {
+                p { "None." }
+            } @else {
+                table #systematic {
+                    tr { th { "route" } th { "path" } th { "kind" } th { "candidate" } th { "secondary" } th { "p" } th { "examples" } }
+                    @for p in &report.divergent_paths {
+                        tr {
+                            td { (p.route) } td { code { (p.path) } } td { (p.kind) }
+                            td.num { (p.candidate) } td.num { (p.secondary) } td.num { (format!("{:.1e}", p.p_value)) }
+                            td { @for id in &p.examples { a href=(exchange_href(id, name)) { (id) } " " } }
+                        }
+                    }
+                }
+            }
+            h2 { "Differing paths (noise excluded), status changes first" }
+            @if report.top_paths.is_empty() {
+                p { "None." }
+            } @else {
+                table #paths {
+                    tr { th { "route" } th { "path" } th { "kind" } th { "count" } }
+                    @for p in &report.top_paths {
+                        tr { td { (p.route) } td { code { (p.path) } } td { (p.kind) } td.num { (p.count) } }
+                    }
+                }
+            }
+            @if !report.accepted.is_empty() {
+                h2 { "Accepted differences (left out of every criterion)" }
+                table #accepted {
+                    tr { th { "route" } th { "path" } th { "kind" } th { "count" } th { "by" } th { "reason" } }
+                    @for a in &report.accepted {
+                        tr.accepted {
+                            td { (a.route) } td { code { (a.path) } } td { (a.kind) } td.num { (a.candidate) }
+                            td { (a.acceptance.actor) } td { (a.acceptance.reason) }
+                        }
+                    }
+                }
+            }
+            h2 { "Worst routes" }
+            table #routes {
+                tr { th { "route" } th { "verdict" } th { "samples" } th { "diverged" } th { "new errors" } }
+                @for r in &report.routes {
+                    tr {
+                        td { (r.route) } td { (decision(r.verdict.as_str())) } td.num { (r.samples) }
+                        td.num { (r.divergence.count) "/" (r.divergence.of) } td.num { (r.new_errors.count) }
+                    }
+                }
+            }
+            h2 { "Stage history: the verdicts given" }
+            @if history.is_empty() {
+                p { "No verdict was given to a CD system or shadowctl yet." }
+            } @else {
+                table #history {
+                    tr { th { "given" } th { "stage" } th { "verdict" } th { "to" } th { "release" } th { "why" } }
+                    @for g in history {
+                        tr {
+                            td { (at(g.ts)) } td { (g.stage) } td { (decision(&g.verdict)) } td { (g.caller) }
+                            td { code { (g.revision) } }
+                            td { @for reason in g.reasons.lines() { div { (reason) } } }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+pub(super) fn error(status: axum::http::StatusCode, message: &str) -> String {
+    page(
+        "error",
+        html! {
+            h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+            p #error { (message) }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_one_escaped_path_segment() {
+        assert_eq!(candidate_href("v2/../x?y", None), "/candidates/v2%2F..%2Fx%3Fy");
+        assert_eq!(exchange_href("a b+c", "v2&x"), "/exchanges/a%20b%2Bc?candidate=v2%26x");
+        let html = overview(
+            &[Listed {
+                candidate: "<script>".into(),
+                comparisons: 3,
+                last: 0,
+                verdict: String::new(),
+                stage: String::new(),
+                reasons: String::new(),
+                judged: 0,
+            }],
+            0,
+        );
+        assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
+    }
+}

@@ -1,0 +1,140 @@
+//! The console's pages in headless Chromium, driven through WebDriver as a person would use
+//! them: a verdict service on crafted rows in the real ClickHouse, reached through the SSO
+//! proxy a browser comes through.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use fantoccini::Locator;
+use shadowdiff_store::{DifferenceRow, ExchangeRow};
+use shadowdiff_tests::browser::Browser;
+use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::verdict::{FROM_START, VerdictService, difference, row, sample};
+use shadowdiff_tests::{eventually, unique};
+
+const REGRESSED: &str = "v2-regressed";
+const CLEAN: &str = "v2-clean";
+
+/// 500 clean comparisons of one candidate; 100 of another, 30 with `items[0].price` changed
+/// (the first of them sampled), so it fails on divergence and on a systematic path.
+fn evidence() -> (Vec<ExchangeRow>, Vec<DifferenceRow>, Vec<shadowdiff_store::SampleRow>) {
+    let mut rows: Vec<ExchangeRow> = (0..500).map(|i| row(CLEAN, i)).collect();
+    let mut differences = Vec::new();
+    let mut samples = Vec::new();
+    for i in 0..100 {
+        let diverged = i % 10 < 3;
+        let candidate = ExchangeRow {
+            request_id: format!("{REGRESSED}-{i}"),
+            differences: u32::from(diverged),
+            body_differs: u8::from(diverged),
+            ..row(REGRESSED, i)
+        };
+        if diverged {
+            differences.push(difference(&candidate, "changed_value", "items[0].price", ("100", "130"), false));
+        }
+        if i == 0 {
+            samples.push(sample(&candidate, "primary", "primary", 200, r#"{"items":[{"price":100}]}"#));
+            samples.push(sample(&candidate, "candidate", REGRESSED, 200, r#"{"items":[{"price":130}]}"#));
+        }
+        rows.push(candidate);
+    }
+    (rows, differences, samples)
+}
+
+/// The text of the element `css` finds on the current page.
+async fn text(browser: &Browser, css: &str) -> String {
+    browser.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+}
+
+async fn screenshot(browser: &Browser, name: &str) {
+    let png = browser.client.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detail() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, FROM_START).await;
+    let (rows, differences, samples) = evidence();
+    service.insert(&rows, &differences, &samples).await;
+    // A CD system asked about the regressed candidate once: the overview shows that verdict.
+    let asked = reqwest::Client::new()
+        .get(format!("{}/v1/verdict?candidate={REGRESSED}&stage=10", service.url))
+        .bearer_auth(shadowdiff_tests::auth::READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 200);
+    eventually("the verdict recorded", Duration::from_secs(10), || async {
+        let n: u64 = service
+            .clickhouse
+            .query("SELECT count() FROM verdicts WHERE candidate = ?")
+            .bind(REGRESSED)
+            .fetch_one()
+            .await
+            .map_err(|e| e.to_string())?;
+        if n > 0 { Ok(()) } else { Err("not yet".to_owned()) }
+    })
+    .await;
+
+    let anonymous = reqwest::get(format!("{}/", service.url)).await.unwrap();
+    assert_eq!(anonymous.status(), 401, "the console needs the read scope");
+    let proxy = shadowdiff_tests::auth::sso_proxy(service.url.clone(), "ann").await;
+    let base = format!("http://{proxy}");
+    let browser = Browser::start().await;
+    let client = &browser.client;
+
+    // The overview: both candidates, the regressed one with the verdict a CD system was given.
+    client.goto(&format!("{base}/")).await.unwrap();
+    let candidates = text(&browser, "#candidates").await;
+    assert!(candidates.contains(CLEAN) && candidates.contains(REGRESSED), "{candidates}");
+    let regressed_row = text(&browser, &format!("#candidates tr:has(a[href='/candidates/{REGRESSED}'])")).await;
+    assert!(regressed_row.contains("fail") && regressed_row.contains("diverged"), "{regressed_row}");
+    screenshot(&browser, "console-overview").await;
+
+    // Its page, by its link: the verdict, the failing criteria, the systematic path.
+    client.find(Locator::LinkText(REGRESSED)).await.unwrap().click().await.unwrap();
+    assert!(text(&browser, "#verdict").await.ends_with("fail"), "{}", text(&browser, "#verdict").await);
+    let divergence = text(&browser, "#criteria tr:nth-child(4)").await;
+    assert!(divergence.starts_with("divergence_rate fail"), "{divergence}");
+    let systematic = text(&browser, "#systematic").await;
+    assert!(systematic.contains("/items/{id}") && systematic.contains("items[*].price"), "{systematic}");
+    let history = text(&browser, "#history").await;
+    assert!(history.contains("fail") && history.contains("api"), "the verdict the CD system was given: {history}");
+    screenshot(&browser, "console-candidate").await;
+    let candidate_url = client.current_url().await.unwrap();
+
+    // An example request opens the drill-down page; back returns to the candidate.
+    let example = format!("{REGRESSED}-0");
+    client.find(Locator::LinkText(&example)).await.unwrap().click().await.unwrap();
+    assert!(text(&browser, "h1").await.contains(&example));
+    client.back().await.unwrap();
+    assert_eq!(client.current_url().await.unwrap(), candidate_url, "back to the candidate's page");
+
+    // Another stage's gate is a link: a URL to bookmark and share.
+    client.find(Locator::LinkText("50")).await.unwrap().click().await.unwrap();
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.query(), Some("stage=50"), "{url}");
+    assert!(text(&browser, "#verdict").await.starts_with("Verdict at stage 50"));
+
+    // The clean candidate passes; viewing pages recorded no verdict for it.
+    client.goto(&format!("{base}/candidates/{CLEAN}?stage=10")).await.unwrap();
+    assert!(text(&browser, "#verdict").await.ends_with("pass"), "{}", text(&browser, "#verdict").await);
+    let recorded: u64 = service
+        .clickhouse
+        .query("SELECT count() FROM verdicts WHERE candidate = ?")
+        .bind(CLEAN)
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(recorded, 0, "a page is not a verdict given");
+
+    // A name that is no candidate's is a page saying so, escaped.
+    client.goto(&format!("{base}/candidates/{}", unique("none"))).await.unwrap();
+    assert!(text(&browser, "#verdict").await.ends_with("inconclusive"));
+    browser.stop().await;
+    service.stop().await;
+}
