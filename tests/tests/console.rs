@@ -114,6 +114,26 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     client.back().await.unwrap();
     assert_eq!(client.current_url().await.unwrap(), candidate_url, "back to the candidate's page");
 
+    // The systematic path opens the comparisons filtered to it: the 30 that changed it.
+    client.find(Locator::Css("#systematic a code")).await.unwrap().click().await.unwrap();
+    let filtered = client.find_all(Locator::Css("#comparisons tr td:nth-child(2) a")).await.unwrap();
+    assert_eq!(filtered.len(), 30, "{}", text(&browser, "body").await);
+    assert_eq!(
+        client.find(Locator::Css("input[name=path]")).await.unwrap().prop("value").await.unwrap().as_deref(),
+        Some("items[*].price"),
+        "the form shows the filter"
+    );
+    screenshot(&browser, "console-comparisons").await;
+    // Filtering by the form: not noise, on a route with none of them.
+    let route = client.find(Locator::Css("input[name=route]")).await.unwrap();
+    route.clear().await.unwrap();
+    route.send_keys("/orders/{id}").await.unwrap();
+    client.find(Locator::Css("#filters button")).await.unwrap().click().await.unwrap();
+    assert!(text(&browser, "#none").await.contains("No comparison matches"));
+    client.back().await.unwrap();
+    client.back().await.unwrap();
+    assert_eq!(client.current_url().await.unwrap(), candidate_url, "back through the filters to the candidate");
+
     // Another stage's gate is a link: a URL to bookmark and share.
     client.find(Locator::LinkText("50")).await.unwrap().click().await.unwrap();
     let url = client.current_url().await.unwrap();
@@ -131,6 +151,27 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
         .await
         .unwrap();
     assert_eq!(recorded, 0, "a page is not a verdict given");
+
+    // 500 comparisons page by 50, newest first, with no row on two pages.
+    client.goto(&format!("{base}/comparisons?candidate={CLEAN}")).await.unwrap();
+    let ids = |browser: &Browser| {
+        let client = browser.client.clone();
+        async move {
+            let mut ids = Vec::new();
+            for link in client.find_all(Locator::Css("#comparisons tr td:nth-child(2) a")).await.unwrap() {
+                ids.push(link.text().await.unwrap());
+            }
+            ids
+        }
+    };
+    let first = ids(&browser).await;
+    client.find(Locator::Id("older")).await.unwrap().click().await.unwrap();
+    let second = ids(&browser).await;
+    assert_eq!((first.len(), second.len()), (50, 50));
+    assert!(first.iter().all(|id| !second.contains(id)), "pages overlap");
+    assert_eq!((first[0].as_str(), second[0].as_str()), ("req-499", "req-449"), "newest first");
+    client.goto(&format!("{base}/comparisons?candidate={CLEAN}&noise=maybe")).await.unwrap();
+    assert!(text(&browser, "#error").await.contains("noise must be yes, no or empty"));
 
     // A name that is no candidate's is a page saying so, escaped.
     client.goto(&format!("{base}/candidates/{}", unique("none"))).await.unwrap();

@@ -216,7 +216,7 @@ async fn latency_pairs(client: &Client, window: &Window) -> clickhouse::error::R
 
 /// A difference's path with its array indices as `[*]` (`items[2].price` → `items[*].price`),
 /// as the rules the correlator reads write them.
-const GENERALISED_PATH: &str = "replaceRegexpAll(path, '\\[[0-9]+\\]', '[*]')";
+pub(crate) const GENERALISED_PATH: &str = "replaceRegexpAll(path, '\\[[0-9]+\\]', '[*]')";
 
 /// The candidate's differences the noise model classified as noise, per route and
 /// generalised path, where there are at least `suggest::MIN_COUNT`.

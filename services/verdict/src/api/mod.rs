@@ -81,7 +81,8 @@ pub fn app(state: AppState) -> Router {
         .route("/exchanges/{request_id}", get(exchange_page))
         .route("/v1/acceptances", get(acceptances))
         .route("/", get(crate::console::overview))
-        .route("/candidates/{candidate}", get(crate::console::candidate));
+        .route("/candidates/{candidate}", get(crate::console::candidate))
+        .route("/comparisons", get(crate::console::comparisons));
     let write = Router::new()
         .route("/v1/acceptances", require(post(accept), &state.auth, Scope::Write))
         .route("/v1/acceptances/revoke", require(post(revoke), &state.auth, Scope::Write));
@@ -257,6 +258,21 @@ pub(crate) async fn report(
     caller: &str,
 ) -> Result<VerdictReport, ApiError> {
     build(state, &Ask::parse(candidate, stage, None, since)?, caller).await
+}
+
+/// Unix seconds: where a page's window starts, from its `since` (empty: the default window),
+/// never further back than the longest window.
+pub(crate) fn since(state: &AppState, since: &str) -> Result<u32, ApiError> {
+    let given = if since.is_empty() {
+        None
+    } else {
+        Some(parse_since(since, SystemTime::now()).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "since {since:?} is neither an RFC 3339 time, Unix seconds, nor a duration ago (15m, 2h)"
+            ))
+        })?)
+    };
+    Ok(window_start(None, given, unix_now(), state.default_window, state.max_window))
 }
 
 /// Unix seconds: where a window with neither a release nor a `since` starts now.

@@ -7,10 +7,14 @@
 //!   gate: every criterion with its value, interval, threshold and reason; the systematic,
 //!   differing and accepted paths with example requests (each opens the drill-down page);
 //!   the worst routes; and the stage history, the verdicts given from the `verdicts` table.
+//! - `GET /comparisons?candidate=&route=&path=&kind=&outcome=&noise=&status=&since=&before=`:
+//!   the candidate's stored exchanges, filtered and paged on the server (`comparisons`);
+//!   each opens the drill-down page.
 //!
 //! Every URL is a plain GET with its state in the query, so pages can be bookmarked and
 //! shared and the browser's back button works. Viewing a page records no verdict.
 
+mod comparisons;
 mod render;
 
 use axum::extract::{Path, Query, State};
@@ -98,6 +102,25 @@ pub(crate) async fn candidate(
             .await
             .map_err(ApiError::Store)?;
         Ok::<_, ApiError>(render::candidate(&report, &history))
+    };
+    match page.await {
+        Ok(html) => Html(html).into_response(),
+        Err(error) => failed(error),
+    }
+}
+
+pub(crate) async fn comparisons(
+    State(state): State<AppState>,
+    Query(filters): Query<comparisons::Filters>,
+) -> Response {
+    let page = async {
+        filters.check().map_err(ApiError::BadRequest)?;
+        let since = api::since(&state, &filters.since)?;
+        let mut rows: Vec<comparisons::Listed> =
+            filters.query(state.clickhouse(), since).fetch_all().await.map_err(ApiError::Store)?;
+        let more = rows.len() > comparisons::PAGE;
+        rows.truncate(comparisons::PAGE);
+        Ok::<_, ApiError>(render::comparisons(&filters, &rows, more, since))
     };
     match page.await {
         Ok(html) => Html(html).into_response(),

@@ -5,6 +5,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use super::comparisons::{self, Filters};
 use super::{Given, Listed};
 use crate::evaluate::Criterion;
 use crate::gate::STAGES;
@@ -137,6 +138,7 @@ pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
             @if !report.reasons.is_empty() {
                 ul #reasons { @for reason in &report.reasons { li { (reason) } } }
             }
+            p { a #all-comparisons href=(Filters { candidate: name.clone(), ..Filters::default() }.link(None)) { "All comparisons" } }
             h2 { "Criteria" }
             (criteria(&report.criteria))
             p { (report.compared) " of " (report.samples) " exchanges compared, " (report.noise_only)
@@ -150,7 +152,9 @@ pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
                     tr { th { "route" } th { "path" } th { "kind" } th { "candidate" } th { "secondary" } th { "p" } th { "examples" } }
                     @for p in &report.divergent_paths {
                         tr {
-                            td { (p.route) } td { code { (p.path) } } td { (p.kind) }
+                            td { (p.route) }
+                            td { a href=(Filters { candidate: name.clone(), route: p.route.clone(), path: p.path.clone(), ..Filters::default() }.link(None)) { code { (p.path) } } }
+                            td { (p.kind) }
                             td.num { (p.candidate) } td.num { (p.secondary) } td.num { (format!("{:.1e}", p.p_value)) }
                             td { @for id in &p.examples { a href=(exchange_href(id, name)) { (id) } " " } }
                         }
@@ -203,6 +207,55 @@ pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
                             td { @for reason in g.reasons.lines() { div { (reason) } } }
                         }
                     }
+                }
+            }
+        },
+    )
+}
+
+pub(super) fn comparisons(filters: &Filters, rows: &[comparisons::Listed], more: bool, since: u32) -> String {
+    let name = &filters.candidate;
+    let field = |label: &str, key: &str, value: &str| {
+        html! { label { (label) " " input type="text" name=(key) value=(value); } " " }
+    };
+    page(
+        "comparisons",
+        html! {
+            h1 { "Comparisons of " a href=(candidate_href(name, None)) { code { (name) } } }
+            form #filters method="get" action="/comparisons" {
+                input type="hidden" name="candidate" value=(name);
+                (field("route", "route", &filters.route))
+                (field("path", "path", &filters.path))
+                (field("kind", "kind", &filters.kind))
+                (field("outcome", "outcome", &filters.outcome))
+                (field("status", "status", &filters.status))
+                label { "noise " select name="noise" {
+                    @for (value, shown) in [("", "either"), ("yes", "noise"), ("no", "not noise")] {
+                        option value=(value) selected[filters.noise == value] { (shown) }
+                    }
+                } } " "
+                (field("since", "since", &filters.since))
+                button type="submit" { "Filter" }
+            }
+            p { "Newest first, since " (at(since)) "." }
+            @if rows.is_empty() {
+                p #none { "No comparison matches." }
+            } @else {
+                table #comparisons {
+                    tr { th { "time" } th { "request" } th { "route" } th { "outcome" } th { "status" }
+                         th { "differences" } th { "noise" } }
+                    @for r in rows {
+                        tr {
+                            td { (at(r.ts)) }
+                            td { a href=(exchange_href(&r.request_id, name)) { (r.request_id) } }
+                            td { (r.method) " " (r.route) } td { (r.outcome) }
+                            td { (r.primary_status) " → " (r.shadow_status) }
+                            td.num { (r.differences) } td.num { (r.noise) }
+                        }
+                    }
+                }
+                @if let (true, Some(last)) = (more, rows.last()) {
+                    p { a #older href=(filters.link(Some(format!("{}:{}", last.ts, last.request_id)))) { "Older" } }
                 }
             }
         },
