@@ -12,14 +12,15 @@ pub const READ_TOKEN: &str = "test-reader-token-3f9a61c2";
 pub const WRITE_TOKEN: &str = "test-operator-token-8b47d0e5";
 
 /// The `[auth]` section every test service runs with: the two tokens above, and a proxy
-/// trusted from loopback.
+/// trusted from loopback whose users may read and write (the console's pages change
+/// profiles).
 pub fn auth_toml() -> String {
     let digest = |token: &str| hex::encode(Sha256::digest(token.as_bytes()));
     format!(
         "[auth]\n\
          [[auth.tokens]]\nname = \"test-reader\"\nsha256 = \"{}\"\nscopes = [\"read\"]\n\
          [[auth.tokens]]\nname = \"test-operator\"\nsha256 = \"{}\"\nscopes = [\"read\", \"write\"]\n\
-         [auth.proxy]\ntrusted = [\"127.0.0.1/32\"]\n",
+         [auth.proxy]\ntrusted = [\"127.0.0.1/32\"]\nscopes = [\"read\", \"write\"]\n",
         digest(READ_TOKEN),
         digest(WRITE_TOKEN)
     )

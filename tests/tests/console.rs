@@ -179,3 +179,86 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     browser.stop().await;
     service.stop().await;
 }
+
+/// The value of the input `name` in the faults form of profile `id`, as the page shows it.
+async fn fault(browser: &Browser, id: &str, name: &str) -> String {
+    let css = format!("section[id='{id}'] form.faults input[name={name}]");
+    browser.client.find(Locator::Css(&css)).await.unwrap().prop("value").await.unwrap().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_console() {
+    use shadowdiff_tests::mirror::{MirrorTopics, MirrorUnderTest};
+    let infra = Infra::get().await;
+    let topics = MirrorTopics::new();
+    let profile = "[[mirror.profiles]]\nid = \"checkout\"\nstage = \"10\"\n\
+                   [[mirror.profiles.targets]]\nname = \"v2\"\nrole = \"candidate\"\nbase_url = \"http://127.0.0.1:9\"\n";
+    let mirror = MirrorUnderTest::start(&infra.brokers, &topics, profile).await;
+    // The console reaches the mirror server to server, with its own operator token.
+    let console = format!(
+        "{FROM_START}\n[console]\nmirror_url = \"{}\"\nmirror_token = \"{}\"\n",
+        mirror.admin_url,
+        shadowdiff_tests::auth::WRITE_TOKEN
+    );
+    let service = VerdictService::start(&infra, &console).await;
+    let proxy = shadowdiff_tests::auth::sso_proxy(service.url.clone(), "ann").await;
+    let base = format!("http://{proxy}");
+    let browser = Browser::start().await;
+    let client = &browser.client;
+
+    client.goto(&format!("{base}/profiles")).await.unwrap();
+    let section = text(&browser, "section[id='checkout']").await;
+    assert!(section.contains("checkout active") && section.contains("stage 10"), "{section}");
+    assert!(text(&browser, "section[id='checkout'] table.targets").await.contains("v2 candidate"));
+
+    // A value out of bounds: the mirror's problem is shown next to its field, nothing changes.
+    let percent = client.find(Locator::Css("section[id='checkout'] input[name=error_percent]")).await.unwrap();
+    percent.clear().await.unwrap();
+    percent.send_keys("150").await.unwrap();
+    client.find(Locator::Css("section[id='checkout'] form.faults button")).await.unwrap().click().await.unwrap();
+    let problem = text(&browser, "section[id='checkout'] span.problem[data-field=error_percent]").await;
+    assert_eq!(problem, "faults.error_percent: between 0 and 100");
+    screenshot(&browser, "console-profiles").await;
+
+    // A good one is applied: the page shows it once the mirror has it.
+    let percent = client.find(Locator::Css("section[id='checkout'] input[name=error_percent]")).await.unwrap();
+    percent.clear().await.unwrap();
+    percent.send_keys("2.5").await.unwrap();
+    client.find(Locator::Css("section[id='checkout'] form.faults button")).await.unwrap().click().await.unwrap();
+    eventually("the fault applied", Duration::from_secs(20), || async {
+        client.goto(&format!("{base}/profiles")).await.map_err(|e| e.to_string())?;
+        let value = fault(&browser, "checkout", "error_percent").await;
+        if value == "2.5" { Ok(()) } else { Err(value) }
+    })
+    .await;
+
+    // A change from another site is refused, whoever's browser sends it.
+    let forged = reqwest::Client::new()
+        .post(format!("{base}/profiles/checkout/delete"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    // And a read token cannot change anything.
+    let reader = reqwest::Client::new()
+        .post(format!("{}/profiles/checkout/delete", service.url))
+        .bearer_auth(shadowdiff_tests::auth::READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reader.status(), 403);
+
+    // Deleted from the page, the profile goes.
+    client.goto(&format!("{base}/profiles")).await.unwrap();
+    client.find(Locator::Css("section[id='checkout'] form.delete button")).await.unwrap().click().await.unwrap();
+    eventually("the profile deleted", Duration::from_secs(20), || async {
+        client.goto(&format!("{base}/profiles")).await.map_err(|e| e.to_string())?;
+        let body = text(&browser, "body").await;
+        if body.contains("The mirror applies no profile.") { Ok(()) } else { Err(body) }
+    })
+    .await;
+    browser.stop().await;
+    service.stop().await;
+    mirror.stop().await;
+}

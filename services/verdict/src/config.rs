@@ -26,6 +26,21 @@ pub struct VerdictConfig {
     pub auth: AuthConfig,
     #[serde(default)]
     pub log: LogConfig,
+    #[serde(default)]
+    pub console: ConsoleSection,
+}
+
+/// `[console]`: what the console's profile pages need beyond the comparison store.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ConsoleSection {
+    /// The mirror's admin API (`http://shadowdiff-mirror:9465`). Unset: the profile pages
+    /// say so and change nothing.
+    #[serde(default)]
+    pub mirror_url: Option<String>,
+    /// The console's own token for it, with `read` and `write`: the pages call the mirror
+    /// server to server, never the browser (`SHADOWDIFF_CONSOLE_MIRROR_TOKEN`).
+    #[serde(default)]
+    pub mirror_token: shadowdiff_runtime::config::Secret<String>,
 }
 
 /// `[verdict]`
@@ -84,6 +99,11 @@ impl Validate for VerdictConfig {
             errors.push(ConfigError::rule("verdict.default_window_secs", "must not exceed verdict.max_window_secs"));
         }
         self.auth.validate(errors);
+        if let Some(url) = &self.console.mirror_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            errors.push(ConfigError::rule("console.mirror_url", "must be an http:// or https:// URL"));
+        }
     }
 }
 

@@ -60,7 +60,7 @@ impl Verdict {
             .await
             .map_err(|source| VerdictError::Bind { addr: config.admin.listen, source })?;
         let auth = shadowdiff_runtime::auth::Auth::new(&config.auth, "verdict");
-        let state = api::AppState::new(clickhouse.client, config.verdict, auth);
+        let state = api::AppState::new(clickhouse.client, config.verdict, auth).with_console(&config.console);
         Ok(Self { listener, state })
     }
 

@@ -49,6 +49,8 @@ pub struct AppState {
     /// The oldest comparison any verdict reads; zero for no bound.
     max_window: Duration,
     auth: Arc<Auth>,
+    /// The mirror's admin API, for the console's profile pages; `None` when not configured.
+    mirror: Option<crate::console::Mirror>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,6 +64,16 @@ impl AppState {
         &self.clickhouse
     }
 
+    pub(crate) fn mirror(&self) -> Option<&crate::console::Mirror> {
+        self.mirror.as_ref()
+    }
+
+    /// This state, with the console's profile pages reaching the mirror `console` names.
+    #[must_use]
+    pub fn with_console(self, console: &crate::config::ConsoleSection) -> Self {
+        Self { mirror: crate::console::Mirror::new(console), ..self }
+    }
+
     pub fn new(clickhouse: clickhouse::Client, verdict: VerdictSection, auth: Arc<Auth>) -> Self {
         Self {
             clickhouse,
@@ -69,6 +81,7 @@ impl AppState {
             default_window: verdict.default_window,
             max_window: verdict.max_window,
             auth,
+            mirror: None,
         }
     }
 }
@@ -82,8 +95,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/acceptances", get(acceptances))
         .route("/", get(crate::console::overview))
         .route("/candidates/{candidate}", get(crate::console::candidate))
-        .route("/comparisons", get(crate::console::comparisons));
+        .route("/comparisons", get(crate::console::comparisons))
+        .route("/profiles", get(crate::console::profiles));
     let write = Router::new()
+        .route("/profiles/{id}/faults", require(post(crate::console::change_faults), &state.auth, Scope::Write))
+        .route("/profiles/{id}/delete", require(post(crate::console::delete_profile), &state.auth, Scope::Write))
         .route("/v1/acceptances", require(post(accept), &state.auth, Scope::Write))
         .route("/v1/acceptances/revoke", require(post(revoke), &state.auth, Scope::Write));
     // The Flagger hooks check credentials themselves: the token may be in the payload.

@@ -10,16 +10,22 @@
 //! - `GET /comparisons?candidate=&route=&path=&kind=&outcome=&noise=&status=&since=&before=`:
 //!   the candidate's stored exchanges, filtered and paged on the server (`comparisons`);
 //!   each opens the drill-down page.
+//! - `GET /profiles`: the mirror's profiles with each target's live state; `POST
+//!   /profiles/{id}/faults` and `POST /profiles/{id}/delete` change them (`profiles`).
 //!
 //! Every URL is a plain GET with its state in the query, so pages can be bookmarked and
 //! shared and the browser's back button works. Viewing a page records no verdict.
 
 mod comparisons;
+mod profiles;
 mod render;
 
+pub(crate) use profiles::Mirror;
+
+use axum::Form;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use clickhouse::Row;
 use serde::Deserialize;
 use shadowdiff_core::Role;
@@ -126,6 +132,70 @@ pub(crate) async fn comparisons(
         Ok(html) => Html(html).into_response(),
         Err(error) => failed(error),
     }
+}
+
+pub(crate) async fn profiles(State(state): State<AppState>) -> Response {
+    profiles_page(&state, None).await
+}
+
+/// The profiles page, with `problems` shown at the form of the profile they are about.
+async fn profiles_page(state: &AppState, problems: Option<(&str, &[String], StatusCode)>) -> Response {
+    let Some(mirror) = state.mirror() else {
+        return (StatusCode::OK, Html(render::profiles(&Err(profiles::MirrorError::Unconfigured), None)))
+            .into_response();
+    };
+    let listed = mirror.profiles().await;
+    let status = problems.map_or(StatusCode::OK, |(_, _, status)| status);
+    (status, Html(render::profiles(&listed, problems.map(|(id, p, _)| (id, p))))).into_response()
+}
+
+pub(crate) async fn change_faults(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<profiles::FaultsForm>,
+) -> Response {
+    if !profiles::same_site(&headers) {
+        return cross_site();
+    }
+    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
+    let changed = match form.parse() {
+        Ok(faults) => mirror.faults(&id, &faults).await,
+        Err(problems) => Err(profiles::MirrorError::Refused(problems)),
+    };
+    match changed {
+        Ok(()) => Redirect::to(&format!("/profiles#{}", render::segment(&id))).into_response(),
+        Err(error) => {
+            let problems = match &error {
+                profiles::MirrorError::Refused(problems) => problems.clone(),
+                other => vec![other.to_string()],
+            };
+            profiles_page(&state, Some((&id, &problems, profiles::refused_status(&error)))).await
+        }
+    }
+}
+
+pub(crate) async fn delete_profile(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !profiles::same_site(&headers) {
+        return cross_site();
+    }
+    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
+    match mirror.delete(&id).await {
+        Ok(()) => Redirect::to("/profiles").into_response(),
+        Err(error) => {
+            let problems = vec![error.to_string()];
+            profiles_page(&state, Some((&id, &problems, profiles::refused_status(&error)))).await
+        }
+    }
+}
+
+fn cross_site() -> Response {
+    let status = StatusCode::FORBIDDEN;
+    (status, Html(render::error(status, "changes come only from this console's own pages"))).into_response()
 }
 
 /// The error as a page, with the API's status.

@@ -16,7 +16,7 @@ nav a{margin-right:1rem}\
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
 .pass{color:#176f2c;font-weight:600}.fail{color:#b3261e;font-weight:600}.inconclusive{color:#8a5a00;font-weight:600}\
 tr.accepted{color:#888}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.stages a{margin-right:.5rem}.stages a.current{font-weight:700;text-decoration:none}";
+.stages a{margin-right:.5rem}.stages a.current{font-weight:700;text-decoration:none}.problem{color:#b3261e}section.profile{border-top:1px solid #ccc;margin-top:1rem}form{margin:.5rem 0}";
 
 fn page(title: &str, body: Markup) -> String {
     html! {
@@ -28,7 +28,7 @@ fn page(title: &str, body: Markup) -> String {
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                nav { a href="/" { "Candidates" } }
+                nav { a href="/" { "Candidates" } a href="/profiles" { "Profiles" } }
                 (body)
             }
         }
@@ -50,7 +50,7 @@ fn pct(fraction: f64) -> String {
 
 /// `text` percent-encoded as one path segment: form encoding, whose `+` for a space means
 /// a plus in a path (a literal `+` it already writes as `%2B`).
-fn segment(text: &str) -> String {
+pub(super) fn segment(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>().replace('+', "%20")
 }
 
@@ -260,6 +260,88 @@ pub(super) fn comparisons(filters: &Filters, rows: &[comparisons::Listed], more:
             }
         },
     )
+}
+
+/// The profiles with their targets' state; `problems` go next to the fields of the
+/// profile they are about (`faults.<field>: ...`), or above its forms.
+pub(super) fn profiles(
+    listed: &Result<Vec<(serde_json::Value, serde_json::Value)>, super::profiles::MirrorError>,
+    problems: Option<(&str, &[String])>,
+) -> String {
+    let body = match listed {
+        Err(error) => html! { h1 { "Profiles" } p #error { (error.to_string()) } },
+        Ok(listed) => html! {
+            h1 { "Profiles" }
+            @if listed.is_empty() { p #empty { "The mirror applies no profile." } }
+            @for (profile, status) in listed {
+                (profile_section(profile, status, problems))
+            }
+        },
+    };
+    page("profiles", body)
+}
+
+fn profile_section(
+    profile: &serde_json::Value,
+    status: &serde_json::Value,
+    problems: Option<(&str, &[String])>,
+) -> Markup {
+    let id = profile["id"].as_str().unwrap_or_default();
+    let mine: &[String] = match problems {
+        Some((at, problems)) if at == id => problems,
+        _ => &[],
+    };
+    let expired = profile["expired"].as_bool().unwrap_or(false);
+    let faults = &profile["faults"];
+    let field = |name: &str, label: &str| {
+        let key = format!("faults.{name}");
+        let value = faults[name].as_f64().map(|v| v.to_string()).unwrap_or_default();
+        html! {
+            label { (label) " " input type="text" name=(name) value=(value) size="6"; }
+            @for p in mine.iter().filter(|p| p.starts_with(&key)) { " " span.problem data-field=(name) { (p) } }
+            " "
+        }
+    };
+    let action = |what: &str| format!("/profiles/{}/{what}", segment(id));
+    html! {
+        section.profile id=(id) {
+            h2 { (id) " " @if expired { span.inconclusive { "expired" } } @else { span.pass { "active" } } }
+            p { "stage " (profile["stage"].as_str().unwrap_or_default()) ", " (profile["sample_percent"]) "% of matching requests"
+                @if let Some(lag) = status["consumer_lag"].as_i64() { ", consumer lag " (lag) } }
+            table.targets {
+                tr { th { "target" } th { "role" } th { "rate/s" } th { "replays" } th { "errors" } th { "timeouts" }
+                     th { "shed" } th { "circuit" } }
+                // Every declared target; its state once the mirror has replayed to it.
+                @for target in profile["targets"].as_array().into_iter().flatten() {
+                    @let name = target["name"].as_str().unwrap_or_default();
+                    @let live = status["targets"].as_array().into_iter().flatten().find(|t| t["name"].as_str() == Some(name));
+                    tr {
+                        td { (name) } td { (target["role"].as_str().unwrap_or_default()) }
+                        @match live {
+                            Some(t) => {
+                                td.num { (t["rate_per_sec"]) } td.num { (t["replays"]) } td.num { (t["errors"]) }
+                                td.num { (t["timeouts"]) } td.num { (t["shed"]) } td { (t["circuit"].as_str().unwrap_or_default()) }
+                            }
+                            None => { td.num { "0" } td.num { "0" } td.num { "0" } td.num { "0" } td.num { "0" } td { "no replay yet" } }
+                        }
+                    }
+                }
+            }
+            @for p in mine.iter().filter(|p| !p.starts_with("faults.")) { p.problem { (p) } }
+            form.faults method="post" action=(action("faults")) {
+                "Faults: "
+                (field("latency_ms", "latency ms"))
+                (field("latency_percent", "on %"))
+                (field("error_status", "error status"))
+                (field("error_percent", "on %"))
+                (field("drop_percent", "drop %"))
+                button type="submit" { "Apply faults" }
+            }
+            form.delete method="post" action=(action("delete")) {
+                button type="submit" { "Delete profile" }
+            }
+        }
+    }
 }
 
 pub(super) fn error(status: axum::http::StatusCode, message: &str) -> String {
