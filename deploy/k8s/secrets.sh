@@ -106,8 +106,8 @@ else
     create "$name"
     echo "  create the ClickHouse user ${CLICKHOUSE_USER:-shadowdiff} with the password from: $(read_back "$name" password)"
     echo "  and grant it, in the shadowdiff database: CREATE TABLE, ALTER, SELECT and INSERT (the"
-    echo "  correlator runs the migrations and writes comparisons; the verdict API reads them and"
-    echo "  writes its verdicts and releases tables)"
+    echo "  correlator and the verdict API run the migrations; the correlator writes comparisons, the"
+    echo "  verdict API reads them and writes its verdicts, releases and acceptances tables)"
 fi
 
 name=shadowdiff-verdict-api

@@ -35,6 +35,8 @@ pub enum VerdictError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("connect to clickhouse at {url}: {source}")]
     ClickHouse { url: String, source: clickhouse::error::Error },
+    #[error(transparent)]
+    Migrate(#[from] shadowdiff_store::StoreError),
     #[error("serve: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -51,6 +53,10 @@ impl Verdict {
         let url = config.clickhouse.url.clone();
         let clickhouse =
             config.clickhouse.connect().await.map_err(|source| VerdictError::ClickHouse { url, source })?;
+        // The tables it reads are the correlator's, and its own (verdicts, releases,
+        // acceptances): migrated here too, so a verdict never runs against an older schema
+        // than its own, whichever service started first. Safe alongside other replicas.
+        shadowdiff_store::migrations::apply(&clickhouse, &config.clickhouse.database).await?;
         let listener = TcpListener::bind(config.verdict.listen)
             .await
             .map_err(|source| VerdictError::Bind { addr: config.verdict.listen, source })?;
