@@ -145,14 +145,15 @@ impl Pipeline {
         tasks.push(supervise("mirror", apart(shadowdiff_mirror::run(mirror_config, shutdown.clone())), &failures));
 
         // A restarted correlator catches up on the request and response partitions at their
-        // own paces, so on a loaded machine two legs of one exchange can be read seconds
-        // apart; a window shorter than that gap writes the exchange split (missing_request).
-        // Whole exchanges are written as soon as they are whole, so the window only delays
-        // the incomplete ones.
+        // own paces (and the broker may hand it its partitions only after the old member's
+        // session ends), so on a loaded machine two legs of one exchange can be read over ten
+        // seconds apart; a window shorter than that gap writes the exchange split
+        // (missing_request). Whole exchanges are written as soon as they are whole, so the
+        // window only delays the incomplete ones.
         let correlator_config = config(
             "correlator",
             &format!(
-                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 10000\nflush_interval_ms = 250\n{correlator}\n\
+                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 20000\nflush_interval_ms = 250\n{correlator}\n\
                  {kafka}{clickhouse}",
                 names.group_prefix
             ),
