@@ -57,6 +57,10 @@ pub struct Tuning<'a> {
     pub verdict: &'a str,
     /// Under `[correlator]`: its keys, then sub-tables such as `[correlator.default_rules]`.
     pub correlator: &'a str,
+    /// The mirror on a runtime of its own, as in its own process: the shadows' latency it
+    /// measures then waits on its own work only, not on the tap's and the correlator's. For
+    /// scenarios that judge latency.
+    pub mirror_apart: bool,
 }
 
 pub struct Pipeline {
@@ -95,7 +99,7 @@ impl Pipeline {
 
     /// [`Pipeline::start`], with `tuning` added to the services' configs.
     pub async fn start_tuned(infra: &Infra, backends: Backends, tuning: Tuning<'_>) -> Self {
-        let Tuning { verdict, correlator } = tuning;
+        let Tuning { verdict, correlator, mirror_apart } = tuning;
         shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {
             level: "warn,shadowdiff=info".into(),
             ..Default::default()
@@ -140,20 +144,22 @@ impl Pipeline {
                 crate::auth::auth_toml()
             ),
         );
-        // The mirror on a runtime of its own, as in its own process: the shadows' latency it
-        // measures then waits on its own work only, not on the tap's and the correlator's.
-        tasks.push(supervise("mirror", apart(shadowdiff_mirror::run(mirror_config, shutdown.clone())), &failures));
+        let mirror = shadowdiff_mirror::run(mirror_config, shutdown.clone());
+        tasks.push(if mirror_apart {
+            supervise("mirror", apart(mirror), &failures)
+        } else {
+            supervise("mirror", mirror, &failures)
+        });
 
         // A restarted correlator catches up on the request and response partitions at their
-        // own paces (and the broker may hand it its partitions only after the old member's
-        // session ends), so on a loaded machine two legs of one exchange can be read over ten
-        // seconds apart; a window shorter than that gap writes the exchange split
-        // (missing_request). Whole exchanges are written as soon as they are whole, so the
-        // window only delays the incomplete ones.
+        // own paces, so on a loaded machine two legs of one exchange can be read seconds
+        // apart; a window shorter than that gap writes the exchange split (missing_request).
+        // Whole exchanges are written as soon as they are whole, so the window only delays
+        // the incomplete ones.
         let correlator_config = config(
             "correlator",
             &format!(
-                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 20000\nflush_interval_ms = 250\n{correlator}\n\
+                "[correlator]\ngroup_id = \"{}-correlator\"\nwindow_ms = 10000\nflush_interval_ms = 250\n{correlator}\n\
                  {kafka}{clickhouse}",
                 names.group_prefix
             ),

@@ -54,7 +54,7 @@ impl Mirror {
         }
         let m = &config.mirror;
         let id_header = m.request_id_header.clone().into();
-        let consumer = Arc::new(config.kafka.consumer(&m.group_id)?);
+        let consumer = Arc::new(config.kafka.prompt_consumer(&m.group_id)?);
         consumer.subscribe(&[&config.topics.requests])?;
         let producer = config.kafka.producer()?;
         let policy = Arc::new(m.policy());

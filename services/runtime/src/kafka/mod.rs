@@ -192,18 +192,30 @@ impl KafkaConfig {
     /// A group consumer that never commits on its own: offsets are stored or committed by
     /// the service only after the downstream write is acknowledged.
     pub fn consumer(&self, group: &str) -> Result<Consumer, KafkaError> {
+        self.group_consumer(group, None)
+    }
+
+    /// [`Self::consumer`], for a service that acts on each event as it comes (the mirror's
+    /// replays). A broker holds a fetch until data arrives or `fetch.wait.max.ms` passes
+    /// (librdkafka: 500 ms; some brokers hold it the whole time), so events would arrive,
+    /// and be replayed, in bursts, and a burst's replays queue inside the targets whose
+    /// latency they measure. A 10 ms wait keeps the flow as even as the traffic, at the cost
+    /// of more idle fetches.
+    pub fn prompt_consumer(&self, group: &str) -> Result<Consumer, KafkaError> {
+        self.group_consumer(group, Some(Duration::from_millis(10)))
+    }
+
+    fn group_consumer(&self, group: &str, fetch_wait: Option<Duration>) -> Result<Consumer, KafkaError> {
         let mut config = self.client_config();
+        if let Some(wait) = fetch_wait {
+            config.set("fetch.wait.max.ms", wait.as_millis().to_string());
+        }
         config
             .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            // A broker holds a fetch until data arrives or this passes (librdkafka: 500 ms;
-            // some brokers hold it the whole time). Requests then arrive, and are replayed,
-            // in bursts, and a burst's replays queue inside the targets they measure. A short
-            // wait keeps the flow as even as the traffic, at the cost of more idle fetches.
-            .set("fetch.wait.max.ms", "10")
             // For the consumer-lag gauge (`KafkaContext::stats`).
             .set("statistics.interval.ms", "5000");
         self.apply_overrides(&mut config);
