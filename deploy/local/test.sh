@@ -13,6 +13,9 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 cd "$repo"
 
+# A one-off build gains nothing from incremental state, which would double the target dir.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 deploy/local/services.sh up
 # Headless Chromium renders the drill-down page in tests/tests/verdict.rs; chromedriver
 # drives it through the console's pages in tests/tests/console.rs.
