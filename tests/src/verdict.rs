@@ -19,6 +19,8 @@ pub const FROM_START: &str = "default_window_secs = 315360000\nmax_window_secs =
 #[derive(Debug)]
 pub struct VerdictService {
     pub url: String,
+    /// `/healthz` and `/metrics`.
+    pub admin_url: String,
     pub database: String,
     pub clickhouse: clickhouse::Client,
     shutdown: CancellationToken,
@@ -52,6 +54,7 @@ impl VerdictService {
             .await
             .unwrap_or_else(|e| panic!("verdict: {e}"));
         let url = format!("http://{}", verdict.local_addr());
+        let admin_url = format!("http://{}", verdict.admin_addr());
         let run = verdict.run(shutdown.clone());
         let task = tokio::spawn(async move {
             if let Err(error) = run.await {
@@ -59,7 +62,7 @@ impl VerdictService {
             }
         });
         let clickhouse = crate::infra::clickhouse_client(&infra.clickhouse_url, &database);
-        Self { url, database, clickhouse, shutdown, task }
+        Self { url, admin_url, database, clickhouse, shutdown, task }
     }
 
     pub async fn insert(&self, exchanges: &[ExchangeRow], differences: &[DifferenceRow], samples: &[SampleRow]) {

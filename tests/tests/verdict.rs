@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use serde_json::Value;
 use shadowdiff_store::{DifferenceRow, ExchangeRow};
 use shadowdiff_tests::infra::Infra;
@@ -182,6 +184,60 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
     let late = verdict(&service, &format!("candidate=clean&stage=10&since={}", START_TS + 250)).await;
     assert_eq!((late.verdict, late.samples, late.since), (Decision::Inconclusive, 250, START_TS + 250));
 
+    service.stop().await;
+}
+
+/// What Prometheus alerts on: each candidate's verdict as gauges on the admin port, kept
+/// fresh without anyone asking, at the stage its CD system last asked about; the series of
+/// the stage it left read zero, so an alert on them resolves.
+#[tokio::test]
+async fn each_candidates_verdict_is_exported_as_gauges_at_its_current_stage() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, &format!("{FROM_START}\ngauge_interval_secs = 1")).await;
+    let (failing, passing) = (shadowdiff_tests::unique("failing"), shadowdiff_tests::unique("passing"));
+    let mut rows = Vec::new();
+    let mut differences = Vec::new();
+    for i in 0..500 {
+        rows.push(row(&passing, i));
+        let changed = i % 8 == 0;
+        let exchange =
+            ExchangeRow { differences: u32::from(changed), body_differs: u8::from(changed), ..row(&failing, i) };
+        if changed {
+            differences.push(difference(&exchange, "changed_value", "total", ("10", "12"), false));
+        }
+        rows.push(exchange);
+    }
+    service.insert(&rows, &differences, &[]).await;
+
+    let gauge = |name: &'static str, labels: String| {
+        let admin = service.admin_url.clone();
+        async move { shadowdiff_tests::admin::metric(&admin, name, &labels).await }
+    };
+    let verdict_is = |candidate: &str, stage: &str, verdict: &str| {
+        format!("candidate=\"{candidate}\",stage=\"{stage}\",verdict=\"{verdict}\"")
+    };
+    let at = |candidate: &str, stage: &str| format!("candidate=\"{candidate}\",stage=\"{stage}\"");
+    shadowdiff_tests::eventually("the failing candidate's gauge", Duration::from_secs(30), || async {
+        let fail = gauge("shadowdiff_candidate_verdict", verdict_is(&failing, "shadow", "fail")).await;
+        let pass = gauge("shadowdiff_candidate_verdict", verdict_is(&passing, "shadow", "pass")).await;
+        if (fail, pass) == (1.0, 1.0) { Ok(()) } else { Err(format!("fail {fail}, pass {pass}")) }
+    })
+    .await;
+    assert_eq!(gauge("shadowdiff_candidate_verdict", verdict_is(&failing, "shadow", "pass")).await, 0.0);
+    assert_eq!(gauge("shadowdiff_candidate_comparisons", at(&failing, "shadow")).await, 500.0);
+    assert_eq!(gauge("shadowdiff_candidate_divergence_ratio", at(&failing, "shadow")).await, 63.0 / 500.0);
+    assert_eq!(gauge("shadowdiff_candidate_divergence_ratio", at(&passing, "shadow")).await, 0.0);
+    assert_eq!(gauge("shadowdiff_candidate_divergence_limit_ratio", at(&failing, "shadow")).await, 0.01);
+
+    // Its CD system moves it on to stage 10: the gauges follow, and the shadow's go to zero.
+    verdict(&service, &format!("candidate={failing}&stage=10")).await;
+    shadowdiff_tests::eventually("the gauges at stage 10", Duration::from_secs(30), || async {
+        let at_10 = gauge("shadowdiff_candidate_verdict", verdict_is(&failing, "10", "fail")).await;
+        let at_shadow = gauge("shadowdiff_candidate_verdict", verdict_is(&failing, "shadow", "fail")).await;
+        if (at_10, at_shadow) == (1.0, 0.0) { Ok(()) } else { Err(format!("stage 10 {at_10}, shadow {at_shadow}")) }
+    })
+    .await;
+    assert_eq!(gauge("shadowdiff_candidate_comparisons", at(&failing, "shadow")).await, 0.0);
     service.stop().await;
 }
 

@@ -60,6 +60,10 @@ pub struct VerdictSection {
     /// `since` says: the cost of a query stays bounded whatever the retention. 0: no bound.
     #[serde(default = "max_window", rename = "max_window_secs", with = "serde_duration::secs")]
     pub max_window: Duration,
+    /// How often the per-candidate gauges on the admin port are refreshed (`gauges`). 0: not
+    /// exported.
+    #[serde(default = "gauge_interval", rename = "gauge_interval_secs", with = "serde_duration::secs")]
+    pub gauge_interval: Duration,
 }
 
 impl Default for VerdictSection {
@@ -69,6 +73,7 @@ impl Default for VerdictSection {
             gates: Gates::default(),
             default_window: default_window(),
             max_window: max_window(),
+            gauge_interval: gauge_interval(),
         }
     }
 }
@@ -78,6 +83,10 @@ const fn default_window() -> Duration {
 }
 const fn max_window() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+
+const fn gauge_interval() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_listen() -> SocketAddr {

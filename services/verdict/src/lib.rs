@@ -3,7 +3,7 @@
 //!
 //! Reading order: [`config`] and [`gate`] (the policy per rollout stage), [`evaluate`] (from
 //! evidence to pass / fail / inconclusive, pure), [`report`] (what a verdict says), `query`
-//! (the SQL), `release` (where a release's window starts), [`api`] (`fn app(state) -> Router`, the handlers and their error type) and
+//! (the SQL), `gauges` (per-candidate metrics for alerts), `release` (where a release's window starts), [`api`] (`fn app(state) -> Router`, the handlers and their error type) and
 //! `page` (the drill-down page).
 
 pub mod accept;
@@ -13,6 +13,7 @@ mod console;
 pub mod evaluate;
 mod events;
 pub mod gate;
+mod gauges;
 mod page;
 mod query;
 mod release;
@@ -46,6 +47,8 @@ pub enum VerdictError {
 pub struct Verdict {
     listener: TcpListener,
     state: api::AppState,
+    gauge_interval: std::time::Duration,
+    admin_addr: SocketAddr,
 }
 
 impl Verdict {
@@ -62,20 +65,29 @@ impl Verdict {
             .map_err(|source| VerdictError::Bind { addr: config.verdict.listen, source })?;
         let health = admin::Health::default();
         health.set("clickhouse", true);
-        admin::spawn(&config.admin, health, shutdown)
+        let admin_addr = admin::spawn(&config.admin, health, shutdown)
             .await
             .map_err(|source| VerdictError::Bind { addr: config.admin.listen, source })?;
         let auth = shadowdiff_runtime::auth::Auth::new(&config.auth, "verdict");
+        let gauge_interval = config.verdict.gauge_interval;
         let state = api::AppState::new(clickhouse.client, config.verdict, auth).with_console(&config.console);
-        Ok(Self { listener, state })
+        Ok(Self { listener, state, gauge_interval, admin_addr })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// Where `/healthz` and `/metrics` are served.
+    pub const fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), VerdictError> {
         tracing::info!(addr = %self.local_addr(), "verdict API listening");
+        if !self.gauge_interval.is_zero() {
+            tokio::spawn(gauges::run(self.state.clone(), self.gauge_interval, shutdown.clone()));
+        }
         let app = api::app(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

@@ -488,3 +488,40 @@ mod tests {
         assert_eq!(detail(vec![]).drill_down(None), None);
     }
 }
+
+/// A candidate with comparisons in a window, and the latest verdict given about it.
+#[derive(Debug, Clone, Row, Deserialize)]
+pub(crate) struct Candidate {
+    pub(crate) candidate: String,
+    pub(crate) comparisons: u64,
+    /// Unix seconds of its latest comparison.
+    pub(crate) last: u32,
+    /// The latest verdict's fields; empty (and `judged` 0) when none was given yet.
+    pub(crate) verdict: String,
+    pub(crate) stage: String,
+    pub(crate) revision: String,
+    pub(crate) reasons: String,
+    /// Unix seconds.
+    pub(crate) judged: u32,
+}
+
+/// Every candidate with comparisons since `since`, latest first, at most `limit`.
+pub(crate) async fn candidates(
+    client: &Client,
+    since: u32,
+    limit: u32,
+) -> Result<Vec<Candidate>, clickhouse::error::Error> {
+    let query = format!(
+        "SELECT candidate, comparisons, last, verdict, stage, revision, reasons, judged FROM \
+         (SELECT deployment AS candidate, count() AS comparisons, toUInt32(max(ts)) AS last \
+          FROM exchanges FINAL WHERE {} AND ts >= toDateTime(?) GROUP BY deployment) \
+         ANY LEFT JOIN \
+         (SELECT candidate, argMax(verdict, ts) AS verdict, argMax(stage, ts) AS stage, \
+                 argMax(revision, ts) AS revision, argMax(reasons, ts) AS reasons, \
+                 toUInt32(max(ts)) AS judged \
+          FROM verdicts GROUP BY candidate) USING candidate \
+         ORDER BY last DESC, candidate LIMIT {limit}",
+        role_is(Role::Candidate)
+    );
+    client.query(&query).bind(since).fetch_all().await
+}

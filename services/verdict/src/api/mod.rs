@@ -276,6 +276,21 @@ pub(crate) async fn report(
     build(state, &Ask::parse(candidate, stage, None, since)?, caller).await
 }
 
+/// The report on `candidate` as its CD system last asked about it: at that stage, for that
+/// release (`shadow` and the default window when nothing asked yet); recorded nowhere.
+pub(crate) async fn as_last_asked(
+    state: &AppState,
+    candidate: &crate::query::Candidate,
+) -> Result<VerdictReport, ApiError> {
+    let ask = Ask::parse(
+        Some(candidate.candidate.clone()),
+        Some(candidate.stage.clone()),
+        Some(candidate.revision.clone()),
+        None,
+    )?;
+    build(state, &ask, "gauges").await
+}
+
 /// Unix seconds: where a page's window starts, from its `since` (empty: the default window),
 /// never further back than the longest window.
 pub(crate) fn since(state: &AppState, since: &str) -> Result<u32, ApiError> {

@@ -28,8 +28,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use clickhouse::Row;
 use serde::Deserialize;
-use shadowdiff_core::Role;
-use shadowdiff_store::sql::role_is;
 
 use crate::api::{self, ApiError, AppState};
 
@@ -37,21 +35,6 @@ use crate::api::{self, ApiError, AppState};
 const MAX_CANDIDATES: u32 = 100;
 /// Verdicts the stage history lists at most.
 const MAX_HISTORY: u32 = 50;
-
-/// A candidate with comparisons in the window, and the latest verdict given about it.
-#[derive(Debug, Clone, Row, Deserialize)]
-pub(crate) struct Listed {
-    pub(crate) candidate: String,
-    pub(crate) comparisons: u64,
-    /// Unix seconds of its latest comparison.
-    pub(crate) last: u32,
-    /// Empty when no verdict was given yet.
-    pub(crate) verdict: String,
-    pub(crate) stage: String,
-    pub(crate) reasons: String,
-    /// Unix seconds; 0 without a verdict.
-    pub(crate) judged: u32,
-}
 
 /// One verdict given, for the stage history.
 #[derive(Debug, Clone, Row, Deserialize)]
@@ -66,18 +49,7 @@ pub(crate) struct Given {
 
 pub(crate) async fn overview(State(state): State<AppState>) -> Response {
     let since = api::default_start(&state);
-    let query = format!(
-        "SELECT candidate, comparisons, last, verdict, stage, reasons, judged FROM \
-         (SELECT deployment AS candidate, count() AS comparisons, toUInt32(max(ts)) AS last \
-          FROM exchanges FINAL WHERE {} AND ts >= toDateTime(?) GROUP BY deployment) \
-         ANY LEFT JOIN \
-         (SELECT candidate, argMax(verdict, ts) AS verdict, argMax(stage, ts) AS stage, \
-                 argMax(reasons, ts) AS reasons, toUInt32(max(ts)) AS judged \
-          FROM verdicts GROUP BY candidate) USING candidate \
-         ORDER BY last DESC, candidate LIMIT {MAX_CANDIDATES}",
-        role_is(Role::Candidate)
-    );
-    match state.clickhouse().query(&query).bind(since).fetch_all::<Listed>().await {
+    match crate::query::candidates(state.clickhouse(), since, MAX_CANDIDATES).await {
         Ok(listed) => Html(render::overview(&listed, since)).into_response(),
         Err(error) => failed(ApiError::Store(error)),
     }

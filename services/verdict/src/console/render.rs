@@ -5,10 +5,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
+use super::Given;
 use super::comparisons::{self, Filters};
-use super::{Given, Listed};
 use crate::evaluate::Criterion;
 use crate::gate::STAGES;
+use crate::query::Candidate;
 use crate::report::VerdictReport;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
@@ -68,7 +69,7 @@ fn exchange_href(request_id: &str, candidate: &str) -> String {
     format!("/exchanges/{}?candidate={candidate}", segment(request_id))
 }
 
-pub(super) fn overview(listed: &[Listed], since: u32) -> String {
+pub(super) fn overview(listed: &[Candidate], since: u32) -> String {
     page(
         "candidates",
         html! {
@@ -363,12 +364,13 @@ mod tests {
         assert_eq!(candidate_href("v2/../x?y", None), "/candidates/v2%2F..%2Fx%3Fy");
         assert_eq!(exchange_href("a b+c", "v2&x"), "/exchanges/a%20b%2Bc?candidate=v2%26x");
         let html = overview(
-            &[Listed {
+            &[Candidate {
                 candidate: "<script>".into(),
                 comparisons: 3,
                 last: 0,
                 verdict: String::new(),
                 stage: String::new(),
+                revision: String::new(),
                 reasons: String::new(),
                 judged: 0,
             }],
