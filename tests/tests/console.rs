@@ -16,10 +16,17 @@ use shadowdiff_tests::{eventually, unique};
 const REGRESSED: &str = "v2-regressed";
 const CLEAN: &str = "v2-clean";
 
+/// Comparison `i` of `deployment`, made `i` seconds after ten minutes ago: the charts cover
+/// the last quarter of an hour.
+fn recent(deployment: &str, i: u32) -> ExchangeRow {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    ExchangeRow { ts: u32::try_from(now).unwrap() - 600 + i, ..row(deployment, i) }
+}
+
 /// 500 clean comparisons of one candidate; 100 of another, 30 with `items[0].price` changed
 /// (the first of them sampled), so it fails on divergence and on a systematic path.
 fn evidence() -> (Vec<ExchangeRow>, Vec<DifferenceRow>, Vec<shadowdiff_store::SampleRow>) {
-    let mut rows: Vec<ExchangeRow> = (0..500).map(|i| row(CLEAN, i)).collect();
+    let mut rows: Vec<ExchangeRow> = (0..500).map(|i| recent(CLEAN, i)).collect();
     let mut differences = Vec::new();
     let mut samples = Vec::new();
     for i in 0..100 {
@@ -28,7 +35,7 @@ fn evidence() -> (Vec<ExchangeRow>, Vec<DifferenceRow>, Vec<shadowdiff_store::Sa
             request_id: format!("{REGRESSED}-{i}"),
             differences: u32::from(diverged),
             body_differs: u8::from(diverged),
-            ..row(REGRESSED, i)
+            ..recent(REGRESSED, i)
         };
         if diverged {
             differences.push(difference(&candidate, "changed_value", "items[0].price", ("100", "130"), false));
@@ -93,6 +100,8 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     assert!(candidates.contains(CLEAN) && candidates.contains(REGRESSED), "{candidates}");
     let regressed_row = text(&browser, &format!("#candidates tr:has(a[href='/candidates/{REGRESSED}'])")).await;
     assert!(regressed_row.contains("fail") && regressed_row.contains("diverged"), "{regressed_row}");
+    let sparklines = client.find_all(Locator::Css("#candidates td.spark svg polyline")).await.unwrap();
+    assert_eq!(sparklines.len(), 6, "divergence, new errors and latency for each candidate");
     screenshot(&browser, "console-overview").await;
 
     // Its page, by its link: the verdict, the failing criteria, the systematic path.
@@ -104,7 +113,21 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     assert!(systematic.contains("/items/{id}") && systematic.contains("items[*].price"), "{systematic}");
     let history = text(&browser, "#history").await;
     assert!(history.contains("fail") && history.contains("api"), "the verdict the CD system was given: {history}");
+    for chart in ["#divergence-chart", "#errors-chart", "#latency-chart"] {
+        let lines = client.find_all(Locator::Css(&format!("{chart} svg polyline"))).await.unwrap();
+        assert!(!lines.is_empty(), "{chart} draws its lines");
+    }
+    let band = client.find_all(Locator::Css("#divergence-chart svg polygon")).await.unwrap();
+    assert_eq!(band.len(), 1, "the divergence's interval band");
+    // A shorter window, by its link: the URL says so and the charts follow.
+    client.find(Locator::LinkText("15 min")).await.unwrap().click().await.unwrap();
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.query(), Some("stage=shadow&since=15m"), "{url}");
+    assert!(text(&browser, "#ranges a.current").await == "15 min");
     screenshot(&browser, "console-candidate").await;
+    client.execute("document.getElementById('charts').scrollIntoView()", vec![]).await.unwrap();
+    screenshot(&browser, "console-charts").await;
+    client.back().await.unwrap();
     let candidate_url = client.current_url().await.unwrap();
 
     // An example request opens the drill-down page; back returns to the candidate.
@@ -172,6 +195,17 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     assert_eq!((first[0].as_str(), second[0].as_str()), ("req-499", "req-449"), "newest first");
     client.goto(&format!("{base}/comparisons?candidate={CLEAN}&noise=maybe")).await.unwrap();
     assert!(text(&browser, "#error").await.contains("noise must be yes, no or empty"));
+
+    // The price change is intended after all: accepted from the systematic path's row, with
+    // a reason, it counts nowhere and is listed with who accepted it.
+    client.goto(&format!("{base}/candidates/{REGRESSED}?stage=10")).await.unwrap();
+    let reason = client.find(Locator::Css("#systematic form.accept input[name=reason]")).await.unwrap();
+    reason.send_keys("prices rise on purpose in v2").await.unwrap();
+    client.find(Locator::Css("#systematic form.accept button")).await.unwrap().click().await.unwrap();
+    let accepted = text(&browser, "#accepted").await;
+    assert!(accepted.contains("items[*].price") && accepted.contains("sso:ann"), "{accepted}");
+    assert!(accepted.contains("prices rise on purpose in v2"), "{accepted}");
+    assert!(client.find(Locator::Id("systematic")).await.is_err(), "no systematic path left");
 
     // A name that is no candidate's is a page saying so, escaped.
     client.goto(&format!("{base}/candidates/{}", unique("none"))).await.unwrap();

@@ -30,32 +30,44 @@ fn in_window() -> String {
     format!("{} AND deployment = ? AND ts >= toDateTime(?)", role_is(Role::Candidate))
 }
 
+/// A shadow's error the primary did not have: a 5xx or a failure where the primary answered.
+fn server_error() -> String {
+    // A shadow that answered, or failed on its own while the primary answered.
+    let answered = outcome_in(&[Outcome::Complete, Outcome::ShadowError]);
+    format!(
+        "{answered} AND (shadow_status >= 500 OR shadow_error != '') AND primary_status < 500 AND primary_error = ''"
+    )
+}
+
+/// A 4xx where the primary succeeded, unless the secondary, the primary's own version,
+/// answered that request with a 4xx too (an expired credential, a deleted record). Binds:
+/// since.
+fn client_error() -> String {
+    format!(
+        "{} AND shadow_status >= 400 AND shadow_status < 500 \
+         AND primary_status >= 200 AND primary_status < 400 \
+         AND request_id NOT IN (SELECT request_id FROM exchanges FINAL WHERE {} \
+             AND shadow_status >= 400 AND shadow_status < 500 AND ts >= toDateTime(?))",
+        outcome_is(Outcome::Complete),
+        role_is(Role::Secondary)
+    )
+}
+
 /// The counts every verdict is built from; `route` is empty for the whole candidate. Binds:
 /// since (the secondary's client errors), then [`in_window`]'s. See [`bind_counts`].
 fn counts() -> String {
     let compared = outcome_is(Outcome::Complete);
-    // A shadow that answered, or failed on its own while the primary answered.
     let answered = outcome_in(&[Outcome::Complete, Outcome::ShadowError]);
-    let server_error = format!(
-        "{answered} AND (shadow_status >= 500 OR shadow_error != '') AND primary_status < 500 AND primary_error = ''"
-    );
-    // A 4xx where the primary succeeded, unless the secondary, the primary's own version,
-    // answered that request with a 4xx too (an expired credential, a deleted record).
-    let client_error = format!(
-        "{compared} AND shadow_status >= 400 AND shadow_status < 500 \
-         AND primary_status >= 200 AND primary_status < 400 \
-         AND request_id NOT IN (SELECT request_id FROM exchanges FINAL WHERE {} \
-             AND shadow_status >= 400 AND shadow_status < 500 AND ts >= toDateTime(?))",
-        role_is(Role::Secondary)
-    );
     format!(
         "count() AS samples, \
          countIf({compared}) AS compared, \
          countIf({compared} AND differences > 0) AS differing, \
          countIf({answered}) AS answered, \
-         countIf({server_error}) AS new_server_errors, \
-         countIf({client_error}) AS new_client_errors, \
-         if(count() = 0, toUInt64(0), toUInt64(toUInt32(max(ts)) - toUInt32(min(ts)))) AS span_secs"
+         countIf({}) AS new_server_errors, \
+         countIf({}) AS new_client_errors, \
+         if(count() = 0, toUInt64(0), toUInt64(toUInt32(max(ts)) - toUInt32(min(ts)))) AS span_secs",
+        server_error(),
+        client_error()
     )
 }
 
@@ -524,4 +536,83 @@ pub(crate) async fn candidates(
         role_is(Role::Candidate)
     );
     client.query(&query).bind(since).fetch_all().await
+}
+
+/// One stretch of a candidate's timeline: its comparisons from `bucket` × step after the
+/// start, for the console's charts.
+#[derive(Debug, Clone, Row, Deserialize)]
+pub(crate) struct Bucket {
+    pub(crate) deployment: String,
+    pub(crate) bucket: u32,
+    pub(crate) compared: u64,
+    /// Compared exchanges with a difference the noise model did not absorb.
+    pub(crate) diverged: u64,
+    pub(crate) new_errors: u64,
+    /// p50 and p95 in milliseconds, of the compared exchanges.
+    pub(crate) primary: Vec<f64>,
+    pub(crate) candidate: Vec<f64>,
+}
+
+/// Most buckets a timeline query returns, over every candidate.
+const MAX_BUCKETS: u32 = 10_000;
+
+/// Every candidate's comparisons since `since` (or only `candidate`'s), in buckets of `step`
+/// seconds, by candidate and bucket.
+pub(crate) async fn timeline(
+    client: &Client,
+    candidate: Option<&str>,
+    since: u32,
+    step: u32,
+) -> clickhouse::error::Result<Vec<Bucket>> {
+    let compared = outcome_is(Outcome::Complete);
+    let query = format!(
+        "SELECT deployment, toUInt32(intDiv(toUInt32(ts) - ?, ?)) AS bucket, \
+         countIf({compared}) AS compared, \
+         countIf({compared} AND differences > noise) AS diverged, \
+         countIf(({}) OR ({})) AS new_errors, \
+         arrayMap(x -> toFloat64(x) / 1000, quantilesExactIf(0.5, 0.95)(primary_latency_us, {compared})) AS primary, \
+         arrayMap(x -> toFloat64(x) / 1000, quantilesExactIf(0.5, 0.95)(shadow_latency_us, {compared})) AS candidate \
+         FROM exchanges FINAL WHERE {} AND ts >= toDateTime(?) {} \
+         GROUP BY deployment, bucket ORDER BY deployment, bucket LIMIT {MAX_BUCKETS}",
+        server_error(),
+        client_error(),
+        role_is(Role::Candidate),
+        if candidate.is_some() { "AND deployment = ?" } else { "" },
+    );
+    let query = client.query(&query).bind(since).bind(step.max(1)).bind(since).bind(since);
+    match candidate {
+        Some(candidate) => query.bind(candidate),
+        None => query,
+    }
+    .fetch_all()
+    .await
+}
+
+#[derive(Debug, Clone, Row, Deserialize)]
+pub(crate) struct SecondaryBucket {
+    pub(crate) bucket: u32,
+    /// p50 and p95 in milliseconds.
+    pub(crate) secondary: Vec<f64>,
+}
+
+/// The secondary's latency on the requests `candidate` answered since `since`, in the same
+/// buckets as [`timeline`].
+pub(crate) async fn secondary_timeline(
+    client: &Client,
+    candidate: &str,
+    since: u32,
+    step: u32,
+) -> clickhouse::error::Result<Vec<SecondaryBucket>> {
+    let compared = outcome_is(Outcome::Complete);
+    let query = format!(
+        "SELECT toUInt32(intDiv(toUInt32(ts) - ?, ?)) AS bucket, \
+         arrayMap(x -> toFloat64(x) / 1000, quantilesExact(0.5, 0.95)(shadow_latency_us)) AS secondary \
+         FROM exchanges FINAL WHERE {compared} AND {} AND ts >= toDateTime(?) \
+         AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {compared} AND {}) \
+         GROUP BY bucket ORDER BY bucket LIMIT {MAX_BUCKETS}",
+        role_is(Role::Secondary),
+        in_window(),
+    );
+    let window = Window { candidate: candidate.to_owned(), revision: None, since };
+    bind_window(client.query(&query).bind(since).bind(step.max(1)).bind(since), &window).fetch_all().await
 }

@@ -100,6 +100,7 @@ pub fn app(state: AppState) -> Router {
     let write = Router::new()
         .route("/profiles/{id}/faults", require(post(crate::console::change_faults), &state.auth, Scope::Write))
         .route("/profiles/{id}/delete", require(post(crate::console::delete_profile), &state.auth, Scope::Write))
+        .route("/candidates/{candidate}/accept", require(post(crate::console::accept), &state.auth, Scope::Write))
         .route("/v1/acceptances", require(post(accept), &state.auth, Scope::Write))
         .route("/v1/acceptances/revoke", require(post(revoke), &state.auth, Scope::Write));
     // The Flagger hooks check credentials themselves: the token may be in the payload.
@@ -251,7 +252,7 @@ fn window_start(first_asked: Option<u32>, since: Option<u32>, now: u32, default:
     if max.is_zero() { start } else { start.max(ago(max)) }
 }
 
-fn unix_now() -> u32 {
+pub(crate) fn unix_now() -> u32 {
     let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     u32::try_from(secs).unwrap_or(u32::MAX)
 }

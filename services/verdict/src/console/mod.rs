@@ -10,24 +10,29 @@
 //! - `GET /comparisons?candidate=&route=&path=&kind=&outcome=&noise=&status=&since=&before=`:
 //!   the candidate's stored exchanges, filtered and paged on the server (`comparisons`);
 //!   each opens the drill-down page.
+//! - `POST /candidates/{candidate}/accept`: accepts a path's differences as intended, as
+//!   `POST /v1/acceptances` does, from the forms on the candidate page.
 //! - `GET /profiles`: the mirror's profiles with each target's live state; `POST
 //!   /profiles/{id}/faults` and `POST /profiles/{id}/delete` change them (`profiles`).
 //!
 //! Every URL is a plain GET with its state in the query, so pages can be bookmarked and
 //! shared and the browser's back button works. Viewing a page records no verdict.
 
+mod charts;
 mod comparisons;
 mod profiles;
 mod render;
 
 pub(crate) use profiles::Mirror;
 
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use clickhouse::Row;
 use serde::Deserialize;
+
+use shadowdiff_runtime::auth::Principal;
 
 use crate::api::{self, ApiError, AppState};
 
@@ -35,6 +40,8 @@ use crate::api::{self, ApiError, AppState};
 const MAX_CANDIDATES: u32 = 100;
 /// Verdicts the stage history lists at most.
 const MAX_HISTORY: u32 = 50;
+/// Noise paths a candidate page lists at most.
+const MAX_NOISE_PATHS: u32 = 20;
 
 /// One verdict given, for the stage history.
 #[derive(Debug, Clone, Row, Deserialize)]
@@ -49,9 +56,44 @@ pub(crate) struct Given {
 
 pub(crate) async fn overview(State(state): State<AppState>) -> Response {
     let since = api::default_start(&state);
-    match crate::query::candidates(state.clickhouse(), since, MAX_CANDIDATES).await {
-        Ok(listed) => Html(render::overview(&listed, since)).into_response(),
+    let page = async {
+        let client = state.clickhouse();
+        let listed = crate::query::candidates(client, since, MAX_CANDIDATES).await?;
+        let trends = Trends::new(since, SPARK_BUCKETS);
+        let buckets = crate::query::timeline(client, None, since, trends.step).await?;
+        Ok::<_, clickhouse::error::Error>(render::overview(&listed, &trends, &buckets))
+    };
+    match page.await {
+        Ok(html) => Html(html).into_response(),
         Err(error) => failed(ApiError::Store(error)),
+    }
+}
+
+/// Buckets in an overview's sparkline, and in a candidate page's charts.
+const SPARK_BUCKETS: u32 = 24;
+const CHART_BUCKETS: u32 = 60;
+
+/// A window cut into buckets for the charts: from `since` to now, `step` seconds each.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Trends {
+    pub(crate) since: u32,
+    pub(crate) step: u32,
+    pub(crate) until: u32,
+}
+
+impl Trends {
+    fn new(since: u32, buckets: u32) -> Self {
+        let until = api::unix_now().max(since + 1);
+        Self { since, step: (until - since).div_ceil(buckets).max(1), until }
+    }
+
+    /// The middle of `bucket`, in Unix seconds.
+    pub(crate) fn at(&self, bucket: u32) -> f64 {
+        f64::from(self.since) + (f64::from(bucket) + 0.5) * f64::from(self.step)
+    }
+
+    pub(crate) fn span(&self) -> (f64, f64) {
+        (f64::from(self.since), f64::from(self.until))
     }
 }
 
@@ -69,8 +111,8 @@ pub(crate) async fn candidate(
     let page = async {
         let report =
             api::report(&state, Some(candidate.clone()), params.stage, params.since.as_deref(), "console").await?;
-        let history: Vec<Given> = state
-            .clickhouse()
+        let client = state.clickhouse();
+        let history: Vec<Given> = client
             .query(&format!(
                 "SELECT toUInt32(ts) AS ts, stage, verdict, caller, revision, reasons FROM verdicts \
                  WHERE candidate = ? ORDER BY ts DESC LIMIT {MAX_HISTORY}"
@@ -79,7 +121,14 @@ pub(crate) async fn candidate(
             .fetch_all()
             .await
             .map_err(ApiError::Store)?;
-        Ok::<_, ApiError>(render::candidate(&report, &history))
+        let trends = Trends::new(report.since, CHART_BUCKETS);
+        let buckets = crate::query::timeline(client, Some(&candidate), trends.since, trends.step);
+        let secondary = crate::query::secondary_timeline(client, &candidate, trends.since, trends.step);
+        let (buckets, secondary) = tokio::try_join!(buckets, secondary).map_err(ApiError::Store)?;
+        let window = crate::query::Window { candidate: candidate.clone(), revision: None, since: report.since };
+        let noise = crate::query::noisy_paths(client, &window, MAX_NOISE_PATHS).await.map_err(ApiError::Store)?;
+        let charts = render::Charts { trends, buckets: &buckets, secondary: &secondary };
+        Ok::<_, ApiError>(render::candidate(&report, &history, &charts, &noise, params.since.as_deref()))
     };
     match page.await {
         Ok(html) => Html(html).into_response(),
@@ -162,6 +211,45 @@ pub(crate) async fn delete_profile(
             let problems = vec![error.to_string()];
             profiles_page(&state, Some((&id, &problems, profiles::refused_status(&error)))).await
         }
+    }
+}
+
+/// What the candidate page's accept form sends.
+#[derive(Debug, Deserialize)]
+pub(crate) struct AcceptForm {
+    route: String,
+    path: String,
+    reason: String,
+    #[serde(default)]
+    expires: String,
+}
+
+/// Accepts a path's differences from the candidate page, as `POST /v1/acceptances` does, and
+/// goes back to the page.
+pub(crate) async fn accept(
+    State(state): State<AppState>,
+    Path(candidate): Path<String>,
+    Extension(principal): Extension<Principal>,
+    headers: HeaderMap,
+    Form(form): Form<AcceptForm>,
+) -> Response {
+    if !profiles::same_site(&headers) {
+        return cross_site();
+    }
+    let asked = crate::accept::ChangeRequest {
+        candidate: candidate.clone(),
+        route: form.route,
+        path: form.path,
+        reason: form.reason,
+        expires: Some(form.expires).filter(|e| !e.is_empty()),
+    };
+    let change = match asked.into_change(true) {
+        Ok(change) => change,
+        Err(problem) => return failed(ApiError::BadRequest(problem)),
+    };
+    match crate::accept::record(state.clickhouse(), change, &principal.name, api::unix_now()).await {
+        Ok(_) => Redirect::to(&format!("{}#accepted", render::candidate_href(&candidate, None))).into_response(),
+        Err(error) => failed(ApiError::Stored(error)),
     }
 }
 

@@ -5,18 +5,21 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::Given;
+use super::charts::{self, BLUE_, Band, GREY, Line, ORANGE, RED_, TimeChart};
 use super::comparisons::{self, Filters};
+use super::{Given, Trends};
 use crate::evaluate::Criterion;
 use crate::gate::STAGES;
 use crate::query::Candidate;
+use crate::query::{Bucket, SecondaryBucket};
 use crate::report::VerdictReport;
+use crate::suggest::NoisyPath;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
 nav a{margin-right:1rem}\
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
 .pass{color:#176f2c;font-weight:600}.fail{color:#b3261e;font-weight:600}.inconclusive{color:#8a5a00;font-weight:600}\
-tr.accepted{color:#888}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+tr.accepted,tr.noise{color:#888}form.accept{margin:0;display:flex;gap:.25rem}td.spark{padding:0 .25rem}figure{margin:.5rem 0}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .stages a{margin-right:.5rem}.stages a.current{font-weight:700;text-decoration:none}.problem{color:#b3261e}section.profile{border-top:1px solid #ccc;margin-top:1rem}form{margin:.5rem 0}";
 
 fn page(title: &str, body: Markup) -> String {
@@ -56,11 +59,22 @@ pub(super) fn segment(text: &str) -> String {
 }
 
 /// `/candidates/{name}`, the name one path segment.
-fn candidate_href(candidate: &str, stage: Option<&str>) -> String {
+pub(super) fn candidate_href(candidate: &str, stage: Option<&str>) -> String {
     let name = segment(candidate);
     match stage {
         Some(stage) => format!("/candidates/{name}?stage={stage}"),
         None => format!("/candidates/{name}"),
+    }
+}
+
+/// `/candidates/{name}?stage=&since=`, leaving out an empty `since`.
+fn candidate_link(name: &str, stage: &str, since: &str) -> String {
+    let base = candidate_href(name, Some(stage));
+    if since.is_empty() {
+        base
+    } else {
+        let since: String = form_urlencoded::byte_serialize(since.as_bytes()).collect();
+        format!("{base}&since={since}")
     }
 }
 
@@ -69,19 +83,63 @@ fn exchange_href(request_id: &str, candidate: &str) -> String {
     format!("/exchanges/{}?candidate={candidate}", segment(request_id))
 }
 
-pub(super) fn overview(listed: &[Candidate], since: u32) -> String {
+/// A candidate's trend lines from the timeline's buckets: divergence rate, new errors, and the
+/// p50 latency shift against the primary.
+struct Sparks {
+    divergence: Vec<(f64, f64)>,
+    errors: Vec<(f64, f64)>,
+    latency: Vec<(f64, f64)>,
+}
+
+impl Sparks {
+    fn of(candidate: &str, trends: &Trends, buckets: &[Bucket]) -> Self {
+        let mine = || buckets.iter().filter(move |b| b.deployment == candidate);
+        Self {
+            divergence: mine()
+                .filter(|b| b.compared > 0)
+                .map(|b| (trends.at(b.bucket), ratio(b.diverged, b.compared)))
+                .collect(),
+            errors: mine().map(|b| (trends.at(b.bucket), count(b.new_errors))).collect(),
+            latency: mine()
+                .filter_map(|b| match (b.primary.first(), b.candidate.first()) {
+                    (Some(&p), Some(&c)) if p > 0.0 && b.compared > 0 => Some((trends.at(b.bucket), (c - p) / p)),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn ratio(part: u64, whole: u64) -> f64 {
+    part as f64 / whole.max(1) as f64
+}
+
+#[expect(clippy::cast_precision_loss, reason = "counts far below 2^52")]
+fn count(n: u64) -> f64 {
+    n as f64
+}
+
+fn svg(svg: String) -> Markup {
+    PreEscaped(svg)
+}
+
+pub(super) fn overview(listed: &[Candidate], trends: &Trends, buckets: &[Bucket]) -> String {
     page(
         "candidates",
         html! {
             h1 { "Candidates" }
-            p { "Every candidate with comparisons since " (at(since)) ", and the latest verdict given about it." }
+            p { "Every candidate with comparisons since " (at(trends.since)) ", and the latest verdict given about it. \
+                 The lines run over that window: the share of comparisons diverging (noise excluded), new errors, \
+                 and the p50 latency shift against the primary." }
             @if listed.is_empty() {
                 p #empty { "No candidate has comparisons in this window." }
             } @else {
                 table #candidates {
                     tr { th { "candidate" } th { "comparisons" } th { "latest comparison" } th { "latest verdict" }
-                         th { "stage" } th { "given" } th { "why" } }
+                         th { "stage" } th { "given" } th { "why" } th { "divergence" } th { "new errors" } th { "latency p50" } }
                     @for c in listed {
+                        @let sparks = Sparks::of(&c.candidate, trends, buckets);
                         tr {
                             td { a href=(candidate_href(&c.candidate, None)) { (c.candidate) } }
                             td.num { (c.comparisons) }
@@ -92,12 +150,96 @@ pub(super) fn overview(listed: &[Candidate], since: u32) -> String {
                                 td { (decision(&c.verdict)) } td { (c.stage) } td { (at(c.judged)) }
                                 td { @for reason in c.reasons.lines() { div { (reason) } } }
                             }
+                            td.spark { (svg(charts::sparkline(&sparks.divergence, trends.span(), BLUE_))) }
+                            td.spark { (svg(charts::sparkline(&sparks.errors, trends.span(), RED_))) }
+                            td.spark { (svg(charts::sparkline(&sparks.latency, trends.span(), ORANGE))) }
                         }
                     }
                 }
             }
         },
     )
+}
+
+/// What a candidate page's charts are drawn from.
+pub(super) struct Charts<'a> {
+    pub(super) trends: Trends,
+    pub(super) buckets: &'a [Bucket],
+    pub(super) secondary: &'a [SecondaryBucket],
+}
+
+impl Charts<'_> {
+    fn render(&self, limit: f64) -> Markup {
+        let t = &self.trends;
+        let compared = || self.buckets.iter().filter(|b| b.compared > 0);
+        let band: Band = compared()
+            .map(|b| {
+                let rate = crate::evaluate::Rate::new(b.diverged, b.compared);
+                (t.at(b.bucket), rate.lower, rate.upper)
+            })
+            .collect();
+        let divergence = TimeChart {
+            caption: "Divergence (noise excluded), with its 95% interval",
+            span: t.span(),
+            y_label: |v| format!("{:.1}%", v * 100.0),
+            band: Some((band, BLUE_)),
+            lines: vec![Line {
+                label: "candidate",
+                color: BLUE_,
+                points: compared().map(|b| (t.at(b.bucket), ratio(b.diverged, b.compared))).collect(),
+            }],
+            limit: Some(limit),
+        };
+        let errors = TimeChart {
+            caption: "New errors per bucket",
+            span: t.span(),
+            y_label: |v| if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") },
+            band: None,
+            lines: vec![Line {
+                label: "new errors",
+                color: RED_,
+                points: self.buckets.iter().map(|b| (t.at(b.bucket), count(b.new_errors))).collect(),
+            }],
+            limit: None,
+        };
+        let quantile = |values: &[f64], i: usize| values.get(i).copied();
+        let line = |label, color, i: usize, of: &dyn Fn(&Bucket) -> &[f64]| Line {
+            label,
+            color,
+            points: compared().filter_map(|b| Some((t.at(b.bucket), quantile(of(b), i)?))).collect(),
+        };
+        let secondary = |i: usize| {
+            self.secondary
+                .iter()
+                .filter_map(move |b| Some((t.at(b.bucket), quantile(&b.secondary, i)?)))
+                .collect::<Vec<_>>()
+        };
+        let mut latency_lines = vec![
+            line("primary p50", GREY, 0, &|b| &b.primary),
+            line("primary p95", GREY, 1, &|b| &b.primary),
+            line("candidate p50", BLUE_, 0, &|b| &b.candidate),
+            line("candidate p95", BLUE_, 1, &|b| &b.candidate),
+        ];
+        if !self.secondary.is_empty() {
+            latency_lines.push(Line { label: "secondary p50", color: ORANGE, points: secondary(0) });
+            latency_lines.push(Line { label: "secondary p95", color: ORANGE, points: secondary(1) });
+        }
+        let latency = TimeChart {
+            caption: "Latency (ms): primary, secondary and candidate",
+            span: t.span(),
+            y_label: |v| format!("{v:.0}"),
+            band: None,
+            lines: latency_lines,
+            limit: None,
+        };
+        html! {
+            div #charts {
+                figure #divergence-chart { (svg(divergence.svg())) }
+                figure #errors-chart { (svg(errors.svg())) }
+                figure #latency-chart { (svg(latency.svg())) }
+            }
+        }
+    }
 }
 
 fn criteria(criteria: &[Criterion]) -> Markup {
@@ -120,8 +262,33 @@ fn criteria(criteria: &[Criterion]) -> Markup {
     }
 }
 
-pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
+/// The windows a candidate page offers, as `since` values; the first is the default window.
+const RANGES: [(&str, &str); 5] = [("", "default"), ("15m", "15 min"), ("1h", "1 h"), ("6h", "6 h"), ("24h", "24 h")];
+
+/// A form that accepts `route` and `path`'s differences for `candidate`, with a reason.
+fn accept_form(candidate: &str, route: &str, path: &str) -> Markup {
+    html! {
+        form.accept method="post" action=(format!("/candidates/{}/accept", segment(candidate))) {
+            input type="hidden" name="route" value=(route);
+            input type="hidden" name="path" value=(path);
+            input type="text" name="reason" required placeholder="why it is intended" maxlength="500" aria-label="reason";
+            select name="expires" aria-label="expires" {
+                option value="7d" { "for 7 days" } option value="30d" { "for 30 days" } option value="" { "for good" }
+            }
+            button type="submit" { "Accept" }
+        }
+    }
+}
+
+pub(super) fn candidate(
+    report: &VerdictReport,
+    history: &[Given],
+    charts: &Charts<'_>,
+    noise: &[NoisyPath],
+    since: Option<&str>,
+) -> String {
     let name = &report.candidate;
+    let since = since.unwrap_or_default();
     page(
         name,
         html! {
@@ -129,7 +296,13 @@ pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
             p.stages {
                 "Gate: "
                 @for stage in STAGES {
-                    a class=(if stage == report.stage { "current" } else { "" }) href=(candidate_href(name, Some(stage))) { (stage) }
+                    a class=(if stage == report.stage { "current" } else { "" }) href=(candidate_link(name, stage, since)) { (stage) }
+                }
+            }
+            p.stages #ranges {
+                "Window: "
+                @for (value, label) in RANGES {
+                    a class=(if value == since { "current" } else { "" }) href=(candidate_link(name, &report.stage, value)) { (label) }
                 }
             }
             p #verdict {
@@ -142,6 +315,8 @@ pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
             p { a #all-comparisons href=(Filters { candidate: name.clone(), ..Filters::default() }.link(None)) { "All comparisons" } }
             h2 { "Criteria" }
             (criteria(&report.criteria))
+            h2 { "Over time" }
+            (charts.render(report.policy.max_divergence_rate))
             p { (report.compared) " of " (report.samples) " exchanges compared, " (report.noise_only)
                 " differing only by noise; divergence " (pct(report.divergence.rate)) " (interval "
                 (pct(report.divergence.lower)) " to " (pct(report.divergence.upper)) ")." }
@@ -150,7 +325,7 @@ pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
                 p { "None." }
             } @else {
                 table #systematic {
-                    tr { th { "route" } th { "path" } th { "kind" } th { "candidate" } th { "secondary" } th { "p" } th { "examples" } }
+                    tr { th { "route" } th { "path" } th { "kind" } th { "candidate" } th { "secondary" } th { "p" } th { "examples" } th { "intended?" } }
                     @for p in &report.divergent_paths {
                         tr {
                             td { (p.route) }
@@ -158,6 +333,7 @@ pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
                             td { (p.kind) }
                             td.num { (p.candidate) } td.num { (p.secondary) } td.num { (format!("{:.1e}", p.p_value)) }
                             td { @for id in &p.examples { a href=(exchange_href(id, name)) { (id) } " " } }
+                            td { (accept_form(name, &p.route, &p.path)) }
                         }
                     }
                 }
@@ -167,9 +343,26 @@ pub(super) fn candidate(report: &VerdictReport, history: &[Given]) -> String {
                 p { "None." }
             } @else {
                 table #paths {
-                    tr { th { "route" } th { "path" } th { "kind" } th { "count" } }
+                    tr { th { "route" } th { "path" } th { "kind" } th { "count" } th { "intended?" } }
                     @for p in &report.top_paths {
-                        tr { td { (p.route) } td { code { (p.path) } } td { (p.kind) } td.num { (p.count) } }
+                        tr {
+                            td { (p.route) } td { code { (p.path) } } td { (p.kind) } td.num { (p.count) }
+                            td { (accept_form(name, &p.route, &p.path)) }
+                        }
+                    }
+                }
+            }
+            h2 { "Noise paths (the secondary differs there too; counted nowhere)" }
+            @if noise.is_empty() {
+                p { "None." }
+            } @else {
+                table #noise {
+                    tr { th { "route" } th { "path" } th { "kind" } th { "count" } th { "example" } }
+                    @for p in noise {
+                        tr.noise {
+                            td { (p.route) } td { code { (p.path) } } td { (p.kind) } td.num { (p.count) }
+                            td { a href=(exchange_href(&p.example, name)) { (p.example) } }
+                        }
                     }
                 }
             }
@@ -374,7 +567,8 @@ mod tests {
                 reasons: String::new(),
                 judged: 0,
             }],
-            0,
+            &Trends { since: 0, step: 1, until: 1 },
+            &[],
         );
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"), "{html}");
     }
