@@ -49,9 +49,11 @@ fn evidence() -> (Vec<ExchangeRow>, Vec<DifferenceRow>, Vec<shadowdiff_store::Sa
     (rows, differences, samples)
 }
 
-/// The text of the element `css` finds on the current page.
+/// The text of the element `css` finds on the current page, waiting for it a while: a form
+/// submitted may still be loading its answer.
 async fn text(browser: &Browser, css: &str) -> String {
-    browser.client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
+    let found = browser.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await;
+    found.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
 }
 
 async fn screenshot(browser: &Browser, name: &str) {
@@ -152,7 +154,7 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     route.clear().await.unwrap();
     route.send_keys("/orders/{id}").await.unwrap();
     client.find(Locator::Css("#filters button")).await.unwrap().click().await.unwrap();
-    assert!(text(&browser, "#none").await.contains("No comparison matches"));
+    assert!(text(&browser, "#none").await.contains("No comparison matches"), "{}", text(&browser, "body").await);
     client.back().await.unwrap();
     client.back().await.unwrap();
     assert_eq!(client.current_url().await.unwrap(), candidate_url, "back through the filters to the candidate");
@@ -295,4 +297,39 @@ async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_consol
     browser.stop().await;
     service.stop().await;
     mirror.stop().await;
+}
+
+/// Where no SSO proxy stands in front: a browser is sent to the sign-in form, signs in with a
+/// token, comes back to the page it asked for, and signs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_signs_in_with_a_token_and_out_again() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, FROM_START).await;
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    let wanted = format!("{}/candidates/{CLEAN}?stage=10", service.url);
+
+    client.goto(&wanted).await.unwrap();
+    let url = client.current_url().await.unwrap();
+    assert_eq!(url.path(), "/sign-in", "{url}");
+    let token = client.find(Locator::Css("#sign-in input[name=token]")).await.unwrap();
+    token.send_keys("not-a-token").await.unwrap();
+    client.find(Locator::Css("#sign-in button")).await.unwrap().click().await.unwrap();
+    assert_eq!(text(&browser, "#sign-in span.problem[data-field=token]").await, "missing or unknown credentials");
+    screenshot(&browser, "console-sign-in").await;
+
+    let token = client.find(Locator::Css("#sign-in input[name=token]")).await.unwrap();
+    token.send_keys(shadowdiff_tests::auth::READ_TOKEN).await.unwrap();
+    client.find(Locator::Css("#sign-in button")).await.unwrap().click().await.unwrap();
+    assert_eq!(client.current_url().await.unwrap().as_str(), wanted, "back to the page asked for");
+    assert!(text(&browser, "#verdict").await.starts_with("Verdict at stage 10"));
+    // The cookie is out of scripts' reach.
+    let seen: serde_json::Value = client.execute("return document.cookie", vec![]).await.unwrap();
+    assert_eq!(seen, serde_json::json!(""), "HttpOnly");
+
+    client.find(Locator::Css("form.sign-out button")).await.unwrap().click().await.unwrap();
+    client.goto(&format!("{}/", service.url)).await.unwrap();
+    assert_eq!(client.current_url().await.unwrap().path(), "/sign-in", "signed out");
+    browser.stop().await;
+    service.stop().await;
 }

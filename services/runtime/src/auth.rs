@@ -223,16 +223,17 @@ impl Auth {
         if scopes.contains(&scope) { Ok(Principal { name: name.clone() }) } else { Err(Denied::Forbidden(scope)) }
     }
 
-    /// Checks a request's credentials: a bearer token, else a trusted proxy's user header.
+    /// Checks a request's credentials: a bearer token, else the token a browser signed in
+    /// with ([`SIGN_IN_COOKIE`]), else a trusted proxy's user header.
     pub fn check(&self, headers: &HeaderMap, peer: Option<IpAddr>, scope: Scope) -> Result<Principal, Denied> {
         let bearer = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        if let Some(token) = bearer {
-            return self.token(token, scope);
+            .map(|(_, token)| token.trim().to_owned());
+        if let Some(token) = bearer.or_else(|| signed_in(headers)) {
+            return self.token(&token, scope);
         }
         if let Some((user_header, trusted, scopes)) = &self.proxy {
             let user =
@@ -248,6 +249,22 @@ impl Auth {
         }
         if self.open { Ok(Principal { name: "anonymous".to_owned() }) } else { Err(Denied::Unauthenticated) }
     }
+}
+
+/// The cookie a browser keeps its token in once signed in to a console: `HttpOnly`, so no
+/// script reads it, and `SameSite=Strict`, so no other site's page sends it.
+pub const SIGN_IN_COOKIE: &str = "shadowdiff_token";
+
+/// The token in the request's [`SIGN_IN_COOKIE`], if any.
+fn signed_in(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == SIGN_IN_COOKIE)
+        .map(|c| c.value().to_owned())
 }
 
 /// `router`'s routes, each requiring `scope`. The caller's [`Principal`] is in the

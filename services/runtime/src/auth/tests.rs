@@ -57,6 +57,23 @@ async fn tokens_carry_scopes() {
 }
 
 #[tokio::test]
+async fn a_browser_signed_in_presents_its_token_in_the_cookie() {
+    let auth = Auth::new(&tokens(), "test");
+    let with_cookie = |cookie: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, header::HeaderValue::from_str(cookie).unwrap());
+        headers
+    };
+    let signed_in = with_cookie(&format!("theme=dark; {SIGN_IN_COOKIE}={WRITER}"));
+    assert_eq!(auth.check(&signed_in, None, Scope::Write).map(|p| p.name), Ok("ops".into()));
+    let reader = with_cookie(&format!("{SIGN_IN_COOKIE}={READER}"));
+    assert_eq!(auth.check(&reader, None, Scope::Write), Err(Denied::Forbidden(Scope::Write)));
+    for other in ["shadowdiff_tokenx=abc", "theme=dark", &format!("{SIGN_IN_COOKIE}=wrong")] {
+        assert_eq!(auth.check(&with_cookie(other), None, Scope::Read), Err(Denied::Unauthenticated), "{other}");
+    }
+}
+
+#[tokio::test]
 async fn the_proxy_user_header_counts_only_from_the_proxy() {
     let auth = tokens();
     let from_proxy = call(app(&auth, Scope::Read), None, Some([10, 1, 2, 3]), Some("ann")).await;

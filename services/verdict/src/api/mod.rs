@@ -15,7 +15,8 @@
 //!   reason}`) takes that back; both need the `write` scope (`accept`).
 //! - `GET /v1/exchanges/{request_id}`: every leg, difference and sampled body of a request.
 //! - `GET /exchanges/{request_id}`: the same, as a page with the bodies side by side.
-//! - `GET /` and `GET /candidates/{candidate}`: the console's pages (`console`).
+//! - `GET /` and `GET /candidates/{candidate}`: the console's pages (`console`), and its
+//!   sign-in form, the only page open to anyone.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -64,6 +65,10 @@ impl AppState {
         &self.clickhouse
     }
 
+    pub(crate) fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
     pub(crate) fn mirror(&self) -> Option<&crate::console::Mirror> {
         self.mirror.as_ref()
     }
@@ -103,8 +108,16 @@ pub fn app(state: AppState) -> Router {
         .route("/candidates/{candidate}/accept", require(post(crate::console::accept), &state.auth, Scope::Write))
         .route("/v1/acceptances", require(post(accept), &state.auth, Scope::Write))
         .route("/v1/acceptances/revoke", require(post(revoke), &state.auth, Scope::Write));
+    let sign_in = Router::new()
+        .route("/sign-in", get(crate::console::sign_in::form).post(crate::console::sign_in::sign_in))
+        .route("/sign-out", post(crate::console::sign_in::sign_out));
     // The Flagger hooks check credentials themselves: the token may be in the payload.
-    protect(read, &state.auth, Scope::Read).merge(write).route("/v1/flagger/{hook}", post(flagger)).with_state(state)
+    protect(read, &state.auth, Scope::Read)
+        .layer(axum::middleware::from_fn(crate::console::sign_in::to_sign_in))
+        .merge(write)
+        .merge(sign_in)
+        .route("/v1/flagger/{hook}", post(flagger))
+        .with_state(state)
 }
 
 /// What a client did wrong, or what went wrong here. Causes of 5xx stay in the log.

@@ -15,6 +15,9 @@
 //! - `GET /profiles`: the mirror's profiles with each target's live state; `POST
 //!   /profiles/{id}/faults` and `POST /profiles/{id}/delete` change them (`profiles`).
 //!
+//! - `GET /sign-in`, `POST /sign-in`, `POST /sign-out`: a browser signs in with a token where
+//!   no SSO proxy stands in front (`sign_in`).
+//!
 //! Every URL is a plain GET with its state in the query, so pages can be bookmarked and
 //! shared and the browser's back button works. Viewing a page records no verdict.
 
@@ -22,6 +25,7 @@ mod charts;
 mod comparisons;
 mod profiles;
 mod render;
+pub(crate) mod sign_in;
 
 pub(crate) use profiles::Mirror;
 
@@ -253,7 +257,7 @@ pub(crate) async fn accept(
     }
 }
 
-fn cross_site() -> Response {
+pub(super) fn cross_site() -> Response {
     let status = StatusCode::FORBIDDEN;
     (status, Html(render::error(status, "changes come only from this console's own pages"))).into_response()
 }

@@ -16,7 +16,7 @@ use crate::report::VerdictReport;
 use crate::suggest::NoisyPath;
 
 const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
-nav a{margin-right:1rem}\
+nav{display:flex;align-items:center}nav a{margin-right:1rem}form.sign-out{margin:0 0 0 auto}\
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
 .pass{color:#176f2c;font-weight:600}.fail{color:#b3261e;font-weight:600}.inconclusive{color:#8a5a00;font-weight:600}\
 tr.accepted,tr.noise{color:#888}form.accept{margin:0;display:flex;gap:.25rem}td.spark{padding:0 .25rem}figure{margin:.5rem 0}td.num{text-align:right;font-variant-numeric:tabular-nums}\
@@ -32,7 +32,10 @@ fn page(title: &str, body: Markup) -> String {
                 style { (PreEscaped(STYLE)) }
             }
             body {
-                nav { a href="/" { "Candidates" } a href="/profiles" { "Profiles" } }
+                nav {
+                    a href="/" { "Candidates" } a href="/profiles" { "Profiles" }
+                    form.sign-out method="post" action="/sign-out" { button type="submit" { "Sign out" } }
+                }
                 (body)
             }
         }
@@ -536,6 +539,23 @@ fn profile_section(
             }
         }
     }
+}
+
+pub(super) fn sign_in(next: &str, problem: Option<&str>) -> String {
+    page(
+        "sign in",
+        html! {
+            h1 { "Sign in" }
+            p { "With a token that has the read scope; changes need the write scope. Where an SSO proxy stands in \
+                 front of this service, it signs you in instead." }
+            form #sign-in method="post" action="/sign-in" {
+                input type="hidden" name="next" value=(next);
+                label { "Token " input type="password" name="token" required autocomplete="current-password" maxlength="4096"; }
+                @if let Some(problem) = problem { " " span.problem data-field="token" { (problem) } }
+                " " button type="submit" { "Sign in" }
+            }
+        },
+    )
 }
 
 pub(super) fn error(status: axum::http::StatusCode, message: &str) -> String {
