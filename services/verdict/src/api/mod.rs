@@ -101,10 +101,20 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(crate::console::overview))
         .route("/candidates/{candidate}", get(crate::console::candidate))
         .route("/comparisons", get(crate::console::comparisons))
-        .route("/profiles", get(crate::console::profiles));
+        .route("/profiles", get(crate::console::profiles::profiles))
+        .route("/profiles/new", get(crate::console::profiles::new_profile))
+        .route("/profiles/{id}/edit", get(crate::console::profiles::edit_profile));
     let write = Router::new()
-        .route("/profiles/{id}/faults", require(post(crate::console::change_faults), &state.auth, Scope::Write))
-        .route("/profiles/{id}/delete", require(post(crate::console::delete_profile), &state.auth, Scope::Write))
+        .route("/profiles", require(post(crate::console::profiles::save_profile), &state.auth, Scope::Write))
+        .route(
+            "/profiles/{id}/faults",
+            require(post(crate::console::profiles::change_faults), &state.auth, Scope::Write),
+        )
+        .route("/profiles/{id}/stage", require(post(crate::console::profiles::set_stage), &state.auth, Scope::Write))
+        .route(
+            "/profiles/{id}/delete",
+            require(post(crate::console::profiles::delete_profile), &state.auth, Scope::Write),
+        )
         .route("/candidates/{candidate}/accept", require(post(crate::console::accept), &state.auth, Scope::Write))
         .route("/v1/acceptances", require(post(accept), &state.auth, Scope::Write))
         .route("/v1/acceptances/revoke", require(post(revoke), &state.auth, Scope::Write));

@@ -23,14 +23,16 @@
 
 mod charts;
 mod comparisons;
-mod profiles;
+mod mirror;
+mod profile_form;
+pub(crate) mod profiles;
 mod render;
 pub(crate) mod sign_in;
 
-pub(crate) use profiles::Mirror;
+pub(crate) use mirror::Mirror;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
 use clickhouse::Row;
@@ -159,65 +161,6 @@ pub(crate) async fn comparisons(
     }
 }
 
-pub(crate) async fn profiles(State(state): State<AppState>) -> Response {
-    profiles_page(&state, None).await
-}
-
-/// The profiles page, with `problems` shown at the form of the profile they are about.
-async fn profiles_page(state: &AppState, problems: Option<(&str, &[String], StatusCode)>) -> Response {
-    let Some(mirror) = state.mirror() else {
-        return (StatusCode::OK, Html(render::profiles(&Err(profiles::MirrorError::Unconfigured), None)))
-            .into_response();
-    };
-    let listed = mirror.profiles().await;
-    let status = problems.map_or(StatusCode::OK, |(_, _, status)| status);
-    (status, Html(render::profiles(&listed, problems.map(|(id, p, _)| (id, p))))).into_response()
-}
-
-pub(crate) async fn change_faults(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<profiles::FaultsForm>,
-) -> Response {
-    if !profiles::same_site(&headers) {
-        return cross_site();
-    }
-    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
-    let changed = match form.parse() {
-        Ok(faults) => mirror.faults(&id, &faults).await,
-        Err(problems) => Err(profiles::MirrorError::Refused(problems)),
-    };
-    match changed {
-        Ok(()) => Redirect::to(&format!("/profiles#{}", render::segment(&id))).into_response(),
-        Err(error) => {
-            let problems = match &error {
-                profiles::MirrorError::Refused(problems) => problems.clone(),
-                other => vec![other.to_string()],
-            };
-            profiles_page(&state, Some((&id, &problems, profiles::refused_status(&error)))).await
-        }
-    }
-}
-
-pub(crate) async fn delete_profile(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !profiles::same_site(&headers) {
-        return cross_site();
-    }
-    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
-    match mirror.delete(&id).await {
-        Ok(()) => Redirect::to("/profiles").into_response(),
-        Err(error) => {
-            let problems = vec![error.to_string()];
-            profiles_page(&state, Some((&id, &problems, profiles::refused_status(&error)))).await
-        }
-    }
-}
-
 /// What the candidate page's accept form sends.
 #[derive(Debug, Deserialize)]
 pub(crate) struct AcceptForm {
@@ -237,7 +180,7 @@ pub(crate) async fn accept(
     headers: HeaderMap,
     Form(form): Form<AcceptForm>,
 ) -> Response {
-    if !profiles::same_site(&headers) {
+    if !same_site(&headers) {
         return cross_site();
     }
     let asked = crate::accept::ChangeRequest {
@@ -257,6 +200,25 @@ pub(crate) async fn accept(
     }
 }
 
+/// Whether a state-changing request came from this site's own page: `Sec-Fetch-Site:
+/// same-origin`, or, from a browser without fetch metadata, an `Origin` naming this host.
+/// Every browser sends one of them with a form's POST, so a request with neither is no
+/// browser's (an API client with a bearer token) and passes. This is the console's CSRF
+/// check; the sign-in cookie's `SameSite=Strict` is a second one.
+pub(super) fn same_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "same-origin" || site == "none";
+    }
+    match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), headers.get(header::HOST)) {
+        (Some(origin), Some(host)) => {
+            let host = host.to_str().unwrap_or_default();
+            origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
+        }
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
 pub(super) fn cross_site() -> Response {
     let status = StatusCode::FORBIDDEN;
     (status, Html(render::error(status, "changes come only from this console's own pages"))).into_response()
@@ -268,4 +230,25 @@ fn failed(error: ApiError) -> Response {
     let status = error.into_response().status();
     let status = if status.is_success() { StatusCode::INTERNAL_SERVER_ERROR } else { status };
     (status, Html(render::error(status, &message))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_sites_pages_may_change_state() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (k, v) in pairs {
+                map.insert(*k, v.parse().unwrap());
+            }
+            map
+        };
+        assert!(same_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(same_site(&headers(&[("origin", "http://console:8090"), ("host", "console:8090")])));
+        assert!(!same_site(&headers(&[("origin", "https://evil.example"), ("host", "console:8090")])));
+        assert!(same_site(&headers(&[])), "no browser: a bearer token");
+    }
 }

@@ -1,203 +1,175 @@
 //! The profile pages: the mirror's profiles with each target's live state, and the changes a
-//! person makes there (faults, deletion), through the mirror's admin API, server to server
-//! with the console's own token (`[console] mirror_token`).
+//! person makes there, through the mirror's admin API (`mirror`).
 //!
-//! Changes are POSTs that need the `write` scope, and come only from the console's own pages:
-//! a browser's `Sec-Fetch-Site` (or, from an older browser, its `Origin`) must say the form
-//! was on this site, so another site cannot make a signed-in browser change a profile.
+//! - `GET /profiles`: every profile, active or expired, with its targets' live counters.
+//! - `GET /profiles/new`, `GET /profiles/{id}/edit`: the profile form (`profile_form`).
+//! - `POST /profiles`: creates or replaces a profile from the form.
+//! - `POST /profiles/{id}/stage`, `/faults`, `/delete`: sets its stage, its faults, or
+//!   removes it.
+//!
+//! Changes need the `write` scope and come only from the console's own pages (`same_site`).
+//! A refused change shows the mirror's problems at their fields, with what was typed.
 
-use std::time::Duration;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
 
-use axum::http::{HeaderMap, StatusCode, header};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use super::mirror::{FaultsForm, MirrorError, refused_status};
+use super::profile_form::ProfileForm;
+use super::{cross_site, render, same_site};
+use crate::api::AppState;
 
-use crate::config::ConsoleSection;
-
-/// The longest a page waits on the mirror.
-const TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The mirror's admin API, as the console reaches it.
-#[derive(Debug, Clone)]
-pub(crate) struct Mirror {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+/// A change the mirror refused, shown on the profiles page at the profile it was about.
+pub(super) struct Refusal<'a> {
+    pub(super) id: &'a str,
+    pub(super) problems: Vec<String>,
+    /// The faults as typed, shown again instead of the profile's.
+    pub(super) faults: Option<&'a FaultsForm>,
 }
 
-/// Why the mirror gave no usable answer.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum MirrorError {
-    #[error("the mirror's admin API is not configured: set [console] mirror_url")]
-    Unconfigured,
-    #[error("the mirror's admin API cannot be reached")]
-    Unreachable(#[source] reqwest::Error),
-    /// The mirror refused the change; its problems, each `field: what is wrong`.
-    #[error("the mirror refused: {}", .0.join("; "))]
-    Refused(Vec<String>),
+pub(crate) async fn profiles(State(state): State<AppState>) -> Response {
+    profiles_page(&state, None).await
 }
 
-impl Mirror {
-    pub(crate) fn new(console: &ConsoleSection) -> Option<Self> {
-        let base = console.mirror_url.clone()?.trim_end_matches('/').to_owned();
-        let http = reqwest::Client::builder().timeout(TIMEOUT).build().ok()?;
-        Some(Self { http, base, token: console.mirror_token.expose().clone() })
-    }
-
-    fn url(&self, segments: &[&str]) -> String {
-        let path: Vec<String> = segments.iter().map(|s| super::render::segment(s)).collect();
-        format!("{}/{}", self.base, path.join("/"))
-    }
-
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<Value, MirrorError> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(MirrorError::Unreachable)?;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
-        }
-        let mut problems: Vec<String> = body["problems"]
-            .as_array()
-            .map(|p| p.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default();
-        if problems.is_empty() {
-            problems.push(body["error"].as_str().map_or_else(|| status.to_string(), str::to_owned));
-        }
-        Err(MirrorError::Refused(problems))
-    }
-
-    /// Every profile, each with its status (`GET /v1/profiles/{id}/status`).
-    pub(crate) async fn profiles(&self) -> Result<Vec<(Value, Value)>, MirrorError> {
-        let listed = self.send(self.http.get(self.url(&["v1", "profiles"]))).await?;
-        let mut out = Vec::new();
-        for profile in listed.as_array().into_iter().flatten().take(MAX_PROFILES) {
-            let id = profile["id"].as_str().unwrap_or_default();
-            let status =
-                self.send(self.http.get(self.url(&["v1", "profiles", id, "status"]))).await.unwrap_or(Value::Null);
-            out.push((profile.clone(), status));
-        }
-        Ok(out)
-    }
-
-    pub(crate) async fn faults(&self, id: &str, faults: &Faults) -> Result<(), MirrorError> {
-        self.send(self.http.post(self.url(&["v1", "profiles", id, "faults"])).json(faults)).await.map(drop)
-    }
-
-    pub(crate) async fn delete(&self, id: &str) -> Result<(), MirrorError> {
-        self.send(self.http.delete(self.url(&["v1", "profiles", id]))).await.map(drop)
-    }
+/// The profiles page, with a refused change shown at its profile.
+async fn profiles_page(state: &AppState, refused: Option<(Refusal<'_>, StatusCode)>) -> Response {
+    let Some(mirror) = state.mirror() else {
+        return Html(render::profiles(&Err(MirrorError::Unconfigured), None)).into_response();
+    };
+    let listed = mirror.profiles().await;
+    let status = refused.as_ref().map_or(StatusCode::OK, |(_, status)| *status);
+    (status, Html(render::profiles(&listed, refused.as_ref().map(|(r, _)| r)))).into_response()
 }
 
-/// Profiles a page lists at most.
-const MAX_PROFILES: usize = 100;
-
-/// The faults form, as the mirror's `Faults` takes them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Faults {
-    pub(crate) latency_ms: u64,
-    pub(crate) latency_percent: f64,
-    pub(crate) error_status: u16,
-    pub(crate) error_percent: f64,
-    pub(crate) drop_percent: f64,
-}
-
-/// The faults form as posted: text, so a value that is no number is reported at its field.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct FaultsForm {
-    #[serde(default)]
-    latency_ms: String,
-    #[serde(default)]
-    latency_percent: String,
-    #[serde(default)]
-    error_status: String,
-    #[serde(default)]
-    error_percent: String,
-    #[serde(default)]
-    drop_percent: String,
-}
-
-impl FaultsForm {
-    /// The faults, or each field's problem as `faults.<field>: ...`, the mirror's own form.
-    pub(crate) fn parse(&self) -> Result<Faults, Vec<String>> {
-        let mut problems = Vec::new();
-        let mut number = |field: &str, text: &str, default: f64| -> f64 {
-            let text = text.trim();
-            if text.is_empty() {
-                return default;
-            }
-            text.parse::<f64>().unwrap_or_else(|_| {
-                problems.push(format!("faults.{field}: {text:?} is not a number"));
-                default
-            })
-        };
-        let latency_ms = number("latency_ms", &self.latency_ms, 0.0);
-        let latency_percent = number("latency_percent", &self.latency_percent, 0.0);
-        let error_status = number("error_status", &self.error_status, 503.0);
-        let error_percent = number("error_percent", &self.error_percent, 0.0);
-        let drop_percent = number("drop_percent", &self.drop_percent, 0.0);
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // range-checked by the mirror
-        let faults = Faults {
-            latency_ms: latency_ms.max(0.0) as u64,
-            latency_percent,
-            error_status: error_status.clamp(0.0, 65_535.0) as u16,
-            error_percent,
-            drop_percent,
-        };
-        if problems.is_empty() { Ok(faults) } else { Err(problems) }
-    }
-}
-
-/// Whether a state-changing request came from this site's own page: `Sec-Fetch-Site:
-/// same-origin`, or, from a browser without fetch metadata, an `Origin` naming this host.
-/// A request with neither is no browser's form and carries no ambient credential (a bearer
-/// token), so it passes.
-pub(crate) fn same_site(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return site == "same-origin" || site == "none";
-    }
-    match (headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()), headers.get(header::HOST)) {
-        (Some(origin), Some(host)) => {
-            let host = host.to_str().unwrap_or_default();
-            origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) == Some(host)
-        }
-        (Some(_), None) => false,
-        (None, _) => true,
-    }
-}
-
-/// The status a refused change is shown with.
-pub(crate) fn refused_status(error: &MirrorError) -> StatusCode {
+/// Each problem the mirror (or the form) has with a change.
+fn problems(error: &MirrorError) -> Vec<String> {
     match error {
-        MirrorError::Refused(_) => StatusCode::BAD_REQUEST,
-        MirrorError::Unconfigured | MirrorError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        MirrorError::Refused(problems) => problems.clone(),
+        other => vec![other.to_string()],
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_form_value_that_is_no_number_is_reported_at_its_field() {
-        let form = FaultsForm { latency_ms: "200".into(), latency_percent: "lots".into(), ..FaultsForm::default() };
-        assert_eq!(form.parse(), Err(vec!["faults.latency_percent: \"lots\" is not a number".to_owned()]));
-        let ok = FaultsForm { error_percent: "2.5".into(), ..FaultsForm::default() }.parse().unwrap();
-        assert_eq!((ok.error_status, ok.error_percent, ok.latency_ms), (503, 2.5, 0));
+/// Back to the profile on its page once changed, or the page with the refusal.
+async fn changed(
+    state: &AppState,
+    id: &str,
+    outcome: Result<(), MirrorError>,
+    faults: Option<&FaultsForm>,
+) -> Response {
+    match outcome {
+        Ok(()) => Redirect::to(&format!("/profiles#{}", render::segment(id))).into_response(),
+        Err(error) => {
+            let refusal = Refusal { id, problems: problems(&error), faults };
+            profiles_page(state, Some((refusal, refused_status(&error)))).await
+        }
     }
+}
 
-    #[test]
-    fn only_this_sites_pages_may_change_state() {
-        let headers = |pairs: &[(&'static str, &'static str)]| {
-            let mut map = HeaderMap::new();
-            for (k, v) in pairs {
-                map.insert(*k, v.parse().unwrap());
-            }
-            map
+pub(crate) async fn change_faults(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<FaultsForm>,
+) -> Response {
+    if !same_site(&headers) {
+        return cross_site();
+    }
+    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
+    let outcome = match form.parse() {
+        Ok(faults) => mirror.faults(&id, &faults).await,
+        Err(problems) => Err(MirrorError::Refused(problems)),
+    };
+    changed(&state, &id, outcome, Some(&form)).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StageForm {
+    stage: String,
+}
+
+/// Sets the profile's stage: the profile as the mirror has it, with the new stage.
+pub(crate) async fn set_stage(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<StageForm>,
+) -> Response {
+    if !same_site(&headers) {
+        return cross_site();
+    }
+    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
+    let outcome = async {
+        let mut profile = mirror.profile(&id).await?;
+        for derived in ["expired", "expires_at_ms"] {
+            profile.as_object_mut().map(|p| p.remove(derived));
+        }
+        profile["stage"] = serde_json::Value::String(form.stage);
+        mirror.put(&profile).await
+    };
+    changed(&state, &id, outcome.await, None).await
+}
+
+pub(crate) async fn delete_profile(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !same_site(&headers) {
+        return cross_site();
+    }
+    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
+    match mirror.delete(&id).await {
+        Ok(()) => Redirect::to("/profiles").into_response(),
+        Err(error) => changed(&state, &id, Err(error), None).await,
+    }
+}
+
+pub(crate) async fn new_profile() -> Html<String> {
+    Html(ProfileForm::blank().render(&[]))
+}
+
+pub(crate) async fn edit_profile(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
+    match mirror.profile(&id).await {
+        Ok(profile) => Html(ProfileForm::of(&profile).render(&[])).into_response(),
+        Err(error) => {
+            let status = refused_status(&error);
+            (status, Html(render::error(status, &problems(&error).join("; ")))).into_response()
+        }
+    }
+}
+
+/// Creates or replaces a profile from its form; a refused one is the form again, with the
+/// mirror's problems at their fields and what was typed.
+pub(crate) async fn save_profile(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    if !same_site(&headers) {
+        return cross_site();
+    }
+    let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
+    let form = match ProfileForm::posted(fields) {
+        Ok(form) => form,
+        Err(problem) => {
+            let status = StatusCode::BAD_REQUEST;
+            return (status, Html(render::error(status, &problem))).into_response();
+        }
+    };
+    let outcome = async {
+        let base = match form.editing() {
+            "" => None,
+            id => Some(mirror.profile(id).await?),
         };
-        assert!(same_site(&headers(&[("sec-fetch-site", "same-origin")])));
-        assert!(!same_site(&headers(&[("sec-fetch-site", "cross-site")])));
-        assert!(same_site(&headers(&[("origin", "http://console:8090"), ("host", "console:8090")])));
-        assert!(!same_site(&headers(&[("origin", "https://evil.example"), ("host", "console:8090")])));
-        assert!(same_site(&headers(&[])), "no browser: a token, not a cookie");
+        let profile = form.profile(base.as_ref()).map_err(MirrorError::Refused)?;
+        mirror.put(&profile).await?;
+        Ok::<_, MirrorError>(profile["id"].as_str().unwrap_or_default().to_owned())
+    };
+    match outcome.await {
+        Ok(id) => Redirect::to(&format!("/profiles#{}", render::segment(&id))).into_response(),
+        Err(error) => (refused_status(&error), Html(form.render(&problems(&error)))).into_response(),
     }
 }

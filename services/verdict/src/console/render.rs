@@ -7,6 +7,7 @@ use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::charts::{self, BLUE_, Band, GREY, Line, ORANGE, RED_, TimeChart};
 use super::comparisons::{self, Filters};
+use super::profiles::Refusal;
 use super::{Given, Trends};
 use crate::evaluate::Criterion;
 use crate::gate::STAGES;
@@ -20,9 +21,9 @@ nav{display:flex;align-items:center}nav a{margin-right:1rem}form.sign-out{margin
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
 .pass{color:#176f2c;font-weight:600}.fail{color:#b3261e;font-weight:600}.inconclusive{color:#8a5a00;font-weight:600}\
 tr.accepted,tr.noise{color:#888}form.accept{margin:0;display:flex;gap:.25rem}td.spark{padding:0 .25rem}figure{margin:.5rem 0}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.stages a{margin-right:.5rem}.stages a.current{font-weight:700;text-decoration:none}.problem{color:#b3261e}section.profile{border-top:1px solid #ccc;margin-top:1rem}form{margin:.5rem 0}";
+.stages a{margin-right:.5rem}.stages a.current{font-weight:700;text-decoration:none}.problem{color:#b3261e}section.profile{border-top:1px solid #ccc;margin-top:1rem}form{margin:.5rem 0}form.stage{display:inline}fieldset{margin:.5rem 0}div.target{margin:.25rem 0}";
 
-fn page(title: &str, body: Markup) -> String {
+pub(super) fn page(title: &str, body: Markup) -> String {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -462,37 +463,35 @@ pub(super) fn comparisons(filters: &Filters, rows: &[comparisons::Listed], more:
 /// The profiles with their targets' state; `problems` go next to the fields of the
 /// profile they are about (`faults.<field>: ...`), or above its forms.
 pub(super) fn profiles(
-    listed: &Result<Vec<(serde_json::Value, serde_json::Value)>, super::profiles::MirrorError>,
-    problems: Option<(&str, &[String])>,
+    listed: &Result<Vec<(serde_json::Value, serde_json::Value)>, super::mirror::MirrorError>,
+    refused: Option<&Refusal<'_>>,
 ) -> String {
     let body = match listed {
         Err(error) => html! { h1 { "Profiles" } p #error { (error.to_string()) } },
         Ok(listed) => html! {
             h1 { "Profiles" }
+            p { a #new-profile href="/profiles/new" { "New profile" } }
             @if listed.is_empty() { p #empty { "The mirror applies no profile." } }
             @for (profile, status) in listed {
-                (profile_section(profile, status, problems))
+                (profile_section(profile, status, refused.filter(|r| Some(r.id) == profile["id"].as_str())))
             }
         },
     };
     page("profiles", body)
 }
 
-fn profile_section(
-    profile: &serde_json::Value,
-    status: &serde_json::Value,
-    problems: Option<(&str, &[String])>,
-) -> Markup {
+fn profile_section(profile: &serde_json::Value, status: &serde_json::Value, refused: Option<&Refusal<'_>>) -> Markup {
     let id = profile["id"].as_str().unwrap_or_default();
-    let mine: &[String] = match problems {
-        Some((at, problems)) if at == id => problems,
-        _ => &[],
-    };
+    let mine: &[String] = refused.map_or(&[], |r| &r.problems);
+    let typed = refused.and_then(|r| r.faults);
     let expired = profile["expired"].as_bool().unwrap_or(false);
     let faults = &profile["faults"];
     let field = |name: &str, label: &str| {
         let key = format!("faults.{name}");
-        let value = faults[name].as_f64().map(|v| v.to_string()).unwrap_or_default();
+        let value = match typed.and_then(|t| t.typed(name)) {
+            Some(typed) => typed.to_owned(),
+            None => faults[name].as_f64().map(|v| v.to_string()).unwrap_or_default(),
+        };
         html! {
             label { (label) " " input type="text" name=(name) value=(value) size="6"; }
             @for p in mine.iter().filter(|p| p.starts_with(&key)) { " " span.problem data-field=(name) { (p) } }
@@ -503,7 +502,7 @@ fn profile_section(
     html! {
         section.profile id=(id) {
             h2 { (id) " " @if expired { span.inconclusive { "expired" } } @else { span.pass { "active" } } }
-            p { "stage " (profile["stage"].as_str().unwrap_or_default()) ", " (profile["sample_percent"]) "% of matching requests"
+            p { "stage " (profile["stage"].as_str().unwrap_or_default()) ", " (profile["sample_percent"].as_f64().unwrap_or_default()) "% of matching requests"
                 @if let Some(lag) = status["consumer_lag"].as_i64() { ", consumer lag " (lag) } }
             table.targets {
                 tr { th { "target" } th { "role" } th { "rate/s" } th { "replays" } th { "errors" } th { "timeouts" }
@@ -525,6 +524,15 @@ fn profile_section(
                 }
             }
             @for p in mine.iter().filter(|p| !p.starts_with("faults.")) { p.problem { (p) } }
+            p.profile-actions {
+                a.edit href=(action("edit")) { "Edit" } " "
+                form.stage method="post" action=(action("stage")) {
+                    label { "Stage " select name="stage" {
+                        @for stage in STAGES { option value=(stage) selected[profile["stage"].as_str() == Some(stage)] { (stage) } }
+                    } }
+                    " " button type="submit" { "Set stage" }
+                }
+            }
             form.faults method="post" action=(action("faults")) {
                 "Faults: "
                 (field("latency_ms", "latency ms"))

@@ -18,7 +18,7 @@ use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 use shadowdiff_runtime::auth::{SIGN_IN_COOKIE, Scope};
 
-use super::{cross_site, profiles, render};
+use super::{cross_site, render, same_site};
 use crate::api::AppState;
 
 /// How long a sign-in lasts.
@@ -48,7 +48,7 @@ pub(crate) async fn form(Query(next): Query<Return>) -> Html<String> {
 }
 
 pub(crate) async fn sign_in(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SignIn>) -> Response {
-    if !profiles::same_site(&headers) {
+    if !same_site(&headers) {
         return cross_site();
     }
     let next = local(&form.next);
@@ -66,7 +66,7 @@ pub(crate) async fn sign_in(State(state): State<AppState>, headers: HeaderMap, F
 }
 
 pub(crate) async fn sign_out(headers: HeaderMap) -> Response {
-    if !profiles::same_site(&headers) {
+    if !same_site(&headers) {
         return cross_site();
     }
     let cleared = Cookie::build((SIGN_IN_COOKIE, "")).path("/").max_age(cookie::time::Duration::ZERO);
