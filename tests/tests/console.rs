@@ -388,3 +388,55 @@ async fn a_person_signs_in_with_a_token_and_out_again() {
     browser.stop().await;
     service.stop().await;
 }
+
+/// The whole pipeline behind the console: a person signed in watches a candidate that
+/// changes a field on every fifth item appear on the overview once traffic flows, and its
+/// verdict turn to fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_watches_a_candidates_verdict_appear_as_traffic_flows() {
+    use shadowdiff_demo::backend::{self, Behavior};
+    use shadowdiff_tests::pipeline::{Backends, CANDIDATE, Pipeline};
+    let infra = Infra::get().await;
+    let serve = |behavior| shadowdiff_tests::serve(backend::app(behavior));
+    let backends = Backends {
+        primary: serve(Behavior::default()).await,
+        secondary: serve(Behavior::default()).await,
+        candidate: serve(Behavior { regress_every: 5, ..Behavior::default() }).await,
+    };
+    let pipeline = Pipeline::start(&infra, backends).await;
+    let browser = Browser::start().await;
+    let client = &browser.client;
+    client.goto(&format!("{}/", pipeline.verdict_url)).await.unwrap();
+    let token = client.find(Locator::Css("#sign-in input[name=token]")).await.unwrap();
+    token.send_keys(shadowdiff_tests::auth::READ_TOKEN).await.unwrap();
+    client.find(Locator::Css("#sign-in button")).await.unwrap().click().await.unwrap();
+    assert!(text(&browser, "#empty").await.contains("No candidate"), "nothing before traffic");
+
+    let http = reqwest::Client::new();
+    for i in 0..200 {
+        let answer = http.get(format!("{}/items/{i}", pipeline.tap_url)).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+    }
+    eventually("the candidate on the overview", Duration::from_secs(60), || async {
+        client.refresh().await.map_err(|e| e.to_string())?;
+        match client.find(Locator::Css("#candidates")).await {
+            Ok(table) => {
+                let listed = table.text().await.map_err(|e| e.to_string())?;
+                if listed.contains(CANDIDATE) { Ok(()) } else { Err(listed) }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    client.find(Locator::LinkText(CANDIDATE)).await.unwrap().click().await.unwrap();
+    eventually("its verdict to fail", Duration::from_secs(60), || async {
+        client.refresh().await.map_err(|e| e.to_string())?;
+        let verdict = text(&browser, "#verdict").await;
+        if verdict.ends_with("fail") { Ok(()) } else { Err(verdict) }
+    })
+    .await;
+    let systematic = text(&browser, "#systematic").await;
+    assert!(systematic.contains("/items/{id}"), "{systematic}");
+    browser.stop().await;
+    pipeline.stop().await;
+}
