@@ -16,7 +16,8 @@
 #     examples/flagger/verdict-token.env, which this writes (mode 600, ignored by git);
 #   - an operator token for the verdict API, read and write, for the person who accepts
 #     intended differences (`shadowctl accept`; only its digest is stored);
-#   - an operator token for the mirror's profile API, read and write (shadowdiff-mirror-api).
+#   - an operator token for the mirror's profile API, read and write (shadowdiff-mirror-api),
+#     and the console's own token for it (`console-token`, which the verdict service reads).
 #
 # The Kafka and ClickHouse credentials are new ones too (user `shadowdiff`, or
 # $KAFKA_USERNAME and $CLICKHOUSE_USER): create that user on your broker and in ClickHouse
@@ -138,7 +139,10 @@ if exists "$name"; then
     skip "$name"
 else
     operator="$(hex)"
-    put "$name" auth-tokens "[{name = \"operator\", sha256 = \"$(digest "$operator")\", scopes = [\"read\", \"write\"]}]"
+    console="$(hex)"
+    put "$name" auth-tokens "[{name = \"operator\", sha256 = \"$(digest "$operator")\", scopes = [\"read\", \"write\"]}, \
+{name = \"console\", sha256 = \"$(digest "$console")\", scopes = [\"read\", \"write\"]}]"
+    put "$name" console-token "$console"
     create "$name"
     echo "  the operator token of the mirror's profile API (read and write), shown only now"
     echo "  (shadowctl's SHADOWCTL_MIRROR_TOKEN):"

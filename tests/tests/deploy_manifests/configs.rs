@@ -54,6 +54,8 @@ pub(crate) struct Loaded {
     pub(crate) redaction: Option<RedactionConfig>,
     /// Where the mirror may replay to.
     pub(crate) targets: Option<TargetPolicy>,
+    /// The mirror's admin API the verdict's console calls (`[console] mirror_url`).
+    pub(crate) console_mirror: Option<String>,
 }
 
 impl Loaded {
@@ -135,6 +137,7 @@ impl Service {
                     auth: None,
                     redaction: Some(c.tap.redaction.clone()),
                     targets: None,
+                    console_mirror: None,
                 })
             }
             Self::Mirror => {
@@ -158,6 +161,7 @@ impl Service {
                     auth: Some(c.auth.clone()),
                     redaction: Some(c.mirror.redaction.clone()),
                     targets: Some(c.mirror.policy()),
+                    console_mirror: None,
                 })
             }
             Self::Correlator => {
@@ -174,6 +178,7 @@ impl Service {
                     auth: None,
                     redaction: None,
                     targets: None,
+                    console_mirror: None,
                 })
             }
             Self::Verdict => {
@@ -189,6 +194,7 @@ impl Service {
                     auth: Some(c.auth.clone()),
                     redaction: None,
                     targets: None,
+                    console_mirror: c.console.mirror_url.clone(),
                 })
             }
         }

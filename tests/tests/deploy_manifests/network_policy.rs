@@ -229,12 +229,28 @@ fn network_policies_fence_the_apis_and_limit_egress() {
                     );
                 }
             }
+            // The console's profile pages: the verdict reaches the mirror's admin API its
+            // config names, and the mirror lets it in.
+            let console_port = loaded.console_mirror.as_deref().map(|url| host_port(url).1);
+            if let Some(port) = console_port {
+                let mirror = shadowdiff.iter().find(|o| o.loaded.service == Service::Mirror).expect("a mirror");
+                let mirror_pods = render.pods_of(mirror.workload);
+                let to_mirror = Peer::pod(namespace, mirror_pods.labels.clone());
+                assert!(outbound(&to_mirror, port, None, "TCP"), "{at}: the console reaches the mirror on {port}");
+                let from_verdict = Peer::pod(namespace, pods.labels.clone());
+                let named = port_name(mirror_pods.template, port);
+                assert!(
+                    render.admits(&mirror_pods, Direction::Ingress, &from_verdict, port, named.as_deref(), "TCP"),
+                    "{at}: the mirror admits the console on {port}"
+                );
+            }
             // Nothing else: not the other services' ports, not the world, and the tap not the
             // canary's pods, whose answers it would record as the primary's.
             for other in shadowdiff.iter().filter(|o| o.loaded.service != loaded.service) {
                 let other_pods = render.pods_of(other.workload);
                 let peer = Peer::pod(namespace, other_pods.labels.clone());
-                for port in other.loaded.listens().map(|a| a.port()) {
+                let console = |port| other.loaded.service == Service::Mirror && console_port == Some(port);
+                for port in other.loaded.listens().map(|a| a.port()).filter(|port| !console(*port)) {
                     assert!(!outbound(&peer, port, None, "TCP"), "{at} reaches {}:{port}", name(other.workload));
                 }
             }
