@@ -7,6 +7,8 @@
 #   PyYAML 6.0.3               PyPI  YAML to JSON for the test
 #   @kubernetes-models/argo-rollouts 2.0.0  npm  validators generated from the Argo Rollouts CRDs
 #   docker-compose 1.29        Debian  `docker-compose config -q`, offline
+#   prometheus 2.42, prometheus-alertmanager 0.25   Debian  promtool and amtool, for the
+#                              alert rules and the Prometheus and Alertmanager configs
 #
 # kubectl (its built-in Kustomize renders deploy/k8s) comes with the machine image; no
 # registry reachable here ships it, so a missing kubectl is reported, not installed.
@@ -22,6 +24,8 @@ wanted="${pip_packages[*]} ${npm_packages[*]}"
 
 command -v docker-compose >/dev/null || apt_install --no-install-recommends docker-compose
 command -v npm >/dev/null || apt_install --no-install-recommends nodejs npm
+command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
+command -v amtool >/dev/null || apt_install --no-install-recommends prometheus-alertmanager
 command -v kubectl >/dev/null || die "kubectl is missing (it renders the Kustomize trees); it is part of the machine image"
 
 if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then

@@ -12,6 +12,12 @@
 #                                   and release 2 walks 1 → 10 → 50 → 100.
 #   deploy/local/demo.sh --clean    the candidate behaves like the primary and reaches 100%
 #
+# Prometheus (http://127.0.0.1:19090/alerts) scrapes the four services and evaluates the alert
+# rules of deploy/prometheus/rules; Alertmanager (http://127.0.0.1:19093) routes what fires
+# to a webhook receiver that writes one line per alert to .local/demo/alerts.log. When the
+# shadow gate fails release 1, the demo waits for ShadowdiffCandidateFailing to arrive there
+# and prints it, as a person on call would get it.
+#
 # Each run uses its own topics and a fresh `shadowdiff_demo` database, so runs never mix.
 set -euo pipefail
 
@@ -32,6 +38,11 @@ say() { printf '\n==> %s\n' "$*"; }
 
 say "local Kafka and ClickHouse"
 deploy/local/services.sh up
+# Debian's Prometheus and Alertmanager. Their postinst starts the packaged services where an
+# init system runs them (here policy-rc.d forbids it); the demo runs its own on other ports
+# (19090, 19093), so a packaged one on 9090 and 9093 never clashes with it.
+command -v prometheus >/dev/null || apt_install --no-install-recommends prometheus
+command -v prometheus-alertmanager >/dev/null || apt_install --no-install-recommends prometheus-alertmanager
 
 say "building shadowdiff"
 cargo build --quiet -p shadowdiff-tap -p shadowdiff-mirror -p shadowdiff-correlator -p shadowdiff-verdict \
@@ -94,6 +105,21 @@ wait_http correlator http://127.0.0.1:19466/healthz
 wait_http mirror http://127.0.0.1:19465/healthz
 wait_http tap http://127.0.0.1:19464/healthz
 
+say "Prometheus on 127.0.0.1:19090 and Alertmanager on 127.0.0.1:19093, alerts to .local/demo/alerts.log"
+for url in http://127.0.0.1:19090/-/ready http://127.0.0.1:19093/-/ready http://127.0.0.1:19095/healthz; do
+  if http_ok "$url"; then die "something already answers on $url: stop it (an earlier demo still running?)"; fi
+done
+# Fresh data each run: an earlier run's alerts and notification log would blur this one's.
+rm -rf "$logs/prometheus" "$logs/alertmanager"
+start alerts "$bin/shadowdiff-demo" alerts --listen 127.0.0.1:19095
+start alertmanager prometheus-alertmanager --config.file=deploy/local/config/alertmanager.yml \
+  --storage.path="$logs/alertmanager" --web.listen-address=127.0.0.1:19093 --cluster.listen-address=
+start prometheus prometheus --config.file=deploy/local/config/prometheus.yml \
+  --storage.tsdb.path="$logs/prometheus" --web.listen-address=127.0.0.1:19090
+wait_http alerts http://127.0.0.1:19095/healthz
+wait_http alertmanager http://127.0.0.1:19093/-/ready
+wait_http prometheus http://127.0.0.1:19090/-/ready
+
 export SHADOWCTL_VERDICT=http://127.0.0.1:18090 SHADOWCTL_MIRROR=http://127.0.0.1:19465
 # The APIs want tokens: config/verdict.toml and config/mirror.toml hold these tokens' digests.
 # Demo values, public in this file: real tokens come from a secret store.
@@ -128,10 +154,12 @@ EOT
 profile shadow
 
 # Walks release $1 through the stages, each gated as a CD system would; sets `reached` to
-# the last stage passed and `stage` to the one it stopped at.
+# the last stage passed, `stage` to the one it stopped at and `stopped` to why (fail,
+# inconclusive, or empty when it reached 100).
 rollout() {
   local release="$1" verdict
   reached=""
+  stopped=""
   for stage in shadow 1 10 50 100; do
     say "stage $stage: shadowctl gate --candidate candidate --revision $release --stage $stage"
     set +e
@@ -140,11 +168,23 @@ rollout() {
     set -e
     case "$verdict" in
       0) reached="$stage"; echo "    stage $stage passed: the CD system may shift traffic on" ;;
-      1) echo "    stage $stage FAILED: the CD system stops here and rolls back to the primary"; return ;;
-      2) echo "    stage $stage still inconclusive after $stage_wait: the CD system pauses for a person"; return ;;
+      1) stopped=fail; echo "    stage $stage FAILED: the CD system stops here and rolls back to the primary"; return ;;
+      2) stopped=inconclusive; echo "    stage $stage still inconclusive after $stage_wait: the CD system pauses for a person"; return ;;
       *) echo "    shadowctl gate could not run (exit $verdict)" >&2; exit 1 ;;
     esac
   done
+}
+
+# The alert a person on call gets when a gate fails: waits (up to 60 s: the verdict
+# service's gauges, Prometheus's scrape and evaluation and Alertmanager's group_wait, each a
+# few seconds) for ShadowdiffCandidateFailing to reach the receiver's log, and prints it.
+show_alert() {
+  say "the alert: Prometheus fires ShadowdiffCandidateFailing, Alertmanager delivers it"
+  if poll 60 grep -q "^FIRING ShadowdiffCandidateFailing .*candidate=candidate" "$logs/alerts.log"; then
+    grep "^FIRING ShadowdiffCandidateFailing .*candidate=candidate" "$logs/alerts.log" | tail -1 | sed 's/^/    /'
+  else
+    echo "    no alert within 60 s; see http://127.0.0.1:19090/alerts and $logs/prometheus.log" >&2
+  fi
 }
 
 # Why release $1 stopped: the verdict, and one divergent request in detail.
@@ -169,6 +209,9 @@ explain() {
 # verdicts cover only the comparisons made since the first gate asked about it.
 release="$run-1"
 rollout "$release"
+if [ "$stopped" = fail ]; then
+  show_alert
+fi
 if [ "$reached" != 100 ]; then
   explain "$release"
 fi
@@ -205,6 +248,11 @@ cat <<EOT
 The rows stay in ClickHouse (database shadowdiff_demo). For example:
   clickhouse-client --database shadowdiff_demo \\
     --query "SELECT path, kind, noise, count() AS n FROM differences FINAL WHERE role = 'candidate' GROUP BY path, kind, noise ORDER BY n DESC"
+EOT
+cat <<EOT
+
+Alerts: Prometheus http://127.0.0.1:19090/alerts, Alertmanager http://127.0.0.1:19093,
+and every alert delivered, one line each, in $logs/alerts.log.
 EOT
 if [ -n "${drill:-}" ]; then
   echo

@@ -1,8 +1,10 @@
 //! Demo backends and traffic: a tiny catalogue service that runs as the primary and as the
 //! candidate (with a built-in regression), and a traffic driver that sends it through the
 //! tap. The end-to-end tests use the same backends, so the demo shows what the tests prove.
-//! `load` publishes whole exchanges straight to Kafka, for the correlator's benchmark.
+//! `load` publishes whole exchanges straight to Kafka, for the correlator's benchmark;
+//! `alerts` receives Alertmanager's webhooks, so the demo shows the alerts it raises.
 
+pub mod alerts;
 pub mod backend;
 pub mod load;
 pub mod traffic;

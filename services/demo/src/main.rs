@@ -103,6 +103,12 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Receive Alertmanager's webhooks on `POST /alerts` and print one line per alert;
+    /// `GET /alerts` lists those received.
+    Alerts {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
     /// Wait until the verdict API has `expect` samples for the candidate, then print it.
     Report {
         #[arg(long)]
@@ -195,6 +201,7 @@ async fn main() -> ExitCode {
             };
             load_exchanges(&spec).await
         }
+        Command::Alerts { listen } => receive_alerts(listen).await,
         Command::Report { verdict, candidate, expect, timeout_secs } => {
             report(&verdict, &candidate, expect, Duration::from_secs(timeout_secs)).await
         }
@@ -219,6 +226,17 @@ async fn serve(listen: SocketAddr, behavior: Behavior) -> Result<(), String> {
     backend::serve_until(listener, behavior, stop, SHUTDOWN_GRACE).await.map_err(|e| e.to_string())?;
     println!("demo backend on {bound} stopped");
     Ok(())
+}
+
+async fn receive_alerts(listen: SocketAddr) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("bind {listen}: {e}"))?;
+    let bound = listener.local_addr().map_err(|e| format!("bind {listen}: {e}"))?;
+    println!("alert receiver on {bound}: POST /alerts");
+    let app = shadowdiff_demo::alerts::app(shadowdiff_demo::alerts::Received::default());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shadowdiff_runtime::shutdown::signal())
+        .await
+        .map_err(|e| format!("serve {bound}: {e}"))
 }
 
 /// Publishes, then prints one `key=value` line for scripts to read.

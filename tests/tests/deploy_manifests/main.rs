@@ -25,9 +25,16 @@
 //! `deploy/k8s/validators.sh` installs the validators (`deploy/local/test.sh` runs it); a
 //! missing one fails these tests with that command.
 //!
+//! The alert rules (`deploy/prometheus/rules`) pass `promtool check rules` and their own
+//! `promtool test rules` suite, which must show every alert firing and silent; deploy/k8s/alerts
+//! carries the same groups as a PrometheusRule; the compose stack's and the local demo's
+//! Prometheus and Alertmanager configs pass promtool and amtool and lead to the rules, the
+//! services' admin ports and the webhook receiver.
+//!
 //! Reading order: `tools` and `configs` serve both halves; `compose` and `dockerfile` check
 //! the Compose stack; `prepared`, `render` and `cluster` model deploy/k8s as it runs, and
-//! `network_policy`, `schemas`, `workloads`, `routing`, `cd_gates` and `secrets` check it.
+//! `network_policy`, `schemas`, `workloads`, `routing`, `cd_gates` and `secrets` check it;
+//! `alert_rules` checks the alerts in all three.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -41,6 +48,7 @@ mod cluster;
 mod prepared;
 mod render;
 
+mod alert_rules;
 mod cd_gates;
 mod network_policy;
 mod routing;

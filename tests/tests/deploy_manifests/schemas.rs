@@ -1,11 +1,13 @@
 //! Every rendered object against its schema: the Kubernetes API schemas (kubernetes-validate,
-//! strict), the models generated from the Argo Rollouts CRDs, and Flagger's documented fields
-//! for its Canary, for which no registry ships a schema.
+//! strict), the models generated from the Argo Rollouts CRDs, Flagger's documented fields
+//! for its Canary, for which no registry ships a schema, and the Prometheus Operator's
+//! PrometheusRule fields with its rules checked by promtool (`alert_rules`).
 
 use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::alert_rules::prometheus_rule_problems;
 use crate::render::{group, kind, name, renders};
 use crate::tools::{INSTALL, Ran, TempFile, path_tool, repo, run, str_of, venv_tool};
 
@@ -194,14 +196,13 @@ fn kubernetes_objects_validate_against_their_schemas() {
             assert!(ran.ok, "{}: invalid Argo Rollouts objects:\n{}", render.dir, ran.output);
         }
         for object in other {
-            assert_eq!(
-                (group(object), kind(object)),
-                ("flagger.app", "Canary"),
-                "{}: nothing validates it",
-                render.dir
-            );
-            let problems = flagger_problems(object);
-            assert!(problems.is_empty(), "{}: Canary {}:\n  {}", render.dir, name(object), problems.join("\n  "));
+            let problems = match (group(object), kind(object)) {
+                ("flagger.app", "Canary") => flagger_problems(object),
+                ("monitoring.coreos.com", "PrometheusRule") => prometheus_rule_problems(object),
+                (group, kind) => panic!("{}: nothing validates {group}/{kind}", render.dir),
+            };
+            let at = format!("{} {}", kind(object), name(object));
+            assert!(problems.is_empty(), "{}: {at}:\n  {}", render.dir, problems.join("\n  "));
         }
     }
 }
