@@ -21,6 +21,12 @@ deploy/local/services.sh up
 # drives it through the console's pages in tests/tests/console.rs.
 command -v chromium >/dev/null || apt_install --no-install-recommends chromium
 command -v chromedriver >/dev/null || apt_install --no-install-recommends chromium-driver
+# Real Prometheus and Alertmanager deliver a failing candidate's alert in tests/tests/alerts.rs;
+# promtool and amtool check the rules and configs in tests/tests/deploy_manifests/. Their
+# postinst would start the packaged services where an init system runs them; the tests start
+# their own, on free ports.
+command -v prometheus >/dev/null || apt_install --no-install-recommends prometheus
+command -v prometheus-alertmanager >/dev/null || apt_install --no-install-recommends prometheus-alertmanager
 # The validators tests/tests/deploy_manifests/ runs over docker-compose.yaml and deploy/k8s.
 deploy/k8s/validators.sh
 cargo fmt --all --check

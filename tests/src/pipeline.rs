@@ -67,6 +67,9 @@ pub struct Pipeline {
     pub names: Names,
     pub tap_url: String,
     pub verdict_url: String,
+    /// The verdict service's admin port: `/healthz` and `/metrics`, with its per-candidate
+    /// gauges (and, in this process, every service's metrics).
+    pub verdict_admin_url: String,
     pub clickhouse: clickhouse::Client,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -182,10 +185,22 @@ impl Pipeline {
             .await
             .unwrap_or_else(|e| panic!("verdict: {e}"));
         let verdict_url = format!("http://{}", verdict.local_addr());
+        let verdict_admin_url = format!("http://{}", verdict.admin_addr());
         tasks.push(supervise("verdict", verdict.run(shutdown.clone()), &failures));
 
         let clickhouse = crate::infra::clickhouse_client(&infra.clickhouse_url, &names.database);
-        Self { names, tap_url, verdict_url, clickhouse, shutdown, tasks, correlator, correlator_config, failures }
+        Self {
+            names,
+            tap_url,
+            verdict_url,
+            verdict_admin_url,
+            clickhouse,
+            shutdown,
+            tasks,
+            correlator,
+            correlator_config,
+            failures,
+        }
     }
 
     /// Aborts the correlator's task: its unflushed rows are lost and it commits nothing
