@@ -4,7 +4,7 @@
 //! Reading order: [`config`] and [`gate`] (the policy per rollout stage), [`evaluate`] (from
 //! evidence to pass / fail / inconclusive, pure), [`report`] (what a verdict says), `query`
 //! (the SQL), `gauges` (per-candidate metrics for alerts), `release` (where a release's window starts), [`api`] (`fn app(state) -> Router`, the handlers and their error type) and
-//! `page` (the drill-down page).
+//! `console` (the pages for people, the drill-down page among them).
 
 pub mod accept;
 pub mod api;
@@ -14,7 +14,6 @@ pub mod evaluate;
 mod events;
 pub mod gate;
 mod gauges;
-mod page;
 mod query;
 mod release;
 pub mod report;

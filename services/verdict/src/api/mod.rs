@@ -35,9 +35,9 @@ use shadowdiff_store::VerdictRow;
 
 use crate::accept::ChangeRequest;
 use crate::config::VerdictSection;
+use crate::console::exchange as page;
 use crate::evaluate::Decision;
 use crate::gate::{GatePolicy, Gates, STAGES};
-use crate::page;
 use crate::query::{self, ExchangeDetail, Window};
 use crate::report::{self, VerdictReport};
 

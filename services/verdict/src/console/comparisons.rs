@@ -68,18 +68,26 @@ enum Bind {
 }
 
 impl Filters {
+    /// The filters a page's links carry, by name: all of them but the cursor.
+    fn named(&self) -> [(&'static str, &String); 8] {
+        [
+            ("candidate", &self.candidate),
+            ("route", &self.route),
+            ("path", &self.path),
+            ("kind", &self.kind),
+            ("outcome", &self.outcome),
+            ("noise", &self.noise),
+            ("status", &self.status),
+            ("since", &self.since),
+        ]
+    }
+
     /// Every filter within its bounds, or what is wrong with the first that is not.
     pub(crate) fn check(&self) -> Result<(), String> {
         if self.candidate.is_empty() || self.candidate.len() > 128 {
             return Err("candidate is required: 1 to 128 characters".into());
         }
-        for (name, value) in [
-            ("route", &self.route),
-            ("path", &self.path),
-            ("kind", &self.kind),
-            ("outcome", &self.outcome),
-            ("before", &self.before),
-        ] {
+        for (name, value) in self.named().into_iter().chain([("before", &self.before)]) {
             if value.len() > MAX_FILTER || value.chars().any(char::is_control) {
                 return Err(format!("{name} must be at most {MAX_FILTER} printable characters"));
             }
@@ -158,16 +166,7 @@ impl Filters {
     /// These filters' query string, with `before` set to `cursor` (or none).
     pub(crate) fn link(&self, cursor: Option<String>) -> String {
         let mut query = form_urlencoded::Serializer::new(String::new());
-        for (key, value) in [
-            ("candidate", &self.candidate),
-            ("route", &self.route),
-            ("path", &self.path),
-            ("kind", &self.kind),
-            ("outcome", &self.outcome),
-            ("noise", &self.noise),
-            ("status", &self.status),
-            ("since", &self.since),
-        ] {
+        for (key, value) in self.named() {
             if !value.is_empty() {
                 query.append_pair(key, value);
             }

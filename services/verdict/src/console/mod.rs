@@ -23,6 +23,7 @@
 
 mod charts;
 mod comparisons;
+pub(crate) mod exchange;
 mod mirror;
 mod profile_form;
 pub(crate) mod profiles;

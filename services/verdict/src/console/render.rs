@@ -21,6 +21,10 @@ nav{display:flex;align-items:center}nav a{margin-right:1rem}form.sign-out{margin
 table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}\
 .pass{color:#176f2c;font-weight:600}.fail{color:#b3261e;font-weight:600}.inconclusive{color:#8a5a00;font-weight:600}\
 tr.accepted,tr.noise{color:#888}form.accept{margin:0;display:flex;gap:.25rem}td.spark{padding:0 .25rem}figure{margin:.5rem 0}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+tr.divergence td{background:#fff4f4}.bodies{display:grid;grid-template-columns:1fr 1fr;gap:1rem}\
+pre{background:#f7f7f7;padding:.5rem;overflow:auto;font-size:.85rem;margin:0}\
+pre span{display:block;white-space:pre}mark.removed{background:#ffd7d5}mark.changed{background:#ccffd8}\
+mark{display:block;white-space:pre}\
 .stages a{margin-right:.5rem}.stages a.current{font-weight:700;text-decoration:none}.problem{color:#b3261e}section.profile{border-top:1px solid #ccc;margin-top:1rem}form{margin:.5rem 0}form.stage{display:inline}fieldset{margin:.5rem 0}div.target{margin:.25rem 0}";
 
 pub(super) fn page(title: &str, body: Markup) -> String {

@@ -2,19 +2,12 @@
 //! candidate's bodies side by side with the changed lines marked. Server-rendered with
 //! `maud`, which escapes every value it interpolates.
 
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use shadowdiff_store::SampleRow;
 use similar::{ChangeTag, TextDiff};
 
+use super::render::page;
 use crate::query::ExchangeDetail;
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
-table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}\
-tr.noise{color:#888}tr.divergence td{background:#fff4f4}\
-.bodies{display:grid;grid-template-columns:1fr 1fr;gap:1rem}\
-pre{background:#f7f7f7;padding:.5rem;overflow:auto;font-size:.85rem;margin:0}\
-pre span{display:block;white-space:pre}mark.removed{background:#ffd7d5}mark.changed{background:#ccffd8}\
-mark{display:block;white-space:pre}";
 
 /// The page for `detail`, comparing the primary with `candidate`, or with the shadow
 /// [`ExchangeDetail::drill_down`] chooses.
@@ -23,15 +16,7 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
     let all: Vec<_> = detail.differences.iter().filter(|d| d.deployment == candidate).collect();
     let hidden = all.len().saturating_sub(MAX_SHOWN_DIFFERENCES);
     let differences = &all[..all.len() - hidden];
-    let markup = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                title { "shadowdiff · " (detail.request_id) }
-                style { (maud::PreEscaped(STYLE)) }
-            }
-            body {
+    let body = html! {
                 h1 { "Request " code { (detail.request_id) } }
                 h2 { "Legs" }
                 table #legs {
@@ -69,10 +54,8 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
                     None => p { "The bodies of this exchange were not sampled: the correlator keeps "
                              code { "samples_per_route_minute" } " divergent exchanges per route and minute." },
                 }
-            }
-        }
     };
-    markup.into_string()
+    page(&detail.request_id, body)
 }
 
 /// Bytes of each body shown; the rest of a larger sample is cut, and the page says so.
@@ -153,21 +136,15 @@ fn ms(us: u64) -> String {
 
 /// The page shown when there is nothing to show.
 pub(crate) fn error(request_id: &str, status: axum::http::StatusCode) -> String {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head { meta charset="utf-8"; title { "shadowdiff · " (request_id) } }
-            body {
-                h1 { "Request " code { (request_id) } }
-                @if status == axum::http::StatusCode::NOT_FOUND {
-                    p { "No comparison is stored for this request: it was not mirrored, or its rows have not been written yet." }
-                } @else {
-                    p { "The comparison store could not be read (" (status) "). Try again shortly." }
-                }
-            }
+    let body = html! {
+        h1 { "Request " code { (request_id) } }
+        @if status == axum::http::StatusCode::NOT_FOUND {
+            p { "No comparison is stored for this request: it was not mirrored, or its rows have not been written yet." }
+        } @else {
+            p { "The comparison store could not be read (" (status) "). Try again shortly." }
         }
-    }
-    .into_string()
+    };
+    page(request_id, body)
 }
 
 #[cfg(test)]
