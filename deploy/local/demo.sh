@@ -198,8 +198,8 @@ explain() {
     say "one divergent request, shadowctl diff $sample"
     shadowctl diff "$sample"
     drill="http://127.0.0.1:18090/exchanges/$sample"
-    # The page wants the read token too; a browser would come through an SSO proxy
-    # ([auth.proxy]), which the demo has none of, so it fetches the page with the token.
+    # The page wants the read token too: a browser signs in to the console with it, and this
+    # fetches the page with it.
     page="$logs/exchange-$sample.html"
     curl -fsS -H "Authorization: Bearer $SHADOWCTL_TOKEN" -o "$page" "$drill"
   fi
@@ -254,12 +254,17 @@ cat <<EOT
 Alerts: Prometheus http://127.0.0.1:19090/alerts, Alertmanager http://127.0.0.1:19093,
 and every alert delivered, one line each, in $logs/alerts.log.
 EOT
+cat <<EOT
+
+Console: http://127.0.0.1:18090/ (candidates, comparisons, profiles). Sign in with the token
+shadowdiff-local-demo-operator to accept differences and change profiles, or
+shadowdiff-local-demo-reader to look.
+EOT
 if [ -n "${drill:-}" ]; then
-  echo
   echo "Drill-down page, saved: file://$page"
-  echo "Live, with the demo's read token: curl -H \"Authorization: Bearer $SHADOWCTL_TOKEN\" $drill"
+  echo "Live: $drill (in the console), or curl -H \"Authorization: Bearer $SHADOWCTL_TOKEN\" $drill"
 fi
-if [ -n "${drill:-}" ] && [ -t 0 ]; then
+if [ -t 0 ]; then
   echo "The services keep running so you can ask them more; press Enter to stop them."
   read -r _
 fi
