@@ -66,7 +66,8 @@ async fn screenshot(browser: &Browser, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detail() {
     let infra = Infra::get().await;
-    let service = VerdictService::start(&infra, FROM_START).await;
+    // The default window, an hour: the rows are of the last ten minutes.
+    let service = VerdictService::start(&infra, "").await;
     let (rows, differences, samples) = evidence();
     service.insert(&rows, &differences, &samples).await;
     // A CD system asked about the regressed candidate once: the overview shows that verdict.

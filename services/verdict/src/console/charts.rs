@@ -101,6 +101,10 @@ pub(super) fn sparkline(points: &[(f64, f64)], span: (f64, f64), color: RGBColor
         let mut chart =
             ChartBuilder::on(&root).margin(2).build_cartesian_2d(span.0..span.1.max(span.0 + 1.0), 0.0..y_max)?;
         chart.draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(1)))?;
+        // One bucket alone is a point, not a line: a dot shows it.
+        if let [point] = points {
+            chart.draw_series(std::iter::once(Circle::new(*point, 2, color.filled())))?;
+        }
         root.present()?;
         Ok(())
     })();
