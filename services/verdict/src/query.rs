@@ -46,7 +46,7 @@ fn client_error() -> String {
     format!(
         "{} AND shadow_status >= 400 AND shadow_status < 500 \
          AND primary_status >= 200 AND primary_status < 400 \
-         AND request_id NOT IN (SELECT request_id FROM exchanges FINAL WHERE {} \
+         AND request_id NOT IN (SELECT request_id FROM exchanges WHERE {} \
              AND shadow_status >= 400 AND shadow_status < 500 AND ts >= toDateTime(?))",
         outcome_is(Outcome::Complete),
         role_is(Role::Secondary)
@@ -150,25 +150,32 @@ fn bind_window(query: clickhouse::query::Query, window: &Window) -> clickhouse::
 /// [`diverged`]), and no paths are judged yet.
 pub(crate) async fn evidence(client: &Client, window: &Window, diverged: u64) -> clickhouse::error::Result<Evidence> {
     let (in_window, latency) = (in_window(), latency());
-    let counts: CountsRow = bind_counts(
+    let counts = bind_counts(
         client.query(&format!("SELECT '' AS route, {} FROM exchanges FINAL WHERE {in_window}", counts())),
         window,
     )
-    .fetch_one()
-    .await?;
-    let candidate: LatencyRow = bind_window(client.query(&format!("{latency}{in_window}")), window).fetch_one().await?;
-    let secondary: LatencyRow = bind_window(
-        client.query(&format!(
-            "{latency}{} AND request_id IN \
-             (SELECT request_id FROM exchanges FINAL WHERE {} AND {in_window})",
-            role_is(Role::Secondary),
-            outcome_is(Outcome::Complete)
-        )),
+    .fetch_one::<CountsRow>();
+    let candidate = bind_window(client.query(&format!("{latency}{in_window}")), window).fetch_one::<LatencyRow>();
+    // The secondary's legs of the same requests: they carry the same time, which bounds
+    // what is read; the candidate's request ids are the same in every version of its rows.
+    // Read without FINAL, on every core: a leg written twice is the same time twice, which
+    // moves no quantile that matters.
+    let secondary = bind_window(
+        client
+            .query(&format!(
+                "{}{} AND ts >= toDateTime(?) AND request_id IN \
+             (SELECT request_id FROM exchanges WHERE {} AND {in_window})",
+                latency.replace(" FINAL ", " "),
+                role_is(Role::Secondary),
+                outcome_is(Outcome::Complete)
+            ))
+            .bind(window.since),
         window,
     )
-    .fetch_one()
-    .await?;
-    let pairs = latency_pairs(client, window).await?;
+    .fetch_one::<LatencyRow>();
+    // The store runs them side by side: each reads with FINAL, on one thread.
+    let (counts, candidate, secondary, pairs) =
+        tokio::try_join!(counts, candidate, secondary, latency_pairs(client, window))?;
     let against_secondary = pairs.iter().any(|p| p.secondary > 0);
     let pairs: Vec<Timed> = pairs
         .into_iter()
@@ -216,7 +223,7 @@ async fn latency_pairs(client: &Client, window: &Window) -> clickhouse::error::R
                 secondary, toFloat64(s) / 1000 AS secondary_ms \
          FROM (SELECT request_id, ts AS at, shadow_latency_us AS c, primary_latency_us AS p FROM exchanges FINAL \
                WHERE {complete} AND {} ORDER BY ts DESC LIMIT {MAX_PAIRS}) \
-         ANY LEFT JOIN (SELECT request_id, shadow_latency_us AS s, toUInt8(1) AS secondary FROM exchanges FINAL \
+         ANY LEFT JOIN (SELECT request_id, shadow_latency_us AS s, toUInt8(1) AS secondary FROM exchanges \
                WHERE {complete} AND {} AND ts >= toDateTime(?)) \
          USING request_id \
          ORDER BY at, request_id",
@@ -241,20 +248,14 @@ pub(crate) async fn noisy_paths(
         "SELECT route, {GENERALISED_PATH} AS path, kind, count() AS count, \
          any(request_id) AS example, '' AS key \
          FROM differences FINAL \
-         WHERE noise = 1 AND {} AND deployment = ? \
-               AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {}) \
+         WHERE noise = 1 AND {} \
          GROUP BY route, path, kind \
          HAVING count >= ? \
          ORDER BY count DESC, route, path \
          LIMIT ?",
-        role_is(Role::Candidate),
         in_window()
     );
-    bind_window(client.query(&query).bind(&window.candidate), window)
-        .bind(crate::suggest::MIN_COUNT)
-        .bind(limit)
-        .fetch_all()
-        .await
+    bind_window(client.query(&query), window).bind(crate::suggest::MIN_COUNT).bind(limit).fetch_all().await
 }
 
 /// Up to `limit` sampled primary bodies of `route` among the candidate's compared requests
@@ -267,7 +268,7 @@ pub(crate) async fn primary_bodies(
 ) -> clickhouse::error::Result<Vec<String>> {
     let query = format!(
         "SELECT body FROM samples FINAL WHERE {} AND route = ? \
-         AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {}) LIMIT ?",
+         AND request_id IN (SELECT request_id FROM exchanges WHERE {}) LIMIT ?",
         role_is(Role::Primary),
         in_window()
     );
@@ -307,7 +308,7 @@ pub(crate) async fn paths(client: &Client, window: &Window) -> clickhouse::error
          arraySlice(arrayDistinct(groupArrayIf(30)(request_id, {candidate})), 1, 3) AS examples, \
          any({key}) AS key \
          FROM differences FINAL \
-         WHERE request_id IN (SELECT request_id FROM exchanges FINAL WHERE {in_window}) \
+         WHERE ts >= toDateTime(?) AND request_id IN (SELECT request_id FROM exchanges WHERE {in_window}) \
          GROUP BY route, path, kind \
          HAVING candidate > 0 \
          ORDER BY candidate DESC \
@@ -316,10 +317,8 @@ pub(crate) async fn paths(client: &Client, window: &Window) -> clickhouse::error
         in_window = in_window(),
         key = path_key(),
     );
-    let rows: Vec<PathRow> = bind_window(client.query(&query).bind(&window.candidate).bind(&window.candidate), window)
-        .bind(MAX_PATHS)
-        .fetch_all()
-        .await?;
+    let query = client.query(&query).bind(&window.candidate).bind(&window.candidate).bind(window.since);
+    let rows: Vec<PathRow> = bind_window(query, window).bind(MAX_PATHS).fetch_all().await?;
     Ok(rows
         .into_iter()
         .map(|r| PathEvidence {
@@ -335,17 +334,13 @@ pub(crate) async fn paths(client: &Client, window: &Window) -> clickhouse::error
 }
 
 /// The candidate's differences that count, in the window: not noise, and at none of the
-/// `excluded` paths (accepted, or explained by the secondary: `evaluate::paths`). Binds
-/// the candidate, then [`in_window`]'s, then the exclusions (see [`bind_excluded`]).
+/// `excluded` paths (accepted, or explained by the secondary: `evaluate::paths`). A
+/// difference carries its exchange's time, and only compared exchanges have any, so the
+/// window is [`in_window`] on `differences` itself: no lookup of the exchanges. Binds
+/// [`in_window`]'s, then the exclusions (see [`bind_excluded`]).
 fn counted_differences(excluded: &[u64]) -> String {
     let exclusion = if excluded.is_empty() { String::new() } else { format!(" AND NOT has(?, {})", path_key()) };
-    format!(
-        "noise = 0 AND {} AND deployment = ? \
-         AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {} AND {}){exclusion}",
-        role_is(Role::Candidate),
-        outcome_is(Outcome::Complete),
-        in_window()
-    )
+    format!("noise = 0 AND {}{exclusion}", in_window())
 }
 
 fn bind_excluded(query: clickhouse::query::Query, excluded: &[u64]) -> clickhouse::query::Query {
@@ -368,8 +363,7 @@ pub(crate) async fn diverged(
         "SELECT route, uniqExact(request_id) AS n FROM differences FINAL WHERE {} GROUP BY route",
         counted_differences(excluded)
     );
-    let rows: Vec<Diverged> =
-        bind_excluded(bind_window(client.query(&query).bind(&window.candidate), window), excluded).fetch_all().await?;
+    let rows: Vec<Diverged> = bind_excluded(bind_window(client.query(&query), window), excluded).fetch_all().await?;
     Ok(rows.into_iter().map(|r| (r.route, r.n)).collect())
 }
 
@@ -418,7 +412,7 @@ pub(crate) async fn top_paths(
          LIMIT {limit}",
         counted_differences(excluded)
     );
-    bind_excluded(bind_window(client.query(&query).bind(&window.candidate), window), excluded).fetch_all().await
+    bind_excluded(bind_window(client.query(&query), window), excluded).fetch_all().await
 }
 
 /// Everything stored about one request: every shadow leg's comparison, every difference, and
@@ -517,7 +511,8 @@ pub(crate) struct Candidate {
     pub(crate) judged: u32,
 }
 
-/// Every candidate with comparisons since `since`, latest first, at most `limit`.
+/// Every candidate with comparisons since `since`, latest first, at most `limit`. Read
+/// without `FINAL` (which runs on one thread): a row written twice counts once by its id.
 pub(crate) async fn candidates(
     client: &Client,
     since: u32,
@@ -525,8 +520,8 @@ pub(crate) async fn candidates(
 ) -> Result<Vec<Candidate>, clickhouse::error::Error> {
     let query = format!(
         "SELECT candidate, comparisons, last, verdict, stage, revision, reasons, judged FROM \
-         (SELECT deployment AS candidate, count() AS comparisons, toUInt32(max(ts)) AS last \
-          FROM exchanges FINAL WHERE {} AND ts >= toDateTime(?) GROUP BY deployment) \
+         (SELECT deployment AS candidate, uniqExact(request_id) AS comparisons, toUInt32(max(ts)) AS last \
+          FROM exchanges WHERE {} AND ts >= toDateTime(?) GROUP BY deployment) \
          ANY LEFT JOIN \
          (SELECT candidate, argMax(verdict, ts) AS verdict, argMax(stage, ts) AS stage, \
                  argMax(revision, ts) AS revision, argMax(reasons, ts) AS reasons, \
@@ -557,7 +552,8 @@ pub(crate) struct Bucket {
 const MAX_BUCKETS: u32 = 10_000;
 
 /// Every candidate's comparisons since `since` (or only `candidate`'s), in buckets of `step`
-/// seconds, by candidate and bucket.
+/// seconds, by candidate and bucket. For charts, read without `FINAL`, on every core: a row
+/// the correlator wrote twice (a restart's replay) counts twice until the table merges it.
 pub(crate) async fn timeline(
     client: &Client,
     candidate: Option<&str>,
@@ -572,7 +568,7 @@ pub(crate) async fn timeline(
          countIf(({}) OR ({})) AS new_errors, \
          arrayMap(x -> toFloat64(x) / 1000, quantilesExactIf(0.5, 0.95)(primary_latency_us, {compared})) AS primary, \
          arrayMap(x -> toFloat64(x) / 1000, quantilesExactIf(0.5, 0.95)(shadow_latency_us, {compared})) AS candidate \
-         FROM exchanges FINAL WHERE {} AND ts >= toDateTime(?) {} \
+         FROM exchanges WHERE {} AND ts >= toDateTime(?) {} \
          GROUP BY deployment, bucket ORDER BY deployment, bucket LIMIT {MAX_BUCKETS}",
         server_error(),
         client_error(),
@@ -607,8 +603,8 @@ pub(crate) async fn secondary_timeline(
     let query = format!(
         "SELECT toUInt32(intDiv(toUInt32(ts) - ?, ?)) AS bucket, \
          arrayMap(x -> toFloat64(x) / 1000, quantilesExact(0.5, 0.95)(shadow_latency_us)) AS secondary \
-         FROM exchanges FINAL WHERE {compared} AND {} AND ts >= toDateTime(?) \
-         AND request_id IN (SELECT request_id FROM exchanges FINAL WHERE {compared} AND {}) \
+         FROM exchanges WHERE {compared} AND {} AND ts >= toDateTime(?) \
+         AND request_id IN (SELECT request_id FROM exchanges WHERE {compared} AND {}) \
          GROUP BY bucket ORDER BY bucket LIMIT {MAX_BUCKETS}",
         role_is(Role::Secondary),
         in_window(),

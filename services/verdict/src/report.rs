@@ -87,13 +87,14 @@ pub(crate) async fn build(
 ) -> clickhouse::error::Result<VerdictReport> {
     let judged = paths::judge(query::paths(client, &window).await?, acceptances);
     let diverged = query::diverged(client, &window, &judged.excluded).await?;
-    let mut evidence = query::evidence(client, &window, diverged.values().sum()).await?;
+    let (mut evidence, routes, top_paths) = tokio::try_join!(
+        query::evidence(client, &window, diverged.values().sum()),
+        query::routes(client, &window, &diverged),
+        query::top_paths(client, &window, &judged.excluded, WORST as u32),
+    )?;
     evidence.divergent_paths = judged.divergent;
-    let mut routes: Vec<RouteReport> = query::routes(client, &window, &diverged)
-        .await?
-        .into_iter()
-        .map(|(route, evidence)| RouteReport::new(route, &evidence, policy))
-        .collect();
+    let mut routes: Vec<RouteReport> =
+        routes.into_iter().map(|(route, evidence)| RouteReport::new(route, &evidence, policy)).collect();
     // Failing routes first, then by how sure we are they diverge, then by volume.
     routes.sort_by(|a, b| {
         b.verdict
@@ -103,7 +104,6 @@ pub(crate) async fn build(
             .then(b.samples.cmp(&a.samples))
     });
     routes.truncate(WORST);
-    let top_paths = query::top_paths(client, &window, &judged.excluded, WORST as u32).await?;
     let (verdict, criteria) = evaluate::judge(&evidence, policy);
     Ok(VerdictReport {
         candidate: window.candidate,

@@ -116,24 +116,24 @@ pub(crate) async fn candidate(
     Query(params): Query<CandidateParams>,
 ) -> Response {
     let page = async {
-        let report =
-            api::report(&state, Some(candidate.clone()), params.stage, params.since.as_deref(), "console").await?;
         let client = state.clickhouse();
-        let history: Vec<Given> = client
+        let report = api::report(&state, Some(candidate.clone()), params.stage, params.since.as_deref(), "console");
+        let history = client
             .query(&format!(
                 "SELECT toUInt32(ts) AS ts, stage, verdict, caller, revision, reasons FROM verdicts \
                  WHERE candidate = ? ORDER BY ts DESC LIMIT {MAX_HISTORY}"
             ))
             .bind(&candidate)
-            .fetch_all()
-            .await
-            .map_err(ApiError::Store)?;
+            .fetch_all::<Given>();
+        let (report, history) = tokio::try_join!(report, async { history.await.map_err(ApiError::Store) })?;
         let trends = Trends::new(report.since, CHART_BUCKETS);
-        let buckets = crate::query::timeline(client, Some(&candidate), trends.since, trends.step);
-        let secondary = crate::query::secondary_timeline(client, &candidate, trends.since, trends.step);
-        let (buckets, secondary) = tokio::try_join!(buckets, secondary).map_err(ApiError::Store)?;
         let window = crate::query::Window { candidate: candidate.clone(), revision: None, since: report.since };
-        let noise = crate::query::noisy_paths(client, &window, MAX_NOISE_PATHS).await.map_err(ApiError::Store)?;
+        let (buckets, secondary, noise) = tokio::try_join!(
+            crate::query::timeline(client, Some(&candidate), trends.since, trends.step),
+            crate::query::secondary_timeline(client, &candidate, trends.since, trends.step),
+            crate::query::noisy_paths(client, &window, MAX_NOISE_PATHS),
+        )
+        .map_err(ApiError::Store)?;
         let charts = render::Charts { trends, buckets: &buckets, secondary: &secondary };
         Ok::<_, ApiError>(render::candidate(&report, &history, &charts, &noise, params.since.as_deref()))
     };
