@@ -1,5 +1,8 @@
-//! The SQL behind the API. Every query reads with `FINAL`, so rows rewritten after a
-//! correlator restart count once. All of it runs on ClickHouse 18.16 and current releases.
+//! The SQL behind the API. What is counted is read with `FINAL`, so rows rewritten after a
+//! correlator restart count once; ClickHouse 18.16 runs `FINAL` on one thread, so what needs
+//! no exact count (request-id lookups, the secondary's latency, the charts) reads without it,
+//! on every core, and independent queries run side by side. All of it runs on ClickHouse
+//! 18.16 and current releases.
 
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
