@@ -66,8 +66,9 @@ async fn screenshot(browser: &Browser, name: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detail() {
     let infra = Infra::get().await;
-    // The default window, an hour: the rows are of the last ten minutes.
-    let service = VerdictService::start(&infra, "").await;
+    // The default window, an hour: the rows are of the last ten minutes. Each candidate is
+    // judged in the background every second.
+    let service = VerdictService::start(&infra, "gauge_interval_secs = 1").await;
     let (rows, differences, samples) = evidence();
     service.insert(&rows, &differences, &samples).await;
     // A CD system asked about the regressed candidate once: the overview shows that verdict.
@@ -101,8 +102,15 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     client.goto(&format!("{base}/")).await.unwrap();
     let candidates = text(&browser, "#candidates").await;
     assert!(candidates.contains(CLEAN) && candidates.contains(REGRESSED), "{candidates}");
-    let regressed_row = text(&browser, &format!("#candidates tr:has(a[href='/candidates/{REGRESSED}'])")).await;
-    assert!(regressed_row.contains("fail") && regressed_row.contains("diverged"), "{regressed_row}");
+    let row = format!("#candidates tr:has(a[href='/candidates/{REGRESSED}'])");
+    let now = eventually("the regressed candidate judged now", Duration::from_secs(20), || async {
+        client.refresh().await.map_err(|e| e.to_string())?;
+        let now = text(&browser, &format!("{row} td.now")).await;
+        if now.starts_with("fail") { Ok(text(&browser, &row).await) } else { Err(now) }
+    })
+    .await;
+    assert!(now.contains("diverged"), "why, at its current stage (10, as last asked): {now}");
+    assert_eq!(text(&browser, &format!("{row} td.given")).await.lines().next(), Some("fail at 10"));
     let sparklines = client.find_all(Locator::Css("#candidates td.spark svg polyline")).await.unwrap();
     assert_eq!(sparklines.len(), 6, "divergence, new errors and latency for each candidate");
     screenshot(&browser, "console-overview").await;

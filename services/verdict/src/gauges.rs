@@ -16,7 +16,8 @@
 //!   p50 and p95, as a share of the primary's.
 //! - `shadowdiff_candidate_comparisons`: the rows judged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use metrics::gauge;
@@ -33,7 +34,20 @@ const MAX_CANDIDATES: u32 = 100;
 /// A candidate's series: its name and stage label.
 type Series = (String, String);
 
-/// Refreshes the gauges every `every` until `shutdown`.
+/// A candidate's verdict as the last refresh judged it, for the console's overview.
+#[derive(Debug, Clone)]
+pub(crate) struct Current {
+    pub(crate) stage: String,
+    pub(crate) verdict: Decision,
+    pub(crate) reasons: Vec<String>,
+    /// Unix seconds.
+    pub(crate) at: u32,
+}
+
+/// Each candidate's [`Current`] verdict, by name, shared with the console.
+pub(crate) type Judged = Arc<RwLock<HashMap<String, Current>>>;
+
+/// Refreshes the gauges, and the state's current verdicts, every `every` until `shutdown`.
 pub(crate) async fn run(state: AppState, every: Duration, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -57,10 +71,18 @@ async fn refresh(state: &AppState, before: HashSet<Series>) -> HashSet<Series> {
         }
     };
     let mut now = HashSet::new();
+    let mut judged = HashMap::new();
     for candidate in listed {
         match api::as_last_asked(state, &candidate).await {
             Ok(report) => {
                 set(&report);
+                let current = Current {
+                    stage: report.stage.clone(),
+                    verdict: report.verdict,
+                    reasons: report.reasons.clone(),
+                    at: api::unix_now(),
+                };
+                judged.insert(report.candidate.clone(), current);
                 now.insert((report.candidate, report.stage));
             }
             Err(error) => {
@@ -72,6 +94,11 @@ async fn refresh(state: &AppState, before: HashSet<Series>) -> HashSet<Series> {
     }
     for (candidate, stage) in before.difference(&now) {
         clear(candidate, stage);
+    }
+    // Those not judged this time keep their last verdict, as their gauges do.
+    if let Ok(mut current) = state.judged().write() {
+        current.retain(|name, _| now.iter().any(|(n, _)| n == name));
+        current.extend(judged);
     }
     now
 }

@@ -509,7 +509,6 @@ pub(crate) struct Candidate {
     pub(crate) verdict: String,
     pub(crate) stage: String,
     pub(crate) revision: String,
-    pub(crate) reasons: String,
     /// Unix seconds.
     pub(crate) judged: u32,
 }
@@ -522,12 +521,12 @@ pub(crate) async fn candidates(
     limit: u32,
 ) -> Result<Vec<Candidate>, clickhouse::error::Error> {
     let query = format!(
-        "SELECT candidate, comparisons, last, verdict, stage, revision, reasons, judged FROM \
+        "SELECT candidate, comparisons, last, verdict, stage, revision, judged FROM \
          (SELECT deployment AS candidate, uniqExact(request_id) AS comparisons, toUInt32(max(ts)) AS last \
           FROM exchanges WHERE {} AND ts >= toDateTime(?) GROUP BY deployment) \
          ANY LEFT JOIN \
          (SELECT candidate, argMax(verdict, ts) AS verdict, argMax(stage, ts) AS stage, \
-                 argMax(revision, ts) AS revision, argMax(reasons, ts) AS reasons, \
+                 argMax(revision, ts) AS revision, \
                  toUInt32(max(ts)) AS judged \
           FROM verdicts GROUP BY candidate) USING candidate \
          ORDER BY last DESC, candidate LIMIT {limit}",

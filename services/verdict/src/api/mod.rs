@@ -52,6 +52,8 @@ pub struct AppState {
     auth: Arc<Auth>,
     /// The mirror's admin API, for the console's profile pages; `None` when not configured.
     mirror: Option<crate::console::Mirror>,
+    /// Each candidate's verdict at its current stage, as the gauges last judged it.
+    judged: crate::gauges::Judged,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,6 +69,10 @@ impl AppState {
 
     pub(crate) fn auth(&self) -> &Auth {
         &self.auth
+    }
+
+    pub(crate) fn judged(&self) -> &crate::gauges::Judged {
+        &self.judged
     }
 
     pub(crate) fn mirror(&self) -> Option<&crate::console::Mirror> {
@@ -87,6 +93,7 @@ impl AppState {
             max_window: verdict.max_window,
             auth,
             mirror: None,
+            judged: crate::gauges::Judged::default(),
         }
     }
 }
@@ -123,11 +130,41 @@ pub fn app(state: AppState) -> Router {
         .route("/sign-out", post(crate::console::sign_in::sign_out));
     // The Flagger hooks check credentials themselves: the token may be in the payload.
     protect(read, &state.auth, Scope::Read)
+        .layer(axum::middleware::from_fn_with_state(READ_TIME, within_time))
         .layer(axum::middleware::from_fn(crate::console::sign_in::to_sign_in))
         .merge(write)
         .merge(sign_in)
         .route("/v1/flagger/{hook}", post(flagger))
         .with_state(state)
+}
+
+/// The longest any read (a verdict, a page) takes before it is answered with a 503.
+const READ_TIME: Duration = Duration::from_secs(30);
+
+/// Answers within [`READ_TIME`], or with a 503 saying so (a page for a browser): a query the
+/// store is slow to answer never holds a CD system's poll or a person's tab indefinitely.
+async fn within_time(
+    State(limit): State<Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let page = request
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let status = StatusCode::SERVICE_UNAVAILABLE;
+            let message = format!("not answered within {limit:?}: the comparison store is slow");
+            if page {
+                (status, Html(crate::console::error_page(status, &message))).into_response()
+            } else {
+                (status, Json(serde_json::json!({ "error": message }))).into_response()
+            }
+        }
+    }
 }
 
 /// What a client did wrong, or what went wrong here. Causes of 5xx stay in the log.

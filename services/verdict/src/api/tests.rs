@@ -126,3 +126,17 @@ fn a_window_starts_at_the_later_of_release_and_since_within_the_bounds() {
     assert_eq!(window_start(Some(now - 7 * 86_400), None, now, hour, day), now - 86_400, "a week-old release too");
     assert_eq!(window_start(None, Some(5), now, hour, Duration::ZERO), 5, "zero: no bound");
 }
+
+#[tokio::test]
+async fn a_read_slower_than_its_bound_is_a_503_a_page_for_a_browser() {
+    let slow = Router::new()
+        .route("/slow", axum::routing::get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }))
+        .layer(axum::middleware::from_fn_with_state(Duration::from_millis(20), within_time));
+    let (status, body) = call(slow.clone(), get("/slow")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.starts_with(r#"{"error":"not answered within 20ms"#), "{body}");
+    let page = http::Request::get("/slow").header("accept", "text/html").body(Body::empty()).unwrap();
+    let (status, body) = call(slow, page).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(body.starts_with("<!DOCTYPE html>") && body.contains("not answered within 20ms"), "{body}");
+}

@@ -1,8 +1,9 @@
 //! The console: pages for people, on the verdict service's port, with the API's `read`
 //! scope (a browser comes through the SSO proxy, `[auth.proxy]`).
 //!
-//! - `GET /`: every candidate with comparisons in the default window, its latest verdict
-//!   given (to a CD system or a person) and why; each links to its page.
+//! - `GET /`: every candidate with comparisons in the default window, its verdict now at its
+//!   current stage (as `gauges` last judged it), the latest verdict given (to a CD system or
+//!   a person), and sparklines; each links to its page.
 //! - `GET /candidates/{candidate}?stage=&since=`: the candidate's verdict now, at a stage's
 //!   gate: every criterion with its value, interval, threshold and reason; the systematic,
 //!   differing and accepted paths with example requests (each opens the drill-down page);
@@ -68,7 +69,8 @@ pub(crate) async fn overview(State(state): State<AppState>) -> Response {
         let listed = crate::query::candidates(client, since, MAX_CANDIDATES).await?;
         let trends = Trends::new(since, SPARK_BUCKETS);
         let buckets = crate::query::timeline(client, None, since, trends.step).await?;
-        Ok::<_, clickhouse::error::Error>(render::overview(&listed, &trends, &buckets))
+        let judged = state.judged().read().map(|j| j.clone()).unwrap_or_default();
+        Ok::<_, clickhouse::error::Error>(render::overview(&listed, &judged, &trends, &buckets))
     };
     match page.await {
         Ok(html) => Html(html).into_response(),
@@ -223,6 +225,11 @@ pub(super) fn same_site(headers: &HeaderMap) -> bool {
 pub(super) fn cross_site() -> Response {
     let status = StatusCode::FORBIDDEN;
     (status, Html(render::error(status, "changes come only from this console's own pages"))).into_response()
+}
+
+/// An error as a console page.
+pub(crate) fn error_page(status: StatusCode, message: &str) -> String {
+    render::error(status, message)
 }
 
 /// The error as a page, with the API's status.

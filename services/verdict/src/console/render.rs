@@ -1,6 +1,7 @@
 //! The console's pages, server-rendered with `maud`, which escapes every value it
 //! interpolates. No script: links and plain GET forms only.
 
+use std::collections::HashMap;
 use std::time::{Duration, UNIX_EPOCH};
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -11,6 +12,7 @@ use super::profiles::Refusal;
 use super::{Given, Trends};
 use crate::evaluate::Criterion;
 use crate::gate::STAGES;
+use crate::gauges::Current;
 use crate::query::Candidate;
 use crate::query::{Bucket, SecondaryBucket};
 use crate::report::VerdictReport;
@@ -132,32 +134,44 @@ fn svg(svg: String) -> Markup {
     PreEscaped(svg)
 }
 
-pub(super) fn overview(listed: &[Candidate], trends: &Trends, buckets: &[Bucket]) -> String {
+pub(super) fn overview(
+    listed: &[Candidate],
+    judged: &HashMap<String, Current>,
+    trends: &Trends,
+    buckets: &[Bucket],
+) -> String {
     page(
         "candidates",
         html! {
             h1 { "Candidates" }
-            p { "Every candidate with comparisons since " (at(trends.since)) ", and the latest verdict given about it. \
-                 The lines run over that window: the share of comparisons diverging (noise excluded), new errors, \
-                 and the p50 latency shift against the primary." }
+            p { "Every candidate with comparisons since " (at(trends.since)) ": its verdict now, at the stage its CD \
+                 system last asked about (shadow until one asks), judged every few seconds in the background, and \
+                 the last verdict a CD system or shadowctl was given. The lines run over the window: the share of \
+                 comparisons diverging (noise excluded), new errors, and the p50 latency shift against the primary." }
             @if listed.is_empty() {
                 p #empty { "No candidate has comparisons in this window." }
             } @else {
                 table #candidates {
-                    tr { th { "candidate" } th { "comparisons" } th { "latest comparison" } th { "latest verdict" }
-                         th { "stage" } th { "given" } th { "why" } th { "divergence" } th { "new errors" } th { "latency p50" } }
+                    tr { th { "candidate" } th { "comparisons" } th { "latest comparison" } th { "stage" } th { "verdict now" }
+                         th { "why" } th { "last given" } th { "divergence" } th { "new errors" } th { "latency p50" } }
                     @for c in listed {
                         @let sparks = Sparks::of(&c.candidate, trends, buckets);
+                        @let now = judged.get(&c.candidate);
                         tr {
                             td { a href=(candidate_href(&c.candidate, None)) { (c.candidate) } }
                             td.num { (c.comparisons) }
                             td { (at(c.last)) }
-                            @if c.verdict.is_empty() {
-                                td { "none yet" } td {} td {} td {}
-                            } @else {
-                                td { (decision(&c.verdict)) } td { (c.stage) } td { (at(c.judged)) }
-                                td { @for reason in c.reasons.lines() { div { (reason) } } }
+                            @match now {
+                                Some(now) => {
+                                    td { (now.stage) }
+                                    td.now { (decision(now.verdict.as_str())) br; small { "as of " (at(now.at)) } }
+                                    td { @for reason in &now.reasons { div { (reason) } } }
+                                }
+                                None => { td { (if c.stage.is_empty() { "shadow" } else { &c.stage }) } td.now { "not judged yet" } td {} }
                             }
+                            td.given { @if c.verdict.is_empty() { "none yet" } @else {
+                                (decision(&c.verdict)) " at " (c.stage) br; small { (at(c.judged)) }
+                            } }
                             td.spark { (svg(charts::sparkline(&sparks.divergence, trends.span(), BLUE_))) }
                             td.spark { (svg(charts::sparkline(&sparks.errors, trends.span(), RED_))) }
                             td.spark { (svg(charts::sparkline(&sparks.latency, trends.span(), ORANGE))) }
@@ -596,9 +610,9 @@ mod tests {
                 verdict: String::new(),
                 stage: String::new(),
                 revision: String::new(),
-                reasons: String::new(),
                 judged: 0,
             }],
+            &HashMap::new(),
             &Trends { since: 0, step: 1, until: 1 },
             &[],
         );
