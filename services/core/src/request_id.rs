@@ -60,6 +60,12 @@ impl RequestId {
         self.bucket("")
     }
 
+    /// Whether this id falls in a sticky sample of `percent` (0 to 100) of all ids: the
+    /// mirror's profiles and `shadowctl record` pick the same requests for the same share.
+    pub fn sampled(&self, percent: f64) -> bool {
+        in_sample(self.sample_bucket(), percent)
+    }
+
     /// Like [`sample_bucket`](Self::sample_bucket), but independent for each `salt`, so
     /// separate decisions about one request (a fault per target, say) are not correlated.
     pub fn bucket(&self, salt: &str) -> u32 {
@@ -71,6 +77,12 @@ impl RequestId {
         }
         u32::try_from(hash % 10_000).unwrap_or(0) // provably < 10_000
     }
+}
+
+/// Whether a [`RequestId::bucket`] lies in the first `percent` (0 to 100) of the 10 000
+/// buckets: the one sampling rule, so every component that samples by id agrees.
+pub fn in_sample(bucket: u32, percent: f64) -> bool {
+    f64::from(bucket) < (percent * 100.0)
 }
 
 fn is_id_char(c: char) -> bool {
@@ -124,5 +136,14 @@ mod tests {
         // decision across a rolling deploy, so it must not slip in unnoticed.
         // FNV-1a("abc") = 0xe71fa2190541574b.
         assert_eq!(RequestId::parse("abc").unwrap().sample_bucket(), 3931);
+    }
+
+    #[test]
+    fn samples_by_bucket() {
+        let abc = RequestId::parse("abc").unwrap();
+        assert!(!abc.sampled(0.0));
+        assert!(!abc.sampled(39.31));
+        assert!(abc.sampled(39.32));
+        assert!(abc.sampled(100.0));
     }
 }

@@ -225,10 +225,8 @@ const fn default_error_status() -> u16 {
     503
 }
 
-/// `percent` of 10 000 buckets.
-pub(crate) fn under(bucket: u32, percent: f64) -> bool {
-    f64::from(bucket) < (percent * 100.0)
-}
+/// `percent` of 10 000 buckets: core's one sampling rule, which `shadowctl record` shares.
+pub(crate) use shadowdiff_core::request_id::in_sample as under;
 
 impl Profile {
     /// Every problem with this profile, as `field: reason` lines: its bounds, and targets
@@ -367,7 +365,7 @@ impl Profile {
             && self.method_allowed(&request.method)
             && (self.matcher.routes.is_empty() || self.matcher.routes.iter().any(|r| r == request.route()))
             && self.matcher.headers.iter().all(|p| header_holds(p, request))
-            && under(id.sample_bucket(), self.sample_percent)
+            && id.sampled(self.sample_percent)
     }
 
     fn method_allowed(&self, method: &str) -> bool {
