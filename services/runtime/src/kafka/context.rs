@@ -4,7 +4,7 @@
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
@@ -15,6 +15,9 @@ use crate::telemetry::LogLimiter;
 pub type Producer = FutureProducer<KafkaContext>;
 /// The consumer type every service uses.
 pub type Consumer = StreamConsumer<KafkaContext>;
+/// A consumer that joins no group, polled on a blocking thread: for tools that read a range of
+/// offsets once (`shadowctl record`), see [`KafkaConfig::reader`](super::KafkaConfig::reader).
+pub type Reader = BaseConsumer<KafkaContext>;
 
 #[derive(Debug, Default, Clone, Copy)]
 pub struct KafkaContext;

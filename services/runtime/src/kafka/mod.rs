@@ -24,7 +24,7 @@ mod dead_letter;
 pub mod events;
 mod offsets;
 
-pub use context::{Consumer, KafkaContext, Producer};
+pub use context::{Consumer, KafkaContext, Producer, Reader};
 pub use dead_letter::{DEFAULT_MAX_PAYLOAD_BYTES, DeadLetter, Delivery, Letter, dead_letter_headers};
 pub use offsets::{Hold, Offsets, Position};
 
@@ -218,6 +218,25 @@ impl KafkaConfig {
             .set("enable.partition.eof", "false")
             // For the consumer-lag gauge (`KafkaContext::stats`).
             .set("statistics.interval.ms", "5000");
+        self.apply_overrides(&mut config);
+        config.create_with_context(KafkaContext)
+    }
+
+    /// A consumer that joins no group: it reads the partitions it is assigned from the
+    /// offsets it is given and never commits, so reading a window of old events neither
+    /// joins nor moves any service's consumer group.
+    pub fn reader(&self) -> Result<Reader, KafkaError> {
+        let mut config = self.client_config();
+        config
+            // librdkafka assigns partitions only to a consumer with a group id; assigning
+            // never joins the group, and nothing is committed under it.
+            .set("group.id", "shadowdiff-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // An offset that retention removed meanwhile reads on from the oldest one left.
+            .set("auto.offset.reset", "earliest")
+            // Tells the reader it has reached a partition's end.
+            .set("enable.partition.eof", "true");
         self.apply_overrides(&mut config);
         config.create_with_context(KafkaContext)
     }

@@ -1,0 +1,27 @@
+//! Recorded windows of production traffic, for `shadowctl record` and `shadowctl replay`.
+//!
+//! The tap already publishes every request and the primary's answer to Kafka, so a window
+//! of production traffic is on the brokers for as long as they keep it. This crate reads
+//! such a window and keeps it as a file:
+//!
+//! - [`window`]: which exchanges, a [`Window`] of time (`[from, to)` on the request's own
+//!   timestamp), routes, methods, a sticky sample by request id and a bound on the count.
+//! - [`read`]: [`read_window`] takes a window from the requests and responses topics,
+//!   joining each request with its primary's response into a [`Recorded`] exchange, and
+//!   reports what it skipped ([`report`]).
+//! - [`recording`]: [`recording::write`] and [`recording::read`] keep exchanges in an Avro
+//!   object container file that any Avro reader opens.
+//!
+//! Start with [`Recorded`] (`recorded.rs`), then [`window`], [`read`] and [`recording`].
+
+pub mod read;
+pub mod recorded;
+pub mod recording;
+pub mod report;
+pub mod window;
+
+pub use read::{ReadError, ReadOptions, Readout, read_window};
+pub use recorded::{InvalidRecord, MAX_EXCHANGE_BYTES, Recorded};
+pub use recording::{Recording, RecordingError};
+pub use report::{ReadReport, SkipReason, Skipped, Topic};
+pub use window::{DEFAULT_LIMIT, Selection, Window, WindowError};
