@@ -29,6 +29,8 @@ command -v prometheus >/dev/null || apt_install --no-install-recommends promethe
 command -v prometheus-alertmanager >/dev/null || apt_install --no-install-recommends prometheus-alertmanager
 # The validators tests/tests/deploy_manifests/ runs over docker-compose.yaml and deploy/k8s.
 deploy/k8s/validators.sh
+# fastavro, the stock Avro reader tests/tests/replay_record.rs opens recordings with.
+deploy/local/fastavro.sh
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --no-fail-fast

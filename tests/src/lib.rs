@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod process;
 pub mod proxy;
+pub mod replay;
 pub mod tap;
 pub mod tls;
 pub mod verdict;

@@ -10,7 +10,7 @@ use crate::exit;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success; for `gate`: the verdict is pass
+  0  success; for `gate`: the verdict is pass; for `record`: the file is written
   1  `gate`: the verdict is fail
   2  `gate`: still inconclusive when --wait ran out
   3  refused: a bad argument, an unreadable file, or a request the server rejected
@@ -70,6 +70,12 @@ pub enum Command {
     /// Manage the mirror's shadow profiles.
     #[command(subcommand)]
     Profiles(ProfilesCommand),
+    /// Record a window of production traffic from the brokers into an Avro file: each
+    /// request the tap saw in the window, with the primary's response. The brokers and
+    /// topics come from --config's [kafka] and [topics] and SHADOWDIFF_KAFKA_* and
+    /// SHADOWDIFF_TOPICS_* variables, as for the services.
+    #[command(after_help = EXIT_CODES)]
+    Record(RecordArgs),
 }
 
 /// One path of one candidate's responses.
@@ -205,6 +211,42 @@ pub struct FaultArgs {
     /// Share of replays dropped (no response published), 0 to 100.
     #[arg(long, default_value_t = 0.0)]
     pub drop_percent: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Start of the window (included), by the tap's request timestamps: an RFC 3339 time
+    /// (2025-01-31T12:00:00Z) or a duration ago (90m, 2h).
+    #[arg(long)]
+    pub from: String,
+    /// End of the window (excluded), as --from, or `now`. Requests of the last --grace may
+    /// not have their primary's response on the brokers yet: such requests are counted,
+    /// not recorded.
+    #[arg(long)]
+    pub to: String,
+    /// Only requests to this route template (`/items/{id}`; the path where the tap had no
+    /// template). Repeat for several; without it, every route.
+    #[arg(long = "route", value_name = "ROUTE")]
+    pub routes: Vec<String>,
+    /// Only requests with this method. Repeat for several; without it, every method.
+    #[arg(long = "method", value_name = "METHOD")]
+    pub methods: Vec<String>,
+    /// Keep this share of the requests, 0 to 100, chosen by request id: the same requests
+    /// on every run, and the ones a mirror profile sampling the same share replays.
+    #[arg(long, default_value_t = 100.0)]
+    pub sample_percent: f64,
+    /// Keep at most this many exchanges: the earliest ones.
+    #[arg(long, default_value_t = shadowdiff_replay::DEFAULT_LIMIT)]
+    pub limit: usize,
+    /// How long after a request the tap may publish it and its primary's response.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub grace: Duration,
+    /// A service's config file (the tap's, say), read for its [kafka] and [topics] only.
+    #[arg(long, env = "SHADOWDIFF_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The Avro file to write; replaced once the whole recording is written.
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

@@ -3,18 +3,22 @@
 //! `gate` polls the verdict API until a candidate passes or fails its rollout stage's gate
 //! and answers with its exit code; `verdict` and `diff` print a report and one request's
 //! comparison; `accept`, `revoke` and `acceptances` manage intended differences; `profiles`
-//! manages the mirror's shadow profiles. It speaks HTTP to both
+//! manages the mirror's shadow profiles; `record` writes a window of production traffic
+//! from the brokers to an Avro file (`shadowdiff_replay`). It speaks HTTP to both
 //! services and decodes their answers into their own types (`shadowdiff_verdict`,
 //! `shadowdiff_mirror::profile`), so a change of shape there fails to compile here.
 //!
 //! Reading order: [`cli`] (commands, flags, exit codes), [`api`] (the HTTP calls), then one
-//! module per command: [`gate`], [`report`] (the verdict tables), [`diff`], [`profiles`].
+//! module per command: [`gate`], [`report`] (the verdict tables), [`diff`], [`profiles`],
+//! [`record`] (with [`brokers`], where the Kafka settings come from).
 
 pub mod api;
+pub mod brokers;
 pub mod cli;
 pub mod diff;
 pub mod gate;
 pub mod profiles;
+pub mod record;
 pub mod report;
 pub mod style;
 pub mod table;
@@ -45,20 +49,32 @@ pub enum CtlError {
     NoVerdict { wait: Duration, last: Box<ApiError> },
     #[error("{path}: {reason}")]
     Input { path: String, reason: String },
+    #[error(transparent)]
+    Window(#[from] shadowdiff_replay::WindowError),
+    #[error("reading the window from the brokers: {0}")]
+    Read(#[from] shadowdiff_replay::ReadError),
+    #[error(transparent)]
+    Recording(#[from] shadowdiff_replay::RecordingError),
 }
 
 impl CtlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Api(error) if error.refused() => exit::REFUSED,
-            Self::Api(ApiError::Client(_)) | Self::Input { .. } => exit::REFUSED,
-            Self::Api(_) | Self::NoVerdict { .. } => exit::UNAVAILABLE,
+            Self::Api(ApiError::Client(_)) | Self::Input { .. } | Self::Window(_) | Self::Recording(_) => exit::REFUSED,
+            // A topic name that is not there is a bad argument, not an outage.
+            Self::Read(shadowdiff_replay::ReadError::UnknownTopic { .. }) => exit::REFUSED,
+            Self::Api(_) | Self::NoVerdict { .. } | Self::Read(_) => exit::UNAVAILABLE,
         }
     }
 }
 
 /// Runs one command; `Ok` carries the exit code.
 pub async fn run(cli: Cli) -> Result<u8, CtlError> {
+    // Speaks to the brokers only: no HTTP client to build.
+    if let Command::Record(args) = &cli.command {
+        return record::run(args).await;
+    }
     let api = Api::new(cli.verdict, cli.mirror, cli.token, cli.mirror_token, cli.timeout)?;
     // The drill-down pages' base, `…/exchanges/`.
     let pages = api.exchange_page("", None);
@@ -114,6 +130,7 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
             Ok(exit::OK)
         }
         Command::Profiles(command) => profiles::run(&api, command).await.map(|()| exit::OK),
+        Command::Record(args) => record::run(args).await,
     }
 }
 
