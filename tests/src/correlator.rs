@@ -99,6 +99,7 @@ impl Reply {
             profile: shadow.then(|| PROFILE.to_owned()),
             stage: shadow.then(|| STAGE.to_owned()),
             expected_legs: Vec::new(),
+            run: String::new(),
         }
     }
 }

@@ -139,6 +139,7 @@ pub fn row(deployment: &str, i: u32) -> ExchangeRow {
         differences: 0,
         noise: 0,
         stage: "10".into(),
+        run: String::new(),
     }
 }
 
@@ -155,6 +156,7 @@ pub fn difference(row: &ExchangeRow, kind: &str, path: &str, values: (&str, &str
         primary_value: values.0.into(),
         shadow_value: values.1.into(),
         noise: u8::from(noise),
+        run: row.run.clone(),
     }
 }
 
@@ -173,5 +175,6 @@ pub fn sample(row: &ExchangeRow, role: &str, deployment: &str, status: u16, body
         body: body.into(),
         body_length: body.len() as u64,
         truncated: 0,
+        run: row.run.clone(),
     }
 }

@@ -30,6 +30,7 @@ fn exchange(i: u32) -> ExchangeRow {
         differences: u32::from(i.is_multiple_of(2)),
         noise: 0,
         stage: "10".into(),
+        run: String::new(),
     }
 }
 
@@ -47,6 +48,7 @@ fn sample(i: u32, deployment: &str) -> SampleRow {
         body: format!(r#"{{"price":{}}}"#, 100 + i),
         body_length: 13,
         truncated: 0,
+        run: String::new(),
     }
 }
 
@@ -62,6 +64,7 @@ fn difference(i: u32) -> DifferenceRow {
         primary_value: "100".into(),
         shadow_value: "101".into(),
         noise: 0,
+        run: String::new(),
     }
 }
 

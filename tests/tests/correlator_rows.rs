@@ -815,3 +815,26 @@ async fn a_shadow_a_sidecar_tap_fronts_is_timed_by_the_tap_and_waited_for() {
     );
     correlator.stop().await;
 }
+
+/// A replayed exchange (`shadowctl replay`): every leg carries its run, and so does every
+/// row written of it, exchanges, differences and samples alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_exchanges_rows_carry_its_run() {
+    let infra = Infra::get().await;
+    let correlator = CorrelatorUnderTest::start(&infra, 2, "flush_interval_ms = 250\n").await;
+    let run = "r-7";
+    let exchange = Exchange::new(&format!("{run}:{}", unique("req")), "/kinds", Reply::json(r#"{"a":1}"#))
+        .candidate("v2", Reply::json(r#"{"a":2}"#));
+    correlator.publisher.request(&exchange.request).await;
+    for mut response in exchange.responses() {
+        response.run = run.to_owned();
+        correlator.publisher.response(&response).await;
+    }
+    wait_for_exchanges(&correlator, 1, "the replayed exchange").await;
+    for table in ["exchanges", "differences", "samples"] {
+        let runs: Vec<String> =
+            correlator.clickhouse.query(&format!("SELECT DISTINCT run FROM {table} FINAL")).fetch_all().await.unwrap();
+        assert_eq!(runs, vec![run.to_owned()], "{table}");
+    }
+    correlator.stop().await;
+}

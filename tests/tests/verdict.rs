@@ -241,6 +241,65 @@ async fn each_candidates_verdict_is_exported_as_gauges_at_its_current_stage() {
     service.stop().await;
 }
 
+/// A replay run's rows are judged on their own, with `run`, and never in the live traffic's
+/// verdict; a run's verdict is no rollout's, so it is recorded nowhere.
+#[tokio::test]
+async fn a_replay_run_is_judged_apart_from_the_live_traffic() {
+    let infra = Infra::get().await;
+    let service = VerdictService::start(&infra, FROM_START).await;
+    let mut rows = Vec::new();
+    let mut differences = Vec::new();
+    for i in 0..500 {
+        rows.push(row("v2", i));
+        // The same requests, replayed in run r1 to a build that changes every eighth total.
+        let changed = i % 8 == 0;
+        let replayed = ExchangeRow {
+            request_id: format!("r1:req-{i}"),
+            run: "r1".into(),
+            differences: u32::from(changed),
+            body_differs: u8::from(changed),
+            ..row("v2", i)
+        };
+        if changed {
+            differences.push(difference(&replayed, "changed_value", "total", ("10", "12"), false));
+        }
+        rows.push(replayed);
+    }
+    service.insert(&rows, &differences, &[]).await;
+
+    let live = verdict(&service, "candidate=v2&stage=10").await;
+    assert_eq!(outcome(&live), (Decision::Pass, vec![]), "{:?}", live.reasons);
+    assert_eq!((live.samples, live.run.as_deref()), (500, None), "the live rows alone");
+    let run = verdict(&service, "candidate=v2&stage=10&run=r1").await;
+    assert_eq!(run.verdict, Decision::Fail, "{:?}", run.reasons);
+    assert_eq!((run.samples, run.divergence.count, run.run.as_deref()), (500, 63, Some("r1")));
+    assert_eq!(run.divergent_paths[0].path, "total");
+    let unknown = verdict(&service, "candidate=v2&stage=10&run=r2").await;
+    assert_eq!((unknown.samples, unknown.verdict), (0, Decision::Inconclusive));
+
+    for bad in ["run=a:b", "run=r1&revision=abc"] {
+        let answer = reqwest::Client::new()
+            .get(format!("{}/v1/verdict?candidate=v2&{bad}", service.url))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{bad}");
+    }
+    // Only the live asks are verdicts given.
+    shadowdiff_tests::eventually("the live verdict recorded", Duration::from_secs(10), || async {
+        let recorded: u64 = service
+            .clickhouse
+            .query("SELECT count() FROM verdicts WHERE candidate = 'v2'")
+            .fetch_one()
+            .await
+            .map_err(|e| e.to_string())?;
+        if recorded == 1 { Ok(()) } else { Err(format!("{recorded} verdicts")) }
+    })
+    .await;
+    service.stop().await;
+}
+
 #[tokio::test]
 async fn a_field_changed_on_a_few_responses_fails_while_the_shuffled_array_does_not() {
     let infra = Infra::get().await;

@@ -37,6 +37,7 @@ fn response() -> ResponseEvent {
         profile: None,
         stage: None,
         expected_legs: Vec::new(),
+        run: String::new(),
     }
 }
 

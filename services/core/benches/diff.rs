@@ -39,6 +39,7 @@ fn event(doc: &Value) -> ResponseEvent {
         profile: None,
         stage: None,
         expected_legs: Vec::new(),
+        run: String::new(),
     }
 }
 

@@ -168,11 +168,15 @@ impl Families {
                     include_str!("../../../schemas/avro/previous/response_event.v1.avsc"),
                     include_str!("../../../schemas/avro/previous/response_event.v2.avsc"),
                     include_str!("../../../schemas/avro/previous/response_event.v3.avsc"),
+                    include_str!("../../../schemas/avro/previous/response_event.v4.avsc"),
                 ],
             )?,
             outbound_call: Family::parse(
                 include_str!("../../../schemas/avro/outbound_call_event.avsc"),
-                &[include_str!("../../../schemas/avro/previous/outbound_call_event.v1.avsc")],
+                &[
+                    include_str!("../../../schemas/avro/previous/outbound_call_event.v1.avsc"),
+                    include_str!("../../../schemas/avro/previous/outbound_call_event.v2.avsc"),
+                ],
             )?,
         })
     }

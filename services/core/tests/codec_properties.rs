@@ -88,6 +88,7 @@ prop_compose! {
         profile in prop::option::of(text()),
         stage in prop::option::of(text()),
         expected_legs in prop::collection::vec((text(), text(), any::<bool>()), 0..3),
+        run in text(),
     ) -> ResponseEvent {
         ResponseEvent {
             request_id, timestamp_ms, role, deployment, status, headers, body, latency_us, error, profile, stage,
@@ -95,6 +96,7 @@ prop_compose! {
                 .into_iter()
                 .map(|(role, deployment, timed_by_tap)| ExpectedLeg { role, deployment, timed_by_tap })
                 .collect(),
+            run,
         }
     }
 }
@@ -203,7 +205,7 @@ proptest! {
             let mut framed = codec().encode(&ResponseEvent {
                 request_id: String::new(), timestamp_ms: 0, role: Role::Primary, deployment: String::new(),
                 status: None, headers: Vec::new(), body: CapturedBody::empty(), latency_us: 0, error: None,
-                profile: None, stage: None, expected_legs: Vec::new(),
+                profile: None, stage: None, expected_legs: Vec::new(), run: String::new(),
             }).unwrap();
             framed.truncate(10);
             framed.extend(tail);

@@ -24,6 +24,7 @@ fn response(content_type: &str, body: &[u8]) -> ResponseEvent {
         profile: None,
         stage: None,
         expected_legs: Vec::new(),
+        run: String::new(),
     }
 }
 

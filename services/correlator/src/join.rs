@@ -291,6 +291,7 @@ mod tests {
             profile: None,
             stage: None,
             expected_legs: Vec::new(),
+            run: String::new(),
         })
     }
 

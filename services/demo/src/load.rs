@@ -295,6 +295,7 @@ fn response(
         profile: shadow.then(|| PROFILE.to_owned()),
         stage: shadow.then(|| STAGE.to_owned()),
         expected_legs: if shadow { expected.to_vec() } else { Vec::new() },
+        run: String::new(),
     }
 }
 

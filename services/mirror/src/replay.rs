@@ -110,6 +110,7 @@ impl Replayer {
                 .iter()
                 .map(|t| ExpectedLeg::new(t.role.into(), t.name.clone()).timed_by_tap(t.timed_by_tap))
                 .collect(),
+            run: String::new(),
         }
     }
 

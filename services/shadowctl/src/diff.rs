@@ -216,6 +216,7 @@ mod tests {
             body: body.into(),
             body_length: u64::try_from(body.len()).unwrap_or(0),
             truncated: 0,
+            run: String::new(),
         }
     }
 

@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (4, "verdicts", include_str!("../../../schemas/clickhouse/0004_verdicts.sql")),
     (5, "releases", include_str!("../../../schemas/clickhouse/0005_releases.sql")),
     (6, "acceptances", include_str!("../../../schemas/clickhouse/0006_acceptances.sql")),
+    (7, "runs", include_str!("../../../schemas/clickhouse/0007_runs.sql")),
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \

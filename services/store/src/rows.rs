@@ -58,6 +58,8 @@ pub struct ExchangeRow {
     pub noise: u32,
     /// The mirror profile's rollout stage when this leg was replayed; empty if unknown.
     pub stage: String,
+    /// The replay run (`shadowctl replay`) of this exchange; empty for live traffic.
+    pub run: String,
 }
 
 /// A row of `differences`; fields in column order.
@@ -74,6 +76,8 @@ pub struct DifferenceRow {
     pub shadow_value: String,
     /// 1 when the secondary differs from the primary at this path too (noise).
     pub noise: u8,
+    /// The replay run of this exchange; empty for live traffic.
+    pub run: String,
 }
 
 /// A row of `samples`: one leg's full captured response, kept for a capped share of the
@@ -95,6 +99,8 @@ pub struct SampleRow {
     /// The full body's length, even when the capture was cut.
     pub body_length: u64,
     pub truncated: u8,
+    /// The replay run of this exchange; empty for live traffic.
+    pub run: String,
 }
 
 /// A row of `verdicts`: one verdict given, and by whom it was asked for.

@@ -26,11 +26,21 @@ pub struct Window {
     pub revision: Option<String>,
     /// Unix seconds: the first comparison time covered.
     pub since: u32,
+    /// The replay run judged (`shadowctl replay`); empty for the live traffic. A window
+    /// covers one or the other, never both.
+    pub run: String,
 }
 
-/// The candidate's rows in the window. Binds: candidate, since.
+impl Window {
+    /// The live traffic's rows of `candidate` from `since` on.
+    pub(crate) fn live(candidate: &str, since: u32) -> Self {
+        Self { candidate: candidate.to_owned(), revision: None, since, run: String::new() }
+    }
+}
+
+/// The candidate's rows in the window. Binds: candidate, since, run ([`bind_window`]).
 fn in_window() -> String {
-    format!("{} AND deployment = ? AND ts >= toDateTime(?)", role_is(Role::Candidate))
+    format!("{} AND deployment = ? AND ts >= toDateTime(?) AND run = ?", role_is(Role::Candidate))
 }
 
 /// A shadow's error the primary did not have: a 5xx or a failure where the primary answered.
@@ -145,7 +155,7 @@ fn latency() -> String {
 }
 
 fn bind_window(query: clickhouse::query::Query, window: &Window) -> clickhouse::query::Query {
-    query.bind(&window.candidate).bind(window.since)
+    query.bind(&window.candidate).bind(window.since).bind(&window.run)
 }
 
 /// The whole window's evidence, with paired latency (the candidate's, and the secondary's
@@ -474,7 +484,7 @@ mod tests {
 
     #[test]
     fn the_conditions_name_what_the_correlator_writes() {
-        assert_eq!(in_window(), "role = 'candidate' AND deployment = ? AND ts >= toDateTime(?)");
+        assert_eq!(in_window(), "role = 'candidate' AND deployment = ? AND ts >= toDateTime(?) AND run = ?");
         let counts = counts();
         assert!(counts.starts_with("count() AS samples, countIf(outcome = 'complete') AS compared, "), "{counts}");
         assert!(counts.contains(", countIf(outcome IN ('complete', 'shadow_error')) AS answered, "), "{counts}");
@@ -523,7 +533,7 @@ pub(crate) async fn candidates(
     let query = format!(
         "SELECT candidate, comparisons, last, verdict, stage, revision, judged FROM \
          (SELECT deployment AS candidate, uniqExact(request_id) AS comparisons, toUInt32(max(ts)) AS last \
-          FROM exchanges WHERE {} AND ts >= toDateTime(?) GROUP BY deployment) \
+          FROM exchanges WHERE {} AND ts >= toDateTime(?) AND run = '' GROUP BY deployment) \
          ANY LEFT JOIN \
          (SELECT candidate, argMax(verdict, ts) AS verdict, argMax(stage, ts) AS stage, \
                  argMax(revision, ts) AS revision, \
@@ -570,7 +580,7 @@ pub(crate) async fn timeline(
          countIf(({}) OR ({})) AS new_errors, \
          arrayMap(x -> toFloat64(x) / 1000, quantilesExactIf(0.5, 0.95)(primary_latency_us, {compared})) AS primary, \
          arrayMap(x -> toFloat64(x) / 1000, quantilesExactIf(0.5, 0.95)(shadow_latency_us, {compared})) AS candidate \
-         FROM exchanges WHERE {} AND ts >= toDateTime(?) {} \
+         FROM exchanges WHERE {} AND ts >= toDateTime(?) AND run = '' {} \
          GROUP BY deployment, bucket ORDER BY deployment, bucket LIMIT {MAX_BUCKETS}",
         server_error(),
         client_error(),
@@ -611,6 +621,6 @@ pub(crate) async fn secondary_timeline(
         role_is(Role::Secondary),
         in_window(),
     );
-    let window = Window { candidate: candidate.to_owned(), revision: None, since };
+    let window = Window::live(candidate, since);
     bind_window(client.query(&query).bind(since).bind(step.max(1)).bind(since), &window).fetch_all().await
 }

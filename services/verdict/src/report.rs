@@ -22,6 +22,9 @@ pub struct VerdictReport {
     pub stage: String,
     /// The release judged, as the caller named it: only its comparisons count.
     pub revision: Option<String>,
+    /// The replay run judged (`shadowctl replay`); none for the live traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// Unix seconds: the start of the window judged (the release's first ask, the caller's
     /// `since` or the default window, bounded by the longest window).
     pub since: u32,
@@ -109,6 +112,7 @@ pub(crate) async fn build(
         candidate: window.candidate,
         stage: stage.to_owned(),
         revision: window.revision,
+        run: Some(window.run).filter(|run| !run.is_empty()),
         since: window.since,
         verdict,
         reasons: criteria.iter().filter(|c| c.status != Decision::Pass).map(|c| c.reason.clone()).collect(),

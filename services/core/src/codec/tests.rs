@@ -35,6 +35,7 @@ fn response() -> ResponseEvent {
         profile: Some("p1".into()),
         stage: Some("10".into()),
         expected_legs: Vec::new(),
+        run: String::new(),
     }
 }
 

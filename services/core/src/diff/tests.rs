@@ -15,6 +15,7 @@ fn response(status: i32, body: &str) -> ResponseEvent {
         profile: None,
         stage: None,
         expected_legs: Vec::new(),
+        run: String::new(),
     }
 }
 

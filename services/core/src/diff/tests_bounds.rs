@@ -26,6 +26,7 @@ fn response_with(content_type: &str, body: &[u8]) -> ResponseEvent {
         profile: None,
         stage: None,
         expected_legs: Vec::new(),
+        run: String::new(),
     }
 }
 

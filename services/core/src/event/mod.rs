@@ -146,6 +146,11 @@ pub struct ResponseEvent {
     /// the primary's event. The correlator completes an exchange once all have arrived.
     #[serde(default)]
     pub expected_legs: Vec<ExpectedLeg>,
+    /// The replay run (`shadowctl replay`) this leg belongs to, on every leg of a replayed
+    /// exchange; empty for live traffic. Rows carry it, and verdicts judge one run or the
+    /// live traffic, never both.
+    #[serde(default)]
+    pub run: String,
 }
 
 /// A shadow leg the mirror replays a request to.

@@ -67,6 +67,7 @@ impl<'a> Fields<'a> {
             primary_error: self.primary.map_or("", error).to_owned(),
             primary_latency_us: self.primary.map_or(0, |p| u64::try_from(p.latency_us).unwrap_or(0)),
             stage: leg.stage.clone().unwrap_or_default(),
+            run: leg.run.clone(),
             ..ExchangeRow::default()
         }
     }
@@ -90,6 +91,7 @@ pub(super) fn difference_rows(
         path: d.path,
         primary_value: truncate(d.primary.unwrap_or_default(), max_value_bytes),
         shadow_value: truncate(d.shadow.unwrap_or_default(), max_value_bytes),
+        run: row.run.clone(),
     })
 }
 
@@ -116,6 +118,7 @@ pub(super) fn sample_row(request: &RequestEvent, leg: &ResponseEvent) -> SampleR
         body: String::from_utf8_lossy(&body).into_owned(),
         body_length: u64::try_from(leg.body.length).unwrap_or(0),
         truncated: u8::from(leg.body.truncated),
+        run: leg.run.clone(),
     }
 }
 

@@ -240,6 +240,7 @@ mod tests {
             profile: None,
             stage: None,
             expected_legs: expected.iter().map(|d| ExpectedLeg::new(Role::Candidate, *d)).collect(),
+            run: String::new(),
         }
     }
 

@@ -212,6 +212,7 @@ impl Publisher {
             profile: None,
             stage: None,
             expected_legs: Vec::new(),
+            run: String::new(),
         };
         self.publishing.body_bytes(request.body.length, response.body.length);
         self.redactor.body(&mut request.body, &request.headers);

@@ -207,13 +207,16 @@ pub struct VerdictParams {
     stage: Option<String>,
     revision: Option<String>,
     since: Option<String>,
+    /// A replay run (`shadowctl replay`) to judge instead of the live traffic.
+    run: Option<String>,
 }
 
 async fn verdict(
     State(state): State<AppState>,
     Query(params): Query<VerdictParams>,
 ) -> Result<Json<VerdictReport>, ApiError> {
-    let ask = Ask::parse(params.candidate, params.stage, params.revision, params.since.as_deref())?;
+    let ask =
+        Ask::parse(params.candidate, params.stage, params.revision, params.since.as_deref())?.of_run(params.run)?;
     Ok(Json(judge(&state, ask, "api").await?))
 }
 
@@ -251,9 +254,24 @@ struct Ask {
     revision: Option<String>,
     /// Unix seconds.
     since: Option<u32>,
+    /// A replay run; none for the live traffic.
+    run: Option<String>,
 }
 
 impl Ask {
+    /// This ask about replay run `run` (none or empty: the live traffic). A run is no
+    /// rollout: it has no release, and its verdict is recorded nowhere.
+    fn of_run(self, run: Option<String>) -> Result<Self, ApiError> {
+        let Some(run) = run.filter(|r| !r.is_empty()) else { return Ok(self) };
+        if shadowdiff_core::RequestId::parse(&run).is_err() || run.len() > 64 || run.contains(':') {
+            return Err(ApiError::BadRequest("run must be 1 to 64 of A-Z a-z 0-9 - _ . + / =".into()));
+        }
+        if self.revision.is_some() {
+            return Err(ApiError::BadRequest("a run is judged on its own: give run or revision, not both".into()));
+        }
+        Ok(Self { run: Some(run), ..self })
+    }
+
     fn parse(
         candidate: Option<String>,
         stage: Option<String>,
@@ -279,7 +297,7 @@ impl Ask {
                 )))
             })
             .transpose()?;
-        Ok(Self { candidate, stage, revision, since })
+        Ok(Self { candidate, stage, revision, since, run: None })
     }
 }
 
@@ -297,8 +315,16 @@ async fn resolve(state: &AppState, ask: &Ask, caller: &str) -> Result<Window, Ap
         ),
         None => None,
     };
-    let since = window_start(first_asked, ask.since, now, state.default_window, state.max_window);
-    Ok(Window { candidate: ask.candidate.clone(), revision: ask.revision.clone(), since })
+    // A run is judged on all of its rows, however long ago it was replayed, within the
+    // longest window (a `since` of 0 is bounded by it).
+    let since = if ask.run.is_some() { ask.since.or(Some(0)) } else { ask.since };
+    let since = window_start(first_asked, since, now, state.default_window, state.max_window);
+    Ok(Window {
+        candidate: ask.candidate.clone(),
+        revision: ask.revision.clone(),
+        since,
+        run: ask.run.clone().unwrap_or_default(),
+    })
 }
 
 /// From the release's first ask and the caller's `since`, whichever is later; with neither,
@@ -376,6 +402,9 @@ pub(crate) fn default_start(state: &AppState) -> u32 {
 /// background: the answer never waits on, or fails for, the record).
 async fn judge(state: &AppState, ask: Ask, caller: &'static str) -> Result<VerdictReport, ApiError> {
     let report = build(state, &ask, caller).await?;
+    if ask.run.is_some() {
+        return Ok(report);
+    }
     crate::events::given(report.verdict.as_str(), caller);
     let record = report::record(&report, caller);
     let clickhouse = state.clickhouse.clone();

@@ -166,6 +166,7 @@ mod tests {
             body_length: body.len() as u64,
             body,
             truncated: 0,
+            run: String::new(),
         }
     }
 
@@ -183,6 +184,7 @@ mod tests {
             primary_value: "1".into(),
             shadow_value: "2".into(),
             noise: 0,
+            run: String::new(),
         };
         let detail = ExchangeDetail {
             request_id: "r".into(),

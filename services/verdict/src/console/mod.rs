@@ -129,7 +129,7 @@ pub(crate) async fn candidate(
             .fetch_all::<Given>();
         let (report, history) = tokio::try_join!(report, async { history.await.map_err(ApiError::Store) })?;
         let trends = Trends::new(report.since, CHART_BUCKETS);
-        let window = crate::query::Window { candidate: candidate.clone(), revision: None, since: report.since };
+        let window = crate::query::Window::live(&candidate, report.since);
         let (buckets, secondary, noise) = tokio::try_join!(
             crate::query::timeline(client, Some(&candidate), trends.since, trends.step),
             crate::query::secondary_timeline(client, &candidate, trends.since, trends.step),
