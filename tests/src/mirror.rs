@@ -157,6 +157,7 @@ pub fn request_event(id: &str, method: &str, path: &str) -> RequestEvent {
         route_template: Some(path.into()),
         headers: vec![Header::new("idempotency-key", "key-1")],
         body: CapturedBody::capture(b"{}", 1024),
+        run: String::new(),
     }
 }
 

@@ -64,6 +64,7 @@ pub fn request(id: &str, timestamp_ms: i64, method: &str, route: &str, path: &st
         route_template: Some(route.into()),
         headers: vec![Header::new("accept", "application/json"), Header::new("x-request-id", id)],
         body: CapturedBody::empty(),
+        run: String::new(),
     }
 }
 

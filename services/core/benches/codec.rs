@@ -20,6 +20,7 @@ fn request() -> RequestEvent {
         route_template: Some("/users/{id}".into()),
         headers: (0..12).map(|i| Header::new(format!("x-header-{i}"), "some header value")).collect(),
         body: CapturedBody::capture(&[b'x'; 1024], 256 * 1024),
+        run: String::new(),
     }
 }
 

@@ -160,7 +160,10 @@ impl Families {
         Ok(Self {
             request: Family::parse(
                 include_str!("../../../schemas/avro/request_event.avsc"),
-                &[include_str!("../../../schemas/avro/previous/request_event.v1.avsc")],
+                &[
+                    include_str!("../../../schemas/avro/previous/request_event.v1.avsc"),
+                    include_str!("../../../schemas/avro/previous/request_event.v2.avsc"),
+                ],
             )?,
             response: Family::parse(
                 include_str!("../../../schemas/avro/response_event.avsc"),
@@ -176,6 +179,7 @@ impl Families {
                 &[
                     include_str!("../../../schemas/avro/previous/outbound_call_event.v1.avsc"),
                     include_str!("../../../schemas/avro/previous/outbound_call_event.v2.avsc"),
+                    include_str!("../../../schemas/avro/previous/outbound_call_event.v3.avsc"),
                 ],
             )?,
         })

@@ -67,9 +67,10 @@ prop_compose! {
         route_template in prop::option::of(text()),
         headers in prop::collection::vec(header(), 0..4),
         body in body(),
+        run in text(),
     ) -> RequestEvent {
         RequestEvent {
-            request_id, timestamp_ms, tap_id, method, scheme, authority, path, query, route_template, headers, body,
+            request_id, timestamp_ms, tap_id, method, scheme, authority, path, query, route_template, headers, body, run,
         }
     }
 }
@@ -262,5 +263,6 @@ fn sample_request() -> RequestEvent {
         route_template: None,
         headers: Vec::new(),
         body: CapturedBody::empty(),
+        run: String::new(),
     }
 }

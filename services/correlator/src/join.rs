@@ -259,6 +259,7 @@ mod tests {
             route_template: None,
             headers: vec![],
             body: CapturedBody::empty(),
+            run: String::new(),
         })
     }
 

@@ -264,6 +264,7 @@ fn request(id: &RequestId, item: u64) -> RequestEvent {
         route_template: Some("/items/{id}".to_owned()),
         headers: headers.iter().map(|(name, value)| Header::new(*name, *value)).collect(),
         body: CapturedBody::empty(),
+        run: String::new(),
     }
 }
 

@@ -53,26 +53,18 @@ impl Mirror {
             config.kafka.ensure_topics(&config.topics).await?;
         }
         let m = &config.mirror;
-        let id_header = m.request_id_header.clone().into();
         let consumer = Arc::new(config.kafka.prompt_consumer(&m.group_id)?);
         consumer.subscribe(&[&config.topics.requests])?;
         let producer = config.kafka.producer()?;
-        let policy = Arc::new(m.policy());
-        let store = Arc::new(ProfileStore::new(&m.profiles, policy.clone()));
+        let context = ReplayContext::of(m);
+        let store = Arc::new(ProfileStore::new(&m.profiles, context.policy.clone()));
         store::follow(store.clone(), config.kafka.clone(), config.topics.profiles.clone(), shutdown.clone());
         let shared = Arc::new(Shared {
             producer: producer.clone(),
             codec: EventCodec::new()?,
             responses: config.topics.responses.clone(),
             targets: Arc::new(Targets::default()),
-            context: ReplayContext {
-                sealer: m.redaction.sealer(),
-                redactor: Arc::new(m.redaction.redactor(false)),
-                policy,
-                id_header,
-                capture_max_body_bytes: m.capture_max_body_bytes,
-                ca: m.ca_file.clone(),
-            },
+            context,
         });
         let health = Health::default();
         health.set("kafka", true);
@@ -133,6 +125,11 @@ impl Handler for Mirror {
             events::skipped("invalid_request_id");
             return Ok(false);
         };
+        if !request.run.is_empty() {
+            // A replay run sent it again, to the run's own targets: live traffic only here.
+            events::skipped("replay_run");
+            return Ok(false);
+        }
         let Some(profile) = self.store.matching(&request, &id) else {
             events::skipped("no_profile");
             return Ok(false);

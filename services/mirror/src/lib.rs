@@ -15,7 +15,7 @@ pub mod config;
 mod consume;
 mod events;
 pub mod profile;
-mod replay;
+pub mod replay;
 mod target;
 pub mod vet;
 

@@ -17,7 +17,7 @@ use crate::vet::{TargetPolicy, VettedResolver};
 
 /// What every target's replays share: the keys, the rules, the policy.
 #[derive(Debug, Clone)]
-pub(crate) struct ReplayContext {
+pub struct ReplayContext {
     pub(crate) sealer: Option<Sealer>,
     pub(crate) redactor: Arc<Redactor>,
     pub(crate) policy: Arc<TargetPolicy>,
@@ -25,6 +25,26 @@ pub(crate) struct ReplayContext {
     pub(crate) capture_max_body_bytes: usize,
     /// Extra roots for https targets.
     pub(crate) ca: Option<shadowdiff_runtime::tls::CaBundle>,
+}
+
+impl ReplayContext {
+    /// The keys, rules and policy of a mirror's `[mirror]` section: a `shadowctl replay`
+    /// run replays by the same ones as the mirror whose config it is given.
+    pub fn of(section: &crate::config::MirrorSection) -> Self {
+        Self {
+            sealer: section.redaction.sealer(),
+            redactor: Arc::new(section.redaction.redactor(false)),
+            policy: Arc::new(section.policy()),
+            id_header: section.request_id_header.clone().into(),
+            capture_max_body_bytes: section.capture_max_body_bytes,
+            ca: section.ca_file.clone(),
+        }
+    }
+
+    /// Where replays may go.
+    pub fn policy(&self) -> &TargetPolicy {
+        &self.policy
+    }
 }
 
 /// Rewritten per target on unsafe replays, so a shadow's dedupe never collides with
@@ -43,13 +63,15 @@ enum Failed {
 
 /// A replay's result, and whether a fault was injected into it.
 #[derive(Debug)]
-pub(crate) struct Replayed {
-    pub(crate) event: ResponseEvent,
-    pub(crate) injected: bool,
+pub struct Replayed {
+    pub event: ResponseEvent,
+    pub injected: bool,
 }
 
+/// Replays requests to one target: its client (resolving only to allowed addresses), its
+/// deadline, the headers opened or left out, the response redacted.
 #[derive(Debug)]
-pub(crate) struct Replayer {
+pub struct Replayer {
     target: TargetSpec,
     role: Role,
     client: reqwest::Client,
@@ -57,7 +79,7 @@ pub(crate) struct Replayer {
 }
 
 impl Replayer {
-    pub(crate) fn new(target: TargetSpec, context: &ReplayContext) -> Result<Self, MirrorError> {
+    pub fn new(target: TargetSpec, context: &ReplayContext) -> Result<Self, MirrorError> {
         let builder = shadowdiff_runtime::upstream::builder(target.timeout())
             .dns_resolver(Arc::new(VettedResolver(context.policy.clone())));
         let client = match &context.ca {
@@ -81,7 +103,7 @@ impl Replayer {
         Some(url)
     }
 
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         &self.target.name
     }
 
@@ -125,7 +147,7 @@ impl Replayer {
     /// and not by what the mirror did around them. Queueing for the target's rate limit and
     /// concurrency happens before this, and is outside it too. A replay that timed out
     /// reports the time it had waited.
-    pub(crate) async fn replay(&self, request: &RequestEvent, profile: &Profile) -> Replayed {
+    pub async fn replay(&self, request: &RequestEvent, profile: &Profile) -> Replayed {
         let fault = Fault::pick(&profile.faults, &request.request_id, &self.target.name);
         let injected = fault.is_some();
         let delay = match fault {
@@ -291,6 +313,7 @@ mod tests {
             route_template: None,
             headers,
             body: CapturedBody::empty(),
+            run: String::new(),
         }
     }
 

@@ -314,6 +314,7 @@ fn request() -> impl Strategy<Value = (RequestEvent, RequestId)> {
                 route_template,
                 headers: headers.into_iter().map(|(n, v)| Header::new(n, v)).collect(),
                 body: CapturedBody::empty(),
+                run: String::new(),
             };
             (event, id)
         })
@@ -456,6 +457,7 @@ fn a_profile_at_every_maximum_is_accepted() {
             route_template: None,
             headers: Vec::new(),
             body: CapturedBody::empty(),
+            run: String::new(),
         },
         RequestId::mint(),
     );

@@ -11,6 +11,8 @@
 //!   reports what it skipped ([`report`]).
 //! - [`recording`]: [`recording::write`] and [`recording::read`] keep exchanges in an Avro
 //!   object container file that any Avro reader opens.
+//! - [`run`]: a [`Run`] sends a recording's requests again to its targets, by the mirror's
+//!   rules, and publishes them with the recorded primary's answers for the correlator.
 //!
 //! Start with [`Recorded`] (`recorded.rs`), then [`window`], [`read`] and [`recording`].
 
@@ -18,10 +20,12 @@ pub mod read;
 pub mod recorded;
 pub mod recording;
 pub mod report;
+pub mod run;
 pub mod window;
 
 pub use read::{ReadError, ReadOptions, Readout, read_window};
 pub use recorded::{InvalidRecord, MAX_EXCHANGE_BYTES, Recorded};
 pub use recording::{Recording, RecordingError};
 pub use report::{ReadReport, SkipReason, Skipped, Topic};
+pub use run::{Publisher, Run, RunError, Speed, Summary};
 pub use window::{DEFAULT_LIMIT, Selection, Window, WindowError};

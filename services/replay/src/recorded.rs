@@ -120,6 +120,7 @@ pub(crate) mod tests {
             route_template: Some("/items/{id}".into()),
             headers: vec![Header::new("accept", "application/json")],
             body: CapturedBody::empty(),
+            run: String::new(),
         };
         let primary = ResponseEvent {
             request_id: id.into(),

@@ -249,6 +249,7 @@ mod tests {
             route_template: route.map(str::to_owned),
             headers: Vec::new(),
             body: CapturedBody::empty(),
+            run: String::new(),
         }
     }
 

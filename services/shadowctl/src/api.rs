@@ -96,8 +96,12 @@ impl Api {
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("candidate", &window.candidate);
-            let optional =
-                [("stage", stage), ("revision", window.revision.as_deref()), ("since", window.since.as_deref())];
+            let optional = [
+                ("stage", stage),
+                ("revision", window.revision.as_deref()),
+                ("since", window.since.as_deref()),
+                ("run", window.run.as_deref()),
+            ];
             for (key, value) in optional {
                 if let Some(value) = value {
                     query.append_pair(key, value);

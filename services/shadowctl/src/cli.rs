@@ -10,9 +10,9 @@ use crate::exit;
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success; for `gate`: the verdict is pass; for `record`: the file is written
-  1  `gate`: the verdict is fail
-  2  `gate`: still inconclusive when --wait ran out
+  0  success; for `gate` and `replay`: the verdict is pass; for `record`: the file is written
+  1  `gate`, `replay`: the verdict is fail
+  2  `gate`, `replay`: still inconclusive when --wait ran out
   3  refused: a bad argument, an unreadable file, or a request the server rejected
      (bad parameter, missing or wrong token, unknown id); the reason is printed
   4  the service could not be reached or failed (for `gate`: until --wait ran out)";
@@ -76,6 +76,13 @@ pub enum Command {
     /// SHADOWDIFF_TOPICS_* variables, as for the services.
     #[command(after_help = EXIT_CODES)]
     Record(RecordArgs),
+    /// Replay recorded production traffic to a build, before it is deployed: a window read
+    /// off the brokers, or a recording. Each request is sent again to the candidates (and
+    /// the baseline) by a mirror's rules, compared by the correlator with the recorded
+    /// primary's answer as a run of its own, and judged like a rollout stage: the exit code
+    /// is the verdict (0 pass, 1 fail, 2 still inconclusive when --wait runs out).
+    #[command(after_help = EXIT_CODES)]
+    Replay(Box<ReplayArgs>),
 }
 
 /// One path of one candidate's responses.
@@ -129,6 +136,10 @@ pub struct Window {
     /// Without --revision or --since, the server's default window (the last hour).
     #[arg(long)]
     pub since: Option<String>,
+    /// A replay run (`shadowctl replay`) to judge instead of the live traffic: all of its
+    /// comparisons, within the server's longest window.
+    #[arg(long, conflicts_with = "revision")]
+    pub run: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -213,17 +224,18 @@ pub struct FaultArgs {
     pub drop_percent: f64,
 }
 
+/// Which recorded exchanges: a time window on the brokers and its filters.
 #[derive(Debug, Args)]
-pub struct RecordArgs {
+pub struct WindowArgs {
     /// Start of the window (included), by the tap's request timestamps: an RFC 3339 time
     /// (2025-01-31T12:00:00Z) or a duration ago (90m, 2h).
     #[arg(long)]
-    pub from: String,
+    pub from: Option<String>,
     /// End of the window (excluded), as --from, or `now`. Requests of the last --grace may
     /// not have their primary's response on the brokers yet: such requests are counted,
     /// not recorded.
     #[arg(long)]
-    pub to: String,
+    pub to: Option<String>,
     /// Only requests to this route template (`/items/{id}`; the path where the tap had no
     /// template). Repeat for several; without it, every route.
     #[arg(long = "route", value_name = "ROUTE")]
@@ -241,12 +253,68 @@ pub struct RecordArgs {
     /// How long after a request the tap may publish it and its primary's response.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub grace: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    #[command(flatten)]
+    pub window: WindowArgs,
     /// A service's config file (the tap's, say), read for its [kafka] and [topics] only.
     #[arg(long, env = "SHADOWDIFF_CONFIG")]
     pub config: Option<PathBuf>,
     /// The Avro file to write; replaced once the whole recording is written.
     #[arg(short, long)]
     pub output: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recorded exchanges: --from and --to (and the filters) read them off the brokers.
+    #[command(flatten)]
+    pub window: WindowArgs,
+    /// Replay a recording (`shadowctl record`) instead: no brokers are read for it.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    pub file: Option<PathBuf>,
+    /// A mirror's config file: its [kafka] and [topics] (where the run's events go, and
+    /// where --from/--to are read), and its [mirror] keys and rules, which the run replays
+    /// by: allowed_targets, the seal key that opens sealed headers, the redaction of answers.
+    #[arg(long, env = "SHADOWDIFF_CONFIG")]
+    pub config: PathBuf,
+    /// A build under test, as NAME=URL (`v2=http://127.0.0.1:8080`). Repeat for several.
+    #[arg(long = "candidate", value_name = "NAME=URL", required = true)]
+    pub candidates: Vec<String>,
+    /// A build of the primary's version, as NAME=URL: the secondary, whose own differences
+    /// from the recorded answers are noise.
+    #[arg(long, value_name = "NAME=URL")]
+    pub baseline: Option<String>,
+    /// The run's id (1 to 64 of A-Z a-z 0-9 - _ . + / =); default: `replay-` and the time.
+    #[arg(long)]
+    pub run: Option<String>,
+    /// The pace: a factor of the recorded one (1x, 2x, 0.5x), or max.
+    #[arg(long, default_value = "1x")]
+    pub speed: shadowdiff_replay::Speed,
+    /// Replays in flight at most.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Exchanges started a second at most.
+    #[arg(long, default_value_t = 500)]
+    pub rate: u32,
+    /// Longest wait for one target's answer.
+    #[arg(long, default_value = "5s", value_parser = positive_duration)]
+    pub target_timeout: Duration,
+    /// Replay this method too, beyond GET, HEAD and OPTIONS. Repeat for several; needs
+    /// --reason. Replays are real requests: only against targets whose writes go nowhere.
+    #[arg(long = "unsafe-method", value_name = "METHOD", requires = "reason")]
+    pub unsafe_methods: Vec<String>,
+    /// Why replaying --unsafe-method is safe here (a scratch database, stubbed writes).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// The rollout stage whose gate judges the run.
+    #[arg(long, default_value = "shadow")]
+    pub stage: String,
+    /// How long to wait for every replayed exchange to be compared, and the verdict.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub wait: Duration,
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

@@ -4,13 +4,14 @@
 //! and answers with its exit code; `verdict` and `diff` print a report and one request's
 //! comparison; `accept`, `revoke` and `acceptances` manage intended differences; `profiles`
 //! manages the mirror's shadow profiles; `record` writes a window of production traffic
-//! from the brokers to an Avro file (`shadowdiff_replay`). It speaks HTTP to both
+//! from the brokers to an Avro file, and `replay` sends such a window again to a build and
+//! judges it (`shadowdiff_replay`). It speaks HTTP to both
 //! services and decodes their answers into their own types (`shadowdiff_verdict`,
 //! `shadowdiff_mirror::profile`), so a change of shape there fails to compile here.
 //!
 //! Reading order: [`cli`] (commands, flags, exit codes), [`api`] (the HTTP calls), then one
 //! module per command: [`gate`], [`report`] (the verdict tables), [`diff`], [`profiles`],
-//! [`record`] (with [`brokers`], where the Kafka settings come from).
+//! [`record`] (with [`brokers`], where the Kafka settings come from), [`replay`].
 
 pub mod api;
 pub mod brokers;
@@ -19,6 +20,7 @@ pub mod diff;
 pub mod gate;
 pub mod profiles;
 pub mod record;
+pub mod replay;
 pub mod report;
 pub mod style;
 pub mod table;
@@ -55,6 +57,8 @@ pub enum CtlError {
     Read(#[from] shadowdiff_replay::ReadError),
     #[error(transparent)]
     Recording(#[from] shadowdiff_replay::RecordingError),
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl CtlError {
@@ -64,7 +68,7 @@ impl CtlError {
             Self::Api(ApiError::Client(_)) | Self::Input { .. } | Self::Window(_) | Self::Recording(_) => exit::REFUSED,
             // A topic name that is not there is a bad argument, not an outage.
             Self::Read(shadowdiff_replay::ReadError::UnknownTopic { .. }) => exit::REFUSED,
-            Self::Api(_) | Self::NoVerdict { .. } | Self::Read(_) => exit::UNAVAILABLE,
+            Self::Api(_) | Self::NoVerdict { .. } | Self::Read(_) | Self::Unavailable(_) => exit::UNAVAILABLE,
         }
     }
 }
@@ -131,6 +135,7 @@ pub async fn run(cli: Cli) -> Result<u8, CtlError> {
         }
         Command::Profiles(command) => profiles::run(&api, command).await.map(|()| exit::OK),
         Command::Record(args) => record::run(args).await,
+        Command::Replay(args) => replay::run(&api, args, &pages).await,
     }
 }
 

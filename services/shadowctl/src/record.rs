@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use shadowdiff_replay::window::format_ms;
 use shadowdiff_replay::{ReadOptions, Readout, Window, read_window, recording};
 
-use crate::cli::RecordArgs;
+use crate::cli::{RecordArgs, WindowArgs};
 use crate::style::{HEADER, WARN, paint};
 use crate::{CtlError, brokers, exit, out};
 
@@ -15,9 +15,9 @@ use crate::{CtlError, brokers, exit, out};
 const UNANSWERED_SHOWN: usize = 5;
 
 pub async fn run(args: &RecordArgs) -> Result<u8, CtlError> {
-    let window = window(args, SystemTime::now())?;
+    let window = window(&args.window, SystemTime::now())?;
     let brokers = brokers::load(args.config.as_deref())?;
-    let options = ReadOptions { grace: args.grace, ..ReadOptions::default() };
+    let options = ReadOptions { grace: args.window.grace, ..ReadOptions::default() };
     let readout = read_window(&brokers.kafka, &brokers.topics, &window, &options).await?;
     let written = recording::write(&args.output, &window, &readout.exchanges)?;
     out(&summary(&window, &readout, written, &args.output.display().to_string()));
@@ -25,8 +25,14 @@ pub async fn run(args: &RecordArgs) -> Result<u8, CtlError> {
 }
 
 /// The window the flags describe, `--from` and `--to` read against the same `now`.
-pub fn window(args: &RecordArgs, now: SystemTime) -> Result<Window, CtlError> {
-    Ok(Window::parse(&args.from, &args.to, now)?
+pub fn window(args: &WindowArgs, now: SystemTime) -> Result<Window, CtlError> {
+    let (Some(from), Some(to)) = (&args.from, &args.to) else {
+        return Err(CtlError::Input {
+            path: "--from, --to".to_owned(),
+            reason: "a window needs both: an RFC 3339 time, a duration ago (2h) or now".to_owned(),
+        });
+    };
+    Ok(Window::parse(from, to, now)?
         .with_routes(args.routes.iter().cloned())
         .with_methods(&args.methods)?
         .with_sample_percent(args.sample_percent)?
@@ -108,8 +114,9 @@ mod tests {
     #[test]
     fn the_flags_make_the_window() {
         let now = UNIX_EPOCH + Duration::from_secs(100_000);
-        let w = window(&args(&["--route", "/a", "--route", "/b", "--method", "get", "--sample-percent", "25"]), now)
-            .unwrap();
+        let w =
+            window(&args(&["--route", "/a", "--route", "/b", "--method", "get", "--sample-percent", "25"]).window, now)
+                .unwrap();
         assert_eq!((w.from_ms(), w.to_ms()), (100_000_000 - 7_200_000, 100_000_000 - 3_600_000));
         assert_eq!(
             (w.routes(), w.methods(), w.sample_percent()),
@@ -117,12 +124,12 @@ mod tests {
         );
         assert_eq!(w.limit(), shadowdiff_replay::DEFAULT_LIMIT);
         for bad in [&["--sample-percent", "101"][..], &["--limit", "0"], &["--method", "G T"]] {
-            let error = window(&args(bad), now).unwrap_err();
+            let error = window(&args(bad).window, now).unwrap_err();
             assert_eq!(error.exit_code(), exit::REFUSED, "{bad:?}: {error}");
         }
         let mut backwards = args(&[]);
-        backwards.to = "3h".into();
-        assert!(window(&backwards, now).unwrap_err().to_string().contains("the start must come first"));
+        backwards.window.to = Some("3h".into());
+        assert!(window(&backwards.window, now).unwrap_err().to_string().contains("the start must come first"));
     }
 
     #[test]
@@ -139,6 +146,7 @@ mod tests {
             route_template: None,
             headers: Vec::new(),
             body: CapturedBody::empty(),
+            run: String::new(),
         };
         let readout = Readout {
             exchanges: Vec::new(),

@@ -18,6 +18,7 @@ fn request() -> RequestEvent {
         route_template: Some("/users/{id}".into()),
         headers: vec![Header::new("accept", "application/json"), Header::new("x-raw", vec![0xff, 0x00])],
         body: CapturedBody::capture(b"hello world", 5),
+        run: String::new(),
     }
 }
 

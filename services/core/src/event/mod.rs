@@ -42,6 +42,10 @@ pub struct RequestEvent {
     pub route_template: Option<String>,
     pub headers: Vec<Header>,
     pub body: CapturedBody,
+    /// The replay run (`shadowctl replay`) that sent this request again; empty for live
+    /// traffic. A mirror replays only live requests.
+    #[serde(default)]
+    pub run: String,
 }
 
 impl RequestEvent {
@@ -218,6 +222,7 @@ mod tests {
             route_template: None,
             headers: Vec::new(),
             body: CapturedBody::empty(),
+            run: String::new(),
         }
     }
 

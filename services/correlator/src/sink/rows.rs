@@ -258,6 +258,7 @@ mod tests {
             route_template: Some("/x".into()),
             headers: vec![],
             body: CapturedBody::empty(),
+            run: String::new(),
         };
         let exchange = Exchange {
             request: Some(request),

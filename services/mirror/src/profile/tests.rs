@@ -25,6 +25,7 @@ fn request(method: &str, route: &str) -> RequestEvent {
         route_template: Some(route.into()),
         headers: vec![Header::new("x-tenant", "blue")],
         body: CapturedBody::empty(),
+        run: String::new(),
     }
 }
 

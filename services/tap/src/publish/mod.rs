@@ -193,6 +193,7 @@ impl Publisher {
             route_template: Some(exchange.route),
             headers: exchange.headers,
             body: request_body,
+            run: String::new(),
         };
         let (role, deployment) = match &self.mode {
             Mode::Ingress => (Role::Primary, "primary".to_owned()),

@@ -1,0 +1,242 @@
+//! The built `shadowctl replay` against the whole pipeline on the real broker and
+//! ClickHouse: live traffic through the tap is recorded on the topics; a window of it is
+//! replayed to builds started for the test, compared by the correlator as a run of its own
+//! and judged by the verdict API; the exit code is the verdict.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+use std::process::Output;
+use std::time::Duration;
+
+use shadowdiff_demo::backend::{self, Behavior};
+use shadowdiff_replay::window::format_ms;
+use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::pipeline::{Backends, CANDIDATE, Pipeline, TEST_HMAC_KEY};
+use shadowdiff_tests::{eventually, unique};
+
+const ITEMS: u64 = 200;
+const WRITES: u64 = 10;
+
+async fn serve(behavior: Behavior) -> std::net::SocketAddr {
+    shadowdiff_tests::serve(backend::app(behavior)).await
+}
+
+/// A mirror config for the run: the pipeline's brokers and topics, its keys, loopback
+/// targets allowed, and no profile (the run brings its own).
+fn mirror_toml(infra: &Infra, pipeline: &Pipeline) -> std::path::PathBuf {
+    let names = &pipeline.names;
+    let text = format!(
+        "[mirror]\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n\
+         [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n\
+         [kafka]\nbrokers = \"{}\"\nlinger_ms = 1\n\
+         [topics]\nrequests = \"{}\"\nresponses = \"{}\"\ndead_letter = \"{}\"\npartitions = 3\n{}",
+        infra.brokers,
+        names.requests,
+        names.responses,
+        names.dead_letter,
+        shadowdiff_tests::auth::auth_toml()
+    );
+    let path = std::env::temp_dir().join(format!("{}.toml", unique("replay-mirror")));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs the binary off the async runtime, with the verdict API's URL and read token.
+async fn replay(pipeline: &Pipeline, args: Vec<String>) -> Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_shadowctl"));
+    command.arg("replay").args(args);
+    for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("SHADOWDIFF_") || k.starts_with("SHADOWCTL_")) {
+        command.env_remove(key);
+    }
+    command.env("SHADOWCTL_VERDICT", &pipeline.verdict_url).env("SHADOWCTL_TOKEN", shadowdiff_tests::auth::READ_TOKEN);
+    tokio::task::spawn_blocking(move || command.output().expect("run shadowctl")).await.unwrap()
+}
+
+fn streams(output: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Live traffic through the tap: item reads with known request ids, and cart writes.
+async fn traffic(pipeline: &Pipeline, prefix: &str, pause: Duration) {
+    let http = reqwest::Client::new();
+    for n in 0..ITEMS {
+        let answer = http
+            .get(format!("{}/items/{n}", pipeline.tap_url))
+            .header("x-request-id", format!("{prefix}-{n}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        if n < WRITES {
+            let write = http
+                .put(format!("{}/users/{n}/cart", pipeline.tap_url))
+                .header("x-request-id", format!("{prefix}-w{n}"))
+                .json(&serde_json::json!({ "items": [n] }))
+                .send()
+                .await
+                .unwrap();
+            assert!(write.status().is_success(), "{}", write.status());
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Waits until the live correlator has compared the live reads: their events are on the
+/// topics, primary answers included.
+async fn recorded(pipeline: &Pipeline, prefix: &str) {
+    eventually("the live traffic compared", Duration::from_secs(60), || async {
+        let n: u64 = pipeline
+            .clickhouse
+            .query("SELECT count() FROM exchanges FINAL WHERE run = '' AND role = 'candidate' AND startsWith(request_id, ?)")
+            .bind(prefix)
+            .fetch_one()
+            .await
+            .map_err(|e| e.to_string())?;
+        if n >= ITEMS { Ok(()) } else { Err(format!("{n} compared")) }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_that_changes_some_answers_fails_at_exactly_those_requests() {
+    let infra = Infra::get().await;
+    let honest = Behavior::default();
+    let backends = Backends {
+        primary: serve(honest.clone()).await,
+        secondary: serve(honest.clone()).await,
+        candidate: serve(honest.clone()).await,
+    };
+    let pipeline = Pipeline::start(&infra, backends).await;
+    let prefix = unique("live");
+    let from = shadowdiff_core::event::now_ms() - 1000;
+    traffic(&pipeline, &prefix, Duration::ZERO).await;
+    recorded(&pipeline, &prefix).await;
+    let to = shadowdiff_core::event::now_ms() + 1000;
+
+    // The build under test changes every fifth item's price; the baseline is the primary's version.
+    let regressing = Behavior { regress_every: 5, ..Behavior::default() };
+    let (build, baseline) = (serve(regressing.clone()).await, serve(honest).await);
+    let run = unique("ci").replace('_', "-");
+    let config = mirror_toml(&infra, &pipeline);
+    let args = vec![
+        "--from".into(),
+        format_ms(from),
+        "--to".into(),
+        format_ms(to),
+        "--grace".into(),
+        "1s".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--candidate".into(),
+        format!("build=http://{build}"),
+        "--baseline".into(),
+        format!("base=http://{baseline}"),
+        "--run".into(),
+        run.clone(),
+        "--speed".into(),
+        "max".into(),
+        "--wait".into(),
+        "90s".into(),
+    ];
+    let output = replay(&pipeline, args).await;
+    let (stdout, stderr) = streams(&output);
+    assert_eq!(output.status.code(), Some(1), "a fail\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert!(stdout.contains(&format!("run {run}: replayed {ITEMS} exchanges")), "{stdout}");
+    assert!(stdout.contains(&format!("not replayed: {WRITES} (not a safe method")), "writes never go: {stdout}");
+
+    // Exactly the requests whose price the build changes differ, at `price`.
+    let differing: BTreeSet<String> = pipeline
+        .clickhouse
+        .query("SELECT DISTINCT request_id FROM differences FINAL WHERE run = ? AND deployment = 'build' AND noise = 0")
+        .bind(&run)
+        .fetch_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let injected: BTreeSet<String> =
+        (0..ITEMS).filter(|n| regressing.regresses(*n)).map(|n| format!("{run}:{prefix}-{n}")).collect();
+    assert_eq!(differing, injected);
+    let paths: Vec<String> = pipeline
+        .clickhouse
+        .query("SELECT DISTINCT path FROM differences FINAL WHERE run = ? AND deployment = 'build' AND noise = 0")
+        .bind(&run)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(paths, vec!["price".to_owned()]);
+    // Every replayed exchange compared for both builds; none by the live mirror, which
+    // replays no run's request, and the live verdict counts none of them.
+    let rows: Vec<(String, u64)> = pipeline
+        .clickhouse
+        .query("SELECT deployment, count() FROM exchanges FINAL WHERE run = ? GROUP BY deployment ORDER BY deployment")
+        .bind(&run)
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![("base".to_owned(), ITEMS), ("build".to_owned(), ITEMS)]);
+    let live_of_run: u64 = pipeline
+        .clickhouse
+        .query("SELECT count() FROM exchanges FINAL WHERE run = '' AND startsWith(request_id, ?)")
+        .bind(format!("{run}:"))
+        .fetch_one()
+        .await
+        .unwrap();
+    assert_eq!(live_of_run, 0, "the live mirror replayed a run's request");
+    let live = shadowdiff_tests::verdict::report(&pipeline.verdict_url, &format!("candidate={CANDIDATE}")).await;
+    assert_eq!(live.divergence.count, 0, "the live candidate is honest: {:?}", live.reasons);
+    pipeline.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_twice_the_speed_a_replay_takes_half_the_recorded_time() {
+    let infra = Infra::get().await;
+    let honest = Behavior::default();
+    let backends = Backends {
+        primary: serve(honest.clone()).await,
+        secondary: serve(honest.clone()).await,
+        candidate: serve(honest.clone()).await,
+    };
+    let pipeline = Pipeline::start(&infra, backends).await;
+    let prefix = unique("paced");
+    let from = shadowdiff_core::event::now_ms() - 1000;
+    // 200 reads 20 ms apart: about 4 s of recorded traffic (more, with each request's own time).
+    traffic(&pipeline, &prefix, Duration::from_millis(20)).await;
+    recorded(&pipeline, &prefix).await;
+    let to = shadowdiff_core::event::now_ms() + 1000;
+    let build = serve(honest).await;
+    let config = mirror_toml(&infra, &pipeline);
+    let run = unique("paced").replace('_', "-");
+    let args = vec![
+        "--from".into(),
+        format_ms(from),
+        "--to".into(),
+        format_ms(to),
+        "--grace".into(),
+        "1s".into(),
+        "--config".into(),
+        config.display().to_string(),
+        "--candidate".into(),
+        format!("build=http://{build}"),
+        "--run".into(),
+        run.clone(),
+        "--speed".into(),
+        "2x".into(),
+        "--wait".into(),
+        "90s".into(),
+    ];
+    let output = replay(&pipeline, args).await;
+    let (stdout, stderr) = streams(&output);
+    assert_ne!(output.status.code(), Some(1), "an honest build does not fail\n{stdout}\n{stderr}");
+    // "run …: replayed 200 exchanges in 2.1s (recorded over 4.2s)"
+    let line = stdout.lines().find(|l| l.contains(": replayed ")).unwrap_or_else(|| panic!("{stdout}"));
+    let seconds = |after: &str| -> f64 {
+        let rest = &line[line.find(after).unwrap() + after.len()..];
+        rest[..rest.find('s').unwrap()].parse().unwrap()
+    };
+    let (took, recorded) = (seconds(" in "), seconds("recorded over "));
+    let ratio = took / recorded;
+    assert!((0.45..=0.65).contains(&ratio), "took {took}s for {recorded}s recorded: {ratio:.2}, not about 0.5");
+    pipeline.stop().await;
+}
