@@ -293,7 +293,7 @@ fn readme_queries() -> Vec<String> {
 #[tokio::test]
 async fn readme_ad_hoc_sql_runs_on_the_fixture() {
     let queries = readme_queries();
-    assert_eq!(queries.len(), 5, "README's Ad-hoc SQL has five ```sql blocks");
+    assert_eq!(queries.len(), 6, "README's Ad-hoc SQL has six ```sql blocks");
     let fx = Fixture::new("sd_adhoc").await;
     let v2 = Selection { candidates: Some(vec!["v2".into()]), routes: None };
     let mut failures = Vec::new();
@@ -306,6 +306,19 @@ async fn readme_ad_hoc_sql_runs_on_the_fixture() {
         if sql.contains('$') {
             failures.push(format!("{label}: Grafana macros or variables do not work in clickhouse-client"));
         }
+        if i == 5 {
+            // Two replay runs of one window: x-1 differs in run a only, x-2 in run b only,
+            // x-3 in both alike.
+            let insert = "INSERT INTO differences (ts, request_id, route, deployment, role, kind, path, \
+                          primary_value, shadow_value, noise, run) VALUES \
+                          (1763900000, 'ci-a:x-1', '/items/{id}', 'build', 'candidate', 'changed_value', 'price', '1', '2', 0, 'ci-a'), \
+                          (1763900000, 'ci-b:x-2', '/items/{id}', 'build', 'candidate', 'changed_value', 'stock', '1', '2', 0, 'ci-b'), \
+                          (1763900000, 'ci-a:x-3', '/items/{id}', 'build', 'candidate', 'changed_value', 'name', '1', '2', 0, 'ci-a'), \
+                          (1763900000, 'ci-b:x-3', '/items/{id}', 'build', 'candidate', 'changed_value', 'name', '1', '2', 0, 'ci-b')";
+            if let Err(e) = fx.clickhouse.execute(insert).await {
+                failures.push(format!("{label}: the runs' rows: {e}"));
+            }
+        }
         let t = match fx.clickhouse.run(sql).await {
             Ok(t) => t,
             Err(e) => {
@@ -314,6 +327,7 @@ async fn readme_ad_hoc_sql_runs_on_the_fixture() {
             }
         };
         let (columns, rows): (&[&str], Vec<Vec<String>>) = match i {
+            5 => (&["recorded_request", "paths_in_a", "paths_in_b"], vec![vec!["x-1".into()], vec!["x-2".into()]]),
             0 => {
                 let mut groups: BTreeMap<String, Counts> = BTreeMap::new();
                 for r in fx.candidates(&v2) {
@@ -432,6 +446,7 @@ async fn readme_ad_hoc_sql_runs_on_the_fixture() {
             1 => &["route", "path", "kind", "occurrences"],
             2 => &["request_id"],
             3 => &["role", "deployment", "compared"],
+            5 => &["recorded_request"],
             _ => &["deployment", "path", "is_noise"],
         };
         let mut want = rows;
