@@ -6,9 +6,10 @@
 # release correlator and verdict service, the file is replayed to a second demo backend (the
 # build under test), with and without a third as the baseline, at each concurrency, RUNS
 # times in turns, each run under its own --run id. Everything runs on 127.0.0.1 against the
-# shared Kafka and ClickHouse of deploy/local/services.sh, which are left up; the run's
-# topics, database, services and backends go. The services' configs are the demo's
-# (deploy/local/config/*.toml) with the ports, topics, database and group ids changed.
+# shared Kafka (or a fresh one: FRESH_BROKER=1) and ClickHouse of deploy/local/services.sh,
+# which are left up; the run's topics, database, services and backends go. The services'
+# configs are the demo's (deploy/local/config/*.toml) with the ports, topics, database and
+# group ids changed.
 #
 #   deploy/bench/replay.sh                               the default run (20 000 exchanges)
 #   EXCHANGES=2000 RUNS=1 deploy/bench/replay.sh         a quick smoke run
@@ -34,6 +35,7 @@
 #   SHADOWDIFF_KAFKA_BROKERS  the shared broker, started by deploy/local/services.sh (127.0.0.1:9092)
 #   SHADOWDIFF_CLICKHOUSE_URL the ClickHouse HTTP endpoint (http://127.0.0.1:8123)
 #   BENCH_KEEP=1              keep the temp dir (configs, logs, the recording, each run's output)
+#                             and the database
 #
 # Each replay goes to fresh topics, read by a correlator started for it, as a CI job replays a
 # recording to a pipeline of its own: tansu 0.6's memory storage lists every batch a
@@ -41,9 +43,8 @@
 # slower run after run (SHARED_TOPICS=1 shows it).
 #
 # The tables go to stdout and to deploy/bench/results-replay.md (results-replay-fresh-broker.md
-# with FRESH_BROKER=1). A benchmark, not a test: it
-# fails when a replay is refused or unavailable, or a run's exchanges are not all compared
-# within WAIT, never because it was slow.
+# with FRESH_BROKER=1). A benchmark, not a test: it fails when a replay is refused or
+# unavailable, or a run's exchanges are not all compared within WAIT, never because it was slow.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
