@@ -53,6 +53,38 @@ async fn replay(pipeline: &Pipeline, args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || command.output().expect("run shadowctl")).await.unwrap()
 }
 
+/// Where a replay's exchanges come from: a window off the brokers, or a recording.
+fn window(from: i64, to: i64) -> Vec<String> {
+    ["--from", &format_ms(from), "--to", &format_ms(to), "--grace", "1s"].map(str::to_owned).into()
+}
+
+/// `replay`'s arguments: `source`'s exchanges to the build (and the baseline, if any) as run
+/// `run` at `speed`, under the pipeline's mirror config.
+fn replay_args(
+    source: Vec<String>,
+    config: &std::path::Path,
+    build: std::net::SocketAddr,
+    baseline: std::net::SocketAddr,
+    run: &str,
+    speed: &str,
+) -> Vec<String> {
+    let rest = [
+        "--config".to_owned(),
+        config.display().to_string(),
+        "--candidate".to_owned(),
+        format!("build=http://{build}"),
+        "--baseline".to_owned(),
+        format!("base=http://{baseline}"),
+        "--run".to_owned(),
+        run.to_owned(),
+        "--speed".to_owned(),
+        speed.to_owned(),
+        "--wait".to_owned(),
+        "90s".to_owned(),
+    ];
+    source.into_iter().chain(rest).collect()
+}
+
 fn streams(output: &Output) -> (String, String) {
     (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
@@ -119,26 +151,7 @@ async fn a_build_that_changes_some_answers_fails_at_exactly_those_requests() {
     let (build, baseline) = (serve(regressing.clone()).await, serve(honest).await);
     let run = unique("ci").replace('_', "-");
     let config = mirror_toml(&infra, &pipeline);
-    let args = vec![
-        "--from".into(),
-        format_ms(from),
-        "--to".into(),
-        format_ms(to),
-        "--grace".into(),
-        "1s".into(),
-        "--config".into(),
-        config.display().to_string(),
-        "--candidate".into(),
-        format!("build=http://{build}"),
-        "--baseline".into(),
-        format!("base=http://{baseline}"),
-        "--run".into(),
-        run.clone(),
-        "--speed".into(),
-        "max".into(),
-        "--wait".into(),
-        "90s".into(),
-    ];
+    let args = replay_args(window(from, to), &config, build, baseline, &run, "max");
     let output = replay(&pipeline, args).await;
     let (stdout, stderr) = streams(&output);
     assert_eq!(output.status.code(), Some(1), "a fail\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
@@ -212,26 +225,7 @@ async fn at_twice_the_speed_a_replay_takes_half_the_recorded_time_and_a_recordin
     let (build, baseline) = (serve(honest.clone()).await, serve(honest).await);
     let config = mirror_toml(&infra, &pipeline);
     let run = unique("paced").replace('_', "-");
-    let args = vec![
-        "--from".into(),
-        format_ms(from),
-        "--to".into(),
-        format_ms(to),
-        "--grace".into(),
-        "1s".into(),
-        "--config".into(),
-        config.display().to_string(),
-        "--candidate".into(),
-        format!("build=http://{build}"),
-        "--baseline".into(),
-        format!("base=http://{baseline}"),
-        "--run".into(),
-        run.clone(),
-        "--speed".into(),
-        "2x".into(),
-        "--wait".into(),
-        "90s".into(),
-    ];
+    let args = replay_args(window(from, to), &config, build, baseline, &run, "2x");
     let output = replay(&pipeline, args).await;
     let (stdout, stderr) = streams(&output);
     assert_ne!(output.status.code(), Some(1), "an honest build does not fail\n{stdout}\n{stderr}");
@@ -248,7 +242,8 @@ async fn at_twice_the_speed_a_replay_takes_half_the_recorded_time_and_a_recordin
     // The same window as a file, replayed with no window read off the brokers: a pass.
     let file = std::env::temp_dir().join(format!("{}.avro", unique("window")));
     let recorded = std::process::Command::new(env!("CARGO_BIN_EXE_shadowctl"))
-        .args(["record", "--from", &format_ms(from), "--to", &format_ms(to), "--grace", "1s"])
+        .arg("record")
+        .args(window(from, to))
         .arg("--config")
         .arg(&config)
         .arg("-o")
@@ -257,22 +252,8 @@ async fn at_twice_the_speed_a_replay_takes_half_the_recorded_time_and_a_recordin
         .unwrap();
     assert!(recorded.status.success(), "{}", String::from_utf8_lossy(&recorded.stderr));
     let from_file = unique("file").replace('_', "-");
-    let args = vec![
-        "--file".into(),
-        file.display().to_string(),
-        "--config".into(),
-        config.display().to_string(),
-        "--candidate".into(),
-        format!("build=http://{build}"),
-        "--baseline".into(),
-        format!("base=http://{baseline}"),
-        "--run".into(),
-        from_file.clone(),
-        "--speed".into(),
-        "max".into(),
-        "--wait".into(),
-        "90s".into(),
-    ];
+    let source = vec!["--file".to_owned(), file.display().to_string()];
+    let args = replay_args(source, &config, build, baseline, &from_file, "max");
     let output = replay(&pipeline, args).await;
     let (stdout, stderr) = streams(&output);
     assert_eq!(output.status.code(), Some(0), "an honest build passes\n{stdout}\n{stderr}");
