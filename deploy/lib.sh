@@ -55,6 +55,16 @@ target_dir() { echo "${CARGO_TARGET_DIR:-$repo/target}"; }
 
 header_help() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
+# A script whose only options are its header's environment knobs: --help prints the header,
+# any argument is a usage error.
+knobs_only() {
+  case "${1:-}" in
+    "") ;;
+    -h | --help) header_help; exit 0 ;;
+    *) echo "usage: $0   (knobs are environment variables; see --help)" >&2; exit 2 ;;
+  esac
+}
+
 run_stamp() {
   local commit dirty=""
   commit="$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')"

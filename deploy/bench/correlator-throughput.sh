@@ -35,11 +35,7 @@ log_tag=bench
 . "$here/../lib.sh"
 cd "$repo"
 
-case "${1:-}" in
-  "") ;;
-  -h | --help) header_help; exit 0 ;;
-  *) echo "usage: $0   (knobs are environment variables; see --help)" >&2; exit 2 ;;
-esac
+knobs_only "$@"
 
 exchanges="${EXCHANGES:-200000}"
 body_bytes="${BODY_BYTES:-2048}"
