@@ -100,6 +100,14 @@ impl Mirror {
     }
 }
 
+/// Removes from a profile, as the mirror lists it, what the mirror derives when it applies
+/// one (`expired`, `expires_at_ms`), so the profile can be sent back as a change.
+pub(crate) fn without_derived(profile: &mut serde_json::Map<String, Value>) {
+    for derived in ["expired", "expires_at_ms"] {
+        profile.remove(derived);
+    }
+}
+
 /// Profiles a page lists at most.
 const MAX_PROFILES: usize = 100;
 

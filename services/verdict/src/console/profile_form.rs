@@ -104,10 +104,7 @@ impl ProfileForm {
     pub(crate) fn profile(&self, base: Option<&Value>) -> Result<Value, Vec<String>> {
         let mut problems = Vec::new();
         let mut profile: Map<String, Value> = base.and_then(Value::as_object).cloned().unwrap_or_default();
-        // What the mirror derives or adds when listing: it fixes them again when applied.
-        for derived in ["expired", "expires_at_ms"] {
-            profile.remove(derived);
-        }
+        super::mirror::without_derived(&mut profile);
         let mut number = |field: &str| -> Option<Value> {
             let text = self.get(field);
             if text.is_empty() {

@@ -102,8 +102,8 @@ pub(crate) async fn set_stage(
     let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
     let outcome = async {
         let mut profile = mirror.profile(&id).await?;
-        for derived in ["expired", "expires_at_ms"] {
-            profile.as_object_mut().map(|p| p.remove(derived));
+        if let Some(fields) = profile.as_object_mut() {
+            super::mirror::without_derived(fields);
         }
         profile["stage"] = serde_json::Value::String(form.stage);
         mirror.put(&profile).await
