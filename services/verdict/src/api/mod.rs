@@ -112,22 +112,34 @@ pub fn app(state: AppState) -> Router {
         .route("/profiles/new", get(crate::console::profiles::new_profile))
         .route("/profiles/{id}/edit", get(crate::console::profiles::edit_profile));
     let write = Router::new()
-        .route("/profiles", require(post(crate::console::profiles::save_profile), &state.auth, Scope::Write))
+        .route(
+            "/profiles",
+            require(crate::console::change(crate::console::profiles::save_profile), &state.auth, Scope::Write),
+        )
         .route(
             "/profiles/{id}/faults",
-            require(post(crate::console::profiles::change_faults), &state.auth, Scope::Write),
+            require(crate::console::change(crate::console::profiles::change_faults), &state.auth, Scope::Write),
         )
-        .route("/profiles/{id}/stage", require(post(crate::console::profiles::set_stage), &state.auth, Scope::Write))
+        .route(
+            "/profiles/{id}/stage",
+            require(crate::console::change(crate::console::profiles::set_stage), &state.auth, Scope::Write),
+        )
         .route(
             "/profiles/{id}/delete",
-            require(post(crate::console::profiles::delete_profile), &state.auth, Scope::Write),
+            require(crate::console::change(crate::console::profiles::delete_profile), &state.auth, Scope::Write),
         )
-        .route("/candidates/{candidate}/accept", require(post(crate::console::accept), &state.auth, Scope::Write))
+        .route(
+            "/candidates/{candidate}/accept",
+            require(crate::console::change(crate::console::accept), &state.auth, Scope::Write),
+        )
         .route("/v1/acceptances", require(post(accept), &state.auth, Scope::Write))
         .route("/v1/acceptances/revoke", require(post(revoke), &state.auth, Scope::Write));
     let sign_in = Router::new()
-        .route("/sign-in", get(crate::console::sign_in::form).post(crate::console::sign_in::sign_in))
-        .route("/sign-out", post(crate::console::sign_in::sign_out));
+        .route(
+            "/sign-in",
+            get(crate::console::sign_in::form).merge(crate::console::change(crate::console::sign_in::sign_in)),
+        )
+        .route("/sign-out", crate::console::change(crate::console::sign_in::sign_out));
     // The Flagger hooks check credentials themselves: the token may be in the payload.
     protect(read, &state.auth, Scope::Read)
         .layer(axum::middleware::from_fn_with_state(READ_TIME, within_time))

@@ -180,12 +180,8 @@ pub(crate) async fn accept(
     State(state): State<AppState>,
     Path(candidate): Path<String>,
     Extension(principal): Extension<Principal>,
-    headers: HeaderMap,
     Form(form): Form<AcceptForm>,
 ) -> Response {
-    if !same_site(&headers) {
-        return cross_site();
-    }
     let asked = crate::accept::ChangeRequest {
         candidate: candidate.clone(),
         route: form.route,
@@ -222,7 +218,21 @@ pub(super) fn same_site(headers: &HeaderMap) -> bool {
     }
 }
 
-pub(super) fn cross_site() -> Response {
+/// A state-changing POST route: its handler runs only for a request from this console's own
+/// pages (`same_site`), behind whatever credential check wraps it.
+pub(crate) fn change<H, T>(handler: H) -> axum::routing::MethodRouter<AppState>
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    axum::routing::post(handler).route_layer(axum::middleware::from_fn(same_site_only))
+}
+
+async fn same_site_only(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if same_site(request.headers()) { next.run(request).await } else { cross_site() }
+}
+
+fn cross_site() -> Response {
     let status = StatusCode::FORBIDDEN;
     (status, Html(render::error(status, "changes come only from this console's own pages"))).into_response()
 }

@@ -12,13 +12,13 @@
 
 use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::mirror::{FaultsForm, MirrorError, refused_status};
 use super::profile_form::ProfileForm;
-use super::{cross_site, render, same_site};
+use super::render;
 use crate::api::AppState;
 
 /// A change the mirror refused, shown on the profiles page at the profile it was about.
@@ -70,12 +70,8 @@ async fn changed(
 pub(crate) async fn change_faults(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
     Form(form): Form<FaultsForm>,
 ) -> Response {
-    if !same_site(&headers) {
-        return cross_site();
-    }
     let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
     let outcome = match form.parse() {
         Ok(faults) => mirror.faults(&id, &faults).await,
@@ -93,12 +89,8 @@ pub(crate) struct StageForm {
 pub(crate) async fn set_stage(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
     Form(form): Form<StageForm>,
 ) -> Response {
-    if !same_site(&headers) {
-        return cross_site();
-    }
     let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
     let outcome = async {
         let mut profile = mirror.profile(&id).await?;
@@ -111,14 +103,7 @@ pub(crate) async fn set_stage(
     changed(&state, &id, outcome.await, None).await
 }
 
-pub(crate) async fn delete_profile(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if !same_site(&headers) {
-        return cross_site();
-    }
+pub(crate) async fn delete_profile(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
     match mirror.delete(&id).await {
         Ok(()) => Redirect::to("/profiles").into_response(),
@@ -143,14 +128,7 @@ pub(crate) async fn edit_profile(State(state): State<AppState>, Path(id): Path<S
 
 /// Creates or replaces a profile from its form; a refused one is the form again, with the
 /// mirror's problems at their fields and what was typed.
-pub(crate) async fn save_profile(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Form(fields): Form<Vec<(String, String)>>,
-) -> Response {
-    if !same_site(&headers) {
-        return cross_site();
-    }
+pub(crate) async fn save_profile(State(state): State<AppState>, Form(fields): Form<Vec<(String, String)>>) -> Response {
     let Some(mirror) = state.mirror() else { return profiles_page(&state, None).await };
     let form = match ProfileForm::posted(fields) {
         Ok(form) => form,

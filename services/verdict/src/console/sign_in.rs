@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use axum::Form;
 use axum::extract::{Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use cookie::{Cookie, SameSite};
 use serde::Deserialize;
 use shadowdiff_runtime::auth::{SIGN_IN_COOKIE, Scope};
 
-use super::{cross_site, render, same_site};
+use super::render;
 use crate::api::AppState;
 
 /// How long a sign-in lasts.
@@ -47,10 +47,7 @@ pub(crate) async fn form(Query(next): Query<Return>) -> Html<String> {
     Html(render::sign_in(local(&next.next), None))
 }
 
-pub(crate) async fn sign_in(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<SignIn>) -> Response {
-    if !same_site(&headers) {
-        return cross_site();
-    }
+pub(crate) async fn sign_in(State(state): State<AppState>, Form(form): Form<SignIn>) -> Response {
     let next = local(&form.next);
     if let Err(denied) = state.auth().token(form.token.trim(), Scope::Read) {
         let page = render::sign_in(next, Some(&denied.to_string()));
@@ -65,10 +62,7 @@ pub(crate) async fn sign_in(State(state): State<AppState>, headers: HeaderMap, F
     ([(header::SET_COOKIE, cookie.to_string())], Redirect::to(next)).into_response()
 }
 
-pub(crate) async fn sign_out(headers: HeaderMap) -> Response {
-    if !same_site(&headers) {
-        return cross_site();
-    }
+pub(crate) async fn sign_out() -> Response {
     let cleared = Cookie::build((SIGN_IN_COOKIE, "")).path("/").max_age(cookie::time::Duration::ZERO);
     ([(header::SET_COOKIE, cleared.to_string())], Redirect::to("/sign-in")).into_response()
 }
