@@ -160,11 +160,7 @@ async fn within_time(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let page = request
-        .headers()
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
+    let page = crate::console::wants_page(request.headers());
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {

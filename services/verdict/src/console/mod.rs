@@ -237,6 +237,12 @@ fn cross_site() -> Response {
     (status, Html(render::error(status, "changes come only from this console's own pages"))).into_response()
 }
 
+/// Whether the request is a browser's asking for a page (it accepts HTML), rather than an
+/// API client's.
+pub(crate) fn wants_page(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|accept| accept.contains("text/html"))
+}
+
 /// An error as a console page.
 pub(crate) fn error_page(status: StatusCode, message: &str) -> String {
     render::error(status, message)

@@ -70,11 +70,7 @@ pub(crate) async fn sign_out() -> Response {
 /// A browser's page request refused for want of credentials goes to the sign-in form and
 /// back; an API client still gets its 401.
 pub(crate) async fn to_sign_in(request: Request, next: Next) -> Response {
-    let browser = request
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"));
+    let browser = super::wants_page(request.headers());
     let back: String = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_owned();
     let response = next.run(request).await;
     if browser && response.status() == StatusCode::UNAUTHORIZED {
