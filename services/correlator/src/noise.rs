@@ -1,6 +1,7 @@
 //! Noise across exchanges, after Twitter's Diffy.
 //!
-//! Per route, candidate and path (array indices generalised to `[*]`), count how often the
+//! Per route, candidate and path (array indices generalised to `[*]`), and apart for the live
+//! traffic and each replay run ([`Subject`]), count how often the
 //! candidate differs from the primary (*raw*) and how often the secondary does (*noise*), on
 //! the same exchanges. A path is a real divergence only when the candidate differs there
 //! clearly more often than the secondary does; otherwise its differences are noise:
@@ -93,11 +94,28 @@ struct Counts {
     paths: HashMap<String, (u64, u64)>,
 }
 
-/// The running counts, per route and candidate.
+/// Whose differences are counted together: one candidate on one route, in the live traffic
+/// (`run` empty) or in one replay run. A run replays other traffic at another time, often
+/// against another build under the same name, so what one run learns never explains
+/// another's differences, nor the live traffic's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Subject<'a> {
+    pub(crate) run: &'a str,
+    pub(crate) route: &'a str,
+    pub(crate) candidate: &'a str,
+}
+
+impl Subject<'_> {
+    fn key(self) -> (String, String, String) {
+        (self.run.to_owned(), self.route.to_owned(), self.candidate.to_owned())
+    }
+}
+
+/// The running counts, per [`Subject`].
 #[derive(Debug)]
 pub(crate) struct NoiseModel {
     config: NoiseConfig,
-    counts: RouteMap<(String, String), Counts>,
+    counts: RouteMap<(String, String, String), Counts>,
 }
 
 impl NoiseModel {
@@ -105,17 +123,16 @@ impl NoiseModel {
         Self { config, counts: RouteMap::new(config.max_routes, "noise") }
     }
 
-    /// Counts one exchange where both the secondary and `candidate` were compared with the
-    /// primary: the paths where each differed.
+    /// Counts one exchange where both the secondary and the subject's candidate were
+    /// compared with the primary: the paths where each differed.
     pub(crate) fn observe<'a>(
         &mut self,
-        route: &str,
-        candidate: &str,
+        subject: Subject<'_>,
         secondary_paths: impl IntoIterator<Item = &'a str>,
         candidate_paths: impl IntoIterator<Item = &'a str>,
     ) {
         let max_paths = self.config.max_paths;
-        let counts = self.counts.entry((route.to_owned(), candidate.to_owned()), Counts::default);
+        let counts = self.counts.entry(subject.key(), Counts::default);
         counts.exchanges += 1;
         let mut bump = |path: &str, raw: bool| {
             let key = generalise(path);
@@ -141,9 +158,9 @@ impl NoiseModel {
         }
     }
 
-    /// Whether the secondary's record explains `candidate`'s differences at `path` on `route`.
-    pub(crate) fn explains(&self, route: &str, candidate: &str, path: &str) -> bool {
-        let Some(counts) = self.counts.peek(&(route.to_owned(), candidate.to_owned())) else {
+    /// Whether the secondary's record explains the subject's differences at `path`.
+    pub(crate) fn explains(&self, subject: Subject<'_>, path: &str) -> bool {
+        let Some(counts) = self.counts.peek(&subject.key()) else {
             return false;
         };
         let Some(&(raw, noise)) = counts.paths.get(&generalise(path)) else {
@@ -187,6 +204,11 @@ fn generalise(path: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `candidate` on `route` in the live traffic.
+    fn live<'a>(route: &'a str, candidate: &'a str) -> Subject<'a> {
+        Subject { run: "", route, candidate }
+    }
+
     #[test]
     fn array_positions_and_keys_generalise() {
         assert_eq!(generalise("items[3].price"), "items[*].price");
@@ -202,10 +224,10 @@ mod tests {
         for i in 0..100 {
             let secondary: &[&str] = if i % 2 == 0 { &["served_by"] } else { &[] };
             let candidate: &[&str] = if i % 3 != 0 { &["served_by"] } else { &[] };
-            model.observe("/items/{id}", "v2", secondary.iter().copied(), candidate.iter().copied());
+            model.observe(live("/items/{id}", "v2"), secondary.iter().copied(), candidate.iter().copied());
         }
         // 66 raw vs 50 noise: relative 13.8% < 20%.
-        assert!(model.explains("/items/{id}", "v2", "served_by"));
+        assert!(model.explains(live("/items/{id}", "v2"), "served_by"));
     }
 
     #[test]
@@ -213,12 +235,25 @@ mod tests {
         let mut model = NoiseModel::new(NoiseConfig::default());
         for i in 0..100 {
             let candidate: &[&str] = if i % 10 == 0 { &["items[2].price"] } else { &[] };
-            model.observe("/items/{id}", "v2", ["generated_at"], candidate.iter().copied());
+            model.observe(live("/items/{id}", "v2"), ["generated_at"], candidate.iter().copied());
         }
-        assert!(!model.explains("/items/{id}", "v2", "items[5].price"), "10% raw against no noise");
-        assert!(model.explains("/items/{id}", "v2", "generated_at"), "only ever noise");
-        assert!(!model.explains("/other", "v2", "generated_at"), "per route");
-        assert!(!model.explains("/items/{id}", "v3", "generated_at"), "per candidate");
+        assert!(!model.explains(live("/items/{id}", "v2"), "items[5].price"), "10% raw against no noise");
+        assert!(model.explains(live("/items/{id}", "v2"), "generated_at"), "only ever noise");
+        assert!(!model.explains(live("/other", "v2"), "generated_at"), "per route");
+        assert!(!model.explains(live("/items/{id}", "v3"), "generated_at"), "per candidate");
+    }
+
+    #[test]
+    fn a_replay_run_learns_apart_from_the_live_traffic_and_other_runs() {
+        let mut model = NoiseModel::new(NoiseConfig::default());
+        let run = |run| Subject { run, route: "/items/{id}", candidate: "v2" };
+        // In run a, the baseline differs at `price` as often as the build: noise there.
+        for _ in 0..100 {
+            model.observe(run("a"), ["price"], ["price"]);
+        }
+        assert!(model.explains(run("a"), "price"));
+        assert!(!model.explains(run("b"), "price"), "run b has its own record");
+        assert!(!model.explains(live("/items/{id}", "v2"), "price"), "so has the live traffic");
     }
 
     #[test]
@@ -227,28 +262,28 @@ mod tests {
         let mut model = NoiseModel::new(config);
         for i in 0..100 {
             let candidate: &[&str] = if i < 3 { &["etag"] } else { &[] };
-            model.observe("/r", "v2", [], candidate.iter().copied());
+            model.observe(live("/r", "v2"), [], candidate.iter().copied());
         }
-        assert!(model.explains("/r", "v2", "etag"), "3% excess is under a 5% absolute threshold");
+        assert!(model.explains(live("/r", "v2"), "etag"), "3% excess is under a 5% absolute threshold");
     }
 
     #[test]
     fn tracked_routes_are_bounded() {
         let mut model = NoiseModel::new(NoiseConfig { max_routes: 100, ..NoiseConfig::default() });
         for id in 0..10_000 {
-            model.observe(&format!("/items/{id}"), "v2", ["served_by"], []);
+            model.observe(live(&format!("/items/{id}"), "v2"), ["served_by"], []);
         }
         assert_eq!(model.counts.len(), 100);
-        assert!(model.explains("/items/9999", "v2", "served_by"), "the latest routes are kept");
-        assert!(!model.explains("/items/0", "v2", "served_by"), "the oldest was forgotten");
+        assert!(model.explains(live("/items/9999", "v2"), "served_by"), "the latest routes are kept");
+        assert!(!model.explains(live("/items/0", "v2"), "served_by"), "the oldest was forgotten");
     }
 
     #[test]
     fn tracked_paths_are_bounded() {
         let mut model = NoiseModel::new(NoiseConfig { max_paths: 2, ..NoiseConfig::default() });
-        model.observe("/r", "v2", ["a", "b", "c"], []);
-        assert!(model.explains("/r", "v2", "a") && model.explains("/r", "v2", "b"));
-        assert!(!model.explains("/r", "v2", "c"), "untracked: never called noise");
+        model.observe(live("/r", "v2"), ["a", "b", "c"], []);
+        assert!(model.explains(live("/r", "v2"), "a") && model.explains(live("/r", "v2"), "b"));
+        assert!(!model.explains(live("/r", "v2"), "c"), "untracked: never called noise");
     }
 
     /// The README's promise: the counts halve every 100,000 exchanges of a route and
@@ -256,7 +291,7 @@ mod tests {
     const HALVING_EVERY: u64 = 100_000;
 
     fn counts(model: &NoiseModel) -> (u64, (u64, u64), (u64, u64)) {
-        let counts = model.counts.peek(&("/r".to_owned(), "v2".to_owned())).unwrap();
+        let counts = model.counts.peek(&live("/r", "v2").key()).unwrap();
         (counts.exchanges, counts.paths["x"], counts.paths["y"])
     }
 
@@ -265,14 +300,14 @@ mod tests {
         let mut model = NoiseModel::new(NoiseConfig::default());
         // Both shadows differ at `x`, only the candidate at `y`.
         for _ in 0..HALVING_EVERY - 1 {
-            model.observe("/r", "v2", ["x"], ["x", "y"]);
+            model.observe(live("/r", "v2"), ["x"], ["x", "y"]);
         }
         let n = HALVING_EVERY - 1;
         assert_eq!(counts(&model), (n, (n, n), (n, 0)), "whole counts up to the 99,999th");
-        model.observe("/r", "v2", ["x"], ["x", "y"]);
+        model.observe(live("/r", "v2"), ["x"], ["x", "y"]);
         let half = HALVING_EVERY / 2;
         assert_eq!(counts(&model), (half, (half, half), (half, 0)), "halved with the 100,000th");
-        model.observe("/r", "v2", ["x"], ["x", "y"]);
+        model.observe(live("/r", "v2"), ["x"], ["x", "y"]);
         assert_eq!(counts(&model), (half + 1, (half + 1, half + 1), (half + 1, 0)), "and counting on");
     }
 
@@ -281,16 +316,16 @@ mod tests {
         let mut model = NoiseModel::new(NoiseConfig::default());
         // For 99,999 exchanges the secondary differs at `shard` as often as the candidate.
         for _ in 0..HALVING_EVERY - 1 {
-            model.observe("/r", "v2", ["shard"], ["shard"]);
+            model.observe(live("/r", "v2"), ["shard"], ["shard"]);
         }
-        assert!(model.explains("/r", "v2", "shard"), "noise while both differ");
+        assert!(model.explains(live("/r", "v2"), "shard"), "noise while both differ");
         // Then only the candidate does. Halved at the 100,000th exchange, the old record
         // weighs half: after 30,000 more, raw 79,999 against noise 49,999 is 23% apart,
         // over the 20% threshold. Kept whole it would be 129,999 against 99,999, 13% apart,
         // and the change would still pass for noise.
         for _ in 0..30_000 {
-            model.observe("/r", "v2", [], ["shard"]);
+            model.observe(live("/r", "v2"), [], ["shard"]);
         }
-        assert!(!model.explains("/r", "v2", "shard"), "the candidate's new divergence is seen");
+        assert!(!model.explains(live("/r", "v2"), "shard"), "the candidate's new divergence is seen");
     }
 }

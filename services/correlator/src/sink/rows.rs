@@ -14,7 +14,7 @@ use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow};
 
 use crate::config::CorrelatorSection;
 use crate::join::Exchange;
-use crate::noise::NoiseModel;
+use crate::noise::{NoiseModel, Subject};
 use crate::sink::fields::{Fields, difference_rows, sample_row};
 use crate::sink::samples::SampleBudget;
 
@@ -187,19 +187,17 @@ fn mark_noise(
     found: &[Difference],
 ) -> Vec<bool> {
     let candidate = shadow.role == Role::Candidate;
+    let subject = Subject { run: &shadow.run, route, candidate: &shadow.deployment };
     if let Some(secondary) = secondary
         && candidate
         && outcome == Outcome::Complete
     {
         let paths = found.iter().map(|d| d.path.as_str());
-        model.observe(route, &shadow.deployment, secondary.iter().map(String::as_str), paths);
+        model.observe(subject, secondary.iter().map(String::as_str), paths);
     }
     found
         .iter()
-        .map(|d| {
-            secondary.is_some_and(|s| s.contains(&d.path))
-                || (candidate && model.explains(route, &shadow.deployment, &d.path))
-        })
+        .map(|d| secondary.is_some_and(|s| s.contains(&d.path)) || (candidate && model.explains(subject, &d.path)))
         .collect()
 }
 
