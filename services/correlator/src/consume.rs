@@ -106,7 +106,7 @@ impl Correlator {
 }
 
 /// The configured diff rules (compiled when the config was read), with the diff limits.
-fn route_rules(config: &CorrelatorSection) -> rows::RouteRules {
+pub(crate) fn route_rules(config: &CorrelatorSection) -> rows::RouteRules {
     let limits = config.diff_limits();
     let default = config.default_rules.clone().with_limits(limits);
     let routes = config.routes.iter().map(|r| (r.template.clone(), r.rules.clone().with_limits(limits))).collect();

@@ -6,7 +6,8 @@
 //! and then its batch until written); `join` (the per-request state and when an exchange is
 //! final); `noise` (Diffy's statistics across exchanges); `sink` (rows, migrations and the
 //! ClickHouse writer; rows ClickHouse refuses go to the runtime's `DeadLetter`);
-//! `bounded` (per-route state that auto-templated paths cannot grow without end); `events`.
+//! [`direct`] (whole exchanges compared in process, without the brokers, by the same rows
+//! and sink); `bounded` (per-route state that auto-templated paths cannot grow without end); `events`.
 //!
 //! Nothing retries forever on a permanent error: a row ClickHouse rejects is isolated from
 //! its batch and dead-lettered with the reason, and a dead letter too large for the broker
@@ -19,6 +20,7 @@
 mod bounded;
 pub mod config;
 mod consume;
+pub mod direct;
 mod events;
 mod join;
 mod noise;

@@ -12,10 +12,13 @@
 //! - [`recording`]: [`recording::write`] and [`recording::read`] keep exchanges in an Avro
 //!   object container file that any Avro reader opens.
 //! - [`run`]: a [`Run`] sends a recording's requests again to its targets, by the mirror's
-//!   rules, and publishes them with the recorded primary's answers for the correlator.
+//!   rules, and hands them with the recorded primary's answers to an [`Outlet`]: the
+//!   [`Publisher`], for the correlator, or [`Compared`] ([`compared`]), which compares them in
+//!   this process by the correlator's rules and writes the rows, with no broker at all.
 //!
 //! Start with [`Recorded`] (`recorded.rs`), then [`window`], [`read`] and [`recording`].
 
+pub mod compared;
 pub mod read;
 pub mod recorded;
 pub mod recording;
@@ -23,9 +26,10 @@ pub mod report;
 pub mod run;
 pub mod window;
 
+pub use compared::Compared;
 pub use read::{ReadError, ReadOptions, Readout, read_window};
 pub use recorded::{InvalidRecord, MAX_EXCHANGE_BYTES, Recorded};
 pub use recording::{Recording, RecordingError};
 pub use report::{ReadReport, SkipReason, Skipped, Topic};
-pub use run::{Publisher, Run, RunError, Speed, Summary};
+pub use run::{Outlet, Publisher, Replayed, Run, RunError, Speed, Summary};
 pub use window::{DEFAULT_LIMIT, Selection, Window, WindowError};

@@ -1,7 +1,8 @@
 //! A replay run: each recorded request sent again to the run's targets, at the recorded pace
-//! scaled or as fast as the bounds allow, and published with the recorded primary's answer,
-//! every event tagged with the run, for the correlator to compare as it compares the
-//! mirror's.
+//! scaled or as fast as the bounds allow, and handed with the recorded primary's answer,
+//! every event tagged with the run, to an [`Outlet`]: published for the correlator to compare
+//! as it compares the mirror's ([`Publisher`]), or compared in this process
+//! ([`crate::Compared`]).
 //!
 //! The targets are replayed to by the mirror's own [`Replayer`], under the [`ReplayContext`]
 //! of a mirror's config: only to allowed targets, sealed headers opened with the seal key
@@ -13,6 +14,7 @@
 //! requests without a run, leaves them alone.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,7 +88,23 @@ pub enum RunError {
     Schema(#[from] shadowdiff_core::codec::SchemaError),
 }
 
-/// Where a run's events go: the topics the correlator reads.
+/// One exchange as a run replayed it: the recorded request and the primary's recorded answer
+/// under the run's request id, and each target's answer, every one tagged with the run.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    pub request: RequestEvent,
+    pub primary: ResponseEvent,
+    pub answers: Vec<ResponseEvent>,
+}
+
+/// Where a run's replayed exchanges go: to the brokers for the correlator ([`Publisher`]),
+/// or to a comparer in this process ([`crate::Compared`]).
+pub trait Outlet: Clone + Send + Sync + 'static {
+    /// Keeps one replayed exchange; false when not all of it could be kept.
+    fn keep(&self, replayed: Replayed) -> impl Future<Output = bool> + Send;
+}
+
+/// Publishes a run's events to the topics the correlator reads.
 #[derive(Clone)]
 pub struct Publisher {
     producer: Producer,
@@ -122,26 +140,34 @@ impl Publisher {
         let record = FutureRecord::to(topic).key(key).payload(&payload);
         self.producer.send(record, Duration::from_secs(30)).await.is_ok()
     }
+}
 
-    async fn request(&self, event: &RequestEvent) -> bool {
-        self.send(&self.requests, &event.request_id, self.codec.encode(event)).await
-    }
-
-    async fn response(&self, event: &ResponseEvent) -> bool {
-        self.send(&self.responses, &event.request_id, self.codec.encode(event)).await
+impl Outlet for Publisher {
+    /// Publishes the request, the primary's answer and each target's at once, every one
+    /// naming all of the run's legs so the correlator knows when the exchange is whole;
+    /// true when the brokers took them all.
+    async fn keep(&self, replayed: Replayed) -> bool {
+        let Replayed { request, primary, answers } = &replayed;
+        let request = self.send(&self.requests, &request.request_id, self.codec.encode(request));
+        let responses = std::iter::once(primary)
+            .chain(answers)
+            .map(|event| self.send(&self.responses, &event.request_id, self.codec.encode(event)));
+        let (request, responses) = tokio::join!(request, futures_util::future::join_all(responses));
+        request && responses.into_iter().all(|sent| sent)
     }
 }
 
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Summary {
-    /// Exchanges replayed and published whole: the request, the primary's answer and
-    /// every target's.
+    /// Exchanges replayed and kept whole by the outlet: the request, the primary's answer
+    /// and every target's.
     pub replayed: u64,
     /// Exchanges not replayed, by reason (`method`: not a safe method, nor opted in).
     pub refused: BTreeMap<&'static str, u64>,
-    /// Exchanges replayed whose events the brokers did not all take.
-    pub unpublished: u64,
+    /// Exchanges replayed that the outlet could not keep whole (events the brokers did not
+    /// all take).
+    pub unkept: u64,
     /// From the first replay to the last answer.
     pub elapsed: Duration,
     /// From the first recorded request to the last.
@@ -164,13 +190,13 @@ impl Run {
         if problems.is_empty() { Ok(()) } else { Err(RunError::Profile(problems)) }
     }
 
-    /// Replays `exchanges` (in recorded order) and publishes every event; `progress` is
-    /// told each exchange done.
-    pub async fn replay(
+    /// Replays `exchanges` (in recorded order) and hands each to `outlet`; `progress` is told
+    /// each exchange done.
+    pub async fn replay<O: Outlet>(
         &self,
         exchanges: Vec<Recorded>,
         context: &ReplayContext,
-        publisher: &Publisher,
+        outlet: &O,
         progress: &(dyn Fn() + Sync),
     ) -> Result<Summary, RunError> {
         self.check(context)?;
@@ -214,11 +240,11 @@ impl Run {
             }
             limiter.until_ready().await;
             let Ok(slot) = slots.clone().acquire_owned().await else { break };
-            let (targets, profile, publisher) = (targets.clone(), self.profile.clone(), publisher.clone());
+            let (targets, profile, outlet) = (targets.clone(), self.profile.clone(), outlet.clone());
             running.spawn(async move {
-                let whole = exchange_once(&request, &primary, &targets, &profile, &publisher).await;
+                let replayed = exchange_once(request, primary, &targets, &profile).await;
                 drop(slot);
-                whole
+                outlet.keep(replayed).await
             });
             while let Some(done) = running.try_join_next() {
                 summary.count(done.unwrap_or(false));
@@ -255,29 +281,22 @@ impl Summary {
         if whole {
             self.replayed += 1;
         } else {
-            self.unpublished += 1;
+            self.unkept += 1;
         }
     }
 }
 
-/// Replays one exchange to every target and publishes its events: the request, the
-/// recorded primary's answer, then each target's, every one naming all of the run's legs so
-/// the correlator knows when the exchange is whole. True when the brokers took them all.
+/// Replays one exchange to every target at once.
 async fn exchange_once(
-    request: &RequestEvent,
-    primary: &ResponseEvent,
+    request: RequestEvent,
+    primary: ResponseEvent,
     targets: &[Arc<Replayer>],
     profile: &Profile,
-    publisher: &Publisher,
-) -> bool {
-    let answers = futures_util::future::join_all(targets.iter().map(|t| t.replay(request, profile))).await;
-    let mut whole = publisher.request(request).await && publisher.response(primary).await;
-    for answer in answers {
-        let mut event = answer.event;
-        event.run.clone_from(&request.run);
-        whole &= publisher.response(&event).await;
-    }
-    whole
+) -> Replayed {
+    let answers = futures_util::future::join_all(targets.iter().map(|t| t.replay(&request, profile))).await;
+    let answers =
+        answers.into_iter().map(|answer| ResponseEvent { run: request.run.clone(), ..answer.event }).collect();
+    Replayed { request, primary, answers }
 }
 
 #[cfg(test)]

@@ -315,6 +315,15 @@ pub struct ReplayArgs {
     /// How long to wait for every replayed exchange to be compared, and the verdict.
     #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
     pub wait: Duration,
+    /// Compare and judge here, with no broker: a correlator's config file, whose
+    /// [clickhouse] the run's rows are written to and whose [correlator] rules compare them.
+    /// The run is judged in this process rather than by the verdict API.
+    #[arg(long, value_name = "FILE")]
+    pub correlator_config: Option<PathBuf>,
+    /// With --correlator-config: a verdict service's config file, whose [verdict.gates]
+    /// judge the run (default: the built-in gates).
+    #[arg(long, value_name = "FILE", requires = "correlator_config")]
+    pub verdict_config: Option<PathBuf>,
 }
 
 fn positive_duration(text: &str) -> Result<Duration, String> {

@@ -3,20 +3,32 @@
 //!
 //! The exchanges come off the brokers (`--from`/`--to`, as `record` reads them) or from a
 //! recording (`--file`). A [`Run`] replays them by a mirror's rules (its config file's
-//! `[mirror]`) to the candidates and the baseline, and publishes them with the recorded
-//! primary's answers to the topics the correlator reads. The verdict API is then asked
-//! about the run until every replayed exchange is compared, or `--wait` runs out; the exit
-//! code is the verdict's, the worst of the candidates'.
+//! `[mirror]`) to the candidates and the baseline, then either
+//!
+//! - publishes them with the recorded primary's answers to the topics the correlator reads,
+//!   and asks the verdict API about the run until every replayed exchange is compared, or
+//!   `--wait` runs out ([`published`]); or,
+//! - with `--correlator-config`, compares them in this process by that correlator's rules,
+//!   writes the rows to its ClickHouse, and judges them here by the verdict's own report
+//!   ([`compared_here`]): no broker, correlator or verdict service at all.
+//!
+//! The exit code is the verdict's, the worst of the candidates'.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::path::Path;
+
+use shadowdiff_correlator::CorrelatorConfig;
+use shadowdiff_correlator::direct::Written;
 use shadowdiff_mirror::MirrorConfig;
-use shadowdiff_mirror::profile::Profile;
+use shadowdiff_mirror::profile::{Profile, TargetRole};
 use shadowdiff_mirror::replay::ReplayContext;
-use shadowdiff_replay::{Publisher, ReadOptions, Recorded, Run, Summary, read_window, recording};
+use shadowdiff_replay::{Compared, Outlet, Publisher, ReadOptions, Recorded, Run, Summary, read_window, recording};
+use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::config::load;
-use shadowdiff_verdict::{Decision, VerdictReport};
+use shadowdiff_verdict::config::VerdictSection;
+use shadowdiff_verdict::{Decision, VerdictConfig, VerdictReport};
 
 use crate::api::Api;
 use crate::cli::{ReplayArgs, Window};
@@ -27,7 +39,7 @@ use crate::{CtlError, exit, out, report};
 const POLL: Duration = Duration::from_secs(1);
 
 pub async fn run(api: &Api, args: &ReplayArgs, pages: &reqwest::Url) -> Result<u8, CtlError> {
-    let config = mirror_config(args)?;
+    let config: MirrorConfig = load_config(&args.config)?;
     let context = ReplayContext::of(&config.mirror);
     let id = args.run.clone().unwrap_or_else(|| {
         let secs = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -36,34 +48,12 @@ pub async fn run(api: &Api, args: &ReplayArgs, pages: &reqwest::Url) -> Result<u
     let run =
         Run { profile: profile(args, &id)?, id, speed: args.speed, concurrency: args.concurrency, rate: args.rate };
     run.check(&context).map_err(refused)?;
-    let exchanges = exchanges(args, &config).await?;
-    let producer = config.kafka.producer().map_err(|e| CtlError::Unavailable(format!("the brokers: {e}")))?;
-    let publisher = Publisher::new(producer, &config.topics.requests, &config.topics.responses).map_err(refused)?;
-
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(exchanges.len() as u64),
-        indicatif::ProgressDrawTarget::stderr_with_hz(4),
-    );
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} exchanges, {per_sec}, {eta} left")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    let summary = run.replay(exchanges, &context, &publisher, &|| bar.inc(1)).await.map_err(refused)?;
-    bar.finish_and_clear();
-    out(&summarize(&run, &summary));
-    if summary.replayed == 0 {
-        return Err(CtlError::Input {
-            path: "the recording".to_owned(),
-            reason: "no exchange was replayed".to_owned(),
-        });
-    }
-
+    let reports = match &args.correlator_config {
+        Some(path) => compared_here(args, &run, &context, &config, path).await?,
+        None => published(api, args, &run, &context, &config).await?,
+    };
     let mut codes = Vec::new();
-    for candidate in run.profile.targets.iter().filter(|t| t.role == shadowdiff_mirror::profile::TargetRole::Candidate)
-    {
-        let window =
-            Window { candidate: candidate.name.clone(), revision: None, since: None, run: Some(run.id.clone()) };
-        let report = judged(api, &window, &args.stage, summary.replayed, args.wait).await?;
+    for report in reports {
         out(&report::render(&report, pages));
         codes.push(match report.verdict {
             Decision::Pass => exit::PASS,
@@ -81,10 +71,115 @@ pub async fn run(api: &Api, args: &ReplayArgs, pages: &reqwest::Url) -> Result<u
     })
 }
 
-/// The mirror config the run replays by, with its environment overrides, checked key by key.
-fn mirror_config(args: &ReplayArgs) -> Result<MirrorConfig, CtlError> {
-    load(Some(&args.config), std::env::vars()).map_err(|errors| CtlError::Input {
-        path: args.config.display().to_string(),
+/// Publishes the run for the correlator, then asks the verdict API about each candidate.
+async fn published(
+    api: &Api,
+    args: &ReplayArgs,
+    run: &Run,
+    context: &ReplayContext,
+    config: &MirrorConfig,
+) -> Result<Vec<VerdictReport>, CtlError> {
+    let exchanges = exchanges(args, config).await?;
+    let producer = config.kafka.producer().map_err(|e| CtlError::Unavailable(format!("the brokers: {e}")))?;
+    let publisher = Publisher::new(producer, &config.topics.requests, &config.topics.responses).map_err(refused)?;
+    let summary = replay(run, exchanges, context, &publisher).await?;
+    let mut reports = Vec::new();
+    for candidate in candidates(run) {
+        let window = Window { candidate: candidate.to_owned(), revision: None, since: None, run: Some(run.id.clone()) };
+        reports.push(judged(api, &window, &args.stage, summary.replayed, args.wait).await?);
+    }
+    Ok(reports)
+}
+
+/// Compares the run in this process and writes its rows to the correlator config's
+/// ClickHouse, then judges each candidate here: no broker, no correlator, no verdict API.
+async fn compared_here(
+    args: &ReplayArgs,
+    run: &Run,
+    context: &ReplayContext,
+    config: &MirrorConfig,
+    correlator: &Path,
+) -> Result<Vec<VerdictReport>, CtlError> {
+    let correlator: CorrelatorConfig = load_config(correlator)?;
+    let verdict = match &args.verdict_config {
+        Some(path) => load_config::<VerdictConfig>(path)?.verdict,
+        None => VerdictSection::default(),
+    };
+    verdict.gates.judging(&args.stage, true).ok_or_else(|| CtlError::Input {
+        path: "--stage".to_owned(),
+        reason: format!("no stage {:?}: one of {}", args.stage, shadowdiff_verdict::gate::STAGES.join(", ")),
+    })?;
+    let unavailable =
+        |e: &dyn std::fmt::Display| CtlError::Unavailable(format!("ClickHouse at {}: {e}", correlator.clickhouse.url));
+    // Writes ClickHouse keeps refusing are retried until --wait is up, or an interrupt.
+    let shutdown = CancellationToken::new();
+    let compared = Compared::connect(&correlator, shutdown.clone()).await.map_err(|e| unavailable(&e))?;
+    let exchanges = exchanges(args, config).await?;
+    let (summary, written) = {
+        let _stop = shutdown.clone().drop_guard();
+        let deadline = shutdown.clone();
+        let wait = args.wait;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => deadline.cancel(),
+                () = deadline.cancelled() => {}
+            }
+        });
+        let summary = replay(run, exchanges, context, &compared).await?;
+        let finishing = tokio::time::timeout(wait, compared.finish());
+        let written = finishing.await.ok().and_then(Result::ok).ok_or_else(|| unavailable(&"rows not written"))?;
+        (summary, written)
+    };
+    out(&written_summary(&written, summary.replayed));
+    let clickhouse = correlator.clickhouse.connect().await.map_err(|e| unavailable(&e))?;
+    let mut reports = Vec::new();
+    for candidate in candidates(run) {
+        let report = shadowdiff_verdict::report::of_run(&clickhouse.client, &verdict, candidate, &run.id, &args.stage)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Replays the exchanges to `outlet` under a progress bar, and prints what the run did.
+async fn replay<O: Outlet>(
+    run: &Run,
+    exchanges: Vec<Recorded>,
+    context: &ReplayContext,
+    outlet: &O,
+) -> Result<Summary, CtlError> {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(exchanges.len() as u64),
+        indicatif::ProgressDrawTarget::stderr_with_hz(4),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} exchanges, {per_sec}, {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let summary = run.replay(exchanges, context, outlet, &|| bar.inc(1)).await.map_err(refused)?;
+    bar.finish_and_clear();
+    out(&summarize(run, &summary));
+    if summary.replayed == 0 {
+        return Err(CtlError::Input {
+            path: "the recording".to_owned(),
+            reason: "no exchange was replayed".to_owned(),
+        });
+    }
+    Ok(summary)
+}
+
+/// The names of the run's candidates, each judged on its own.
+fn candidates(run: &Run) -> impl Iterator<Item = &str> {
+    run.profile.targets.iter().filter(|t| t.role == TargetRole::Candidate).map(|t| t.name.as_str())
+}
+
+/// A service's config file, with its environment overrides, checked key by key.
+fn load_config<C: serde::de::DeserializeOwned + shadowdiff_runtime::config::Validate>(
+    path: &Path,
+) -> Result<C, CtlError> {
+    load(Some(path), std::env::vars()).map_err(|errors| CtlError::Input {
+        path: path.display().to_string(),
         reason: errors.to_string().trim_end().to_owned(),
     })
 }
@@ -170,8 +265,23 @@ fn summarize(run: &Run, summary: &Summary) -> String {
         };
         let _ = writeln!(text, "  not replayed: {n} ({why})");
     }
-    if summary.unpublished > 0 {
-        let _ = writeln!(text, "  {}", paint(WARN, format!("{} replayed but not all published", summary.unpublished)));
+    if summary.unkept > 0 {
+        let _ = writeln!(
+            text,
+            "  {}",
+            paint(WARN, format!("{} replayed but not all kept (events the brokers refused)", summary.unkept))
+        );
+    }
+    text
+}
+
+fn written_summary(written: &Written, replayed: u64) -> String {
+    let mut text = format!(
+        "compared here: {} comparisons of {replayed} exchanges written, {} complete\n",
+        written.comparisons, written.complete
+    );
+    for (reason, n) in &written.rejected {
+        let _ = writeln!(text, "  {}", paint(WARN, format!("rows ClickHouse rejected, not written: {n} ({reason})")));
     }
     text
 }

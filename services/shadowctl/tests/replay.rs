@@ -1,7 +1,8 @@
 //! The built `shadowctl replay` against the whole pipeline on the real broker and
 //! ClickHouse: live traffic through the tap is recorded on the topics; a window of it is
 //! replayed to builds started for the test, compared by the correlator as a run of its own
-//! and judged by the verdict API; the exit code is the verdict.
+//! and judged by the verdict API, or, from a recording and with no broker at all, compared
+//! and judged inside `shadowctl`; the exit code is the verdict.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -258,6 +259,60 @@ async fn at_twice_the_speed_a_replay_takes_half_the_recorded_time_and_a_recordin
     let (stdout, stderr) = streams(&output);
     assert_eq!(output.status.code(), Some(0), "an honest build passes\n{stdout}\n{stderr}");
     assert!(stdout.contains(&format!("run {from_file}: replayed {ITEMS} exchanges")), "{stdout}");
+
+    // The recording once more, compared and judged in this process with no broker at all:
+    // every config names a port no broker listens on. An honest build passes; one that
+    // changes every fifth price fails, at exactly those requests.
+    let offline = offline_configs(&infra, &pipeline);
+    let regressing = Behavior { regress_every: 5, ..Behavior::default() };
+    for (build, code) in [(build, 0), (serve(regressing.clone()).await, 1)] {
+        let here = unique("here").replace('_', "-");
+        let source = vec!["--file".to_owned(), file.display().to_string()];
+        let mut args = replay_args(source, &offline[0], build, baseline, &here, "max");
+        let [_, correlator, verdict] = offline.each_ref().map(|p| p.display().to_string());
+        args.extend(["--correlator-config".to_owned(), correlator, "--verdict-config".to_owned(), verdict]);
+        let output = replay(&pipeline, args).await;
+        let (stdout, stderr) = streams(&output);
+        assert_eq!(output.status.code(), Some(code), "judged here\n{stdout}\n{stderr}");
+        let written =
+            format!("compared here: {} comparisons of {ITEMS} exchanges written, {} complete", 2 * ITEMS, 2 * ITEMS);
+        assert!(stdout.contains(&written), "{stdout}");
+        let differing: BTreeSet<String> = pipeline
+            .clickhouse
+            .query("SELECT DISTINCT request_id FROM differences FINAL WHERE run = ? AND deployment = 'build' AND noise = 0")
+            .bind(&here)
+            .fetch_all()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let injected: BTreeSet<String> = (0..ITEMS)
+            .filter(|n| code == 1 && regressing.regresses(*n))
+            .map(|n| format!("{here}:{prefix}-{n}"))
+            .collect();
+        assert_eq!(differing, injected);
+    }
     let _ = std::fs::remove_file(&file);
     pipeline.stop().await;
+}
+
+/// The configs of a run compared here, every one naming a broker that is not there: the
+/// mirror's (its rules), the correlator's (the pipeline's ClickHouse, and its diff rules) and
+/// the verdict's (its gates).
+fn offline_configs(infra: &Infra, pipeline: &Pipeline) -> [std::path::PathBuf; 3] {
+    let nowhere = "[kafka]\nbrokers = \"127.0.0.1:1\"\n";
+    let clickhouse =
+        format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n", infra.clickhouse_url, pipeline.names.database);
+    let auth = shadowdiff_tests::auth::auth_toml();
+    let mirror = format!(
+        "[mirror]\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n\
+         [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n{nowhere}{auth}"
+    );
+    let correlator = format!("{nowhere}{clickhouse}");
+    let verdict = format!("{GATE}{clickhouse}{auth}");
+    [("mirror", mirror), ("correlator", correlator), ("verdict", verdict)].map(|(name, text)| {
+        let path = std::env::temp_dir().join(format!("{}.toml", unique(&format!("offline-{name}"))));
+        std::fs::write(&path, text).unwrap();
+        path
+    })
 }

@@ -39,6 +39,17 @@ impl Gates {
         }
     }
 
+    /// The policy a stage judges by, for the live traffic or for a replay run (`run`). A run
+    /// replays a recording as fast as it is asked to: how long its comparisons took says
+    /// nothing of how much production it covers, so it needs no minimum duration.
+    pub fn judging(&self, stage: &str, run: bool) -> Option<GatePolicy> {
+        let mut policy = self.for_stage(stage)?.clone();
+        if run {
+            policy.min_duration = Duration::ZERO;
+        }
+        Some(policy)
+    }
+
     pub(crate) fn validate(&self, errors: &mut Vec<ConfigError>) {
         for stage in STAGES {
             if let Some(policy) = self.for_stage(stage) {

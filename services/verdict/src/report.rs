@@ -134,6 +134,36 @@ pub(crate) async fn build(
     })
 }
 
+/// Why a replay run could not be judged in process.
+#[derive(Debug, thiserror::Error)]
+pub enum RunVerdictError {
+    #[error("no stage {0:?}: one of shadow, 1, 10, 50, 100")]
+    Stage(String),
+    #[error("read the run's comparisons: {0}")]
+    Read(#[from] clickhouse::error::Error),
+    #[error(transparent)]
+    Acceptances(#[from] shadowdiff_store::StoreError),
+}
+
+/// Judges replay run `run` of `candidate` under `stage`'s gate in `section`, reading
+/// ClickHouse from this process exactly as `GET /v1/verdict?run=` does: the same window
+/// (every row of the run within the longest window), acceptances and report; recorded
+/// nowhere, as no run's verdict is.
+pub async fn of_run(
+    client: &Client,
+    section: &crate::config::VerdictSection,
+    candidate: &str,
+    run: &str,
+    stage: &str,
+) -> Result<VerdictReport, RunVerdictError> {
+    let policy = section.gates.judging(stage, true).ok_or_else(|| RunVerdictError::Stage(stage.to_owned()))?;
+    let now = crate::api::unix_now();
+    let since = crate::api::window_start(None, Some(0), now, section.default_window, section.max_window);
+    let window = Window { candidate: candidate.to_owned(), revision: None, since, run: run.to_owned() };
+    let acceptances = crate::accept::active(client, candidate, now).await?;
+    Ok(build(client, window, stage, &policy, &acceptances).await?)
+}
+
 /// The `verdicts` row recording `report`, as asked for by `caller`.
 pub(crate) fn record(report: &VerdictReport, caller: &str) -> VerdictRow {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());

@@ -37,7 +37,7 @@ use crate::accept::ChangeRequest;
 use crate::config::VerdictSection;
 use crate::console::exchange as page;
 use crate::evaluate::Decision;
-use crate::gate::{GatePolicy, Gates, STAGES};
+use crate::gate::{Gates, STAGES};
 use crate::query::{self, ExchangeDetail, Window};
 use crate::report::{self, VerdictReport};
 
@@ -337,7 +337,13 @@ async fn resolve(state: &AppState, ask: &Ask, caller: &str) -> Result<Window, Ap
 
 /// From the release's first ask and the caller's `since`, whichever is later; with neither,
 /// `default` before `now`; never further back than `max` before `now` (zero: no bound).
-fn window_start(first_asked: Option<u32>, since: Option<u32>, now: u32, default: Duration, max: Duration) -> u32 {
+pub(crate) fn window_start(
+    first_asked: Option<u32>,
+    since: Option<u32>,
+    now: u32,
+    default: Duration,
+    max: Duration,
+) -> u32 {
     let ago = |d: Duration| now.saturating_sub(u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
     let start = match (first_asked, since) {
         (None, None) => ago(default),
@@ -353,12 +359,7 @@ pub(crate) fn unix_now() -> u32 {
 
 /// The report on `ask` under its stage's gate, recorded nowhere.
 async fn build(state: &AppState, ask: &Ask, caller: &str) -> Result<VerdictReport, ApiError> {
-    let mut policy: GatePolicy = state.gates.for_stage(ask.stage).ok_or_else(|| unknown_stage(ask.stage))?.clone();
-    if ask.run.is_some() {
-        // A run replays a recording as fast as it is asked to: how long its comparisons
-        // took says nothing of how much production it covers.
-        policy.min_duration = Duration::ZERO;
-    }
+    let policy = state.gates.judging(ask.stage, ask.run.is_some()).ok_or_else(|| unknown_stage(ask.stage))?;
     let window = resolve(state, ask, caller).await?;
     let acceptances =
         crate::accept::active(&state.clickhouse, &ask.candidate, unix_now()).await.map_err(ApiError::Stored)?;
