@@ -3,6 +3,9 @@
 #   a Kafka-protocol broker (tansu 0.6, from crates.io) and ClickHouse (Debian's package).
 #
 #   deploy/local/services.sh up       install what is missing, start both, create topics
+#   deploy/local/services.sh up clickhouse
+#                                     ClickHouse alone: enough for `shadowctl replay
+#                                     --correlator-config`, which needs no broker
 #   deploy/local/services.sh down     stop what `up` started
 #   deploy/local/services.sh status   show what is running and where
 #
@@ -25,6 +28,7 @@ kafka_host="${brokers%%,*}"; kafka_port="${kafka_host##*:}"; kafka_host="${kafka
 ch_hostport="${ch_url#http://}"; ch_hostport="${ch_hostport%%/*}"; ch_port="${ch_hostport##*:}"
 ch_native_port="${SHADOWDIFF_CLICKHOUSE_NATIVE_PORT:-9000}"
 
+# $1: `clickhouse` to leave the broker out.
 install_missing() {
   local apt_needed=()
   command -v clickhouse-server >/dev/null || apt_needed+=(clickhouse-server clickhouse-client)
@@ -37,7 +41,7 @@ install_missing() {
   dpkg -s libssl-dev >/dev/null 2>&1 || apt_needed+=(libssl-dev)
   command -v pkg-config >/dev/null || apt_needed+=(pkg-config)
   if [ "${#apt_needed[@]}" -gt 0 ]; then apt_install "${apt_needed[@]}"; fi
-  if ! tansu --version 2>/dev/null | grep -q "$tansu_version"; then
+  if [ "${1:-}" != clickhouse ] && ! tansu --version 2>/dev/null | grep -q "$tansu_version"; then
     log "installing tansu $tansu_version from crates.io (takes ~15 minutes on 2 cores, once)"
     cargo install --locked tansu --version "$tansu_version" --features dynostore
   fi
@@ -100,9 +104,11 @@ stop() {
   rm -f "$pidfile"
 }
 
+# $1: `clickhouse` to report ClickHouse alone.
 status() {
   local ok=0
-  if kafka_up; then echo "kafka       up    SHADOWDIFF_KAFKA_BROKERS=$brokers"; else echo "kafka       down  ($brokers)"; ok=1; fi
+  if [ "${1:-}" = clickhouse ]; then :
+  elif kafka_up; then echo "kafka       up    SHADOWDIFF_KAFKA_BROKERS=$brokers"; else echo "kafka       down  ($brokers)"; ok=1; fi
   if clickhouse_up; then
     echo "clickhouse  up    SHADOWDIFF_CLICKHOUSE_URL=$ch_url  (version $(curl -fsS "$ch_url/?query=SELECT%20version()"))"
   else echo "clickhouse  down  ($ch_url)"; ok=1; fi
@@ -112,13 +118,23 @@ status() {
 case "${1:-}" in
   up)
     mkdir -p "$state"
-    install_missing
-    start_kafka
-    start_clickhouse
-    create_topics
-    status
+    case "${2:-}" in
+      "")
+        install_missing
+        start_kafka
+        start_clickhouse
+        create_topics
+        status
+        ;;
+      clickhouse)
+        install_missing clickhouse
+        start_clickhouse
+        status clickhouse
+        ;;
+      *) echo "usage: $0 up [clickhouse]" >&2; exit 2 ;;
+    esac
     ;;
   down) stop kafka; stop clickhouse ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up [clickhouse]|down|status" >&2; exit 2 ;;
 esac
