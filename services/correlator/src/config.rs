@@ -91,12 +91,50 @@ pub struct CorrelatorSection {
     /// Diffy's thresholds for noise across exchanges (`crate::noise`).
     #[serde(default)]
     pub noise: NoiseConfig,
+    /// The comparison of each deployment's downstream calls (`[correlator.outbound]`).
+    #[serde(default)]
+    pub outbound: OutboundConfig,
     /// Diff rules for routes without their own, compiled as they are read.
     #[serde(default)]
     pub default_rules: DiffOptions,
     /// Diff rules per route template (as the tap names routes).
     #[serde(default)]
     pub routes: Vec<RouteRulesConfig>,
+}
+
+/// `[correlator.outbound]`: how each deployment's downstream calls, published by its egress
+/// tap, are joined to their exchange and compared.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct OutboundConfig {
+    /// Once any downstream call has been seen, how long a whole exchange waits after its last
+    /// event for calls still on their way, before it is written. Until then, no wait.
+    #[serde(default = "default_settle", rename = "settle_ms", with = "serde_duration::millis")]
+    pub settle: Duration,
+    /// Calls kept per exchange, all deployments together; more are counted and dropped
+    /// (`shadowdiff_correlator_events_ignored_total{reason="calls_over_bound"}`).
+    #[serde(default = "default_max_calls_per_exchange")]
+    pub max_calls_per_exchange: usize,
+    /// Hosts whose calls must come in the primary's order: another order is an `order`
+    /// difference. For the rest, only which calls were made counts.
+    #[serde(default)]
+    pub ordered_destinations: Vec<String>,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            settle: default_settle(),
+            max_calls_per_exchange: default_max_calls_per_exchange(),
+            ordered_destinations: Vec::new(),
+        }
+    }
+}
+
+const fn default_settle() -> Duration {
+    Duration::from_millis(500)
+}
+const fn default_max_calls_per_exchange() -> usize {
+    256
 }
 
 /// `[[correlator.routes]]`
@@ -122,6 +160,7 @@ impl Default for CorrelatorSection {
             text_diff_timeout: default_text_diff_timeout(),
             dead_letter_max_bytes: default_dead_letter_max_bytes(),
             noise: NoiseConfig::default(),
+            outbound: OutboundConfig::default(),
             retention_days: default_retention_days(),
             samples_retention_days: default_samples_retention_days(),
             max_open_exchanges: default_max_open_exchanges(),
@@ -218,6 +257,7 @@ impl Validate for CorrelatorConfig {
         for (key, value) in [
             ("correlator.max_sampled_routes", self.correlator.max_sampled_routes),
             ("correlator.max_differences_per_exchange", self.correlator.max_differences_per_exchange),
+            ("correlator.outbound.max_calls_per_exchange", self.correlator.outbound.max_calls_per_exchange),
         ] {
             if value == 0 {
                 errors.push(ConfigError::rule(key, "must be at least 1"));
@@ -231,6 +271,10 @@ impl Validate for CorrelatorConfig {
         }
         if self.correlator.text_diff_timeout.is_zero() {
             errors.push(ConfigError::rule("correlator.text_diff_timeout_ms", "must be > 0"));
+        }
+        if self.correlator.outbound.settle >= self.correlator.window {
+            errors
+                .push(ConfigError::rule("correlator.outbound.settle_ms", "must be shorter than correlator.window_ms"));
         }
         if self.correlator.dead_letter_max_bytes == 0 {
             errors.push(ConfigError::rule("correlator.dead_letter_max_bytes", "must be at least 1"));

@@ -35,6 +35,7 @@ struct State {
     codec: EventCodec,
     dead_letters: DeadLetter,
     requests: Arc<str>,
+    outbound: Arc<str>,
     joiner: Joiner,
     batch: Batch,
     /// Time spent blocked writing, during which nothing was consumed. Windows run on the
@@ -60,7 +61,9 @@ impl Correlator {
             shutdown.clone(),
         );
         let consumer = config.kafka.consumer(&config.correlator.group_id)?;
-        consumer.subscribe(&[&config.topics.requests, &config.topics.responses])?;
+        // The downstream calls' topic is keyed by request id like the others, so an
+        // exchange's calls come to the replica that holds its request and responses.
+        consumer.subscribe(&[&config.topics.requests, &config.topics.responses, &config.topics.outbound])?;
         let producer = config.kafka.producer()?;
         let dead_letters = DeadLetter::new(
             producer,
@@ -77,13 +80,19 @@ impl Correlator {
             state: State {
                 joiner: Joiner::new(
                     config.correlator.window,
-                    Bounds { exchanges: config.correlator.max_open_exchanges, bytes: config.correlator.max_open_bytes },
+                    config.correlator.outbound.settle,
+                    Bounds {
+                        exchanges: config.correlator.max_open_exchanges,
+                        bytes: config.correlator.max_open_bytes,
+                        calls: config.correlator.outbound.max_calls_per_exchange,
+                    },
                 ),
                 rows: rows::RowBuilder::new(route_rules(&config.correlator), &config.correlator),
                 config: config.correlator,
                 codec: EventCodec::new()?,
                 dead_letters,
                 requests: config.topics.requests.as_str().into(),
+                outbound: config.topics.outbound.as_str().into(),
                 batch: Batch::default(),
                 blocked: std::time::Duration::ZERO,
                 sink,
@@ -129,6 +138,8 @@ impl State {
         let payload = message.payload().unwrap_or_default();
         let decoded = if message.topic() == &*self.requests {
             self.codec.decode(payload).map(Leg::Request)
+        } else if message.topic() == &*self.outbound {
+            self.codec.decode(payload).map(Leg::Call)
         } else {
             self.codec.decode(payload).map(Leg::Response)
         };
@@ -146,6 +157,7 @@ impl State {
             Added::Joined => {}
             Added::Late => events::ignored("late"),
             Added::Duplicate => events::ignored("duplicate"),
+            Added::OverBound => events::ignored("calls_over_bound"),
         }
         let whole = self.joiner.take_complete(&id, now);
         let evicted = self.joiner.evict_over_bounds(now);

@@ -5,7 +5,7 @@ use std::collections::{HashMap, VecDeque};
 
 use std::time::{Duration, Instant};
 
-use shadowdiff_core::{RequestEvent, ResponseEvent, Role};
+use shadowdiff_core::{OutboundCallEvent, RequestEvent, ResponseEvent, Role};
 
 use shadowdiff_runtime::kafka::Hold;
 
@@ -14,22 +14,30 @@ use shadowdiff_runtime::kafka::Hold;
 pub(crate) enum Leg {
     Request(RequestEvent),
     Response(ResponseEvent),
+    /// A call a deployment made downstream while answering the request.
+    Call(OutboundCallEvent),
 }
 
 impl Leg {
     /// Roughly what holding this leg costs in memory.
     fn size(&self) -> usize {
-        let (headers, body) = match self {
-            Self::Request(r) => (&r.headers, &r.body),
-            Self::Response(r) => (&r.headers, &r.body),
+        let held = |headers: &[shadowdiff_core::Header], body: &shadowdiff_core::CapturedBody| {
+            body.bytes.len() + headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
         };
-        256 + body.bytes.len() + headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>()
+        256 + match self {
+            Self::Request(r) => held(&r.headers, &r.body),
+            Self::Response(r) => held(&r.headers, &r.body),
+            Self::Call(c) => {
+                256 + held(&c.request.headers, &c.request.body) + held(&c.response.headers, &c.response.body)
+            }
+        }
     }
 
     pub(crate) fn request_id(&self) -> &str {
         match self {
             Self::Request(r) => &r.request_id,
             Self::Response(r) => &r.request_id,
+            Self::Call(c) => &c.request_id,
         }
     }
 }
@@ -44,10 +52,15 @@ pub(crate) struct Exchange {
     /// The upstream time a sidecar tap in front of a shadow measured, per deployment: it
     /// replaces the mirror's measurement where the mirror's leg says it is timed by a tap.
     pub(crate) tap_timings: Vec<(String, i64)>,
+    /// The calls every deployment made downstream for this request, as their egress taps
+    /// published them, each once.
+    pub(crate) calls: Vec<OutboundCallEvent>,
     /// The offset of every event read into this exchange, held until its rows are written.
     pub(crate) holds: Vec<Hold>,
     /// Memory held by its legs.
     pub(crate) bytes: usize,
+    /// When its latest event arrived.
+    pub(crate) last: Option<Instant>,
 }
 
 impl Exchange {
@@ -71,6 +84,7 @@ impl Exchange {
 
     fn add(&mut self, leg: Leg) -> bool {
         match leg {
+            Leg::Call(call) if !self.calls.iter().any(|c| c.call_id == call.call_id) => self.calls.push(call),
             Leg::Request(r) if self.request.is_none() => self.request = Some(r),
             Leg::Response(r) if r.role == Role::Primary && self.primary.is_none() => self.primary = Some(r),
             Leg::Response(r) if r.role != Role::Primary => {
@@ -120,6 +134,8 @@ pub(crate) enum Added {
     /// Its exchange was already final; counted and ignored, so a straggler never
     /// overwrites a complete comparison with an incomplete one.
     Late,
+    /// A call beyond the exchange's bound on calls; counted and ignored.
+    OverBound,
 }
 
 /// How much join state may be held before the oldest exchanges are emitted early.
@@ -127,11 +143,20 @@ pub(crate) enum Added {
 pub(crate) struct Bounds {
     pub(crate) exchanges: usize,
     pub(crate) bytes: usize,
+    /// Downstream calls per exchange.
+    pub(crate) calls: usize,
 }
 
 #[derive(Debug)]
 pub(crate) struct Joiner {
     window: Duration,
+    /// Once a call has been seen, how long a whole exchange waits after its last event for
+    /// calls still on their way.
+    settle: Duration,
+    calls_seen: bool,
+    /// Whole exchanges waiting out `settle`, by the time of the event that made or found them
+    /// whole; an id is listed again with each later event, and only its latest listing counts.
+    settling: VecDeque<(Instant, String)>,
     bounds: Bounds,
     /// Memory held by all open exchanges.
     bytes: usize,
@@ -144,9 +169,12 @@ pub(crate) struct Joiner {
 }
 
 impl Joiner {
-    pub(crate) fn new(window: Duration, bounds: Bounds) -> Self {
+    pub(crate) fn new(window: Duration, settle: Duration, bounds: Bounds) -> Self {
         Self {
             window,
+            settle,
+            calls_seen: false,
+            settling: VecDeque::new(),
             bounds,
             bytes: 0,
             open: HashMap::new(),
@@ -166,7 +194,15 @@ impl Joiner {
             self.opened.push_back((now, id.to_owned()));
         }
         let exchange = self.open.entry(id.to_owned()).or_default();
+        if let Leg::Call(call) = &leg {
+            self.calls_seen = true;
+            let known = exchange.calls.iter().any(|c| c.call_id == call.call_id);
+            if !known && exchange.calls.len() >= self.bounds.calls {
+                return Added::OverBound;
+            }
+        }
         let size = leg.size();
+        exchange.last = Some(now);
         if exchange.add(leg) {
             exchange.holds.push(hold);
             exchange.bytes += size;
@@ -177,9 +213,9 @@ impl Joiner {
         }
     }
 
-    /// Takes out every exchange whose window has passed.
+    /// Takes out every exchange whose window has passed, and every whole one settled.
     pub(crate) fn expire(&mut self, now: Instant) -> Vec<Exchange> {
-        let mut done = Vec::new();
+        let mut done = self.settled(now);
         while let Some((opened, _)) = self.opened.front() {
             if now.duration_since(*opened) < self.window {
                 break;
@@ -199,9 +235,33 @@ impl Joiner {
     }
 
     /// Takes out the exchange for `id` if it is whole, so it is written without waiting for
-    /// its window.
+    /// its window. Once downstream calls have been seen, a whole exchange first waits out
+    /// the settle time for calls still on their way, and is taken by [`Joiner::expire`].
     pub(crate) fn take_complete(&mut self, id: &str, now: Instant) -> Option<Exchange> {
-        if self.open.get(id).is_some_and(Exchange::complete) { self.finish(id.to_owned(), now) } else { None }
+        if !self.open.get(id).is_some_and(Exchange::complete) {
+            return None;
+        }
+        if self.calls_seen && !self.settle.is_zero() {
+            self.settling.push_back((now, id.to_owned()));
+            return None;
+        }
+        self.finish(id.to_owned(), now)
+    }
+
+    /// Takes out the whole exchanges that have had no event for the settle time.
+    fn settled(&mut self, now: Instant) -> Vec<Exchange> {
+        let mut done = Vec::new();
+        while let Some((listed, _)) = self.settling.front() {
+            if now.duration_since(*listed) < self.settle {
+                break;
+            }
+            let Some((listed, id)) = self.settling.pop_front() else { break };
+            // Only the latest listing of an exchange counts: it was listed with its last event.
+            if self.open.get(&id).is_some_and(|e| e.last == Some(listed)) {
+                done.extend(self.finish(id, now));
+            }
+        }
+        done
     }
 
     /// Takes out the oldest exchanges while the state is over its bounds, so memory stays
@@ -266,7 +326,8 @@ mod tests {
     #[test]
     fn an_exchange_is_taken_as_soon_as_every_expected_leg_is_in() {
         let t0 = Instant::now();
-        let mut joiner = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 100, bytes: 1 << 20 });
+        let mut joiner =
+            Joiner::new(Duration::from_secs(30), Duration::ZERO, Bounds { exchanges: 100, bytes: 1 << 20, calls: 256 });
         joiner.add(request("x"), pos(1), t0);
         joiner.add(response("x", Role::Primary, "prod"), pos(2), t0);
         joiner.add(shadow("x", "v2", &["v2", "v3"]), pos(3), t0);
@@ -304,7 +365,7 @@ mod tests {
     fn joins_by_id_expires_after_window_and_flags_late_and_duplicate_legs() {
         let t0 = Instant::now();
         let window = Duration::from_secs(2);
-        let mut joiner = Joiner::new(window, Bounds { exchanges: 100, bytes: 1 << 20 });
+        let mut joiner = Joiner::new(window, Duration::ZERO, Bounds { exchanges: 100, bytes: 1 << 20, calls: 256 });
         assert_eq!(joiner.add(response("a", Role::Primary, "prod"), pos(1), t0), Added::Joined);
         assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(2), t0), Added::Joined);
         assert_eq!(joiner.add(response("a", Role::Candidate, "v2"), pos(3), t0), Added::Duplicate);
@@ -327,6 +388,49 @@ mod tests {
         assert_eq!(joiner.add(response("a", Role::Secondary, "prod-b"), pos(6), t0 + window * 2), Added::Joined);
     }
 
+    fn downstream(id: &str, call_id: &str) -> Leg {
+        let (Leg::Request(request), Leg::Response(response)) = (request(id), response(id, Role::Primary, "prod"))
+        else {
+            unreachable!()
+        };
+        Leg::Call(OutboundCallEvent {
+            request_id: id.into(),
+            call_id: call_id.into(),
+            linked: true,
+            deployment: "prod".into(),
+            request,
+            response,
+            role: Role::Primary,
+        })
+    }
+
+    #[test]
+    fn once_calls_are_seen_a_whole_exchange_waits_out_the_settle_time_for_more() {
+        let t0 = Instant::now();
+        let settle = Duration::from_millis(500);
+        let mut joiner =
+            Joiner::new(Duration::from_secs(30), settle, Bounds { exchanges: 100, bytes: 1 << 20, calls: 2 });
+        let whole = |joiner: &mut Joiner, id: &str, at: Instant| {
+            joiner.add(request(id), pos(1), at);
+            joiner.add(response(id, Role::Primary, "prod"), pos(2), at);
+            joiner.add(shadow(id, "v2", &["v2"]), pos(3), at);
+            joiner.take_complete(id, at)
+        };
+        assert!(whole(&mut joiner, "before", t0).is_some(), "no call seen yet: taken at once");
+
+        assert_eq!(joiner.add(downstream("a", "c1"), pos(4), t0), Added::Joined);
+        assert!(whole(&mut joiner, "a", t0).is_none(), "whole, but calls may still come");
+        let later = t0 + Duration::from_millis(300);
+        assert_eq!(joiner.add(downstream("a", "c2"), pos(5), later), Added::Joined);
+        assert_eq!(joiner.add(downstream("a", "c2"), pos(6), later), Added::Duplicate, "one call once");
+        assert_eq!(joiner.add(downstream("a", "c3"), pos(7), later), Added::OverBound);
+        assert!(joiner.take_complete("a", later).is_none());
+        assert!(joiner.expire(t0 + settle).is_empty(), "its last event came 300 ms later");
+        let done = joiner.expire(later + settle);
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].calls.len(), 2);
+    }
+
     /// The mirror's leg of `v2`, which a sidecar tap fronts, measured at `latency_us`.
     fn mirrored(id: &str, latency_us: i64) -> Leg {
         let Leg::Response(mut leg) = response(id, Role::Candidate, "v2") else { unreachable!() };
@@ -347,7 +451,11 @@ mod tests {
     fn a_shadow_a_sidecar_tap_fronts_takes_the_taps_time_and_waits_for_it() {
         let t0 = Instant::now();
         for sidecar_first in [false, true] {
-            let mut joiner = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 100, bytes: 1 << 20 });
+            let mut joiner = Joiner::new(
+                Duration::from_secs(30),
+                Duration::ZERO,
+                Bounds { exchanges: 100, bytes: 1 << 20, calls: 256 },
+            );
             joiner.add(request("a"), pos(1), t0);
             joiner.add(response("a", Role::Primary, "prod"), pos(2), t0);
             let legs = if sidecar_first {
@@ -369,7 +477,8 @@ mod tests {
             );
         }
         // Without the flag the mirror's leg is whole alone, and keeps its own time.
-        let mut joiner = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 100, bytes: 1 << 20 });
+        let mut joiner =
+            Joiner::new(Duration::from_secs(30), Duration::ZERO, Bounds { exchanges: 100, bytes: 1 << 20, calls: 256 });
         joiner.add(request("b"), pos(1), t0);
         joiner.add(response("b", Role::Primary, "prod"), pos(2), t0);
         let Leg::Response(mut plain) = mirrored("b", 9_000) else { unreachable!() };
@@ -381,7 +490,8 @@ mod tests {
     #[test]
     fn over_its_bounds_the_oldest_exchanges_go_first() {
         let t0 = Instant::now();
-        let mut joiner = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 2, bytes: 1 << 20 });
+        let mut joiner =
+            Joiner::new(Duration::from_secs(30), Duration::ZERO, Bounds { exchanges: 2, bytes: 1 << 20, calls: 256 });
         for (i, id) in ["a", "b", "c"].iter().enumerate() {
             joiner.add(response(id, Role::Primary, "prod"), pos(i as i64), t0);
         }
@@ -390,7 +500,8 @@ mod tests {
         assert_eq!(evicted[0].primary.as_ref().unwrap().request_id, "a");
         assert_eq!(joiner.open_exchanges(), 2);
 
-        let mut by_bytes = Joiner::new(Duration::from_secs(30), Bounds { exchanges: 100, bytes: 600 });
+        let mut by_bytes =
+            Joiner::new(Duration::from_secs(30), Duration::ZERO, Bounds { exchanges: 100, bytes: 600, calls: 256 });
         for (i, id) in ["a", "b", "c"].iter().enumerate() {
             by_bytes.add(response(id, Role::Primary, "prod"), pos(i as i64), t0);
         }

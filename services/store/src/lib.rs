@@ -14,7 +14,10 @@ pub mod retention;
 pub mod rows;
 pub mod sql;
 
-pub use rows::{AcceptanceRow, DifferenceRow, ExchangeRow, Outcome, ReleaseRow, SampleRow, VerdictRow};
+pub use rows::{
+    AcceptanceRow, DifferenceRow, ExchangeRow, OutboundCallRow, OutboundDifferenceRow, Outcome, ReleaseRow, SampleRow,
+    VerdictRow,
+};
 
 /// A ClickHouse failure, with what was being done.
 #[derive(Debug, thiserror::Error)]

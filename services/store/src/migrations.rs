@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(u32, &str, &str)] = &[
     (5, "releases", include_str!("../../../schemas/clickhouse/0005_releases.sql")),
     (6, "acceptances", include_str!("../../../schemas/clickhouse/0006_acceptances.sql")),
     (7, "runs", include_str!("../../../schemas/clickhouse/0007_runs.sql")),
+    (8, "outbound", include_str!("../../../schemas/clickhouse/0008_outbound.sql")),
 ];
 
 const CREATE_MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations \

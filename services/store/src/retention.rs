@@ -11,7 +11,7 @@ use crate::StoreError;
 /// How long each table keeps its rows, in days; 0 keeps them forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
-    /// `exchanges`, `differences` and `verdicts`.
+    /// `exchanges`, `differences`, `outbound_calls`, `outbound_differences` and `verdicts`.
     pub comparisons_days: u32,
     /// `samples` (full bodies: larger, and needed only for recent drill-downs).
     pub samples_days: u32,
@@ -24,6 +24,8 @@ pub async fn enforce(client: &Client, retention: Retention, now_secs: u64) -> Re
     for (table, days) in [
         ("exchanges", retention.comparisons_days),
         ("differences", retention.comparisons_days),
+        ("outbound_calls", retention.comparisons_days),
+        ("outbound_differences", retention.comparisons_days),
         ("verdicts", retention.comparisons_days),
         ("samples", retention.samples_days),
     ] {

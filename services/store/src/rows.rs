@@ -80,6 +80,55 @@ pub struct DifferenceRow {
     pub run: String,
 }
 
+/// A row of `outbound_calls`: one call a deployment made downstream; fields in column order.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct OutboundCallRow {
+    pub ts: u32,
+    pub request_id: String,
+    pub run: String,
+    /// The inbound request's route.
+    pub route: String,
+    pub deployment: String,
+    pub role: String,
+    /// The call's place among its deployment's calls for this request, from 0.
+    pub seq: u32,
+    pub method: String,
+    /// The host called.
+    pub destination: String,
+    /// The call's route template (or path).
+    pub call_route: String,
+    /// 0 when the call got no answer.
+    pub status: u16,
+    pub error: String,
+    pub latency_us: u64,
+    pub body_bytes: u64,
+    pub body_sha256: String,
+}
+
+/// A row of `outbound_differences`: one way a shadow's downstream calls differ from the
+/// primary's; fields in column order.
+#[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct OutboundDifferenceRow {
+    pub ts: u32,
+    pub request_id: String,
+    pub run: String,
+    pub route: String,
+    pub deployment: String,
+    pub role: String,
+    /// `METHOD host route`.
+    pub call: String,
+    /// `missing_call`, `extra_call`, `status`, `order`, `unmatched`, or a body diff kind.
+    pub kind: String,
+    /// Below `body` for a payload difference; empty otherwise.
+    pub path: String,
+    pub primary_value: String,
+    pub shadow_value: String,
+    /// 1 for a call with an unsafe method (a write).
+    pub write: u8,
+    /// 1 when the secondary's calls differ from the primary's the same way (noise).
+    pub noise: u8,
+}
+
 /// A row of `samples`: one leg's full captured response, kept for a capped share of the
 /// divergent exchanges so the drill-down page can show the bodies side by side.
 #[derive(Debug, Clone, PartialEq, Eq, Row, Serialize, Deserialize)]

@@ -6,9 +6,29 @@ use std::borrow::Cow;
 use super::limits::Found;
 use super::options::DiffOptions;
 use super::{DiffKind, Difference, json, text};
-use crate::event::{ResponseEvent, header_value};
+use crate::event::{CapturedBody, Header, RequestEvent, ResponseEvent, header_value};
 
-pub(super) fn diff(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOptions, out: &mut Found) {
+/// What a body comparison reads of an event: its headers, for the body's encoding and type,
+/// and its body. A response's, or a request's (an outbound call's payload).
+#[derive(Debug, Clone, Copy)]
+pub struct Message<'a> {
+    pub headers: &'a [Header],
+    pub body: &'a CapturedBody,
+}
+
+impl<'a> From<&'a ResponseEvent> for Message<'a> {
+    fn from(event: &'a ResponseEvent) -> Self {
+        Self { headers: &event.headers, body: &event.body }
+    }
+}
+
+impl<'a> From<&'a RequestEvent> for Message<'a> {
+    fn from(event: &'a RequestEvent) -> Self {
+        Self { headers: &event.headers, body: &event.body }
+    }
+}
+
+pub(super) fn diff(primary: Message<'_>, shadow: Message<'_>, options: &DiffOptions, out: &mut Found) {
     let (Some(p), Some(s)) = (decoded(primary), decoded(shadow)) else {
         out.push(hash_difference(primary, shadow));
         return;
@@ -41,21 +61,22 @@ pub(super) fn diff(primary: &ResponseEvent, shadow: &ResponseEvent, options: &Di
 
 /// The whole body with its Content-Encoding undone; `None` when truncated, encoded in an
 /// unknown way, corrupt, or too large decoded.
-pub fn decoded(response: &ResponseEvent) -> Option<Cow<'_, [u8]>> {
-    if response.body.truncated {
+pub fn decoded<'a>(message: impl Into<Message<'a>>) -> Option<Cow<'a, [u8]>> {
+    let message = message.into();
+    if message.body.truncated {
         return None;
     }
-    crate::event::body::decode(&response.body.bytes, header_value(&response.headers, "content-encoding"))
+    crate::event::body::decode(&message.body.bytes, header_value(message.headers, "content-encoding"))
 }
 
-fn declared(response: &ResponseEvent, kind: &str) -> bool {
-    header_value(&response.headers, "content-type")
+fn declared(message: Message<'_>, kind: &str) -> bool {
+    header_value(message.headers, "content-type")
         .is_some_and(|ct| String::from_utf8_lossy(ct).to_ascii_lowercase().contains(kind))
 }
 
 /// Declared text (or undeclared): compared line by line when valid UTF-8.
-fn textual(response: &ResponseEvent) -> bool {
-    match header_value(&response.headers, "content-type") {
+fn textual(message: Message<'_>) -> bool {
+    match header_value(message.headers, "content-type") {
         None => true,
         Some(ct) => {
             let ct = String::from_utf8_lossy(ct).to_ascii_lowercase();
@@ -65,7 +86,7 @@ fn textual(response: &ResponseEvent) -> bool {
     }
 }
 
-fn hash_difference(primary: &ResponseEvent, shadow: &ResponseEvent) -> Difference {
+fn hash_difference(primary: Message<'_>, shadow: Message<'_>) -> Difference {
     Difference {
         kind: DiffKind::BodyHash,
         path: "body".to_owned(),

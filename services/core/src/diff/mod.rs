@@ -16,7 +16,7 @@ mod limits;
 mod options;
 mod text;
 
-pub use body::decoded as decoded_body;
+pub use body::{Message, decoded as decoded_body};
 pub use limits::DiffLimits;
 pub use options::{DEFAULT_IGNORED_HEADERS, DiffOptions, DiffRules, InvalidRule, KeyedArray, Normalizer, Tolerance};
 
@@ -104,6 +104,16 @@ pub fn compare(primary: &ResponseEvent, shadow: &ResponseEvent, options: &DiffOp
         });
     }
     headers::diff(&primary.headers, &shadow.headers, options, &mut out);
+    if primary.body.sha256 != shadow.body.sha256 {
+        body::diff(primary.into(), shadow.into(), options, &mut out);
+    }
+    out.finish()
+}
+
+/// Every difference between two bodies under `options`, as [`compare`] finds them: an
+/// outbound call's payloads, say. Paths are `body` or below it.
+pub fn compare_bodies(primary: Message<'_>, shadow: Message<'_>, options: &DiffOptions) -> Vec<Difference> {
+    let mut out = limits::Found::new(options.limits());
     if primary.body.sha256 != shadow.body.sha256 {
         body::diff(primary, shadow, options, &mut out);
     }

@@ -3,8 +3,10 @@
 
 use shadowdiff_core::diff::{self, DiffKind, Difference};
 use shadowdiff_core::event::header_value;
-use shadowdiff_core::{ErrorKind, ExpectedLeg, RequestEvent, ResponseEvent};
-use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow};
+use shadowdiff_core::{ErrorKind, ExpectedLeg, OutboundCallEvent, RequestEvent, ResponseEvent};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, OutboundCallRow, OutboundDifferenceRow, Outcome, SampleRow};
+
+use super::calls::CallDifference;
 
 /// What every row of one exchange takes from its request and its primary.
 pub(super) struct Fields<'a> {
@@ -40,6 +42,27 @@ impl<'a> Fields<'a> {
             differences: u32::try_from(found.len()).unwrap_or(u32::MAX),
             noise: u32::try_from(noise).unwrap_or(u32::MAX),
             ..self.row(shadow, shadow.deployment.clone(), shadow.role.as_str().to_owned(), outcome)
+        }
+    }
+
+    /// The row of `call`, its deployment's `seq`-th downstream call for this request.
+    pub(super) fn call(&self, call: &OutboundCallEvent, seq: usize) -> OutboundCallRow {
+        OutboundCallRow {
+            ts: row_time(self.request.map_or(call.request.timestamp_ms, |r| r.timestamp_ms)),
+            request_id: call.request_id.clone(),
+            run: self.request.map(|r| r.run.clone()).unwrap_or_default(),
+            route: self.route.clone(),
+            deployment: call.deployment.clone(),
+            role: call.role.as_str().to_owned(),
+            seq: u32::try_from(seq).unwrap_or(u32::MAX),
+            method: call.request.method.clone(),
+            destination: call.request.authority.clone(),
+            call_route: call.request.route().to_owned(),
+            status: status(&call.response),
+            error: error(&call.response).to_owned(),
+            latency_us: u64::try_from(call.response.latency_us).unwrap_or(0),
+            body_bytes: u64::try_from(call.request.body.length).unwrap_or(0),
+            body_sha256: call.request.body.sha256_hex(),
         }
     }
 
@@ -92,6 +115,31 @@ pub(super) fn difference_rows(
         primary_value: truncate(d.primary.unwrap_or_default(), max_value_bytes),
         shadow_value: truncate(d.shadow.unwrap_or_default(), max_value_bytes),
         run: row.run.clone(),
+    })
+}
+
+/// The rows of `row`'s shadow's downstream-call differences `found`, each marked noise or
+/// not by `is_noise`.
+pub(super) fn call_difference_rows(
+    row: &ExchangeRow,
+    found: Vec<CallDifference>,
+    is_noise: Vec<bool>,
+    max_value_bytes: usize,
+) -> impl Iterator<Item = OutboundDifferenceRow> + '_ {
+    found.into_iter().zip(is_noise).map(move |(d, noise)| OutboundDifferenceRow {
+        ts: row.ts,
+        request_id: row.request_id.clone(),
+        run: row.run.clone(),
+        route: row.route.clone(),
+        deployment: row.deployment.clone(),
+        role: row.role.clone(),
+        call: d.call,
+        kind: d.kind,
+        path: d.path,
+        primary_value: truncate(d.primary, max_value_bytes),
+        shadow_value: truncate(d.shadow, max_value_bytes),
+        write: u8::from(d.write),
+        noise: u8::from(noise),
     })
 }
 

@@ -1,10 +1,11 @@
 //! Where comparison rows are written: ClickHouse, through the `clickhouse` crate.
 //!
 //! `rows` turns a final exchange into rows (this is where the diff is computed; `fields`
-//! fills each row in), and [`Sink`] writes a batch: `write` retries what may pass later and
+//! fills each row in, and `calls` compares each deployment's downstream calls), and [`Sink`] writes a batch: `write` retries what may pass later and
 //! splits around rows ClickHouse rejects, as `reject` decides. The tables and their
 //! migrations live in `shadowdiff-store`.
 
+mod calls;
 mod fields;
 mod reject;
 pub mod rows;
@@ -20,7 +21,9 @@ use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
 use std::collections::HashSet;
 
 use shadowdiff_store::retention::{self, Retention};
-use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow, StoreError, insert};
+use shadowdiff_store::{
+    DifferenceRow, ExchangeRow, OutboundCallRow, OutboundDifferenceRow, Outcome, SampleRow, StoreError, insert,
+};
 use shadowdiff_store::{migrations, sql};
 
 pub(crate) use reject::code_name;
@@ -30,6 +33,8 @@ pub(crate) use write::RejectedRow;
 pub(crate) const EXCHANGES: &str = "exchanges";
 pub(crate) const DIFFERENCES: &str = "differences";
 const SAMPLES: &str = "samples";
+const OUTBOUND_CALLS: &str = "outbound_calls";
+const OUTBOUND_DIFFERENCES: &str = "outbound_differences";
 
 /// Request ids per lookup of stored comparisons: ~60 KiB of SQL at 40-byte ids.
 const LOOKUP_CHUNK: usize = 1000;
@@ -82,6 +87,8 @@ impl Sink {
         let client = &self.clickhouse.client;
         let stored = self.stored_complete(batch).await?;
         insert::<SampleRow, _>(client, SAMPLES, &batch.samples).await?;
+        insert::<OutboundCallRow, _>(client, OUTBOUND_CALLS, &batch.outbound_calls).await?;
+        insert::<OutboundDifferenceRow, _>(client, OUTBOUND_DIFFERENCES, &batch.outbound_differences).await?;
         insert::<DifferenceRow, _>(client, DIFFERENCES, &batch.differences).await?;
         insert::<ExchangeRow, _>(client, EXCHANGES, &without(&batch.exchanges, &stored)).await
     }
@@ -111,6 +118,10 @@ impl Sink {
         let mut rejected = Vec::new();
         let samples: Vec<&SampleRow> = batch.samples.iter().collect();
         write::insert_all(client, SAMPLES, &samples, shutdown, health, &mut rejected).await?;
+        let calls: Vec<&OutboundCallRow> = batch.outbound_calls.iter().collect();
+        write::insert_all(client, OUTBOUND_CALLS, &calls, shutdown, health, &mut rejected).await?;
+        let call_differences: Vec<&OutboundDifferenceRow> = batch.outbound_differences.iter().collect();
+        write::insert_all(client, OUTBOUND_DIFFERENCES, &call_differences, shutdown, health, &mut rejected).await?;
         let differences: Vec<&DifferenceRow> = batch.differences.iter().collect();
         write::insert_all(client, DIFFERENCES, &differences, shutdown, health, &mut rejected).await?;
         let exchanges = without(&batch.exchanges, &stored);

@@ -5,18 +5,24 @@
 //! noise ([`mark_noise`]), build the rows (`fields`), and sample a divergent exchange's
 //! bodies ([`RowBuilder::sample`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use shadowdiff_core::diff::{self, DiffOptions, Difference};
-use shadowdiff_core::{ExpectedLeg, RequestEvent, ResponseEvent, Role};
+use shadowdiff_core::{ExpectedLeg, OutboundCallEvent, RequestEvent, ResponseEvent, Role};
 use shadowdiff_runtime::kafka::Hold;
-use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, OutboundCallRow, OutboundDifferenceRow, Outcome, SampleRow};
+
+use crate::bounded::RouteMap;
+use crate::sink::calls::{self, CallDifference};
 
 use crate::config::CorrelatorSection;
 use crate::join::Exchange;
 use crate::noise::{NoiseModel, Subject};
-use crate::sink::fields::{Fields, difference_rows, sample_row};
+use crate::sink::fields::{Fields, call_difference_rows, difference_rows, sample_row};
 use crate::sink::samples::SampleBudget;
+
+/// Shadow deployments remembered as having an egress tap, at most.
+const MAX_TAPPED_DEPLOYMENTS: usize = 1000;
 
 /// Rows waiting to be written, with the holds on the offsets they release once written.
 #[derive(Debug, Default)]
@@ -24,6 +30,8 @@ pub struct Batch {
     pub exchanges: Vec<ExchangeRow>,
     pub differences: Vec<DifferenceRow>,
     pub samples: Vec<SampleRow>,
+    pub outbound_calls: Vec<OutboundCallRow>,
+    pub outbound_differences: Vec<OutboundDifferenceRow>,
     pub(crate) holds: Vec<Hold>,
 }
 
@@ -41,6 +49,32 @@ pub(crate) struct RowBuilder {
     noise: NoiseModel,
     max_value_bytes: usize,
     samples: SampleBudget,
+    egress: EgressTaps,
+    /// Hosts whose calls must come in the primary's order.
+    ordered: HashSet<String>,
+}
+
+/// Which deployments have an egress tap: those whose calls have been seen. A shadow's calls
+/// are compared with the primary's only when both are known to be tapped, so a deployment
+/// without a tap is never taken for one that stopped calling.
+#[derive(Debug)]
+struct EgressTaps {
+    primary: bool,
+    shadows: RouteMap<String, ()>,
+}
+
+impl EgressTaps {
+    fn saw(&mut self, call: &OutboundCallEvent) {
+        if call.role == Role::Primary {
+            self.primary = true;
+        } else {
+            self.shadows.entry(call.deployment.clone(), || ());
+        }
+    }
+
+    fn both(&self, shadow: &str) -> bool {
+        self.primary && self.shadows.peek(&shadow.to_owned()).is_some()
+    }
 }
 
 impl RowBuilder {
@@ -50,6 +84,8 @@ impl RowBuilder {
             noise: NoiseModel::new(config.noise),
             max_value_bytes: config.max_value_bytes,
             samples: SampleBudget::new(config.samples_per_route_minute, config.max_sampled_routes),
+            egress: EgressTaps { primary: false, shadows: RouteMap::new(MAX_TAPPED_DEPLOYMENTS, "egress_taps") },
+            ordered: config.outbound.ordered_destinations.iter().cloned().collect(),
         }
     }
 
@@ -63,10 +99,11 @@ impl RowBuilder {
     /// candidate does (`crate::noise`). Both the raw count and the noise count are stored.
     pub(crate) fn add(&mut self, batch: &mut Batch, exchange: Exchange) -> Vec<Outcome> {
         let missing = missing_legs(&exchange);
-        let Exchange { request, primary, shadows, holds, .. } = exchange;
+        let Exchange { request, primary, shadows, holds, calls, .. } = exchange;
         batch.holds.extend(holds);
         let (request, primary) = (request.as_ref(), primary.as_ref());
         let fields = Fields::new(request, primary);
+        let calls = self.calls(batch, &fields, &shadows, &calls);
         let options = self.rules.for_route(&fields.route);
         let mut secondary = Secondary::compare(request, primary, &shadows, options);
         let mut outcomes = Vec::with_capacity(shadows.len());
@@ -88,6 +125,9 @@ impl RowBuilder {
             }
             let row = fields.compared(shadow, outcome, &found, noise);
             batch.differences.extend(difference_rows(&row, found, is_noise, self.max_value_bytes));
+            if let Some((found, noise)) = calls.of(shadow) {
+                batch.outbound_differences.extend(call_difference_rows(&row, found, noise, self.max_value_bytes));
+            }
             batch.exchanges.push(row);
         }
         // Legs the mirror said it replays, that never arrived within the window.
@@ -99,6 +139,34 @@ impl RowBuilder {
         }
         self.sample(batch, request, primary, diverged);
         outcomes
+    }
+
+    /// Writes the exchange's downstream calls, and compares each tapped shadow's with the
+    /// primary's (the secondary's first: its differences are noise for the others).
+    fn calls(
+        &mut self,
+        batch: &mut Batch,
+        fields: &Fields<'_>,
+        shadows: &[ResponseEvent],
+        made: &[OutboundCallEvent],
+    ) -> ComparedCalls {
+        made.iter().for_each(|call| self.egress.saw(call));
+        let primary = calls::made_by(made, |c| c.role == Role::Primary);
+        let mut compared = ComparedCalls::default();
+        for shadow in shadows.iter().filter(|s| self.egress.both(&s.deployment) && s.error.is_none()) {
+            let own = calls::made_by(made, |c| c.role != Role::Primary && c.deployment == shadow.deployment);
+            let found = calls::compare(&primary, &own, &self.rules.default, &self.ordered);
+            compared.found.push((shadow.deployment.clone(), shadow.role, found));
+        }
+        compared.secondary =
+            compared.found.iter().find(|(_, role, _)| *role == Role::Secondary).map(|(d, ..)| d.clone());
+        let mut seq: HashMap<&str, usize> = HashMap::new();
+        for call in calls::made_by(made, |_| true) {
+            let n = seq.entry(call.deployment.as_str()).or_default();
+            batch.outbound_calls.push(fields.call(call, *n));
+            *n += 1;
+        }
+        compared
     }
 
     /// Keeps the bodies of a divergent exchange, the primary's and each divergent candidate's,
@@ -116,6 +184,30 @@ impl RowBuilder {
         {
             batch.samples.extend(std::iter::once(primary).chain(diverged).map(|leg| sample_row(request, leg)));
         }
+    }
+}
+
+/// Each compared shadow's downstream-call differences in one exchange.
+#[derive(Debug, Default)]
+struct ComparedCalls {
+    /// Deployment, role, differences.
+    found: Vec<(String, Role, Vec<CallDifference>)>,
+    /// The secondary whose differences are noise for the others.
+    secondary: Option<String>,
+}
+
+impl ComparedCalls {
+    /// `shadow`'s differences and which are noise, if its calls were compared: the
+    /// secondary's own are all noise.
+    fn of(&self, shadow: &ResponseEvent) -> Option<(Vec<CallDifference>, Vec<bool>)> {
+        let (_, role, found) = self.found.iter().find(|(d, ..)| *d == shadow.deployment)?;
+        let secondary = self.secondary.as_ref().and_then(|s| self.found.iter().find(|(d, ..)| d == s));
+        let noise = if *role == Role::Secondary {
+            vec![true; found.len()]
+        } else {
+            calls::noise(found, secondary.map(|(.., f)| f.as_slice()))
+        };
+        Some((found.clone(), noise))
     }
 }
 
@@ -204,6 +296,7 @@ fn mark_noise(
 /// The diff rules of each route, compiled once.
 #[derive(Debug, Default)]
 pub(crate) struct RouteRules {
+    /// Also the rules of downstream calls' payloads.
     default: DiffOptions,
     routes: HashMap<String, DiffOptions>,
 }

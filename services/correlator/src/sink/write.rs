@@ -15,7 +15,7 @@ use serde::Serialize;
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::admin::Health;
 use shadowdiff_runtime::retry::{Interrupted, until_shutdown};
-use shadowdiff_store::{DifferenceRow, ExchangeRow, SampleRow, insert};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, OutboundCallRow, OutboundDifferenceRow, SampleRow, insert};
 
 use super::reject::{self, Failure, Rejection};
 
@@ -36,23 +36,18 @@ pub(crate) trait TableRow:
     fn request_id(&self) -> &str;
 }
 
-impl TableRow for ExchangeRow {
-    fn request_id(&self) -> &str {
-        &self.request_id
-    }
+/// Every table's row is dead-lettered under its `request_id`.
+macro_rules! keyed_by_request_id {
+    ($($row:ty),+) => {
+        $(impl TableRow for $row {
+            fn request_id(&self) -> &str {
+                &self.request_id
+            }
+        })+
+    };
 }
 
-impl TableRow for DifferenceRow {
-    fn request_id(&self) -> &str {
-        &self.request_id
-    }
-}
-
-impl TableRow for SampleRow {
-    fn request_id(&self) -> &str {
-        &self.request_id
-    }
-}
+keyed_by_request_id!(ExchangeRow, DifferenceRow, SampleRow, OutboundCallRow, OutboundDifferenceRow);
 
 /// Inserts `rows` into `table`, splitting around rejected rows, which are added to
 /// `rejected`. Returns only when every row is written or rejected, or on shutdown.
