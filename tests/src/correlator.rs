@@ -6,7 +6,9 @@ use std::io::Write as _;
 use std::time::Duration;
 
 use rdkafka::producer::FutureRecord;
-use shadowdiff_core::{CapturedBody, EventCodec, ExpectedLeg, Header, RequestEvent, ResponseEvent, Role};
+use shadowdiff_core::{
+    CapturedBody, EventCodec, ExpectedLeg, Header, OutboundCallEvent, RequestEvent, ResponseEvent, Role,
+};
 use shadowdiff_runtime::CancellationToken;
 use shadowdiff_runtime::kafka::{KafkaConfig, Producer};
 
@@ -167,6 +169,40 @@ impl Exchange {
     }
 }
 
+/// A call `deployment` (in `role`) made downstream for request `id`, as its egress tap
+/// publishes it: `method host path` with a JSON `body` (empty for none), answered `status`;
+/// `n` orders the deployment's calls.
+#[allow(clippy::too_many_arguments)]
+pub fn call(
+    id: &str,
+    deployment: &str,
+    role: Role,
+    n: i64,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> OutboundCallEvent {
+    let mut request = request_event(id, method, path);
+    request.authority = host.to_owned();
+    request.tap_id = format!("egress-{deployment}");
+    request.timestamp_ms += n;
+    request.headers = vec![Header::new("content-type", "application/json")];
+    request.body = CapturedBody::capture(body.as_bytes(), CAPTURE_CAP);
+    let mut response = Reply::json("{}").event(id, role, deployment);
+    response.profile = None;
+    response.stage = None;
+    OutboundCallEvent {
+        request_id: id.to_owned(),
+        call_id: format!("{id}/{deployment}/{n}"),
+        linked: true,
+        deployment: deployment.to_owned(),
+        request,
+        response,
+        role,
+    }
+}
+
 /// Publishes events as the tap and the mirror do: Avro single-object encoded, keyed by
 /// request id, so a request and its responses share a partition number.
 pub struct Publisher {
@@ -174,6 +210,8 @@ pub struct Publisher {
     codec: EventCodec,
     requests: String,
     responses: String,
+    /// Where egress taps publish downstream calls, when the test has such a topic.
+    outbound: Option<String>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -189,7 +227,20 @@ impl Publisher {
                 .producer()
                 .unwrap_or_else(|e| panic!("producer: {e}"));
         let codec = EventCodec::new().unwrap_or_else(|e| panic!("{e}"));
-        Self { producer, codec, requests: requests.to_owned(), responses: responses.to_owned() }
+        Self { producer, codec, requests: requests.to_owned(), responses: responses.to_owned(), outbound: None }
+    }
+
+    /// Publishes downstream calls to `outbound` too.
+    pub fn with_outbound(mut self, outbound: &str) -> Self {
+        self.outbound = Some(outbound.to_owned());
+        self
+    }
+
+    /// A downstream call, as an egress tap publishes it.
+    pub async fn call(&self, event: &OutboundCallEvent) {
+        let topic = self.outbound.clone().unwrap_or_else(|| panic!("this publisher has no outbound topic"));
+        let payload = self.codec.encode(event).unwrap_or_else(|e| panic!("{e}"));
+        self.send(&topic, &event.request_id, &payload).await;
     }
 
     pub async fn request(&self, event: &RequestEvent) {
@@ -306,7 +357,8 @@ impl CorrelatorUnderTest {
             if client.get(format!("{admin_url}/healthz")).send().await.is_ok() {
                 return Self {
                     clickhouse: crate::infra::clickhouse_client(clickhouse_url, &database),
-                    publisher: Publisher::new(&infra.brokers, &requests, &responses),
+                    publisher: Publisher::new(&infra.brokers, &requests, &responses)
+                        .with_outbound(&format!("{id}.outbound")),
                     requests,
                     responses,
                     database,

@@ -106,8 +106,10 @@ pub struct CorrelatorSection {
 /// tap, are joined to their exchange and compared.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct OutboundConfig {
-    /// Once any downstream call has been seen, how long a whole exchange waits after its last
-    /// event for calls still on their way, before it is written. Until then, no wait.
+    /// How long a whole exchange waits after its last event for downstream calls still on
+    /// their way, before it is written. 0 (the default): none, for deployments without
+    /// egress taps; with them, a few times the taps' `linger_ms` (500), or calls that come
+    /// after their exchange's answers are dropped as late.
     #[serde(default = "default_settle", rename = "settle_ms", with = "serde_duration::millis")]
     pub settle: Duration,
     /// Calls kept per exchange, all deployments together; more are counted and dropped
@@ -131,7 +133,7 @@ impl Default for OutboundConfig {
 }
 
 const fn default_settle() -> Duration {
-    Duration::from_millis(500)
+    Duration::ZERO
 }
 const fn default_max_calls_per_exchange() -> usize {
     256

@@ -150,10 +150,9 @@ pub(crate) struct Bounds {
 #[derive(Debug)]
 pub(crate) struct Joiner {
     window: Duration,
-    /// Once a call has been seen, how long a whole exchange waits after its last event for
-    /// calls still on their way.
+    /// How long a whole exchange waits after its last event for downstream calls still on
+    /// their way; zero: none.
     settle: Duration,
-    calls_seen: bool,
     /// Whole exchanges waiting out `settle`, by the time of the event that made or found them
     /// whole; an id is listed again with each later event, and only its latest listing counts.
     settling: VecDeque<(Instant, String)>,
@@ -173,7 +172,6 @@ impl Joiner {
         Self {
             window,
             settle,
-            calls_seen: false,
             settling: VecDeque::new(),
             bounds,
             bytes: 0,
@@ -195,7 +193,6 @@ impl Joiner {
         }
         let exchange = self.open.entry(id.to_owned()).or_default();
         if let Leg::Call(call) = &leg {
-            self.calls_seen = true;
             let known = exchange.calls.iter().any(|c| c.call_id == call.call_id);
             if !known && exchange.calls.len() >= self.bounds.calls {
                 return Added::OverBound;
@@ -235,13 +232,13 @@ impl Joiner {
     }
 
     /// Takes out the exchange for `id` if it is whole, so it is written without waiting for
-    /// its window. Once downstream calls have been seen, a whole exchange first waits out
-    /// the settle time for calls still on their way, and is taken by [`Joiner::expire`].
+    /// its window. With a settle time, a whole exchange first waits it out for downstream
+    /// calls still on their way, and is taken by [`Joiner::expire`].
     pub(crate) fn take_complete(&mut self, id: &str, now: Instant) -> Option<Exchange> {
         if !self.open.get(id).is_some_and(Exchange::complete) {
             return None;
         }
-        if self.calls_seen && !self.settle.is_zero() {
+        if !self.settle.is_zero() {
             self.settling.push_back((now, id.to_owned()));
             return None;
         }
@@ -405,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn once_calls_are_seen_a_whole_exchange_waits_out_the_settle_time_for_more() {
+    fn with_a_settle_time_a_whole_exchange_waits_it_out_for_more_calls() {
         let t0 = Instant::now();
         let settle = Duration::from_millis(500);
         let mut joiner =
@@ -416,7 +413,9 @@ mod tests {
             joiner.add(shadow(id, "v2", &["v2"]), pos(3), at);
             joiner.take_complete(id, at)
         };
-        assert!(whole(&mut joiner, "before", t0).is_some(), "no call seen yet: taken at once");
+        let mut at_once =
+            Joiner::new(Duration::from_secs(30), Duration::ZERO, Bounds { exchanges: 100, bytes: 1 << 20, calls: 2 });
+        assert!(whole(&mut at_once, "x", t0).is_some(), "no settle time: taken at once");
 
         assert_eq!(joiner.add(downstream("a", "c1"), pos(4), t0), Added::Joined);
         assert!(whole(&mut joiner, "a", t0).is_none(), "whole, but calls may still come");
