@@ -32,7 +32,12 @@ impl VerdictService {
     /// credentials (`crate::auth`). `verdict_toml` is added to the `[verdict]` section (gate
     /// overrides).
     pub async fn start(infra: &Infra, verdict_toml: &str) -> Self {
-        let database = unique("sd_verdict");
+        Self::start_on(infra, &unique("sd_verdict"), verdict_toml).await
+    }
+
+    /// [`Self::start`] on `database`, which another service of the test (a correlator) writes.
+    pub async fn start_on(infra: &Infra, database: &str, verdict_toml: &str) -> Self {
+        let database = database.to_owned();
         let clickhouse_toml = format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n", infra.clickhouse_url);
         let store = shadowdiff_runtime::clickhouse::ClickHouseConfig {
             url: infra.clickhouse_url.clone(),

@@ -2,7 +2,7 @@
 //! published on the outbound topic as egress taps publish them, joined to their exchange by
 //! the correlator and compared with the primary's. The exact rows for a candidate that adds
 //! a write, one that drops a call and one that changes a payload, with the secondary's own
-//! differences taken as noise.
+//! differences taken as noise; and the verdict's criterion on them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,7 +13,9 @@ use serde::Deserialize;
 use shadowdiff_core::{OutboundCallEvent, Role};
 use shadowdiff_tests::correlator::{CorrelatorUnderTest, Exchange, Reply, call};
 use shadowdiff_tests::infra::Infra;
+use shadowdiff_tests::verdict::VerdictService;
 use shadowdiff_tests::{eventually, unique};
+use shadowdiff_verdict::Decision;
 
 #[derive(Debug, Clone, Row, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 struct CallDifference {
@@ -151,5 +153,15 @@ async fn added_dropped_and_changed_downstream_calls_are_exact_rows_and_the_secon
     let again: u64 =
         correlator.clickhouse.query("SELECT count() FROM outbound_differences FINAL").fetch_one().await.unwrap();
     assert_eq!(again as usize, found.len());
+
+    // The verdict counts the exchanges whose calls changed: a call added, one left out, and a
+    // write's payload changed; the secondary's `at` is noise and counts for nothing.
+    let verdict = VerdictService::start_on(&infra, &correlator.database, "").await;
+    let report = shadowdiff_tests::verdict::report(&verdict.url, "candidate=v2").await;
+    let criterion = report.criteria.iter().find(|c| c.name == "downstream_calls").unwrap();
+    assert_eq!((criterion.status, criterion.observed), (Decision::Fail, 3.0), "{}", criterion.reason);
+    assert!(criterion.reason.contains("(2 with a call added or left out, 1 with"), "{}", criterion.reason);
+    assert_eq!(report.verdict, Decision::Fail);
+    verdict.stop().await;
     correlator.stop().await;
 }

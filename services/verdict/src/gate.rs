@@ -81,6 +81,11 @@ pub struct GatePolicy {
     /// the primary's p50 (0.05 = 5%).
     #[serde(default = "default_max_latency_p50_delta")]
     pub max_latency_p50_delta: f64,
+    /// Most exchanges on which the candidate may change its downstream calls (a call added or
+    /// left out, a write's payload or status changed) where the secondary does not. Default
+    /// 0: one extra write fails the gate.
+    #[serde(default)]
+    pub max_downstream_changes: u64,
     /// Most paths the candidate may change systematically (`evaluate::paths`): a field it
     /// changes on some of a route's responses while the secondary does not. Default 0.
     #[serde(default)]
@@ -98,6 +103,7 @@ impl Default for GatePolicy {
         Self {
             max_divergence_rate: default_max_divergence_rate(),
             max_new_errors: 0,
+            max_downstream_changes: 0,
             max_new_divergent_paths: 0,
             max_latency_p95_delta: default_max_latency_p95_delta(),
             max_latency_p50_delta: default_max_latency_p50_delta(),

@@ -19,7 +19,7 @@ mod release;
 pub mod report;
 pub mod suggest;
 
-pub use evaluate::{Criterion, Decision, Latency, Quantiles, Rate};
+pub use evaluate::{Criterion, Decision, Downstream, Latency, Quantiles, Rate};
 pub use query::{ExchangeDetail, PathCount, Window};
 pub use report::{RouteReport, VerdictReport};
 

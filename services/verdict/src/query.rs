@@ -116,6 +116,7 @@ impl CountsRow {
             span_secs: self.span_secs,
             latency,
             divergent_paths: Vec::new(),
+            downstream: crate::evaluate::Downstream::default(),
         };
         (self.route, evidence)
     }
@@ -212,6 +213,29 @@ pub(crate) async fn evidence(client: &Client, window: &Window, diverged: u64) ->
         p95_shift: shifts.map(|[_, p95]| p95),
     };
     Ok(counts.into_evidence(latency, diverged).1)
+}
+
+#[derive(Debug, Row, Deserialize)]
+struct DownstreamRow {
+    changed: u64,
+    calls: u64,
+    writes: u64,
+}
+
+/// How the candidate's downstream calls differ from the primary's in the window, by
+/// exchange, noise aside (see [`crate::evaluate::Downstream`]).
+pub(crate) async fn downstream(
+    client: &Client,
+    window: &Window,
+) -> clickhouse::error::Result<crate::evaluate::Downstream> {
+    let calls = "kind IN ('missing_call', 'extra_call')";
+    let writes = format!("write = 1 AND NOT ({calls}) AND kind != 'order'");
+    let query = format!(
+        "SELECT uniqExactIf(request_id, ({calls}) OR ({writes})) AS changed,                 uniqExactIf(request_id, {calls}) AS calls, uniqExactIf(request_id, {writes}) AS writes          FROM outbound_differences FINAL          WHERE {} AND deployment = ? AND ts >= toDateTime(?) AND run = ? AND noise = 0",
+        role_is(Role::Candidate)
+    );
+    let row: DownstreamRow = bind_window(client.query(&query), window).fetch_one().await?;
+    Ok(crate::evaluate::Downstream { changed: row.changed, calls: row.calls, writes: row.writes })
 }
 
 /// Most requests whose latency is judged in pairs: the latest in the window.

@@ -90,12 +90,14 @@ pub(crate) async fn build(
 ) -> clickhouse::error::Result<VerdictReport> {
     let judged = paths::judge(query::paths(client, &window).await?, acceptances);
     let diverged = query::diverged(client, &window, &judged.excluded).await?;
-    let (mut evidence, routes, top_paths) = tokio::try_join!(
+    let (mut evidence, routes, top_paths, downstream) = tokio::try_join!(
         query::evidence(client, &window, diverged.values().sum()),
         query::routes(client, &window, &diverged),
         query::top_paths(client, &window, &judged.excluded, WORST as u32),
+        query::downstream(client, &window),
     )?;
     evidence.divergent_paths = judged.divergent;
+    evidence.downstream = downstream;
     let mut routes: Vec<RouteReport> =
         routes.into_iter().map(|(route, evidence)| RouteReport::new(route, &evidence, policy)).collect();
     // Failing routes first, then by how sure we are they diverge, then by volume.

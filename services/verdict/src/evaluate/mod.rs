@@ -117,6 +117,21 @@ pub struct Evidence {
     pub latency: Latency,
     /// Paths the candidate changes systematically (see [`paths`]), most certain first.
     pub divergent_paths: Vec<DivergentPath>,
+    /// Exchanges whose downstream calls the candidate changed, noise aside.
+    pub downstream: Downstream,
+}
+
+/// How the candidate's downstream calls differ from the primary's, on exchanges whose calls
+/// egress taps recorded; the secondary's own differences are noise and not counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Downstream {
+    /// Exchanges with any counted change: a call added, a call left out, or a write (any
+    /// method but GET, HEAD, OPTIONS, TRACE) whose payload or status changed.
+    pub changed: u64,
+    /// Of `changed`, those with a call added or left out.
+    pub calls: u64,
+    /// Of `changed`, those with a write's payload or status changed.
+    pub writes: u64,
 }
 
 /// One criterion's result, with the numbers behind it.
@@ -141,6 +156,7 @@ pub fn judge(evidence: &Evidence, policy: &GatePolicy) -> (Decision, Vec<Criteri
         duration(evidence, policy),
         divergence(evidence, policy),
         new_errors(evidence, policy),
+        downstream(evidence, policy),
         divergent_paths(evidence, policy),
         latency(evidence, policy, Quantile::Median, policy.max_latency_p50_delta),
         latency(evidence, policy, Quantile::Tail, policy.max_latency_p95_delta),
@@ -232,6 +248,25 @@ fn new_errors(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
             evidence.new_errors - evidence.new_client_errors.min(evidence.new_errors),
             evidence.new_client_errors,
             policy.max_new_errors
+        ),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn downstream(evidence: &Evidence, policy: &GatePolicy) -> Criterion {
+    // A count, like new errors: an extra write to a payment API is no matter of rates.
+    let changed = evidence.downstream;
+    Criterion {
+        name: "downstream_calls".to_owned(),
+        status: if changed.changed > policy.max_downstream_changes { Decision::Fail } else { Decision::Pass },
+        observed: changed.changed as f64,
+        lower: None,
+        upper: None,
+        threshold: policy.max_downstream_changes as f64,
+        reason: format!(
+            "the candidate changed its downstream calls on {} exchanges ({} with a call added or left out, {} with \
+             a write's payload or status changed), at most {} allowed",
+            changed.changed, changed.calls, changed.writes, policy.max_downstream_changes
         ),
     }
 }

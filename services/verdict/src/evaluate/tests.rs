@@ -14,6 +14,7 @@ fn healthy() -> Evidence {
         new_errors: 0,
         new_client_errors: 0,
         divergent_paths: Vec::new(),
+        downstream: Downstream::default(),
         span_secs: 600,
         latency: Latency {
             primary: Quantiles { p50: 2.0, p95: 10.0, p99: 20.0 },
@@ -150,6 +151,7 @@ fn nothing_observed_is_inconclusive_everywhere_it_matters() {
             ("duration".to_owned(), Decision::Inconclusive),
             ("divergence_rate".to_owned(), Decision::Inconclusive),
             ("new_errors".to_owned(), Decision::Pass),
+            ("downstream_calls".to_owned(), Decision::Pass),
             ("divergent_paths".to_owned(), Decision::Pass),
             ("latency_p50_delta".to_owned(), Decision::Inconclusive),
             ("latency_p95_delta".to_owned(), Decision::Inconclusive),
@@ -216,4 +218,16 @@ fn a_systematic_path_fails_whatever_the_overall_rate() {
     assert!(paths.reason.contains("e.g. req-3"), "{}", paths.reason);
     let allowed = GatePolicy { max_new_divergent_paths: 1, ..GatePolicy::default() };
     assert_eq!(judge(&evidence, &allowed).0, Decision::Pass);
+}
+
+#[test]
+fn one_changed_downstream_write_fails_the_default_gate() {
+    let policy = GatePolicy::default();
+    let changed = Evidence { downstream: Downstream { changed: 1, calls: 0, writes: 1 }, ..healthy() };
+    let (decision, criteria) = judge(&changed, &policy);
+    assert_eq!(decision, Decision::Fail);
+    let criterion = criteria.iter().find(|c| c.name == "downstream_calls").unwrap();
+    assert!(criterion.reason.contains("1 with a write's payload or status changed"), "{}", criterion.reason);
+    let allowed = GatePolicy { max_downstream_changes: 1, ..policy };
+    assert_eq!(judge(&changed, &allowed).0, judge(&healthy(), &allowed).0);
 }
