@@ -162,6 +162,25 @@ async fn added_dropped_and_changed_downstream_calls_are_exact_rows_and_the_secon
     assert_eq!((criterion.status, criterion.observed), (Decision::Fail, 3.0), "{}", criterion.reason);
     assert!(criterion.reason.contains("(2 with a call added or left out, 1 with"), "{}", criterion.reason);
     assert_eq!(report.verdict, Decision::Fail);
+
+    // The drill-down page shows the two deployments' calls side by side: the candidate's
+    // extra write beside nothing of the primary's.
+    let page = reqwest::Client::new()
+        .get(format!("{}/exchanges/{prefix}-adds?candidate=v2", verdict.url))
+        .bearer_auth(shadowdiff_tests::auth::READ_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let row = |n: usize, primary: &str, candidate: &str| {
+        format!("<tr><td>{n}</td><td>{primary}</td><td>{candidate}</td></tr>")
+    };
+    let price = "<code>GET pricing /prices/7</code> → 200";
+    assert!(page.contains(&row(0, price, price)), "{page}");
+    assert!(page.contains(&row(1, "—", "<code>POST audit /events</code> → 200")), "{page}");
+    assert!(page.contains("<td>extra_call</td>"), "{page}");
     verdict.stop().await;
     correlator.stop().await;
 }

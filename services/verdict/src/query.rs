@@ -8,7 +8,7 @@ use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
 use shadowdiff_core::Role;
 use shadowdiff_store::sql::{outcome_in, outcome_is, role_is};
-use shadowdiff_store::{DifferenceRow, ExchangeRow, Outcome, SampleRow};
+use shadowdiff_store::{DifferenceRow, ExchangeRow, OutboundCallRow, OutboundDifferenceRow, Outcome, SampleRow};
 
 use std::collections::HashMap;
 
@@ -460,6 +460,12 @@ pub struct ExchangeDetail {
     pub legs: Vec<ExchangeRow>,
     pub differences: Vec<DifferenceRow>,
     pub samples: Vec<SampleRow>,
+    /// Every deployment's downstream calls, by deployment and in the order made.
+    #[serde(default)]
+    pub calls: Vec<OutboundCallRow>,
+    /// How each shadow's calls differ from the primary's.
+    #[serde(default)]
+    pub call_differences: Vec<OutboundDifferenceRow>,
 }
 
 impl ExchangeDetail {
@@ -481,6 +487,14 @@ impl ExchangeDetail {
         let of_shadow = self.samples.iter().find(|s| s.deployment == shadow && s.role != primary);
         of_primary.zip(of_shadow)
     }
+
+    /// The primary's and `shadow`'s downstream calls, each in the order made.
+    pub fn calls_of(&self, shadow: &str) -> (Vec<&OutboundCallRow>, Vec<&OutboundCallRow>) {
+        let primary = Role::Primary.as_str();
+        let of_primary = self.calls.iter().filter(|c| c.role == primary).collect();
+        let of_shadow = self.calls.iter().filter(|c| c.deployment == shadow && c.role != primary).collect();
+        (of_primary, of_shadow)
+    }
 }
 
 pub(crate) async fn exchange(client: &Client, request_id: &str) -> clickhouse::error::Result<ExchangeDetail> {
@@ -499,7 +513,19 @@ pub(crate) async fn exchange(client: &Client, request_id: &str) -> clickhouse::e
         .bind(request_id)
         .fetch_all()
         .await?;
-    Ok(ExchangeDetail { request_id: request_id.to_owned(), legs, differences, samples })
+    let calls = client
+        .query("SELECT ?fields FROM outbound_calls FINAL WHERE request_id = ? ORDER BY deployment, seq")
+        .bind(request_id)
+        .fetch_all()
+        .await?;
+    let call_differences = client
+        .query(
+            "SELECT ?fields FROM outbound_differences FINAL WHERE request_id = ? ORDER BY deployment, call, kind, path",
+        )
+        .bind(request_id)
+        .fetch_all()
+        .await?;
+    Ok(ExchangeDetail { request_id: request_id.to_owned(), legs, differences, samples, calls, call_differences })
 }
 
 #[cfg(test)]
@@ -522,7 +548,14 @@ mod tests {
             role: role.as_str().into(),
             ..ExchangeRow::default()
         };
-        let detail = |legs| ExchangeDetail { request_id: "r".into(), legs, differences: vec![], samples: vec![] };
+        let detail = |legs| ExchangeDetail {
+            request_id: "r".into(),
+            legs,
+            differences: vec![],
+            samples: vec![],
+            calls: vec![],
+            call_differences: vec![],
+        };
         // In the order `exchange` reads them: the secondary first.
         let both = detail(vec![leg("prod-b", Role::Secondary), leg("v2", Role::Candidate)]);
         assert_eq!(both.drill_down(Some("prod-b")).as_deref(), Some("prod-b"));

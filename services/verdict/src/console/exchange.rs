@@ -1,9 +1,10 @@
-//! The drill-down page: one request's legs, its differences, and the primary's and a
-//! candidate's bodies side by side with the changed lines marked. Server-rendered with
+//! The drill-down page: one request's legs, its differences, the primary's and a candidate's
+//! downstream calls side by side, and their bodies side by side with the changed lines
+//! marked. Server-rendered with
 //! `maud`, which escapes every value it interpolates.
 
 use maud::{Markup, html};
-use shadowdiff_store::SampleRow;
+use shadowdiff_store::{OutboundCallRow, SampleRow};
 use similar::{ChangeTag, TextDiff};
 
 use super::render::page;
@@ -48,6 +49,7 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
                     }
                     @if hidden > 0 { p { (hidden) " more differences not shown." } }
                 }
+                (calls(detail, &candidate))
                 h2 { "Bodies" }
                 @match detail.bodies(&candidate) {
                     Some((primary, shadow)) => (bodies(primary, shadow)),
@@ -56,6 +58,44 @@ pub(crate) fn render(detail: &ExchangeDetail, candidate: Option<&str>) -> String
                 }
     };
     page(&detail.request_id, body)
+}
+
+/// The primary's and `candidate`'s downstream calls side by side, the n-th call of each in
+/// one row, and how the candidate's differ.
+fn calls(detail: &ExchangeDetail, candidate: &str) -> Markup {
+    let (primary, shadow) = detail.calls_of(candidate);
+    let differences: Vec<_> =
+        detail.call_differences.iter().filter(|d| d.deployment == candidate).take(MAX_SHOWN_DIFFERENCES).collect();
+    let call = |c: Option<&&OutboundCallRow>| match c {
+        Some(c) => html! { code { (c.method) " " (c.destination) " " (c.call_route) } " → " (c.status) },
+        None => html! { "—" },
+    };
+    html! {
+        h2 { "Downstream calls: primary vs " (candidate) }
+        @if primary.is_empty() && shadow.is_empty() {
+            p { "None recorded: the deployments made no call, or have no egress tap." }
+        } @else {
+            table #calls {
+                tr { th { "#" } th { "primary" } th { (candidate) } }
+                @for n in 0..primary.len().max(shadow.len()) {
+                    tr { td { (n) } td { (call(primary.get(n))) } td { (call(shadow.get(n))) } }
+                }
+            }
+        }
+        @if !differences.is_empty() {
+            table #call-differences {
+                tr { th { "call" } th { "kind" } th { "path" } th { "primary" } th { (candidate) } th { "write" } th { "noise" } }
+                @for d in differences {
+                    tr class=(if d.noise == 1 { "noise" } else { "divergence" }) {
+                        td { code { (d.call) } } td { (d.kind) } td { code { (d.path) } }
+                        td { code { (d.primary_value) } } td { code { (d.shadow_value) } }
+                        td { (if d.write == 1 { "write" } else { "" }) }
+                        td { (if d.noise == 1 { "noise (the secondary differs too)" } else { "divergence" }) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Bytes of each body shown; the rest of a larger sample is cut, and the page says so.
@@ -194,6 +234,8 @@ mod tests {
                 sample("primary", serde_json::json!({ "items": items(0) }).to_string()),
                 sample("candidate", serde_json::json!({ "items": items(1) }).to_string()),
             ],
+            calls: Vec::new(),
+            call_differences: Vec::new(),
         };
         let page = render(&detail, Some("candidate"));
         // Two panes of at most MAX_SHOWN_BYTES each, with a tag around every line.
