@@ -12,6 +12,12 @@ pub const SHADOW_ROLE: &str = "x-shadow-role";
 /// Set on every replay to the name of the target it was sent to.
 pub const SHADOW_DEPLOYMENT: &str = "x-shadow-deployment";
 
+/// Set by an egress tap in stub mode on each answer it gives a shadow's downstream call:
+/// `matched` (a recorded call of the primary's answered it) or `unmatched` (none did, and the
+/// configured status answered). It reaches the call's published event, where the correlator
+/// reads it.
+pub const STUB: &str = "x-shadowdiff-stub";
+
 #[cfg(test)]
 mod tests {
     use super::*;

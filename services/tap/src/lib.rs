@@ -9,7 +9,8 @@
 //! streaming, upgrades), `capture` (the body tee), `publish` (the path to Kafka: each
 //! worker's queue of finished exchanges, redaction, then the producer's queue, dropping
 //! and counting rather than waiting), `budget` (the memory captures may hold while they
-//! wait), `hop` (hop-by-hop headers) and `events` (what the tap counts).
+//! wait), `stub` (an egress tap that answers a shadow's calls from the primary's recorded
+//! ones), `hop` (hop-by-hop headers) and `events` (what the tap counts).
 
 mod budget;
 mod capture;
@@ -21,6 +22,7 @@ mod producer;
 mod proxy;
 mod publish;
 mod route;
+mod stub;
 mod workers;
 
 use std::net::SocketAddr;
@@ -39,6 +41,8 @@ pub enum TapError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("kafka producer: {0}")]
     Producer(#[source] rdkafka::error::KafkaError),
+    #[error("the stub's reader of the outbound topic: {0}")]
+    StubReader(#[source] rdkafka::error::KafkaError),
     #[error("create topics: {0}")]
     Topics(#[source] shadowdiff_runtime::kafka::TopicError),
     #[error(transparent)]
@@ -83,6 +87,8 @@ pub struct Tap {
     config: TapConfig,
     tls: Tls,
     publisher: Arc<publish::Publisher>,
+    /// The primary's recorded calls, in stub mode.
+    stubs: Option<Arc<stub::Recordings>>,
 }
 
 impl Tap {
@@ -101,10 +107,20 @@ impl Tap {
         let listener = TcpListener::bind(config.tap.listen)
             .await
             .map_err(|source| TapError::Bind { addr: config.tap.listen, source })?;
+        let stubs = match &config.tap.mode {
+            config::Mode::Egress { stub: Some(stub), .. } => {
+                let recordings = Arc::new(stub::Recordings::new(stub.clone()));
+                recordings
+                    .start(&config.kafka, &config.topics.outbound, shutdown.clone())
+                    .map_err(TapError::StubReader)?;
+                Some(recordings)
+            }
+            _ => None,
+        };
         let admin_addr = admin::spawn(&config.admin, health, shutdown)
             .await
             .map_err(|source| TapError::Bind { addr: config.admin.listen, source })?;
-        Ok(Self { listener, admin_addr, config, tls, publisher: Arc::new(publisher) })
+        Ok(Self { listener, admin_addr, config, tls, publisher: Arc::new(publisher), stubs })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -127,7 +143,8 @@ impl Tap {
         let upstream = tap.upstream.as_ref().map_or("(each call's own, egress)", url::Url::as_str);
         tracing::info!(addr = %self.local_addr(), scheme = self.scheme(), upstream, workers = tap.workers, "tap listening");
         let mut workers =
-            workers::Workers::start(&self.config, &self.tls, &self.publisher, &shutdown).map_err(TapError::Serve)?;
+            workers::Workers::start(&self.config, &self.tls, &self.publisher, self.stubs.as_ref(), &shutdown)
+                .map_err(TapError::Serve)?;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,

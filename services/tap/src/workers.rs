@@ -52,6 +52,7 @@ impl Workers {
         config: &TapConfig,
         tls: &Tls,
         publisher: &Arc<Publisher>,
+        stubs: Option<&Arc<crate::stub::Recordings>>,
         shutdown: &CancellationToken,
     ) -> std::io::Result<Self> {
         let mut workers = Self { inboxes: Vec::new(), threads: Vec::new(), next: 0 };
@@ -62,10 +63,11 @@ impl Workers {
             let (config, publisher, shutdown) = (config.clone(), publisher.clone(), shutdown.clone());
             let server = Server::new(&config.tap, tls.listener.clone());
             let upstream_tls = tls.upstream.clone();
+            let stubs = stubs.cloned();
             let thread = std::thread::Builder::new().name(format!("tap-worker-{i}")).spawn(move || {
                 runtime.block_on(async move {
                     let (queue, publishing) = Queue::spawn(publisher);
-                    let proxy = Proxy::new(config, upstream_tls, server.tls.is_some(), queue);
+                    let proxy = Proxy::new(config, upstream_tls, server.tls.is_some(), queue, stubs);
                     server.serve(listener, Arc::new(proxy), shutdown).await;
                     if tokio::time::timeout(PUBLISH_GRACE, publishing).await.is_err() {
                         tracing::warn!(

@@ -125,7 +125,51 @@ pub enum Mode {
     /// The HTTP proxy (`http_proxy`) of a deployment's outbound calls: each call is
     /// forwarded to the absolute URL it names and published as an outbound-call event,
     /// linked to the originating request by the request-id header the deployment propagates.
-    Egress { role: EgressRole, deployment: String },
+    /// With `stub`, a shadow's calls are answered from the primary's recorded calls instead,
+    /// and never forwarded.
+    Egress {
+        role: EgressRole,
+        deployment: String,
+        #[serde(default)]
+        stub: Option<StubConfig>,
+    },
+}
+
+/// `[tap.mode.stub]`: an egress tap in front of a shadow that answers each call from the
+/// primary's recorded call for the same request (`crate::stub`), and lets none through.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct StubConfig {
+    /// The status of the answer to a call no recorded call matches.
+    #[serde(default = "default_unmatched_status")]
+    pub unmatched_status: u16,
+    /// How long a call waits for the primary's recorded calls of its request to arrive.
+    #[serde(default = "default_stub_wait", rename = "wait_ms", with = "serde_duration::millis")]
+    pub wait: Duration,
+    /// Requests whose recorded calls are held at most; the oldest are forgotten first.
+    #[serde(default = "default_stub_max_requests")]
+    pub max_requests: usize,
+    /// How long a request's recorded calls are held.
+    #[serde(default = "default_stub_keep", rename = "keep_secs", with = "serde_duration::secs")]
+    pub keep: Duration,
+    /// Largest call body read to match it; a larger one is answered as unmatched.
+    #[serde(default = "default_stub_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+const fn default_unmatched_status() -> u16 {
+    502
+}
+const fn default_stub_wait() -> Duration {
+    Duration::from_secs(2)
+}
+const fn default_stub_max_requests() -> usize {
+    100_000
+}
+const fn default_stub_keep() -> Duration {
+    Duration::from_secs(120)
+}
+const fn default_stub_max_body_bytes() -> usize {
+    1024 * 1024
 }
 
 /// Who makes the outbound calls an egress tap sees.
@@ -286,6 +330,20 @@ impl Validate for TapConfig {
             && deployment.is_empty()
         {
             errors.push(ConfigError::rule("tap.mode.deployment", "must not be empty"));
+        }
+        if let Mode::Egress { role, stub: Some(stub), .. } = &tap.mode {
+            if *role == EgressRole::Primary {
+                errors.push(ConfigError::rule(
+                    "tap.mode.stub",
+                    "answers a shadow's calls from the primary's: not for the primary's own",
+                ));
+            }
+            if !(200..=599).contains(&stub.unmatched_status) {
+                errors.push(ConfigError::rule("tap.mode.stub.unmatched_status", "must be an HTTP status, 200 to 599"));
+            }
+            if stub.max_requests == 0 || stub.max_body_bytes == 0 {
+                errors.push(ConfigError::rule("tap.mode.stub", "max_requests and max_body_bytes must be at least 1"));
+            }
         }
     }
 }

@@ -16,13 +16,14 @@ use axum::response::{IntoResponse, Response};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use shadowdiff_core::event::now_ms;
-use shadowdiff_core::headers::SHADOW_ROLE;
+use shadowdiff_core::headers::{SHADOW_ROLE, STUB};
 use shadowdiff_core::{ErrorKind, RequestId};
 
 use crate::capture::Tee;
 use crate::config::{Mode, TapConfig, TapSection};
 use crate::publish::{Exchange, Outcome, Pending, Queue, Side, headers_of};
 use crate::route::{Resolved, Routes};
+use crate::stub::{self, Answer, Recordings};
 use crate::{events, hop};
 
 use client::UpstreamClient;
@@ -38,6 +39,8 @@ pub(crate) struct Proxy {
     scheme: &'static str,
     /// This worker's publishing queue.
     queue: Queue,
+    /// In stub mode, the primary's recorded calls, which answer every call.
+    stubs: Option<Arc<Recordings>>,
 }
 
 /// The configured upstream, split once so that a request's URI is put together from parts
@@ -92,6 +95,7 @@ impl Proxy {
         upstream_tls: Option<Arc<rustls::ClientConfig>>,
         tls_listener: bool,
         queue: Queue,
+        stubs: Option<Arc<Recordings>>,
     ) -> Self {
         let client = UpstreamClient::new(config.tap.upstream_timeout, upstream_tls.as_ref());
         let id_header = config.tap.request_id_header.clone().into();
@@ -99,7 +103,7 @@ impl Proxy {
         // An egress tap's events describe the call, whose target it only takes as http://.
         let egress = matches!(config.tap.mode, Mode::Egress { .. });
         let scheme = if tls_listener && !egress { "https" } else { "http" };
-        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, upstream, client, scheme, queue }
+        Self { routes: Routes::new(&config.tap), config: config.tap, id_header, upstream, client, scheme, queue, stubs }
     }
 
     /// Where a request goes: the configured upstream plus its path and query, or in egress
@@ -202,6 +206,10 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, request: Request) -> Response {
     });
     let headers = proxy.forward_headers(parts.headers, &id);
     route.counters.started();
+    let stubbed_call = proxy
+        .stubs
+        .as_ref()
+        .map(|_| stub::call_key(parts.method.as_str(), uri.authority().map_or("", Authority::as_str), &route.template));
 
     let pending = authority.map(|authority| {
         let exchange = Exchange {
@@ -219,6 +227,9 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, request: Request) -> Response {
         Pending::new(proxy.queue.clone(), exchange)
     });
     let body = Tee::new(body, pending.as_ref().map(|p| (route.cap, p.on_finish(Side::Request))));
+    if let (Some(stubs), Some(call)) = (&proxy.stubs, stubbed_call) {
+        return stubbed(stubs, (route.counters, route.cap), pending, &call, body, &id).await;
+    }
     match proxy.send(parts.method, uri, headers, body).await {
         Ok(response) => {
             let (mut parts, body) = response.into_parts();
@@ -241,6 +252,58 @@ pub(crate) async fn handle(proxy: Arc<Proxy>, request: Request) -> Response {
             response
         }
     }
+}
+
+/// A shadow's call answered from the primary's recorded call (`crate::stub`), and never
+/// forwarded: its body is read (up to the stub's bound) to match it by its hash.
+async fn stubbed(
+    stubs: &Recordings,
+    (counters, cap): (&crate::events::RouteCounters, usize),
+    pending: Option<Arc<Pending>>,
+    call: &str,
+    body: Tee<Body>,
+    id: &RequestId,
+) -> Response {
+    let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, stubs.max_body_bytes())).await;
+    let answer = match read {
+        Ok(read) => {
+            let sha256 = shadowdiff_core::CapturedBody::capture(&read.to_bytes(), 0).sha256;
+            stubs.answer(id.as_str(), call, &sha256).await
+        }
+        Err(_) => Answer::Unmatched("the call's body is larger than the stub reads (max_body_bytes)"),
+    };
+    let (status, mut headers, body, marker) = match answer {
+        Answer::Matched { status, headers, body } => {
+            let mut map = HeaderMap::new();
+            for header in headers {
+                if let (Ok(name), Ok(value)) =
+                    (HeaderName::try_from(header.name.as_str()), HeaderValue::from_bytes(&header.value))
+                {
+                    map.append(name, value);
+                }
+            }
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), map, body, "matched")
+        }
+        Answer::Unmatched(why) => {
+            let mut map = HeaderMap::new();
+            map.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            let status = StatusCode::from_u16(stubs.unmatched_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+            (status, map, format!("{why}\n").into_bytes(), "unmatched")
+        }
+    };
+    hop::strip(&mut headers);
+    headers.remove(http::header::CONTENT_LENGTH);
+    headers.insert(HeaderName::from_static(STUB), HeaderValue::from_static(marker));
+    counters.proxied(status.as_u16());
+    if let Some(pending) = &pending {
+        pending.answered(Outcome::Response { status, headers: headers_of(&headers) });
+    }
+    let body = http_body_util::Full::new(bytes::Bytes::from(body));
+    let body = Tee::new(body, pending.as_ref().map(|p| (cap, p.on_finish(Side::Response))));
+    let mut response = Response::new(Body::new(body));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
 }
 
 /// What a client gets when the upstream did not answer: 504 for a slow one, else 502.

@@ -198,7 +198,7 @@ impl Publisher {
         let (role, deployment) = match &self.mode {
             Mode::Ingress => (Role::Primary, "primary".to_owned()),
             Mode::Sidecar { role, deployment } => (Role::from(*role), deployment.clone()),
-            Mode::Egress { role, deployment } => (Role::from(*role), deployment.clone()),
+            Mode::Egress { role, deployment, .. } => (Role::from(*role), deployment.clone()),
         };
         let mut response = ResponseEvent {
             request_id: id,
