@@ -145,6 +145,7 @@ fn valid_profile() -> impl Strategy<Value = Profile> {
                         ttl_secs,
                         expires_at_ms: None,
                         unsafe_methods,
+                        side_effects: shadowdiff_mirror::profile::SideEffects::default(),
                         faults: Faults { latency_ms, latency_percent, error_status, error_percent, drop_percent },
                     }
                 },

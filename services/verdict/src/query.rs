@@ -228,7 +228,7 @@ pub(crate) async fn downstream(
     client: &Client,
     window: &Window,
 ) -> clickhouse::error::Result<crate::evaluate::Downstream> {
-    let calls = "kind IN ('missing_call', 'extra_call')";
+    let calls = "kind IN ('missing_call', 'extra_call', 'unmatched')";
     let writes = format!("write = 1 AND NOT ({calls}) AND kind != 'order'");
     let query = format!(
         "SELECT uniqExactIf(request_id, ({calls}) OR ({writes})) AS changed,                 uniqExactIf(request_id, {calls}) AS calls, uniqExactIf(request_id, {writes}) AS writes          FROM outbound_differences FINAL          WHERE {} AND deployment = ? AND ts >= toDateTime(?) AND run = ? AND noise = 0",

@@ -10,6 +10,9 @@
 //! kinds, at paths below `body`). For destinations configured as ordered, calls made in
 //! another order are an `order` difference.
 //!
+//! A call an egress tap in stub mode answered with no recorded call of the primary's
+//! (`x-shadowdiff-stub: unmatched` on its answer) is also an `unmatched` difference.
+//!
 //! Noise, as for responses: a difference the secondary's calls show too, in this exchange,
 //! is noise for every shadow of it.
 
@@ -17,6 +20,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use shadowdiff_core::OutboundCallEvent;
 use shadowdiff_core::diff::{self, DiffOptions, Message};
+use shadowdiff_core::event::header_value;
+use shadowdiff_core::headers::STUB;
 
 /// Methods whose calls change nothing downstream; any other call is a write.
 const SAFE_METHODS: [&str; 4] = ["GET", "HEAD", "OPTIONS", "TRACE"];
@@ -94,6 +99,17 @@ pub(crate) fn compare(
         } else if s.len() > p.len() {
             found.push(difference("extra_call", "", count(p.len()), count(s.len()), is_write(s[p.len()])));
         }
+    }
+    for call in shadow.iter().filter(|c| header_value(&c.response.headers, STUB) == Some(b"unmatched".as_slice())) {
+        let status = call.response.status.map(|s| s.to_string()).unwrap_or_default();
+        found.push(CallDifference {
+            call: call_of(call),
+            kind: "unmatched".to_owned(),
+            path: String::new(),
+            primary: String::new(),
+            shadow: status,
+            write: is_write(call),
+        });
     }
     for host in ordered {
         let sequence = |calls: &[&OutboundCallEvent]| -> Vec<String> {
@@ -260,6 +276,25 @@ mod tests {
         assert_eq!(kinds(&of_candidate).iter().map(|k| k.2.as_str()).collect::<Vec<_>>(), ["at", "kind"]);
         assert_eq!(noise(&of_candidate, Some(&of_secondary)), [true, false], "`at` is noise, `kind` is not");
         assert_eq!(noise(&of_candidate, None), [false, false]);
+    }
+
+    #[test]
+    fn a_call_the_stub_could_not_answer_is_unmatched() {
+        let primary = [call("prod", 1, "GET", "pricing", "/prices/1", "")];
+        let mut refund = call("v2", 2, "POST", "payments", "/refunds", "{}");
+        refund.response.status = Some(502);
+        refund.response.headers = vec![Header { name: STUB.into(), value: b"unmatched".to_vec() }];
+        let candidate = [call("v2", 1, "GET", "pricing", "/prices/1", ""), refund];
+        let (p, c): (Vec<_>, Vec<_>) = (primary.iter().collect(), candidate.iter().collect());
+        let found = compare(&p, &c, &DiffOptions::default(), &HashSet::new());
+        assert_eq!(
+            kinds(&found),
+            [
+                ("POST payments /refunds".into(), "extra_call".into(), String::new()),
+                ("POST payments /refunds".into(), "unmatched".into(), String::new()),
+            ]
+        );
+        assert_eq!(found[1].shadow, "502");
     }
 
     #[test]

@@ -71,6 +71,12 @@ pub struct Profile {
     /// Opt-in for methods beyond GET, HEAD and OPTIONS, with the reason it is safe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unsafe_methods: Option<UnsafeMethods>,
+    /// Where the targets' downstream calls go. With `stubbed`, every method `match.methods`
+    /// lists is replayed, writes too, with no `unsafe_methods`: the targets' egress taps are
+    /// in stub mode and answer their calls from the primary's recorded ones, so no write
+    /// reaches a real dependency.
+    #[serde(default, skip_serializing_if = "SideEffects::is_live")]
+    pub side_effects: SideEffects,
     #[serde(default)]
     pub faults: Faults,
 }
@@ -94,6 +100,23 @@ pub struct HeaderPredicate {
     /// Required value; absent means the header only has to be present.
     #[serde(default)]
     pub equals: Option<String>,
+}
+
+/// Where a profile's targets' downstream calls go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SideEffects {
+    /// To the real dependencies, or whatever the targets are configured with.
+    #[default]
+    Live,
+    /// To egress taps in stub mode (`[tap.mode.stub]`), never to a real dependency.
+    Stubbed,
+}
+
+impl SideEffects {
+    fn is_live(&self) -> bool {
+        *self == Self::Live
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -323,7 +346,10 @@ impl Profile {
             let method = method.to_ascii_uppercase();
             check(
                 SAFE_METHODS.contains(&method.as_str()) || opted.contains(&method),
-                format!("match.methods: {method} is not safe to replay without unsafe_methods and a reason"),
+                format!(
+                    "match.methods: {method} is not safe to replay without unsafe_methods and a reason, \
+                     or side_effects = \"stubbed\""
+                ),
             );
         }
         let f = &self.faults;
@@ -338,11 +364,17 @@ impl Profile {
         problems
     }
 
+    /// The methods beyond the safe ones this profile may replay: those opted in with a
+    /// reason, and with stubbed side effects every method it lists.
     fn opted_in_methods(&self) -> BTreeSet<String> {
-        match &self.unsafe_methods {
+        let mut opted = match &self.unsafe_methods {
             Some(u) if !u.reason.trim().is_empty() => u.methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
             _ => BTreeSet::new(),
+        };
+        if self.side_effects == SideEffects::Stubbed {
+            opted.extend(self.matcher.methods.iter().map(|m| m.to_ascii_uppercase()));
         }
+        opted
     }
 
     /// Fixes `expires_at_ms` from `ttl_secs` at the moment the profile is applied.

@@ -158,3 +158,16 @@ fn targets_outside_the_mirrors_policy_are_refused_with_the_target_named() {
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("targets[0].base_url: 169.254.169.254 is link-local or a metadata endpoint"));
 }
+
+#[test]
+fn stubbed_side_effects_let_the_listed_writes_replay_without_a_reason() {
+    let writes = |extra: &str| profile(&format!("{}\nmatch = {{ methods = [\"GET\", \"POST\"] }}\n{extra}", base()));
+    let live = writes("");
+    assert!(live.problems(&local()).iter().any(|p| p.contains("POST is not safe")), "{:?}", live.problems(&local()));
+    let stubbed = writes("side_effects = \"stubbed\"");
+    assert!(stubbed.problems(&local()).is_empty(), "{:?}", stubbed.problems(&local()));
+    let post = request("POST", "/orders");
+    assert!(stubbed.replays(&post, &id("a"), 0));
+    assert!(!live.replays(&post, &id("a"), 0));
+    assert!(!stubbed.replays(&request("DELETE", "/orders"), &id("a"), 0), "only the methods it lists");
+}
