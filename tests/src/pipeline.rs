@@ -19,6 +19,8 @@ pub struct Names {
     pub requests: String,
     pub responses: String,
     pub dead_letter: String,
+    /// Where egress taps publish downstream calls.
+    pub outbound: String,
     pub database: String,
     pub group_prefix: String,
 }
@@ -30,6 +32,7 @@ impl Names {
             requests: format!("{id}.requests"),
             responses: format!("{id}.responses"),
             dead_letter: format!("{id}.dead-letter"),
+            outbound: format!("{id}.outbound"),
             database: format!("sd_{id}"),
             group_prefix: id,
         }
@@ -57,6 +60,8 @@ pub struct Tuning<'a> {
     pub verdict: &'a str,
     /// Under `[correlator]`: its keys, then sub-tables such as `[correlator.default_rules]`.
     pub correlator: &'a str,
+    /// Keys of the mirror's profile (`e2e`), before its targets: `side_effects`, `match`.
+    pub profile: &'a str,
     /// The mirror on a runtime of its own, as in its own process: the shadows' latency it
     /// measures then waits on its own work only, not on the tap's and the correlator's. For
     /// scenarios that judge latency.
@@ -102,7 +107,7 @@ impl Pipeline {
 
     /// [`Pipeline::start`], with `tuning` added to the services' configs.
     pub async fn start_tuned(infra: &Infra, backends: Backends, tuning: Tuning<'_>) -> Self {
-        let Tuning { verdict, correlator, mirror_apart } = tuning;
+        let Tuning { verdict, correlator, profile, mirror_apart } = tuning;
         shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {
             level: "warn,shadowdiff=info".into(),
             ..Default::default()
@@ -110,9 +115,9 @@ impl Pipeline {
         let names = Names::new();
         let kafka = format!(
             "[kafka]\nbrokers = \"{}\"\nlinger_ms = 1\n\
-             [topics]\nrequests = \"{}\"\nresponses = \"{}\"\ndead_letter = \"{}\"\npartitions = 3\n\
+             [topics]\nrequests = \"{}\"\nresponses = \"{}\"\ndead_letter = \"{}\"\noutbound = \"{}\"\npartitions = 3\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n",
-            infra.brokers, names.requests, names.responses, names.dead_letter
+            infra.brokers, names.requests, names.responses, names.dead_letter, names.outbound
         );
         let clickhouse =
             format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n", infra.clickhouse_url, names.database);
@@ -138,7 +143,7 @@ impl Pipeline {
             &format!(
                 "[mirror]\ngroup_id = \"{}-mirror\"\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n\
                  [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n\
-                 [[mirror.profiles]]\nid = \"e2e\"\n\
+                 [[mirror.profiles]]\nid = \"e2e\"\n{profile}\n\
                  [[mirror.profiles.targets]]\nname = \"secondary\"\nrole = \"secondary\"\nbase_url = \"http://{}\"\n\
                  [[mirror.profiles.targets]]\nname = \"{CANDIDATE}\"\nrole = \"candidate\"\nbase_url = \"http://{}\"\n{kafka}{}",
                 names.group_prefix,

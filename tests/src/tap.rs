@@ -35,13 +35,31 @@ impl TapUnderTest {
     /// `url` is `https://` when `tap_extra` has a `[tap.tls]` section.
     pub async fn start_for(brokers: &str, upstream: &str, tap_extra: &str, kafka_extra: &str) -> Self {
         let id = unique("tap");
-        let requests = format!("{id}.requests");
-        let responses = format!("{id}.responses");
+        let topics = [".requests", ".responses", ".dead-letter", ".outbound"].map(|t| format!("{id}{t}"));
+        Self::start_on(brokers, topics, 2, upstream, tap_extra, kafka_extra).await
+    }
+
+    /// A tap on a pipeline's topics (`crate::pipeline::Names`): an egress tap beside it, say.
+    pub async fn beside(brokers: &str, names: &crate::pipeline::Names, tap_extra: &str) -> Self {
+        let topics = [&names.requests, &names.responses, &names.dead_letter, &names.outbound].map(String::clone);
+        // An egress tap takes each call's own destination; the upstream is not used.
+        Self::start_on(brokers, topics, 3, "http://127.0.0.1:9", tap_extra, "").await
+    }
+
+    /// A tap on `[requests, responses, dead_letter, outbound]`, each of `partitions`.
+    async fn start_on(
+        brokers: &str,
+        [requests, responses, dead_letter, outbound]: [String; 4],
+        partitions: i32,
+        upstream: &str,
+        tap_extra: &str,
+        kafka_extra: &str,
+    ) -> Self {
         let text = format!(
             "[tap]\nlisten = \"127.0.0.1:0\"\nupstream = \"{upstream}\"\nid = \"tap-test\"\n{tap_extra}\n\
              [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n{kafka_extra}\n\
-             [topics]\nrequests = \"{requests}\"\nresponses = \"{responses}\"\ndead_letter = \"{id}.dead-letter\"\n\
-             outbound = \"{id}.outbound\"\npartitions = 2\n\
+             [topics]\nrequests = \"{requests}\"\nresponses = \"{responses}\"\ndead_letter = \"{dead_letter}\"\n\
+             outbound = \"{outbound}\"\npartitions = {partitions}\n\
              [admin]\nlisten = \"127.0.0.1:0\"\n"
         );
         shadowdiff_runtime::telemetry::init_tracing(&shadowdiff_runtime::telemetry::LogConfig {
