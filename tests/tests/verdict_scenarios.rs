@@ -71,9 +71,12 @@ async fn first_verdict(name: &str, candidate: Behavior, cap: u64) -> (VerdictRep
         secondary: shadowdiff_tests::serve_apart(backend::app(honest("secondary"))).await,
         candidate: shadowdiff_tests::serve_apart(backend::app(candidate)).await,
     };
-    let pipeline =
-        Pipeline::start_tuned(&infra, backends, Tuning { verdict: GATES, correlator: DEMO_RULES, mirror_apart: true })
-            .await;
+    let pipeline = Pipeline::start_tuned(
+        &infra,
+        backends,
+        Tuning { verdict: GATES, correlator: DEMO_RULES, mirror_apart: true, ..Tuning::default() },
+    )
+    .await;
     let query = format!("candidate={CANDIDATE}&stage=shadow");
     let prefix = unique(name);
     let mut sent = 0;

@@ -12,6 +12,11 @@
 //! changes: a changed price on every `regress_every`-th item read by `/items/{n}`, a
 //! dropped field, an added field (`add_field`, a change that is meant), a 503 on every
 //! `error_every`-th item and a 404 on every `not_found_every`-th.
+//!
+//! With a [`Downstream`], an item read asks the inventory service whether the item is in
+//! stock (`in_stock`), through an HTTP proxy (an egress tap) when one is given, passing the
+//! request id on; the candidate's extra write (`extra_write_every`) also posts an event there
+//! for every such item: a side effect the primary never has.
 
 use std::time::Duration;
 
@@ -22,6 +27,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shadowdiff_core::headers::REQUEST_ID;
 
 /// How a backend instance behaves.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +53,52 @@ pub struct Behavior {
     pub service_time: Duration,
     /// Named in `x-instance-id`.
     pub instance: String,
+    /// The inventory service item reads call, if any.
+    pub downstream: Option<Downstream>,
+    /// Every item number divisible by this also posts an event to the inventory when read:
+    /// a write the primary never makes; 0 means never.
+    pub extra_write_every: u64,
+}
+
+/// The inventory service a backend calls, and how.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    /// Its base URL, `http://`.
+    pub inventory: String,
+    client: reqwest::Client,
+}
+
+impl Downstream {
+    /// Calls to `inventory`, through the HTTP proxy `proxy` when given.
+    pub fn new(inventory: &str, proxy: Option<&str>) -> reqwest::Result<Self> {
+        let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(proxy) = proxy {
+            client = client.proxy(reqwest::Proxy::http(proxy)?);
+        }
+        Ok(Self { inventory: inventory.trim_end_matches('/').to_owned(), client: client.build()? })
+    }
+
+    /// Whether item `n` is in stock, as the inventory says; `null` when it does not answer.
+    async fn in_stock(&self, n: u64, request_id: Option<&HeaderValue>) -> Value {
+        let mut call = self.client.get(format!("{}/stock/{n}", self.inventory));
+        if let Some(id) = request_id {
+            call = call.header(REQUEST_ID, id);
+        }
+        match call.send().await {
+            Ok(answer) => answer.json::<Value>().await.map_or(Value::Null, |v| v["in_stock"].clone()),
+            Err(_) => Value::Null,
+        }
+    }
+
+    /// Posts an event about item `n`; whatever the answer, the read goes on.
+    async fn record_view(&self, n: u64, request_id: Option<&HeaderValue>) {
+        let mut call =
+            self.client.post(format!("{}/events", self.inventory)).json(&json!({ "kind": "viewed", "item": n }));
+        if let Some(id) = request_id {
+            call = call.header(REQUEST_ID, id);
+        }
+        let _the_read_goes_on = call.send().await;
+    }
 }
 
 impl Behavior {
@@ -134,7 +186,7 @@ async fn respond(behavior: &Behavior, status: StatusCode, mut body: Value) -> Re
     (status, headers, Json(body)).into_response()
 }
 
-async fn item(State(behavior): Shared, Path(n): Path<u64>) -> Response {
+async fn item(State(behavior): Shared, Path(n): Path<u64>, headers: HeaderMap) -> Response {
     if behavior.fails(n) {
         return respond(&behavior, StatusCode::SERVICE_UNAVAILABLE, json!({ "error": "unavailable" })).await;
     }
@@ -144,6 +196,13 @@ async fn item(State(behavior): Shared, Path(n): Path<u64>) -> Response {
     let mut item = item_for(&behavior, n);
     if behavior.regresses(n) {
         item["price"] = json!(n * 100 + 1);
+    }
+    if let Some(downstream) = &behavior.downstream {
+        let request_id = headers.get(REQUEST_ID);
+        item["in_stock"] = downstream.in_stock(n, request_id).await;
+        if behavior.extra_write_every != 0 && n.is_multiple_of(behavior.extra_write_every) {
+            downstream.record_view(n, request_id).await;
+        }
     }
     respond(&behavior, StatusCode::OK, item).await
 }

@@ -52,6 +52,21 @@ enum Command {
         /// This instance's name, in the x-instance-id header.
         #[arg(long, default_value = "demo")]
         instance: String,
+        /// The inventory service item reads ask about stock (`http://`).
+        #[arg(long)]
+        inventory: Option<String>,
+        /// The HTTP proxy calls to the inventory go through: this deployment's egress tap.
+        #[arg(long, requires = "inventory")]
+        egress: Option<String>,
+        /// Also post an event to the inventory when reading every item whose number is a
+        /// multiple of this (0: never): a write the primary never makes.
+        #[arg(long, default_value_t = 0, requires = "inventory")]
+        extra_write_every: u64,
+    },
+    /// Serve the inventory the backends call downstream.
+    Inventory {
+        #[arg(long)]
+        listen: SocketAddr,
     },
     /// Send item reads and writes through the tap.
     Traffic {
@@ -154,7 +169,20 @@ async fn main() -> ExitCode {
             add_field,
             service_time_us,
             instance,
+            inventory,
+            egress,
+            extra_write_every,
         } => {
+            let downstream = match &inventory {
+                Some(inventory) => match backend::Downstream::new(inventory, egress.as_deref()) {
+                    Ok(downstream) => Some(downstream),
+                    Err(error) => {
+                        eprintln!("--inventory, --egress: {error}");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => None,
+            };
             let behavior = Behavior {
                 regress_every,
                 noise,
@@ -165,9 +193,12 @@ async fn main() -> ExitCode {
                 add_field,
                 service_time: Duration::from_micros(service_time_us),
                 instance,
+                downstream,
+                extra_write_every,
             };
             serve(listen, behavior).await
         }
+        Command::Inventory { listen } => serve_inventory(listen).await,
         Command::Mix { tap, prefix, rate, duration_secs, concurrency } => {
             let duration = (duration_secs > 0).then(|| Duration::from_secs(duration_secs));
             let sent = traffic::mix(&tap, &prefix, rate, duration, concurrency).await;
@@ -226,6 +257,16 @@ async fn serve(listen: SocketAddr, behavior: Behavior) -> Result<(), String> {
     backend::serve_until(listener, behavior, stop, SHUTDOWN_GRACE).await.map_err(|e| e.to_string())?;
     println!("demo backend on {bound} stopped");
     Ok(())
+}
+
+async fn serve_inventory(listen: SocketAddr) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("bind {listen}: {e}"))?;
+    println!("demo inventory on {listen}: GET /stock/{{n}}, POST /events");
+    let app = shadowdiff_demo::inventory::app(std::sync::Arc::default());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shadowdiff_runtime::shutdown::signal())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn receive_alerts(listen: SocketAddr) -> Result<(), String> {
