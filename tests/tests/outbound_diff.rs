@@ -33,6 +33,9 @@ struct CallDifference {
 /// `(method, host, path, body)` of one call.
 type Made<'a> = (&'a str, &'a str, &'a str, &'a str);
 
+/// An exchange's name, then the primary's, the secondary's and the candidate's calls.
+type Scenario<'a> = (&'a str, Vec<Made<'a>>, Vec<Made<'a>>, Vec<Made<'a>>);
+
 const PRICE: Made<'static> = ("GET", "pricing", "/prices/7", "");
 const STOCK: Made<'static> = ("GET", "inventory", "/stock/7", "");
 const AUDIT: Made<'static> = ("POST", "audit", "/events", r#"{"kind": "sale"}"#);
@@ -57,7 +60,7 @@ async fn added_dropped_and_changed_downstream_calls_are_exact_rows_and_the_secon
     let charge = |amount: u32, at: u32| format!(r#"{{"amount": {amount}, "at": {at}}}"#);
     let (p_charge, s_charge, c_charge) = (charge(10, 1), charge(10, 2), charge(12, 3));
     // Per exchange: the primary's, the secondary's and the candidate's calls.
-    let scenarios: Vec<(&str, Vec<Made<'_>>, Vec<Made<'_>>, Vec<Made<'_>>)> = vec![
+    let scenarios: Vec<Scenario<'_>> = vec![
         ("adds", vec![PRICE], vec![PRICE], vec![PRICE, AUDIT]),
         ("drops", vec![PRICE, STOCK], vec![PRICE, STOCK], vec![PRICE]),
         (

@@ -95,7 +95,7 @@ impl OrderService {
             .json()
             .await
             .unwrap();
-        let refunded = if self.refunds && id % REFUND_EVERY == 0 {
+        let refunded = if self.refunds && id.is_multiple_of(REFUND_EVERY) {
             let answer = client
                 .post(format!("{base}/refunds"))
                 .header("x-request-id", &request_id)
@@ -196,7 +196,8 @@ async fn shadows_replaying_writes_reach_no_real_dependency_and_unmatched_calls_a
     assert_eq!(differing, 0, "a shadow got another charge than the primary's");
 
     // The candidate's refunds had no recorded call to answer them: 502, and unmatched.
-    let refunds: Vec<String> = (0..ORDERS).filter(|n| n % REFUND_EVERY == 0).map(|n| format!("{prefix}-{n}")).collect();
+    let refunds: Vec<String> =
+        (0..ORDERS).filter(|n| n.is_multiple_of(REFUND_EVERY)).map(|n| format!("{prefix}-{n}")).collect();
     let unmatched: Vec<(String, String, String)> =
         eventually("the unmatched calls", Duration::from_secs(30), || async {
             let rows: Vec<(String, String, String)> = pipeline

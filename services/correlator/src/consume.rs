@@ -139,7 +139,7 @@ impl State {
         let decoded = if message.topic() == &*self.requests {
             self.codec.decode(payload).map(Leg::Request)
         } else if message.topic() == &*self.outbound {
-            self.codec.decode(payload).map(Leg::Call)
+            self.codec.decode(payload).map(|call| Leg::Call(Box::new(call)))
         } else {
             self.codec.decode(payload).map(Leg::Response)
         };

@@ -15,7 +15,7 @@ pub(crate) enum Leg {
     Request(RequestEvent),
     Response(ResponseEvent),
     /// A call a deployment made downstream while answering the request.
-    Call(OutboundCallEvent),
+    Call(Box<OutboundCallEvent>),
 }
 
 impl Leg {
@@ -84,7 +84,7 @@ impl Exchange {
 
     fn add(&mut self, leg: Leg) -> bool {
         match leg {
-            Leg::Call(call) if !self.calls.iter().any(|c| c.call_id == call.call_id) => self.calls.push(call),
+            Leg::Call(call) if !self.calls.iter().any(|c| c.call_id == call.call_id) => self.calls.push(*call),
             Leg::Request(r) if self.request.is_none() => self.request = Some(r),
             Leg::Response(r) if r.role == Role::Primary && self.primary.is_none() => self.primary = Some(r),
             Leg::Response(r) if r.role != Role::Primary => {
@@ -390,7 +390,7 @@ mod tests {
         else {
             unreachable!()
         };
-        Leg::Call(OutboundCallEvent {
+        Leg::Call(Box::new(OutboundCallEvent {
             request_id: id.into(),
             call_id: call_id.into(),
             linked: true,
@@ -398,7 +398,7 @@ mod tests {
             request,
             response,
             role: Role::Primary,
-        })
+        }))
     }
 
     #[test]

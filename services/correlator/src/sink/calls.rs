@@ -148,10 +148,10 @@ impl<'a> FromIterator<&'a String> for BTreeMultiset {
 
 /// The calls among `calls` that `made` says are one deployment's, in the order they were made
 /// (by the tap's time of the call, then its id).
-pub(crate) fn made_by<'a>(
-    calls: &'a [OutboundCallEvent],
+pub(crate) fn made_by(
+    calls: &[OutboundCallEvent],
     made: impl Fn(&OutboundCallEvent) -> bool,
-) -> Vec<&'a OutboundCallEvent> {
+) -> Vec<&OutboundCallEvent> {
     let mut list: Vec<&OutboundCallEvent> = calls.iter().filter(|c| made(c)).collect();
     list.sort_by(|a, b| a.request.timestamp_ms.cmp(&b.request.timestamp_ms).then(a.call_id.cmp(&b.call_id)));
     list
