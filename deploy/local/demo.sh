@@ -5,8 +5,9 @@
 # each gated by `shadowctl gate` on the verdict API, as a CD pipeline would.
 #
 #   deploy/local/demo.sh            release 1 of the candidate changes the price of every 20th
-#                                   item: the shadow gate finds the path systematic and stops
-#                                   it before any user sees it. Release 2 fixes that and adds
+#                                   item, and posts an extra event to the inventory on every
+#                                   10th: the shadow gate finds the price path systematic and
+#                                   names the extra write, and stops it before any user sees it. Release 2 fixes that and adds
 #                                   a field on purpose (`discount`): the shadow gate stops it
 #                                   too, a person accepts the field with `shadowctl accept`,
 #                                   and release 2 walks 1 → 10 → 50 → 100.
@@ -17,6 +18,12 @@
 # to a webhook receiver that writes one line per alert to .local/demo/alerts.log. When the
 # shadow gate fails release 1, the demo waits for ShadowdiffCandidateFailing to arrive there
 # and prints it, as a person on call would get it.
+#
+# Every backend asks an inventory service about stock on each item read, through an egress
+# tap of its own: the primary's forwards and records the calls; the secondary's and the
+# candidate's are in stub mode and answer from the primary's recorded calls, so no shadow
+# call reaches the inventory. The correlator compares each shadow's calls with the
+# primary's.
 #
 # Each run uses its own topics and a fresh `shadowdiff_demo` database, so runs never mix.
 set -euo pipefail
@@ -62,6 +69,7 @@ run="demo-$(date +%s)"
 export SHADOWDIFF_TOPICS_REQUESTS="$run.requests"
 export SHADOWDIFF_TOPICS_RESPONSES="$run.responses"
 export SHADOWDIFF_TOPICS_DEAD_LETTER="$run.dead-letter"
+export SHADOWDIFF_TOPICS_OUTBOUND="$run.outbound"
 export SHADOWDIFF_TOPICS_PROFILES="$run.profiles"
 export SHADOWDIFF_TOPICS_PARTITIONS=6
 ch_url="${SHADOWDIFF_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
@@ -86,17 +94,33 @@ say "starting the demo backends, then verdict, correlator, mirror and tap (logs 
 # in a header, and item variants in random order. The candidate also changes the price of
 # every 20th item read by /items/{n}, unless --clean.
 noise=(--noise --shuffle)
-start primary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18081 "${noise[@]}" --instance primary-0
-start secondary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18083 "${noise[@]}" --instance secondary-0
+inventory=(--inventory http://127.0.0.1:18084)
+start inventory "$bin/shadowdiff-demo" inventory --listen 127.0.0.1:18084
+for who in primary secondary candidate; do
+  start "egress-$who" "$bin/shadowdiff-tap" --config "deploy/local/config/egress-$who.toml"
+done
+start primary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18081 "${noise[@]}" --instance primary-0 \
+  "${inventory[@]}" --egress http://127.0.0.1:18085
+start secondary "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18083 "${noise[@]}" --instance secondary-0 \
+  "${inventory[@]}" --egress http://127.0.0.1:18086
 # The candidate's backend, one release at a time: its arguments after the common ones.
 candidate() {
-  start candidate "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18082 "${noise[@]}" --instance candidate-0 "$@"
+  start candidate "$bin/shadowdiff-demo" backend --listen 127.0.0.1:18082 "${noise[@]}" --instance candidate-0 \
+    "${inventory[@]}" --egress http://127.0.0.1:18087 "$@"
   candidate_pid="${pids[-1]}"
 }
-candidate --regress-every "$regress_every"
+if [ "$regress_every" = 0 ]; then
+  candidate
+else
+  candidate --regress-every "$regress_every" --extra-write-every 10
+fi
 for service in verdict correlator mirror tap; do
   start "$service" "$bin/shadowdiff-$service" --config "deploy/local/config/$service.toml"
 done
+wait_http inventory http://127.0.0.1:18084/healthz
+wait_http egress-primary http://127.0.0.1:19468/healthz
+wait_http egress-secondary http://127.0.0.1:19469/healthz
+wait_http egress-candidate http://127.0.0.1:19470/healthz
 wait_http primary http://127.0.0.1:18081/healthz
 wait_http secondary http://127.0.0.1:18083/healthz
 wait_http candidate http://127.0.0.1:18082/healthz
@@ -187,6 +211,12 @@ show_alert() {
   fi
 }
 
+# Whether the mirror's circuit to the candidate is closed: it replays to it again.
+candidate_replayed() {
+  curl -fsS -H "Authorization: Bearer $SHADOWCTL_MIRROR_TOKEN" http://127.0.0.1:19465/v1/profiles/demo/status 2>/dev/null |
+    grep -q '"name":"candidate"[^}]*"circuit":"closed"'
+}
+
 # Why release $1 stopped: the verdict, and one divergent request in detail.
 explain() {
   local release="$1"
@@ -218,11 +248,15 @@ fi
 
 if [ "$regress_every" != 0 ] && [ "$reached" != 100 ]; then
   release="$run-2"
-  say "release 2: the price fix, and a new field, discount, added on purpose"
+  say "release 2: the price fix, no extra write, and a new field, discount, added on purpose"
   kill "$candidate_pid"
   wait "$candidate_pid" 2>/dev/null || true
   candidate --add-field discount
   wait_http candidate http://127.0.0.1:18082/healthz
+  # While it restarted, the mirror's replays to it failed and opened its circuit: the new
+  # release is judged from when the mirror reaches it again, as a CD system waits for the
+  # new pods to be ready before its first gate.
+  if ! poll 30 candidate_replayed; then die "the mirror does not reach the new candidate; see $logs/mirror.log"; fi
   rollout "$release"
   if [ "$stage" = shadow ] && [ "$reached" != 100 ]; then
     say "the shadow gate names the new field; the team meant it, so a person with the write scope accepts it"

@@ -3,7 +3,8 @@
 //! shadow can be replayed writes without a scratch copy of its dependencies.
 //!
 //! The primary's egress tap publishes every call it sees on the outbound topic. A stub tap
-//! reads that topic from its end (a reader of its own, in no consumer group) and holds the
+//! reads that topic from its end (a reader of its own, in no consumer group, whose fetches
+//! the broker holds 10 ms at most) and holds the
 //! primary's calls by request id, bounded by count and age ([`Recordings`]). A shadow's call
 //! is matched to them, in this order:
 //!
@@ -86,7 +87,7 @@ impl Recordings {
         topic: &str,
         shutdown: CancellationToken,
     ) -> Result<(), rdkafka::error::KafkaError> {
-        let reader = kafka.reader()?;
+        let reader = kafka.prompt_reader()?;
         let metadata = reader.fetch_metadata(Some(topic), Duration::from_secs(10))?;
         let mut assignment = TopicPartitionList::new();
         for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {

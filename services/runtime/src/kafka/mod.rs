@@ -28,6 +28,9 @@ pub use context::{Consumer, KafkaContext, Producer, Reader};
 pub use dead_letter::{DEFAULT_MAX_PAYLOAD_BYTES, DeadLetter, Delivery, Letter, dead_letter_headers};
 pub use offsets::{Hold, Offsets, Position};
 
+/// How long a prompt consumer or reader lets the broker hold a fetch.
+const PROMPT_FETCH_WAIT: Duration = Duration::from_millis(10);
+
 /// `[kafka]`: how to reach the brokers.
 #[derive(Debug, Clone, Deserialize)]
 pub struct KafkaConfig {
@@ -202,7 +205,7 @@ impl KafkaConfig {
     /// latency they measure. A 10 ms wait keeps the flow as even as the traffic, at the cost
     /// of more idle fetches.
     pub fn prompt_consumer(&self, group: &str) -> Result<Consumer, KafkaError> {
-        self.group_consumer(group, Some(Duration::from_millis(10)))
+        self.group_consumer(group, Some(PROMPT_FETCH_WAIT))
     }
 
     fn group_consumer(&self, group: &str, fetch_wait: Option<Duration>) -> Result<Consumer, KafkaError> {
@@ -226,7 +229,20 @@ impl KafkaConfig {
     /// offsets it is given and never commits, so reading a window of old events neither
     /// joins nor moves any service's consumer group.
     pub fn reader(&self) -> Result<Reader, KafkaError> {
+        self.reader_with(None)
+    }
+
+    /// [`Self::reader`], for a service that answers from what it reads as it comes (a stub
+    /// egress tap): fetches are held 10 ms at most, as [`Self::prompt_consumer`]'s are.
+    pub fn prompt_reader(&self) -> Result<Reader, KafkaError> {
+        self.reader_with(Some(PROMPT_FETCH_WAIT))
+    }
+
+    fn reader_with(&self, fetch_wait: Option<Duration>) -> Result<Reader, KafkaError> {
         let mut config = self.client_config();
+        if let Some(wait) = fetch_wait {
+            config.set("fetch.wait.max.ms", wait.as_millis().to_string());
+        }
         config
             // librdkafka assigns partitions only to a consumer with a group id; assigning
             // never joins the group, and nothing is committed under it.
