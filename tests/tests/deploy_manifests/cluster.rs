@@ -27,6 +27,9 @@ const CANARY_HASH: &str = "canary-hash";
 /// Flagger's `-selector-labels` default: the first of these in the target's selector is the
 /// label it rewrites to `<value>-primary` on the primary's pods.
 const FLAGGER_SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"];
+/// The pod label that names a shadowdiff role (primary, secondary, candidate): the taps in
+/// the pod read it, and this model takes it for which release the pods run.
+pub(crate) const ROLE_LABEL: &str = "shadowdiff.dev/role";
 /// Marks, in this model only, the apex Service Flagger creates, which a mesh splits by weight.
 pub(crate) const MESH_SPLIT: &str = "model.deploy-manifests/mesh-split";
 
@@ -53,7 +56,9 @@ pub(crate) enum Track {
     Stable,
     /// The release under test: Argo's canary ReplicaSet, or the Deployment Flagger analyses.
     Canary,
-    /// Flagger's copy of its target: the running release.
+    /// The running release: Flagger's copy of its target, or a Deployment no controller
+    /// manages whose pods are labelled `shadowdiff.dev/role: primary` (the egress overlay's
+    /// stand-in).
     Primary,
 }
 
@@ -74,7 +79,7 @@ impl Pods<'_> {
     pub(crate) fn primary_version(&self) -> bool {
         match self.track {
             Track::Stable | Track::Primary => true,
-            Track::Only => self.labels["shadowdiff.dev/role"] == "secondary",
+            Track::Only => self.labels[ROLE_LABEL] == "secondary",
             Track::Canary => false,
         }
     }
@@ -82,7 +87,7 @@ impl Pods<'_> {
     pub(crate) fn under_test(&self) -> bool {
         match self.track {
             Track::Canary => true,
-            Track::Only => self.labels["shadowdiff.dev/role"] == "candidate",
+            Track::Only => self.labels[ROLE_LABEL] == "candidate",
             Track::Stable | Track::Primary => false,
         }
     }
@@ -123,7 +128,8 @@ impl Render {
                 pods.push(Pods { owner: format!("{owner}-primary"), track: Track::Primary, labels: primary, template });
                 pods.push(Pods { owner, track: Track::Canary, labels, template });
             } else {
-                pods.push(Pods { owner, track: Track::Only, labels, template });
+                let track = if labels[ROLE_LABEL] == "primary" { Track::Primary } else { Track::Only };
+                pods.push(Pods { owner, track, labels, template });
             }
         }
         pods

@@ -2,6 +2,7 @@
 //! about the network around the service: where it listens, what it calls, who may call it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rdkafka::producer::BaseProducer;
 use serde::de::{DeserializeOwned, Visitor};
@@ -13,6 +14,7 @@ use shadowdiff_runtime::config::load_str;
 use shadowdiff_runtime::kafka::KafkaConfig;
 use shadowdiff_runtime::redaction::RedactionConfig;
 use shadowdiff_tap::TapConfig;
+use shadowdiff_tap::config::Mode;
 use shadowdiff_verdict::VerdictConfig;
 
 use crate::tools::str_of;
@@ -35,6 +37,8 @@ pub(crate) struct Upstream {
     pub(crate) url: String,
     /// The mirror's bound on replays to it.
     pub(crate) rate_per_sec: Option<u32>,
+    /// How long the mirror waits for its answer.
+    pub(crate) timeout: Option<Duration>,
 }
 
 /// What a service's loaded config says about the network around it.
@@ -56,6 +60,8 @@ pub(crate) struct Loaded {
     pub(crate) targets: Option<TargetPolicy>,
     /// The mirror's admin API the verdict's console calls (`[console] mirror_url`).
     pub(crate) console_mirror: Option<String>,
+    /// Where a tap sits (`[tap.mode]`).
+    pub(crate) tap_mode: Option<Mode>,
 }
 
 impl Loaded {
@@ -76,6 +82,11 @@ impl Loaded {
 
     pub(crate) fn candidates(&self) -> impl Iterator<Item = &Upstream> {
         self.upstreams.iter().filter(|u| u.role == "candidate")
+    }
+
+    /// An egress tap: the HTTP proxy of its pod's outbound calls.
+    pub(crate) fn egress(&self) -> bool {
+        matches!(self.tap_mode, Some(Mode::Egress { .. }))
     }
 }
 
@@ -125,6 +136,7 @@ impl Service {
                     role: "primary".into(),
                     url: url.to_string(),
                     rate_per_sec: None,
+                    timeout: None,
                 });
                 Ok(Loaded {
                     service: self,
@@ -138,6 +150,7 @@ impl Service {
                     redaction: Some(c.tap.redaction.clone()),
                     targets: None,
                     console_mirror: None,
+                    tap_mode: Some(c.tap.mode.clone()),
                 })
             }
             Self::Mirror => {
@@ -149,6 +162,7 @@ impl Service {
                     role: str_of(&serde_json::to_value(t.role).unwrap()).to_owned(),
                     url: t.base_url.to_string(),
                     rate_per_sec: t.rate_per_sec,
+                    timeout: Some(t.timeout()),
                 });
                 Ok(Loaded {
                     service: self,
@@ -162,6 +176,7 @@ impl Service {
                     redaction: Some(c.mirror.redaction.clone()),
                     targets: Some(c.mirror.policy()),
                     console_mirror: None,
+                    tap_mode: None,
                 })
             }
             Self::Correlator => {
@@ -179,6 +194,7 @@ impl Service {
                     redaction: None,
                     targets: None,
                     console_mirror: None,
+                    tap_mode: None,
                 })
             }
             Self::Verdict => {
@@ -195,6 +211,7 @@ impl Service {
                     redaction: None,
                     targets: None,
                     console_mirror: c.console.mirror_url.clone(),
+                    tap_mode: None,
                 })
             }
         }

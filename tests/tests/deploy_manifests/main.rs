@@ -18,6 +18,11 @@
 //! NetworkPolicies (evaluated as Kubernetes evaluates them), the tap's upstream, the mirror's
 //! secondary, and the CD gates' calls to the verdict API with the tokens secrets.sh made.
 //!
+//! The egress overlay's application containers send plain HTTP through their own pod's egress
+//! tap and shadowdiff's endpoints past it, as their HTTP client's proxy matcher decides; the
+//! primary's egress tap forwards, every shadow of the mirror's profile has a stub one, and no
+//! Service that takes real traffic leads to a stub.
+//!
 //! No tree carries a Secret. The placeholder Secrets (components/placeholder-secrets, the
 //! catalogue of the Secrets the trees read), added to a tree, must stop the tap and the mirror
 //! (placeholder redaction keys) and the verdict API (no token list).
@@ -33,8 +38,8 @@
 //!
 //! Reading order: `tools` and `configs` serve both halves; `compose` and `dockerfile` check
 //! the Compose stack; `prepared`, `render` and `cluster` model deploy/k8s as it runs, and
-//! `network_policy`, `schemas`, `workloads`, `routing`, `cd_gates` and `secrets` check it;
-//! `alert_rules` checks the alerts in all three.
+//! `network_policy`, `schemas`, `workloads`, `routing`, `cd_gates`, `egress` and `secrets`
+//! check it; `alert_rules` checks the alerts in all three.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -50,6 +55,7 @@ mod render;
 
 mod alert_rules;
 mod cd_gates;
+mod egress;
 mod network_policy;
 mod routing;
 mod schemas;

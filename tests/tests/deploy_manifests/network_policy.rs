@@ -90,7 +90,7 @@ fn ports_match(ports: &Value, port: u16, port_name: Option<&str>, protocol: &str
 }
 
 /// The namespace of a Service address (`name.namespace[.svc...]`), or `own` for a bare name.
-fn namespace_of_host<'a>(host: &'a str, own: &'a str) -> &'a str {
+pub(crate) fn namespace_of_host<'a>(host: &'a str, own: &'a str) -> &'a str {
     host.split('.').nth(1).unwrap_or(own)
 }
 

@@ -46,6 +46,11 @@ fn kubernetes_workloads_are_wired_hardened_and_load_their_configs() {
         for Running { workload, container, loaded } in &running {
             let at = format!("{dir}: {}/{}", name(workload), str_of(&container["name"]));
             for address in loaded.listens() {
+                if loaded.egress() && Some(address) == loaded.serves {
+                    // It forwards wherever a call asks: only its own pod's containers may use it.
+                    assert!(address.ip().is_loopback(), "{at}: the egress proxy listens on {address}, beyond its pod");
+                    continue;
+                }
                 assert!(
                     address.ip().is_unspecified(),
                     "{at} listens on {address}: probes and Services cannot reach it"
@@ -60,7 +65,13 @@ fn kubernetes_workloads_are_wired_hardened_and_load_their_configs() {
             let liveness = &container["livenessProbe"];
             assert_eq!(probe_port(liveness, "httpGet"), admin, "{at}: liveness asks the admin port");
             let readiness = &container["readinessProbe"];
-            if loaded.service == Service::Tap {
+            if loaded.egress() {
+                // Its proxy is on loopback, out of the kubelet's reach; the admin port opens
+                // once the proxy is bound. Never /healthz, the broker's state: the tap proxies
+                // without Kafka, and its pod is the application's.
+                assert_eq!(probe_port(readiness, "httpGet"), admin, "{at}: readiness asks the admin port");
+                assert_eq!(readiness["httpGet"]["path"], "/metrics", "{at}: readiness asks /metrics");
+            } else if loaded.service == Service::Tap {
                 // The tap proxies whether or not Kafka answers: ready when its proxy port accepts.
                 let proxy = loaded.serves.expect("the tap listens").port();
                 assert_eq!(probe_port(readiness, "tcpSocket"), proxy, "{at}: readiness on the proxy port");
