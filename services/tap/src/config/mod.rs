@@ -113,8 +113,11 @@ pub struct TapSection {
 }
 
 /// Where the tap sits.
+/// The loader's search for unknown keys (`serde_ignored`) does not reach into an internally
+/// tagged enum, so the mode and its stub refuse unknown keys themselves: a misspelt
+/// `[tap.mode.stubs]` must not leave a shadow's tap forwarding its writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "kind")]
+#[serde(rename_all = "lowercase", tag = "kind", deny_unknown_fields)]
 pub enum Mode {
     /// In front of the primary: publishes request and primary response events.
     #[default]
@@ -138,6 +141,7 @@ pub enum Mode {
 /// `[tap.mode.stub]`: an egress tap in front of a shadow that answers each call from the
 /// primary's recorded call for the same request (`crate::stub`), and lets none through.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct StubConfig {
     /// The status of the answer to a call no recorded call matches.
     #[serde(default = "default_unmatched_status")]

@@ -238,3 +238,20 @@ fn route_templates_are_matched_by_the_matcher_built_as_they_are_read() {
     assert_eq!(errors[0].key, "tap.routes");
     assert!(errors[0].message.contains("[1] \"/users/{name}\""), "{}", errors[0].message);
 }
+
+#[test]
+fn a_misspelt_mode_or_stub_key_is_refused_at_load() {
+    let load = |mode: &str| {
+        let text = format!(
+            "[tap]\nlisten = \"127.0.0.1:0\"\n[tap.mode]\nkind = \"egress\"\nrole = \"candidate\"\ndeployment = \"v2\"\n\
+             {mode}\n[tap.redaction]\nhmac_key = \"0123456789abcdef\"\n"
+        );
+        shadowdiff_runtime::config::load_str::<TapConfig>(&text, "test", Vec::new())
+    };
+    let stub = load("[tap.mode.stub]\nwait_ms = 500").expect("a stub");
+    assert!(matches!(stub.tap.mode, Mode::Egress { stub: Some(_), .. }));
+    for bad in ["[tap.mode.stubs]\nwait_ms = 500", "[tap.mode.stub]\nwait_msec = 500", "deployments = \"v3\""] {
+        let errors = load(bad).expect_err(bad).to_string();
+        assert!(errors.contains("unknown field"), "{bad}: {errors}");
+    }
+}
