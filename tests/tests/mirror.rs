@@ -396,3 +396,53 @@ async fn a_slow_target_times_out_and_sheds_without_holding_up_consumption() {
     assert!(started.elapsed() < Duration::from_secs(12), "consumption was held up: {:?}", started.elapsed());
     mirror.stop().await;
 }
+
+/// Replicas joining and leaving the group replay no request twice in steady state: every
+/// request replayed before a rebalance stays replayed once. The periodic commit is set far
+/// beyond the test (a minute), so only the commit as a rebalance revokes partitions, and the
+/// one on the way out, can tell the next owner where to read on. (On the local broker the
+/// group hands every partition to one member at a time, and this also holds without the
+/// commit on revocation; `offsets.rs` tests that commit itself.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_replays_nothing_twice_that_was_replayed_before_it() {
+    let infra = Infra::get().await;
+    let (backend, received) = recording_backend(Duration::ZERO).await;
+    let topics = MirrorTopics::new();
+    let profiles = profile("steady", backend, "");
+    let keys = "commit_interval_ms = 60000";
+    let ids = || -> Vec<String> {
+        let received = received.lock().unwrap();
+        received.iter().filter_map(|r| r.headers.get("x-request-id")?.to_str().ok().map(str::to_owned)).collect()
+    };
+    // Within a partition requests are replayed in order: once every request of a batch is
+    // in, anything earlier that a replica read again is in too.
+    let replayed = |prefix: &'static str| async move {
+        eventually(&format!("every {prefix} request replayed"), DEADLINE, || async {
+            let n = ids().into_iter().filter(|id| id.starts_with(prefix)).collect::<BTreeSet<_>>().len();
+            if n == 40 { Ok(()) } else { Err(format!("{n} of 40")) }
+        })
+        .await;
+    };
+    let batch =
+        |prefix: &str| -> Vec<_> { (0..40).map(|i| request_event(&format!("{prefix}{i}"), "GET", "/x")).collect() };
+
+    let a = MirrorUnderTest::start_with(&infra.brokers, &topics, keys, &profiles).await;
+    let before = replay_all(&infra.brokers, &topics, "before", 40).await;
+    assert_eq!(with_prefix(&before, "before-").len(), 40, "the first replica replayed the first batch");
+    // A second replica joins: the group rebalances and the first gives up a partition.
+    let b = MirrorUnderTest::start_with(&infra.brokers, &topics, keys, &profiles).await;
+    publish(&infra.brokers, &topics.requests, &batch("during-")).await;
+    replayed("during-").await;
+    // The first replica leaves; the second takes every partition and replays the last batch,
+    // so it has surely owned, and read on from, the partition it got when it joined.
+    a.stop().await;
+    publish(&infra.brokers, &topics.requests, &batch("last-")).await;
+    replayed("last-").await;
+
+    let seen = ids();
+    let once: BTreeSet<&String> = seen.iter().collect();
+    let twice: Vec<&&String> = once.iter().filter(|id| seen.iter().filter(|s| *s == **id).count() > 1).collect();
+    assert!(twice.is_empty(), "replayed twice across the rebalances: {twice:?}");
+    assert_eq!(once.len(), 120, "every request replayed");
+    b.stop().await;
+}

@@ -47,6 +47,11 @@ pub struct MirrorSection {
     /// How long shutdown waits for replays in flight before committing.
     #[serde(default = "default_drain", rename = "drain_timeout_ms", with = "serde_duration::millis")]
     pub drain_timeout: Duration,
+    /// How often the offsets of published replays are committed. A replica also commits as a
+    /// rebalance takes partitions from it, so their next owner re-replays only what was in
+    /// flight; a replica that crashes re-replays up to this much.
+    #[serde(default = "default_commit_interval", rename = "commit_interval_ms", with = "serde_duration::millis")]
+    pub commit_interval: Duration,
     /// Profiles present from start-up; the profile topic (admin API) adds to and overrides them.
     #[serde(default)]
     pub profiles: Vec<Profile>,
@@ -96,6 +101,10 @@ fn default_request_id_header() -> HeaderName {
 const fn default_capture_max_body_bytes() -> usize {
     256 * 1024
 }
+const fn default_commit_interval() -> Duration {
+    Duration::from_secs(1)
+}
+
 const fn default_drain() -> Duration {
     Duration::from_secs(10)
 }
@@ -106,6 +115,9 @@ impl Validate for MirrorConfig {
         self.auth.validate(errors);
         let m = &self.mirror;
         m.redaction.validate("mirror.redaction", errors);
+        if m.commit_interval.is_zero() {
+            errors.push(ConfigError::rule("mirror.commit_interval_ms", "must be > 0"));
+        }
         let policy = m.policy();
         let mut ids = BTreeSet::new();
         for (i, profile) in m.profiles.iter().enumerate() {

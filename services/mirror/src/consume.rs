@@ -25,7 +25,6 @@ use crate::target::Targets;
 use crate::{MirrorError, api, events};
 
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
-const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What every dispatched replay needs, shared with its task.
 struct Shared {
@@ -44,6 +43,7 @@ pub(crate) struct Mirror {
     /// Replays in flight, each holding its request's offset until published.
     replays: JoinSet<()>,
     drain_timeout: Duration,
+    commit_interval: Duration,
     health: Health,
 }
 
@@ -88,6 +88,7 @@ impl Mirror {
             store,
             replays: JoinSet::new(),
             drain_timeout: m.drain_timeout,
+            commit_interval: m.commit_interval,
             health,
         })
     }
@@ -95,7 +96,7 @@ impl Mirror {
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> Result<(), MirrorError> {
         tracing::info!(profiles = self.store.all().len(), "mirror consuming");
         let (consumer, health) = (self.consumer.clone(), self.health.clone());
-        let settings = Settings { service: "mirror", tick: COMMIT_INTERVAL };
+        let settings = Settings { service: "mirror", tick: self.commit_interval };
         consume::run(&consumer, &mut self, settings, &health, &shutdown).await;
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rdkafka::consumer::CommitMode;
 use rdkafka::message::{BorrowedMessage, Message};
 
-use super::{Consumer, Hold, Offsets, Position, events};
+use super::{Consumer, Hold, Position, events};
 use crate::CancellationToken;
 use crate::admin::Health;
 use crate::retry::Interrupted;
@@ -55,7 +55,9 @@ pub async fn run<H: Handler + Send>(
     health: &Health,
     shutdown: &CancellationToken,
 ) {
-    let offsets = Offsets::default();
+    // The consumer's own offsets: its context commits them as a rebalance revokes their
+    // partitions, too.
+    let offsets = rdkafka::consumer::Consumer::context(consumer).offsets_for(settings.service);
     let mut topics: Vec<Arc<str>> = Vec::new();
     let mut tick = tokio::time::interval(settings.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -4,7 +4,7 @@
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::statistics::Statistics;
@@ -13,8 +13,8 @@ use crate::telemetry::LogLimiter;
 
 /// The producer type every service uses.
 pub type Producer = FutureProducer<KafkaContext>;
-/// The consumer type every service uses.
-pub type Consumer = StreamConsumer<KafkaContext>;
+/// The consumer type every service uses: in a group, committing as [`GroupContext`] says.
+pub type Consumer = StreamConsumer<GroupContext>;
 /// A consumer that joins no group, polled on a blocking thread: for tools that read a range of
 /// offsets once (`shadowctl record`), see [`KafkaConfig::reader`](super::KafkaConfig::reader).
 pub type Reader = BaseConsumer<KafkaContext>;
@@ -71,6 +71,52 @@ impl ClientContext for KafkaContext {
 }
 
 impl ConsumerContext for KafkaContext {}
+
+/// A group consumer's context: [`KafkaContext`]'s logs and counters, and the offsets its
+/// consume loop may commit, which it commits as a rebalance takes their partitions away.
+#[derive(Debug, Default)]
+pub struct GroupContext {
+    offsets: super::Offsets,
+    /// The service whose consume loop reads with it, for its commit counters.
+    service: std::sync::OnceLock<&'static str>,
+}
+
+impl GroupContext {
+    /// What this consumer's loop holds and commits, as `service`.
+    pub(crate) fn offsets_for(&self, service: &'static str) -> &super::Offsets {
+        let _set_once = self.service.set(service);
+        &self.offsets
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        KafkaContext.log(level, facility, message);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        KafkaContext.stats(statistics);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        KafkaContext.error(error, reason);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    /// Commits what the revoked partitions may commit before their next owner starts, so a
+    /// rebalance re-delivers only the events still in flight here, not everything since the
+    /// last periodic commit.
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let revoked: Vec<(String, i32)> =
+                list.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+            let service = self.service.get().copied().unwrap_or("consumer");
+            self.offsets.commit_revoked(consumer, &revoked, service);
+            tracing::info!(service, partitions = revoked.len(), "partitions revoked; their offsets committed");
+        }
+    }
+}
 
 /// A bounded label for the error codes an outage produces; the rest are `other`.
 fn code_label(code: rdkafka::types::RDKafkaErrorCode) -> &'static str {

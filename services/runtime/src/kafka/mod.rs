@@ -24,7 +24,7 @@ mod dead_letter;
 pub mod events;
 mod offsets;
 
-pub use context::{Consumer, KafkaContext, Producer, Reader};
+pub use context::{Consumer, GroupContext, KafkaContext, Producer, Reader};
 pub use dead_letter::{DEFAULT_MAX_PAYLOAD_BYTES, DeadLetter, Delivery, Letter, dead_letter_headers};
 pub use offsets::{Hold, Offsets, Position};
 
@@ -222,7 +222,7 @@ impl KafkaConfig {
             // For the consumer-lag gauge (`KafkaContext::stats`).
             .set("statistics.interval.ms", "5000");
         self.apply_overrides(&mut config);
-        config.create_with_context(KafkaContext)
+        config.create_with_context(GroupContext::default())
     }
 
     /// A consumer that joins no group: it reads the partitions it is assigned from the

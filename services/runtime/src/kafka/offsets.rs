@@ -64,6 +64,25 @@ impl OffsetTracker {
         out
     }
 
+    /// The partitions in `revoked` are being taken away in a rebalance: their offsets that
+    /// advanced, to commit before the next owner reads on from them; and their state, which
+    /// is forgotten, so a reading still in flight releases nothing that matters and a later
+    /// assignment starts afresh.
+    fn revoke(&mut self, revoked: &[(String, i32)]) -> Vec<Position> {
+        let mut out = Vec::new();
+        self.partitions.retain(|(topic, partition), p| {
+            if !revoked.iter().any(|(t, n)| **t == **topic && n == partition) {
+                return true;
+            }
+            let safe = p.held.first_key_value().map_or(p.next, |(offset, _)| *offset);
+            if safe > p.committed {
+                out.push((topic.clone(), *partition, safe));
+            }
+            false
+        });
+        out
+    }
+
     /// Commits what [`advance`](Self::advance) returns. A failed commit is covered by the
     /// next one; a crash before then re-reads, which the consumers' writes tolerate.
     fn commit<C: rdkafka::consumer::ConsumerContext>(
@@ -72,20 +91,28 @@ impl OffsetTracker {
         mode: rdkafka::consumer::CommitMode,
         service: &'static str,
     ) {
-        use rdkafka::consumer::Consumer as _;
-        let advanced = self.advance();
-        if advanced.is_empty() {
-            return;
+        commit_positions(consumer, self.advance(), mode, service);
+    }
+}
+
+/// Commits `positions` (the next offset to read, per partition).
+fn commit_positions<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+    consumer: &C,
+    positions: Vec<Position>,
+    mode: rdkafka::consumer::CommitMode,
+    service: &'static str,
+) {
+    if positions.is_empty() {
+        return;
+    }
+    let mut list = rdkafka::TopicPartitionList::new();
+    for (topic, partition, offset) in positions {
+        if let Err(error) = list.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(offset)) {
+            tracing::warn!(%error, %topic, partition, "cannot add offset to commit");
         }
-        let mut list = rdkafka::TopicPartitionList::new();
-        for (topic, partition, offset) in advanced {
-            if let Err(error) = list.add_partition_offset(&topic, partition, rdkafka::Offset::Offset(offset)) {
-                tracing::warn!(%error, %topic, partition, "cannot add offset to commit");
-            }
-        }
-        if let Err(error) = consumer.commit(&list, mode) {
-            super::events::commit_failed(service, &error);
-        }
+    }
+    if let Err(error) = consumer.commit(&list, mode) {
+        super::events::commit_failed(service, &error);
     }
 }
 
@@ -114,6 +141,19 @@ impl Offsets {
         service: &'static str,
     ) {
         self.tracker().commit(consumer, mode, service);
+    }
+
+    /// Commits, synchronously, what the partitions in `revoked` may commit, and forgets them:
+    /// called as a rebalance takes them away, so their next owner reads on from where this
+    /// consumer got to instead of from its last periodic commit.
+    pub fn commit_revoked<C: rdkafka::consumer::Consumer<X>, X: rdkafka::consumer::ConsumerContext>(
+        &self,
+        consumer: &C,
+        revoked: &[(String, i32)],
+        service: &'static str,
+    ) {
+        let positions = self.tracker().revoke(revoked);
+        commit_positions(consumer, positions, rdkafka::consumer::CommitMode::Sync, service);
     }
 
     #[cfg(test)]
@@ -158,6 +198,20 @@ impl Drop for Hold {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revoked_partition_commits_what_it_may_and_is_forgotten() {
+        let offsets = Offsets::default();
+        let t: Arc<str> = Arc::from("requests");
+        let done = offsets.hold((t.clone(), 0, 4));
+        let in_flight = offsets.hold((t.clone(), 0, 5));
+        let other = offsets.hold((t.clone(), 1, 9));
+        drop((done, other));
+        let positions = offsets.tracker().revoke(&[("requests".to_owned(), 0)]);
+        assert_eq!(positions, vec![(t.clone(), 0, 5)], "up to the reading still in flight");
+        drop(in_flight);
+        assert_eq!(offsets.advance(), vec![(t.clone(), 1, 10)], "partition 0 is forgotten; 1 goes on");
+    }
 
     #[test]
     fn a_hold_releases_its_offset_when_dropped_unless_kept() {
