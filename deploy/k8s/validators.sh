@@ -6,6 +6,8 @@
 #   kubernetes-validate 1.37.0 PyPI ships the Kubernetes API JSON schemas (1.25 to 1.37)
 #   PyYAML 6.0.3               PyPI  YAML to JSON for the test
 #   @kubernetes-models/argo-rollouts 2.0.0  npm  validators generated from the Argo Rollouts CRDs
+#   @kubernetes-models/keda 2.0.0  npm  validators generated from KEDA's API types (ScaledObject,
+#                              TriggerAuthentication)
 #   docker-compose 1.29        Debian  `docker-compose config -q`, offline
 #   prometheus 2.42, prometheus-alertmanager 0.25   Debian  promtool and amtool, for the
 #                              alert rules and the Prometheus and Alertmanager configs
@@ -18,7 +20,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 tools="$repo/.local/deploy-tools"
 pip_packages=(check-jsonschema==0.39.0 kubernetes-validate==1.37.0 PyYAML==6.0.3)
-npm_packages=(@kubernetes-models/argo-rollouts@2.0.0)
+npm_packages=(@kubernetes-models/argo-rollouts@2.0.0 @kubernetes-models/keda@2.0.0)
 stamp="$tools/installed"
 wanted="${pip_packages[*]} ${npm_packages[*]}"
 

@@ -284,6 +284,16 @@ impl Validate for CorrelatorConfig {
     }
 }
 
+impl CorrelatorConfig {
+    /// The topics its consumer group reads, and so the lag an autoscaler watches
+    /// (deploy/k8s/components/autoscaling). The downstream calls' topic is keyed by request
+    /// id like the others, so an exchange's calls come to the replica that holds its
+    /// request and responses.
+    pub fn consumed_topics(&self) -> [&str; 3] {
+        [&self.topics.requests, &self.topics.responses, &self.topics.outbound]
+    }
+}
+
 impl shadowdiff_runtime::ServiceConfig for CorrelatorConfig {
     fn log(&self) -> &LogConfig {
         &self.log

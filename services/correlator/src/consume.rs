@@ -61,9 +61,7 @@ impl Correlator {
             shutdown.clone(),
         );
         let consumer = config.kafka.consumer(&config.correlator.group_id)?;
-        // The downstream calls' topic is keyed by request id like the others, so an
-        // exchange's calls come to the replica that holds its request and responses.
-        consumer.subscribe(&[&config.topics.requests, &config.topics.responses, &config.topics.outbound])?;
+        consumer.subscribe(&config.consumed_topics())?;
         let producer = config.kafka.producer()?;
         let dead_letters = DeadLetter::new(
             producer,

@@ -109,6 +109,14 @@ const fn default_drain() -> Duration {
     Duration::from_secs(10)
 }
 
+impl MirrorConfig {
+    /// The topics its consumer group reads, and so the lag an autoscaler watches
+    /// (deploy/k8s/components/autoscaling).
+    pub fn consumed_topics(&self) -> [&str; 1] {
+        [&self.topics.requests]
+    }
+}
+
 impl Validate for MirrorConfig {
     fn validate(&self, errors: &mut Vec<ConfigError>) {
         self.topics.validate(errors);

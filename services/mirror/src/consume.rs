@@ -54,7 +54,7 @@ impl Mirror {
         }
         let m = &config.mirror;
         let consumer = Arc::new(config.kafka.prompt_consumer(&m.group_id)?);
-        consumer.subscribe(&[&config.topics.requests])?;
+        consumer.subscribe(&config.consumed_topics())?;
         let producer = config.kafka.producer()?;
         let context = ReplayContext::of(m);
         let store = Arc::new(ProfileStore::new(&m.profiles, context.policy.clone()));

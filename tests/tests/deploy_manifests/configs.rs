@@ -1,6 +1,7 @@
 //! Each shadowdiff service's config, loaded by that service's own loader, and what it says
 //! about the network around the service: where it listens, what it calls, who may call it.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -41,6 +42,14 @@ pub(crate) struct Upstream {
     pub(crate) timeout: Option<Duration>,
 }
 
+/// A service that reads Kafka as a consumer group: the mirror, the correlator.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumerGroup {
+    pub(crate) group_id: String,
+    /// The topics it subscribes to, from the service's own config type.
+    pub(crate) topics: Vec<String>,
+}
+
 /// What a service's loaded config says about the network around it.
 #[derive(Debug)]
 pub(crate) struct Loaded {
@@ -50,6 +59,10 @@ pub(crate) struct Loaded {
     pub(crate) serves: Option<SocketAddr>,
     pub(crate) upstreams: Vec<Upstream>,
     pub(crate) kafka_brokers: Option<String>,
+    /// `[kafka.properties]`, as librdkafka gets them (SASL, TLS, overrides).
+    pub(crate) kafka_properties: BTreeMap<String, String>,
+    /// Its consumer group, if it reads as one.
+    pub(crate) consumer: Option<ConsumerGroup>,
     pub(crate) clickhouse_url: Option<String>,
     pub(crate) partitions: Option<i32>,
     /// Who may call its API: the verdict API, the mirror's profile API.
@@ -144,6 +157,8 @@ impl Service {
                     serves: Some(c.tap.listen),
                     upstreams: upstreams.collect(),
                     kafka_brokers: Some(c.kafka.brokers.clone()),
+                    kafka_properties: properties(&c.kafka),
+                    consumer: None,
                     clickhouse_url: None,
                     partitions: Some(c.topics.partitions),
                     auth: None,
@@ -170,6 +185,11 @@ impl Service {
                     serves: None,
                     upstreams: upstreams.collect(),
                     kafka_brokers: Some(c.kafka.brokers.clone()),
+                    kafka_properties: properties(&c.kafka),
+                    consumer: Some(ConsumerGroup {
+                        group_id: c.mirror.group_id.clone(),
+                        topics: c.consumed_topics().map(str::to_owned).to_vec(),
+                    }),
                     clickhouse_url: None,
                     partitions: Some(c.topics.partitions),
                     auth: Some(c.auth.clone()),
@@ -188,6 +208,11 @@ impl Service {
                     serves: None,
                     upstreams: Vec::new(),
                     kafka_brokers: Some(c.kafka.brokers.clone()),
+                    kafka_properties: properties(&c.kafka),
+                    consumer: Some(ConsumerGroup {
+                        group_id: c.correlator.group_id.clone(),
+                        topics: c.consumed_topics().map(str::to_owned).to_vec(),
+                    }),
                     clickhouse_url: Some(c.clickhouse.url.clone()),
                     partitions: Some(c.topics.partitions),
                     auth: None,
@@ -205,6 +230,8 @@ impl Service {
                     serves: Some(c.verdict.listen),
                     upstreams: Vec::new(),
                     kafka_brokers: None,
+                    kafka_properties: BTreeMap::new(),
+                    consumer: None,
                     clickhouse_url: Some(c.clickhouse.url.clone()),
                     partitions: None,
                     auth: Some(c.auth.clone()),
@@ -250,6 +277,10 @@ fn kafka_accepts(kafka: &KafkaConfig) -> Result<(), String> {
     let mut config = kafka.producer_config();
     config.set("bootstrap.servers", "127.0.0.1:1");
     config.create::<BaseProducer>().map(drop).map_err(|e| format!("kafka.properties: {e}"))
+}
+
+fn properties(kafka: &KafkaConfig) -> BTreeMap<String, String> {
+    kafka.properties.iter().map(|(k, v)| (k.clone(), v.expose().clone())).collect()
 }
 
 /// The field names a serde struct deserializes, read off its derived `Deserialize`.

@@ -10,10 +10,10 @@
 //! Secrets (against a stand-in for kubectl that keeps them) and writes the Flagger example's
 //! token file. Every Kustomize tree is then rendered by kubectl, each object validated against
 //! the Kubernetes API schemas (kubernetes-validate, strict) or the models generated from the
-//! Argo Rollouts CRDs; Flagger's Canary, for which no registry ships a schema, against its
-//! documented fields. The trees are modelled as they run: Argo's stable and canary
-//! ReplicaSets with the labels it adds, Flagger's primary Deployment and the three Services
-//! it creates. Then the same config checks per container, with the service-link variables of
+//! Argo Rollouts CRDs and KEDA's API types; Flagger's Canary, for which no registry ships a
+//! schema, against its documented fields. The trees are modelled as they run: Argo's stable
+//! and canary ReplicaSets with the labels it adds, Flagger's primary Deployment and the three
+//! Services it creates. Then the same config checks per container, with the service-link variables of
 //! every Service in the namespace; probes, ports, Services, disruption budgets, the
 //! NetworkPolicies (evaluated as Kubernetes evaluates them), the tap's upstream, the mirror's
 //! secondary, and the CD gates' calls to the verdict API with the tokens secrets.sh made.
@@ -22,6 +22,10 @@
 //! tap and shadowdiff's endpoints past it, as their HTTP client's proxy matcher decides; the
 //! primary's egress tap forwards, every shadow of the mirror's profile has a stub one, and no
 //! Service that takes real traffic leads to a stub.
+//!
+//! KEDA scales each consumer group (overlays/autoscaling) on the lag of exactly the group and
+//! topics its service's config consumes, on its brokers with its credentials, from 1 replica
+//! to no more than the topics' partitions; each of those checks fails on a copy broken for it.
 //!
 //! No tree carries a Secret. The placeholder Secrets (components/placeholder-secrets, the
 //! catalogue of the Secrets the trees read), added to a tree, must stop the tap and the mirror
@@ -38,8 +42,8 @@
 //!
 //! Reading order: `tools` and `configs` serve both halves; `compose` and `dockerfile` check
 //! the Compose stack; `prepared`, `render` and `cluster` model deploy/k8s as it runs, and
-//! `network_policy`, `schemas`, `workloads`, `routing`, `cd_gates`, `egress` and `secrets`
-//! check it; `alert_rules` checks the alerts in all three.
+//! `network_policy`, `schemas`, `workloads`, `routing`, `cd_gates`, `egress`, `autoscaling`
+//! and `secrets` check it; `alert_rules` checks the alerts in all three.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -54,6 +58,7 @@ mod prepared;
 mod render;
 
 mod alert_rules;
+mod autoscaling;
 mod cd_gates;
 mod egress;
 mod network_policy;

@@ -1,6 +1,7 @@
 //! Every rendered object against its schema: the Kubernetes API schemas (kubernetes-validate,
-//! strict), the models generated from the Argo Rollouts CRDs, Flagger's documented fields
-//! for its Canary, for which no registry ships a schema, and the Prometheus Operator's
+//! strict), the models generated from the Argo Rollouts CRDs and from KEDA's API types (with
+//! the fields and kafka trigger parameters KEDA documents, `autoscaling`), Flagger's documented
+//! fields for its Canary, for which no registry ships a schema, and the Prometheus Operator's
 //! PrometheusRule fields with its rules checked by promtool (`alert_rules`).
 
 use std::process::Command;
@@ -8,6 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::alert_rules::prometheus_rule_problems;
+use crate::autoscaling::keda_problems;
 use crate::render::{group, kind, name, renders};
 use crate::tools::{INSTALL, Ran, TempFile, path_tool, repo, run, str_of, venv_tool};
 
@@ -29,19 +31,22 @@ fn kubernetes_validate(objects: &[&Value], version: &str) -> Ran {
     run(command, None)
 }
 
-/// Validates Argo Rollouts objects with the models generated from its CRDs
-/// (npm @kubernetes-models/argo-rollouts).
-fn argo_validate(objects: &[&Value]) -> Ran {
+/// Validates custom objects with the models npm `@kubernetes-models/{package}` generates from
+/// their CRDs or API types (types, required fields and enums; they accept unknown fields):
+/// `argo-rollouts` for Argo Rollouts, `keda` for KEDA.
+fn models_validate(package: &str, objects: &[&Value]) -> Ran {
     const SCRIPT: &str = r#"
 import { readFileSync } from "node:fs";
-import { AnalysisTemplate } from "@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1/AnalysisTemplate";
-import { Rollout } from "@kubernetes-models/argo-rollouts/argoproj.io/v1alpha1/Rollout";
-const models = { AnalysisTemplate, Rollout };
+const pkg = process.argv[1];
 let failed = 0;
 for (const object of JSON.parse(readFileSync(0, "utf8"))) {
-  const Model = models[object.kind];
   try {
-    if (!Model) throw new Error("no model for this kind");
+    let Model;
+    try {
+      Model = (await import(`@kubernetes-models/${pkg}/${object.apiVersion}/${object.kind}`))[object.kind];
+    } catch (error) {
+      throw new Error(`no model for this kind in @kubernetes-models/${pkg}: ${error.message}`);
+    }
     new Model(object).validate();
   } catch (error) {
     console.error(`${object.kind}/${object.metadata?.name}: ${error.message}`);
@@ -52,12 +57,12 @@ process.exit(failed ? 1 : 0);
 "#;
     let modules = repo().join(".local/deploy-tools/npm");
     assert!(
-        modules.join("node_modules/@kubernetes-models/argo-rollouts").is_dir(),
-        "the Argo Rollouts models are missing: {INSTALL}"
+        modules.join("node_modules/@kubernetes-models").join(package).is_dir(),
+        "the models of @kubernetes-models/{package} are missing: {INSTALL}"
     );
     let mut node = Command::new(path_tool("node"));
     // ES modules resolve packages from the working directory.
-    node.current_dir(modules).args(["--input-type=module", "--eval", SCRIPT]);
+    node.current_dir(modules).args(["--input-type=module", "--eval", SCRIPT, package]);
     run(node, Some(Value::Array(objects.iter().map(|o| (*o).clone()).collect()).to_string()))
 }
 
@@ -180,8 +185,18 @@ fn kubernetes_objects_validate_against_their_schemas() {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "AnalysisTemplate", "metadata": { "name": "bad" },
         "spec": { "metrics": [{ "name": "m", "provider": { "web": { "jsonPath": "{$}" } } }] }
     });
-    let ran = argo_validate(&[&bad_template]);
+    let ran = models_validate("argo-rollouts", &[&bad_template]);
     assert!(!ran.ok && ran.output.contains("url"), "the Argo models passed a web metric without url:\n{}", ran.output);
+    let bad_scaled = json!({
+        "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": { "name": "bad" },
+        "spec": { "scaleTargetRef": { "name": "d" }, "minReplicaCount": "1", "triggers": [{ "type": "kafka", "metadata": {} }] }
+    });
+    let ran = models_validate("keda", &[&bad_scaled]);
+    assert!(
+        !ran.ok && ran.output.contains("minReplicaCount must be integer"),
+        "the KEDA models passed a replica count that is a string:\n{}",
+        ran.output
+    );
 
     for render in renders() {
         let objects: Vec<&Value> = render.objects.iter().collect();
@@ -190,14 +205,17 @@ fn kubernetes_objects_validate_against_their_schemas() {
             let ran = kubernetes_validate(&kubernetes, version);
             assert!(ran.ok, "{}: invalid for Kubernetes {version}:\n{}", render.dir, ran.output);
         }
-        let (argo, other): (Vec<&Value>, Vec<&Value>) = custom.into_iter().partition(|o| group(o) == "argoproj.io");
-        if !argo.is_empty() {
-            let ran = argo_validate(&argo);
-            assert!(ran.ok, "{}: invalid Argo Rollouts objects:\n{}", render.dir, ran.output);
+        for (models, models_group) in [("argo-rollouts", "argoproj.io"), ("keda", "keda.sh")] {
+            let objects: Vec<&Value> = custom.iter().copied().filter(|o| group(o) == models_group).collect();
+            if !objects.is_empty() {
+                let ran = models_validate(models, &objects);
+                assert!(ran.ok, "{}: invalid {models_group} objects:\n{}", render.dir, ran.output);
+            }
         }
-        for object in other {
+        for object in custom.into_iter().filter(|o| group(o) != "argoproj.io") {
             let problems = match (group(object), kind(object)) {
                 ("flagger.app", "Canary") => flagger_problems(object),
+                ("keda.sh", _) => keda_problems(object),
                 ("monitoring.coreos.com", "PrometheusRule") => prometheus_rule_problems(object),
                 (group, kind) => panic!("{}: nothing validates {group}/{kind}", render.dir),
             };
