@@ -57,7 +57,8 @@ pub async fn run<H: Handler + Send>(
 ) {
     // The consumer's own offsets: its context commits them as a rebalance revokes their
     // partitions, too.
-    let offsets = rdkafka::consumer::Consumer::context(consumer).offsets_for(settings.service);
+    let consuming = rdkafka::consumer::Consumer::context(consumer).consuming(settings.service);
+    let offsets = consuming.offsets();
     let mut topics: Vec<Arc<str>> = Vec::new();
     let mut tick = tokio::time::interval(settings.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

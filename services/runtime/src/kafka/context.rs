@@ -73,19 +73,43 @@ impl ClientContext for KafkaContext {
 impl ConsumerContext for KafkaContext {}
 
 /// A group consumer's context: [`KafkaContext`]'s logs and counters, and the offsets its
-/// consume loop may commit, which it commits as a rebalance takes their partitions away.
+/// consume loop may commit, which it commits as a rebalance takes their partitions away, but
+/// only while the loop runs: a loop that was stopped mid-work (aborted, or panicked) dropped
+/// work whose holds then released their offsets, and the consumer's close must not commit
+/// past it.
 #[derive(Debug, Default)]
 pub struct GroupContext {
     offsets: super::Offsets,
     /// The service whose consume loop reads with it, for its commit counters.
     service: std::sync::OnceLock<&'static str>,
+    /// Whether a consume loop is running on it now.
+    consuming: std::sync::atomic::AtomicBool,
 }
 
 impl GroupContext {
-    /// What this consumer's loop holds and commits, as `service`.
-    pub(crate) fn offsets_for(&self, service: &'static str) -> &super::Offsets {
+    /// Marks a consume loop of `service` running until the returned guard is dropped.
+    pub(crate) fn consuming(&self, service: &'static str) -> Consuming<'_> {
         let _set_once = self.service.set(service);
-        &self.offsets
+        self.consuming.store(true, std::sync::atomic::Ordering::SeqCst);
+        Consuming { context: self }
+    }
+}
+
+/// A consume loop running on a [`GroupContext`]; what it holds and commits.
+#[derive(Debug)]
+pub(crate) struct Consuming<'a> {
+    context: &'a GroupContext,
+}
+
+impl Consuming<'_> {
+    pub(crate) fn offsets(&self) -> &super::Offsets {
+        &self.context.offsets
+    }
+}
+
+impl Drop for Consuming<'_> {
+    fn drop(&mut self) {
+        self.context.consuming.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -108,7 +132,9 @@ impl ConsumerContext for GroupContext {
     /// rebalance re-delivers only the events still in flight here, not everything since the
     /// last periodic commit.
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
+        if let Rebalance::Revoke(list) = rebalance
+            && self.consuming.load(std::sync::atomic::Ordering::SeqCst)
+        {
             let revoked: Vec<(String, i32)> =
                 list.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
             let service = self.service.get().copied().unwrap_or("consumer");
