@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # How fast `shadowctl replay --speed max` sends a recorded window to a build under test, and
-# how long after the replay ends its verdict arrives. A demo backend (the primary) behind a
-# release tap takes EXCHANGES item reads from wrk, the tap publishing each request and the
-# primary's answer; `shadowctl record` takes that window into an Avro file. Then, against a
-# release correlator and verdict service, the file is replayed to a second demo backend (the
-# build under test), with and without a third as the baseline, at each concurrency, RUNS
-# times in turns, each run under its own --run id. Everything runs on 127.0.0.1 against the
-# shared Kafka (or a fresh one: FRESH_BROKER=1) and ClickHouse of deploy/local/services.sh,
-# which are left up; the run's topics, database, services and backends go. The services'
-# configs are the demo's (deploy/local/config/*.toml) with the ports, topics, database and
-# group ids changed.
+# how long after the replay ends its verdict arrives, judged either way shadowctl can. A demo
+# backend (the primary) behind a release tap takes EXCHANGES item reads from wrk, the tap
+# publishing each request and the primary's answer; `shadowctl record` takes that window into
+# an Avro file. Then the file is replayed to a second demo backend (the build under test), with
+# and without a third as the baseline, at each concurrency, RUNS times in turns, each run under
+# its own --run id, and judged
+#   published  its events published to fresh topics that a release correlator reads, and the
+#              verdict asked of a release verdict service; or
+#   here       compared inside shadowctl (--correlator-config, --verdict-config), its rows
+#              written to ClickHouse and judged in process: no broker, correlator or verdict
+#              service (the configs' [kafka] point nowhere).
+# Each replay's rows go to a database of its own, as a CI job's to a fresh ClickHouse.
+# Everything runs on 127.0.0.1 against the shared Kafka (or a fresh one: FRESH_BROKER=1) and
+# ClickHouse of deploy/local/services.sh, which are left up; the run's topics, databases,
+# services and backends go. The services' configs are the demo's (deploy/local/config/*.toml)
+# with the ports, topics, database and group ids changed, and no settle for downstream calls
+# (these backends make none). shadowctl's peak RSS is taken for every run, and once per way of
+# judging for a replay of a recording of one exchange, the floor that the memory held per
+# exchange is reckoned from.
 #
 #   deploy/bench/replay.sh                               the default run (20 000 exchanges)
 #   EXCHANGES=2000 RUNS=1 deploy/bench/replay.sh         a quick smoke run
 #
 # Knobs (environment):
+#   JUDGE                     "published", "here", or both, in turns ("published here")
 #   EXCHANGES                 item reads through the tap, and so exchanges recorded (20000)
 #   CONCURRENCY               the replay's --concurrency values, in turns ("16 64")
 #   BASELINES                 "no" (a candidate only), "yes" (and a baseline), or both ("no yes")
@@ -23,9 +33,10 @@
 #                             its bound; shadowctl's default, 500, would be the limit otherwise)
 #   WAIT                      the replay's --wait for every exchange to be compared (10m)
 #   GRACE                     the recording's --grace (5s)
-#   LINGER_MS                 linger_ms in the replay's [kafka] (unset: the producer's default, 5)
-#   SHARED_TOPICS=1           every replay to the same topics and one correlator, rather than
-#                             fresh topics and a fresh correlator for each (see below)
+#   LINGER_MS                 linger_ms in the replay's [kafka] (unset: the producer's default, 5);
+#                             published runs only
+#   SHARED_TOPICS=1           every published replay to the same topics and one correlator,
+#                             rather than fresh topics and a fresh correlator for each (see below)
 #   PARTITIONS                partitions of each fresh topic (6)
 #   WRK_THREADS, WRK_CONNECTIONS   wrk -t and -c for the recorded traffic (2, 64)
 #   FRESH_BROKER=1            run on a broker of the run's own (tansu, memory storage, on
@@ -35,16 +46,17 @@
 #   SHADOWDIFF_KAFKA_BROKERS  the shared broker, started by deploy/local/services.sh (127.0.0.1:9092)
 #   SHADOWDIFF_CLICKHOUSE_URL the ClickHouse HTTP endpoint (http://127.0.0.1:8123)
 #   BENCH_KEEP=1              keep the temp dir (configs, logs, the recording, each run's output)
-#                             and the database
+#                             and the databases
 #
-# Each replay goes to fresh topics, read by a correlator started for it, as a CI job replays a
-# recording to a pipeline of its own: tansu 0.6's memory storage lists every batch a
+# Each published replay goes to fresh topics, read by a correlator started for it, as a CI job
+# replays a recording to a pipeline of its own: tansu 0.6's memory storage lists every batch a
 # partition holds on each fetch, so replays into topics that already hold earlier runs' get
 # slower run after run (SHARED_TOPICS=1 shows it).
 #
 # The tables go to stdout and to deploy/bench/results-replay.md (results-replay-fresh-broker.md
 # with FRESH_BROKER=1). A benchmark, not a test: it fails when a replay is refused or
-# unavailable, or a run's exchanges are not all compared within WAIT, never because it was slow.
+# unavailable, or a run's exchanges are not all compared within WAIT (published) or not all
+# written (here), never because it was slow.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -55,6 +67,7 @@ cd "$repo"
 
 knobs_only "$@"
 
+read -r -a judges <<<"${JUDGE:-published here}"
 exchanges="${EXCHANGES:-20000}"
 read -r -a concurrencies <<<"${CONCURRENCY:-16 64}"
 read -r -a baselines <<<"${BASELINES:-no yes}"
@@ -92,6 +105,10 @@ calc() { awk "BEGIN { $1 }"; }
 [ "$exchanges" -ge 100 ] || die "EXCHANGES must be at least 100"
 [ "$runs" -ge 1 ] || die "RUNS must be at least 1"
 for b in "${baselines[@]}"; do case "$b" in no | yes) ;; *) die "BASELINES takes no and yes, not $b" ;; esac; done
+[ "${#judges[@]}" -ge 1 ] || die "JUDGE takes published and here"
+for j in "${judges[@]}"; do case "$j" in published | here) ;; *) die "JUDGE takes published and here, not $j" ;; esac; done
+# judging WAY: whether this run judges any replay that way.
+judging() { [[ " ${judges[*]} " == *" $1 "* ]]; }
 
 # --- what this run starts and creates: recorded (deploy/lib.sh), so a run killed with
 # --- SIGKILL is cleaned by the next ----------------------------------------------------------
@@ -101,7 +118,7 @@ for b in "${baselines[@]}"; do case "$b" in no | yes) ;; *) die "BASELINES takes
 run_claim "$repo/.local/bench/replay.lock" "$repo/.local/bench/replay-running"
 # The tap and the correlator flush and commit before they exit.
 stop_grace_secs=10
-# The run's topics and database, recorded as "topic NAME" and "database NAME".
+# The run's topics and databases, recorded as "topic NAME" and "database NAME".
 forget_recorded() {
   case "$1" in
     topic) tansu topic delete "$2" --broker "tcp://$kafka_host" >/dev/null 2>&1 || log "could not delete topic $2" ;;
@@ -153,17 +170,27 @@ if [ "$fresh_broker" = 1 ]; then
   kafka_host="$brokers"
 fi
 
-# --- fresh topics and database ---------------------------------------------------------------
+# --- fresh topics and databases --------------------------------------------------------------
 
 stamp="$(date +%Y%m%d%H%M%S)"
 run_id="bench-replay-$stamp-$$"
+# Each replay's rows go to a database of its own, bench_replay_..._NAME (run_database), as a CI
+# job's go to a fresh ClickHouse: the verdict's queries read every row of the candidate's
+# deployment, so one database for all would make each replay judged later slower than the last.
 database="bench_replay_${stamp}_$$"
 
-# create_topics PREFIX: PREFIX.requests, .responses and .dead-letter, recorded (a fresh
-# broker's go with it).
+# forget KIND NAME: a recorded topic or database undone at once, and taken off the record.
+forget() {
+  forget_recorded "$1" "$2"
+  sed -i "/^$1 $(sed 's/[.[\*^$/]/\\&/g' <<<"$2")\$/d" "$run_record"
+}
+
+# create_topics PREFIX: PREFIX.requests, .responses, .dead-letter and .outbound (which the
+# correlator subscribes to, though no egress tap publishes here), recorded (a fresh broker's
+# go with it).
 create_topics() {
   local topic out
-  for topic in "$1.requests" "$1.responses" "$1.dead-letter"; do
+  for topic in "$1.requests" "$1.responses" "$1.dead-letter" "$1.outbound"; do
     if [ "$fresh_broker" != 1 ]; then remember topic "$topic"; fi
     out="$(tansu topic create "$topic" --partitions "$partitions" --broker "tcp://$kafka_host" 2>&1)" \
       || die "cannot create topic $topic: $out"
@@ -173,9 +200,8 @@ create_topics() {
 # grow with every replay; they leave the record too.
 delete_topics() {
   local topic
-  for topic in "$1.requests" "$1.responses" "$1.dead-letter"; do
-    forget_recorded topic "$topic"
-    [ "$fresh_broker" = 1 ] || sed -i "/^topic $(sed 's/[.[\*^$/]/\\&/g' <<<"$topic")\$/d" "$run_record"
+  for topic in "$1.requests" "$1.responses" "$1.dead-letter" "$1.outbound"; do
+    if [ "$fresh_broker" = 1 ]; then forget_recorded topic "$topic"; else forget topic "$topic"; fi
   done
 }
 
@@ -184,9 +210,16 @@ delete_topics() {
 # own. So no correlator ever sees the recorded traffic itself.
 live_prefix="$run_id.live"
 create_topics "$live_prefix"
-# The correlator and the verdict service make the database and its tables at start-up.
-remember database "$database"
-ch_query "DROP DATABASE IF EXISTS $database" >/dev/null
+
+# run_database NAME: a fresh database for one replay, $database_NAME, recorded; sets run_db.
+# Whatever writes to it first makes its tables.
+run_database() {
+  run_db="${database}_${1//[^a-zA-Z0-9]/_}"
+  remember database "$run_db"
+  ch_query "DROP DATABASE IF EXISTS $run_db" >/dev/null
+}
+# in_run_database OUT: $tmp/OUT.toml's [clickhouse] database made run_db.
+in_run_database() { sed -i "s/^database = \"$database\"\$/database = \"$run_db\"/" "$tmp/$1.toml"; }
 
 # --- configs: the demo's, with this run's names ----------------------------------------------
 
@@ -230,6 +263,7 @@ derive() {
 requests = "$prefix.requests"
 responses = "$prefix.responses"
 dead_letter = "$prefix.dead-letter"
+outbound = "$prefix.outbound"
 partitions = $partitions
 # Made by deploy/bench/replay.sh, which deletes them after the run.
 create = false
@@ -252,28 +286,59 @@ derive tap tap "$live_prefix"
 derive verdict verdict - console
 check_config tap tap
 check_config verdict verdict
+# Judged here: the mirror's [mirror] and the correlator's rules as a published replay has
+# them, no topics, and [kafka] where nothing listens, so a replay that reached for a broker
+# would fail rather than pass unnoticed.
+if judging here; then
+  derive mirror mirror-here - mirror.profiles mirror.profiles.targets
+  derive correlator correlator-here - correlator.outbound
+  sed -i 's/^brokers = .*/brokers = "127.0.0.1:1"/' "$tmp/mirror-here.toml" "$tmp/correlator-here.toml"
+  check_config correlator correlator-here
+fi
+correlator_window_ms="$(sed -n 's/^window_ms = \([0-9]*\).*/\1/p' "$config_dir/correlator.toml")"
 
-# replay_pipeline NAME: fresh topics $run_id.NAME.*, the mirror config a replay to them runs
-# by ($tmp/mirror-NAME.toml), and a correlator reading them ($tmp/correlator-NAME.toml), started;
-# sets replay_prefix and correlator_pid. The mirror's [mirror] section (allowed targets, the
-# tap's hmac key, loopback allowed) and [kafka] are what the replay runs by; its profiles are
-# the demo's, and the replay brings its own.
+# replay_pipeline NAME: for a published replay, fresh topics $run_id.NAME.* and database
+# (run_database), the mirror config a replay to them runs by ($tmp/mirror-NAME.toml), and a
+# verdict service and a correlator on them ($tmp/verdict-NAME.toml, correlator-NAME.toml),
+# started; sets replay_prefix, run_db, verdict_pid and correlator_pid. The mirror's [mirror]
+# section (allowed targets, the tap's hmac key, loopback allowed) and [kafka] are what the
+# replay runs by; its profiles are the demo's, and the replay brings its own. The
+# correlator's [correlator.outbound] goes: its settle waits for the demo's egress taps, and no
+# backend here calls anything downstream, so a whole exchange is written at once (the
+# default) rather than a second later.
 replay_pipeline() {
   replay_prefix="$run_id.$1"
   create_topics "$replay_prefix"
+  run_database "$1"
   derive mirror "mirror-$1" "$replay_prefix" mirror.profiles mirror.profiles.targets
   if [ -n "$linger_ms" ]; then sed -i "/^\[kafka\]/a linger_ms = $linger_ms" "$tmp/mirror-$1.toml"; fi
-  derive correlator "correlator-$1" "$replay_prefix"
+  derive verdict "verdict-$1" - console
+  in_run_database "verdict-$1"
+  derive correlator "correlator-$1" "$replay_prefix" correlator.outbound
+  in_run_database "correlator-$1"
   check_config correlator "correlator-$1"
+  # One after the other: each makes the database's tables at start-up.
+  start "verdict-$1" "http://127.0.0.1:$verdict_admin_port/healthz" "$bin_dir/shadowdiff-verdict" \
+    --config "$tmp/verdict-$1.toml"
+  verdict_pid="$started"
   start "correlator-$1" "http://127.0.0.1:$correlator_admin_port/healthz" "$bin_dir/shadowdiff-correlator" \
     --config "$tmp/correlator-$1.toml"
   correlator_pid="$started"
-  correlator_window_ms="$(sed -n 's/^window_ms = \([0-9]*\).*/\1/p' "$tmp/correlator-$1.toml")"
 }
-# replay_pipeline_done: stops the correlator and deletes the topics.
+# replay_pipeline_done: stops the correlator and the verdict service, and deletes the topics
+# and the database.
 replay_pipeline_done() {
   stop_pid "$correlator_pid" "$tmp"
+  stop_pid "$verdict_pid" "$tmp"
   delete_topics "$replay_prefix"
+  forget database "$run_db"
+}
+# here_pipeline NAME: for a replay judged here, a fresh database (run_database) and the
+# correlator config naming it, $tmp/correlator-NAME.toml; sets run_db. shadowctl makes its tables.
+here_pipeline() {
+  run_database "$1"
+  cp "$tmp/correlator-here.toml" "$tmp/correlator-$1.toml"
+  in_run_database "correlator-$1"
 }
 
 # --- the services ------------------------------------------------------------------------------
@@ -302,12 +367,11 @@ backend() {
   start "$1" "http://127.0.0.1:$2/healthz" "$tmp/shadowdiff-demo" backend --listen "127.0.0.1:$2" \
     --noise --shuffle --instance "$1-0"
 }
-log "starting the primary backend, the tap and the verdict service (release)"
+log "starting the primary backend and the tap (release)"
 backend primary "$primary_port"
 primary_pid="$started"
 start tap "http://127.0.0.1:$tap_admin_port/healthz" "$bin_dir/shadowdiff-tap" --config "$tmp/tap.toml"
 tap_pid="$started"
-start verdict "http://127.0.0.1:$verdict_admin_port/healthz" "$bin_dir/shadowdiff-verdict" --config "$tmp/verdict.toml"
 
 # --- the recorded traffic --------------------------------------------------------------------
 
@@ -351,6 +415,11 @@ file_bytes="$(stat -c %s "$tmp/window.avro")"
 file_mib="$(calc "printf \"%.1f\", $file_bytes / 1048576")"
 [ "${recorded:-0}" -gt 0 ] || die "nothing recorded"
 [ "$recorded" = "$exchanges" ] || log "recorded $recorded exchanges, not $exchanges (see the summary above)"
+# The floor's recording: the window's first exchange alone (a replay's --limit refuses a
+# recording that holds more, rather than cut it).
+env "${clean_env[@]}" "$bin_dir/shadowctl" record --from "$(iso "$from")" --to "$(iso "$to")" --grace "$grace" \
+  --limit 1 --config "$tmp/tap.toml" -o "$tmp/window-floor.avro" >"$tmp/record-floor.txt" 2>&1 9>&- \
+  || { cat "$tmp/record-floor.txt" >&2; die "shadowctl record --limit 1 failed"; }
 
 # The recorded traffic is done: the tap and the primary would only share the CPUs.
 stop_pid "$tap_pid" "$tmp"
@@ -371,54 +440,68 @@ ticks_or_zero() { if [ -n "$1" ]; then cpu_ticks "$1"; else echo 0; fi; }
 # busy_ticks all_ticks: the whole machine's CPU from /proc/stat (idle and iowait are not busy).
 machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
 
-# count_rows RUN: the candidate's rows of the run in ClickHouse so far.
+# count_rows RUN: the candidate's rows of the run in its database (run_db) so far.
 count_rows() {
-  ch_query "SELECT count() FROM $database.exchanges WHERE run = '$1' AND role = 'candidate'" 2>/dev/null || echo -1
+  ch_query "SELECT count() FROM $run_db.exchanges WHERE run = '$1' AND role = 'candidate'" 2>/dev/null || echo -1
 }
 
-# rows_timeline RUN FILE: "TIME ROWS" every 0.25 s until the run's rows are all in, or the
-# script is gone (a SIGKILLed run leaves no poller behind for long).
+# rows_timeline RUN EXPECTED FILE: "TIME ROWS" every 0.25 s until the run's EXPECTED rows are
+# all in, or the script is gone (a SIGKILLed run leaves no poller behind for long).
 rows_timeline() {
-  local run="$1" file="$2" rows parent=$$
+  local run="$1" expected="$2" file="$3" rows parent=$$
   while kill -0 "$parent" 2>/dev/null; do
     rows="$(count_rows "$run")"
     echo "$(now) $rows" >>"$file"
-    if [ "$rows" -ge "$recorded" ]; then return 0; fi
+    if [ "$rows" -ge "$expected" ]; then return 0; fi
     sleep 0.25
   done
 }
 
-# replay_once CONCURRENCY BASELINE ROUND: one timed `shadowctl replay`; appends a line to
-# $tmp/runs.tsv: config, round, run id, replayed, replay s, req/s, rows in ClickHouse at the
-# replay's end, s from the end to the last row, s from the end to the verdict, wall s,
-# verdict, CPU s of the correlator, broker, ClickHouse, shadowctl and the backends, and how busy
-# the whole machine was, in percent.
+# replay_once JUDGE CONCURRENCY BASELINE ROUND [floor]: one timed `shadowctl replay`, judged
+# JUDGE's way (published, here), of the recording, or of the floor's (one exchange; round 0);
+# appends a line to $tmp/runs.tsv: config, round, run id, replayed, replay s,
+# req/s, rows in ClickHouse at the replay's end, s from the end to the last row, s from the
+# end to the verdict, wall s, verdict, CPU s of the correlator, broker, ClickHouse, shadowctl
+# and the backends, how busy the whole machine was in percent, shadowctl's peak RSS in MiB,
+# and (judged here) s from the end to the "compared here" line, when the last rows are written.
 replay_once() {
-  local c="$1" with_baseline="$2" round="$3" config run name args status began ended line_at
-  config="c$c-$([ "$with_baseline" = yes ] && echo baseline || echo alone)"
+  local judge="$1" c="$2" with_baseline="$3" round="$4" floor="${5:-}" config run name args status began ended line_at
+  local file="$tmp/window.avro" expected="$recorded"
+  if [ "$floor" = floor ]; then config="$judge-floor"; file="$tmp/window-floor.avro"; expected=1
+  else config="$judge-c$c-$([ "$with_baseline" = yes ] && echo baseline || echo alone)"; fi
   run="bench-$stamp-$config-r$round"
-  if [ "$shared_topics" = 1 ]; then name=shared; else name="$config-r$round"; replay_pipeline "$name"; fi
-  args=(replay --file "$tmp/window.avro" --config "$tmp/mirror-$name.toml" --candidate "build=http://127.0.0.1:$candidate_port"
+  if [ "$judge" = here ]; then name=here; here_pipeline "$config-r$round"
+  elif [ "$shared_topics" = 1 ]; then name=shared
+  else name="$config-r$round"; replay_pipeline "$name"; fi
+  args=(replay --file "$file" --config "$tmp/mirror-$name.toml" --candidate "build=http://127.0.0.1:$candidate_port"
     --speed max --concurrency "$c" --rate "$rate" --run "$run" --wait "$wait_for")
   if [ "$with_baseline" = yes ]; then args+=(--baseline "primary=http://127.0.0.1:$baseline_port"); fi
-  local correlator_before broker_before ch_before backends_before machine_before
-  correlator_before="$(cpu_ticks "$correlator_pid")"; broker_before="$(ticks_or_zero "$broker_pid")"
+  if [ "$judge" = here ]; then
+    args+=(--correlator-config "$tmp/correlator-$config-r$round.toml" --verdict-config "$tmp/verdict.toml")
+  fi
+  local correlator_before=0 broker_before ch_before backends_before machine_before
+  if [ "$judge" = published ]; then correlator_before="$(cpu_ticks "$correlator_pid")"; fi
+  broker_before="$(ticks_or_zero "$broker_pid")"
   ch_before="$(ticks_or_zero "$ch_pid")"
   backends_before=$(($(cpu_ticks "$candidate_pid") + $(cpu_ticks "$baseline_pid")))
   machine_before="$(machine_ticks)"
   : >"$tmp/$run.rows"
-  rows_timeline "$run" "$tmp/$run.rows" &
+  rows_timeline "$run" "$expected" "$tmp/$run.rows" &
   local poller=$!
-  log "$config, round $round: shadowctl replay --speed max --concurrency $c --rate $rate$([ "$with_baseline" = yes ] && echo ' --baseline')"
+  log "$config, round $round: shadowctl replay --speed max --concurrency $c --rate $rate$([ "$with_baseline" = yes ] && echo ' --baseline')$([ "$judge" = here ] && echo ' --correlator-config')$([ "$floor" = floor ] && echo ", one exchange")"
   began="$(now)"
   set +e
-  # Each line of its output stamped as it arrives (Rust's stdout is line-buffered).
+  # Each line of its output stamped as it arrives (Rust's stdout is line-buffered). GNU time
+  # gives shadowctl's own CPU and its peak RSS (KiB).
   env "${clean_env[@]}" SHADOWCTL_VERDICT="http://127.0.0.1:$verdict_port" SHADOWCTL_TOKEN="$reader_token" NO_COLOR=1 \
-    /usr/bin/time -f '%U %S' -o "$tmp/$run.time" "$bin_dir/shadowctl" "${args[@]}" 2>"$tmp/$run.err" 9>&- \
+    /usr/bin/time -f '%U %S %M' -o "$tmp/$run.time" "$bin_dir/shadowctl" "${args[@]}" 2>"$tmp/$run.err" 9>&- \
     | while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done >"$tmp/$run.out"
   status="${PIPESTATUS[0]}"
   set -e
   ended="$(now)"
+  # Its last count comes within a poll once shadowctl is done, unless the rows never will.
+  poller_done() { ! kill -0 "$poller" 2>/dev/null; }
+  poll 5 poller_done || kill "$poller" 2>/dev/null || true
   wait "$poller" 2>/dev/null || true
   case "$status" in
     0 | 1 | 2) ;;
@@ -434,35 +517,57 @@ replay_once() {
   line_at="${replay_line%% *}"
   replayed="$(sed -n 's/.*: replayed \([0-9]*\) exchanges in .*/\1/p' <<<"$replay_line")"
   replay_secs="$(sed -n 's/.* exchanges in \([0-9.]*\)s .*/\1/p' <<<"$replay_line")"
+  # Judged here: "compared here: N comparisons of M exchanges written, K complete", printed
+  # once the last rows are written, before the report's queries. One comparison a leg.
+  local written_after=–
+  if [ "$judge" = here ]; then
+    local written_line comparisons legs
+    written_line="$(grep -m1 " compared here: [0-9]* comparisons of " "$tmp/$run.out")" \
+      || { cat "$tmp/$run.out" "$tmp/$run.err" >&2; die "no \"compared here\" line from $run"; }
+    comparisons="$(sed -n 's/.* compared here: \([0-9]*\) comparisons of .*/\1/p' <<<"$written_line")"
+    legs="$([ "$with_baseline" = yes ] && echo 2 || echo 1)"
+    [ "$comparisons" = $((replayed * legs)) ] \
+      || { cat "$tmp/$run.out" >&2; die "$run wrote $comparisons comparisons of $replayed exchanges, not $((replayed * legs))"; }
+    written_after="$(calc "printf \"%.1f\", ${written_line%% *} - $line_at")"
+  fi
   local verdict rows_at_end rows_done_at
   verdict="$(case "$status" in 0) echo pass ;; 1) echo fail ;; 2) echo inconclusive ;; esac)"
   # The timeline: how many rows were in when the replay ended, and when the last came.
-  rows_at_end="$(awk -v t="$line_at" '$1 <= t { r = $2 } END { print r + 0 }' "$tmp/$run.rows")"
+  rows_at_end="$(awk -v t="$line_at" '$1 <= t { r = $2 } END { print (r > 0 ? r : 0) }' "$tmp/$run.rows")"
   rows_done_at="$(awk -v n="$replayed" '$2 >= n { print $1; exit }' "$tmp/$run.rows")"
-  local machine_after
+  local machine_after correlator_cpu=–
   machine_after="$(machine_ticks)"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$config" "$round" "$run" "$replayed" "$replay_secs" \
+  if [ "$judge" = published ]; then
+    correlator_cpu="$(calc "printf \"%.1f\", ($(cpu_ticks "$correlator_pid") - $correlator_before) / $clk_tck")"
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$config" "$round" "$run" "$replayed" "$replay_secs" \
     "$(calc "printf \"%.0f\", $replayed / $replay_secs")" "$rows_at_end" \
     "$(if [ -n "$rows_done_at" ]; then calc "printf \"%.1f\", $rows_done_at - $line_at"; else echo n/a; fi)" \
     "$(calc "printf \"%.1f\", $ended - $line_at")" "$(calc "printf \"%.1f\", $ended - $began")" "$verdict" \
-    "$(calc "printf \"%.1f\", ($(cpu_ticks "$correlator_pid") - $correlator_before) / $clk_tck")" \
+    "$correlator_cpu" \
     "$(calc "printf \"%.1f\", ($(ticks_or_zero "$broker_pid") - $broker_before) / $clk_tck")" \
     "$(calc "printf \"%.1f\", ($(ticks_or_zero "$ch_pid") - $ch_before) / $clk_tck")" \
     "$(tail -1 "$tmp/$run.time" | awk '{ printf "%.1f", $1 + $2 }')" \
     "$(calc "printf \"%.1f\", ($(cpu_ticks "$candidate_pid") + $(cpu_ticks "$baseline_pid") - $backends_before) / $clk_tck")" \
     "$(read -r b0 a0 <<<"$machine_before"; read -r b1 a1 <<<"$machine_after"; calc "printf \"%.0f\", 100 * ($b1 - $b0) / ($a1 - $a0)")" \
+    "$(tail -1 "$tmp/$run.time" | awk '{ printf "%.1f", $3 / 1024 }')" "$written_after" \
     >>"$tmp/runs.tsv"
-  if [ "$shared_topics" != 1 ]; then replay_pipeline_done; fi
-  log "  $(tail -1 "$tmp/runs.tsv" | awk -F'\t' '{ printf "%s exchanges in %s s (%s/s); %s rows in at the end, the last %s s later, the verdict (%s) %s s later", $4, $5, $6, $7, $8, $11, $9 }')"
+  if [ "$judge" = here ]; then forget database "$run_db"
+  elif [ "$shared_topics" != 1 ]; then replay_pipeline_done; fi
+  log "  $(tail -1 "$tmp/runs.tsv" | awk -F'\t' '{ printf "%s exchanges in %s s (%s/s); %s rows in at the end, the last %s s later, the verdict (%s) %s s later; peak RSS %s MiB", $4, $5, $6, $7, $8, $11, $9, $18 }')"
 }
 
 : >"$tmp/runs.tsv"
 load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
-if [ "$shared_topics" = 1 ]; then replay_pipeline shared; fi
+if judging published && [ "$shared_topics" = 1 ]; then replay_pipeline shared; fi
+# The floor: shadowctl's peak RSS with one exchange to hold, each way of judging.
+for judge in "${judges[@]}"; do replay_once "$judge" "${concurrencies[0]}" no 0 floor; done
 for ((round = 1; round <= runs; round++)); do
-  for with_baseline in "${baselines[@]}"; do
-    for c in "${concurrencies[@]}"; do
-      replay_once "$c" "$with_baseline" "$round"
+  for judge in "${judges[@]}"; do
+    for with_baseline in "${baselines[@]}"; do
+      for c in "${concurrencies[@]}"; do
+        replay_once "$judge" "$c" "$with_baseline" "$round"
+      done
     done
   done
 done
@@ -481,6 +586,15 @@ range() {
 verdicts() { awk -F'\t' -v config="$1" '$1 == config { print $11 }' "$tmp/runs.tsv" | sort | uniq -c | awk '{ printf "%s%s %s", sep, $1, $2; sep = ", " }'; }
 
 ch_version="$(ch_query "SELECT version()")"
+max_batch_rows="$(sed -n 's/^max_batch_rows = \([0-9]*\).*/\1/p' "$config_dir/correlator.toml")"
+# config_of JUDGE BASELINE C: the configuration's name in runs.tsv.
+config_of() { echo "$1-c$3-$([ "$2" = yes ] && echo baseline || echo alone)"; }
+# held CONFIG: shadowctl's median peak RSS over its way's floor, in KiB an exchange recorded.
+held() {
+  local peak floor
+  peak="$(median 18 "$1")"; floor="$(median 18 "${1%%-*}-floor")"
+  calc "printf \"%.1f\", ($peak - $floor) * 1024 / $recorded"
+}
 report="$tmp/results.md"
 {
   echo "# shadowdiff replay throughput and time to verdict"
@@ -499,42 +613,68 @@ report="$tmp/results.md"
   echo "Each run: \`shadowctl replay --file window.avro --speed max --concurrency C --rate $rate --run ID\`"
   echo "against a demo backend as the build under test (\`--candidate build=...\`), with or without a second"
   echo "one as the baseline (\`--baseline primary=...\`), all three backends with the demo's noise and the"
-  echo "same version. Release correlator and verdict service on the demo's configs (deploy/local/config:"
-  echo "\`window_ms = $correlator_window_ms\`, a write to ClickHouse every second); the replay's producer with the"
-  if [ -n "$linger_ms" ]; then echo "mirror config's \`[kafka]\` and \`linger_ms = $linger_ms\`."
-  else echo "mirror config's \`[kafka]\` as it is (\`linger_ms\` unset: 5 ms)."; fi
-  if [ "$shared_topics" = 1 ]; then
-    echo "Every replay went to the same topics, read by one correlator throughout (\`SHARED_TOPICS=1\`)."
-  else
-    echo "Every replay went to fresh topics, read by a correlator started for it, as in a CI job."
+  echo "same version, judged one of two ways:"
+  echo
+  if judging published; then
+    if [ "$shared_topics" = 1 ]; then
+      echo "- **published**: the run's events (each exchange's at once) to the same topics as every other run,"
+      echo "  read by one release correlator throughout (\`SHARED_TOPICS=1\`), and the verdict asked of one release"
+      echo "  verdict service, on one database,"
+    else
+      echo "- **published**: the run's events (each exchange's at once) to fresh topics, read by a release"
+      echo "  correlator started for the run as in a CI job, and the verdict asked of a release verdict service"
+      echo "  started for it too, on a database of the run's own,"
+    fi
+    echo "  both on the demo's configs (deploy/local/config: \`window_ms = $correlator_window_ms\`, no settle for"
+    echo "  downstream calls, a write to ClickHouse every second); the replay's producer with the mirror"
+    if [ -n "$linger_ms" ]; then echo "  config's \`[kafka]\` and \`linger_ms = $linger_ms\`."
+    else echo "  config's \`[kafka]\` as it is (\`linger_ms\` unset: 5 ms)."; fi
+  fi
+  if judging here; then
+    echo "- **here**: \`--correlator-config correlator.toml --verdict-config verdict.toml\` (the demo's, \`[kafka]\`"
+    echo "  pointing where nothing listens): each exchange compared inside shadowctl by the correlator's row"
+    echo "  builder, the rows written to a database of the run's own in batches of \`max_batch_rows\`"
+    echo "  (${max_batch_rows:-unset: 20000}) and the rest at the end, the run judged in process. No correlator or verdict"
+    echo "  service runs for these runs."
   fi
   echo
   echo "Throughput is the replayed exchanges over the replay time shadowctl prints (first replay to last"
-  echo "answer published); the time to the verdict runs from that line to shadowctl's exit, once the verdict"
-  echo "API counts every exchange compared (shadowctl asks once a second). Configurations in turns, $runs"
-  echo "runs each; medians, and the range of the runs. Load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after."
+  echo "exchange handed over: published, or compared and, when a batch fills, written). The time to the"
+  echo "verdict runs from that line to shadowctl's exit. Published, it is the correlator's lag and one-second"
+  echo "write, then shadowctl's next ask of the verdict API (once a second) that counts every exchange"
+  echo "compared; here, the write of the rows still pending (until the \`compared here\` line) and then the"
+  echo "report's queries. Peak RSS is shadowctl's (GNU time's %M), which holds the whole window in memory"
+  echo "(\`--limit\` bounds it); the floor is a replay of a recording of one exchange the same way, and \"held\" the"
+  echo "median peak less the floor, over the $recorded exchanges. Configurations in turns, $runs runs each;"
+  echo "medians, and the range of the runs. Load average $load_before before, $(cut -d' ' -f1-3 /proc/loadavg) after."
   echo
-  echo "| configuration | exchanges | replay req/s | range | time to verdict s | range | verdicts |"
-  echo "|---|---:|---:|---:|---:|---:|---|"
-  for with_baseline in "${baselines[@]}"; do
-    for c in "${concurrencies[@]}"; do
-      config="c$c-$([ "$with_baseline" = yes ] && echo baseline || echo alone)"
-      what="concurrency $c, $([ "$with_baseline" = yes ] && echo "candidate and baseline" || echo "candidate only")"
-      echo "| $what | $recorded | **$(median 6 "$config")** | $(range 6 "$config") | **$(median 9 "$config")** | $(range 9 "$config") | $(verdicts "$config") |"
+  echo "| judged | configuration | exchanges | replay exchanges/s | range | time to verdict s | range | peak RSS MiB | held KiB an exchange | verdicts |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+  for judge in "${judges[@]}"; do
+    for with_baseline in "${baselines[@]}"; do
+      for c in "${concurrencies[@]}"; do
+        config="$(config_of "$judge" "$with_baseline" "$c")"
+        what="concurrency $c, $([ "$with_baseline" = yes ] && echo "candidate and baseline" || echo "candidate only")"
+        echo "| $judge | $what | $recorded | **$(median 6 "$config")** | $(range 6 "$config") | **$(median 9 "$config")** | $(range 9 "$config") | $(median 18 "$config") | $(held "$config") | $(verdicts "$config") |"
+      done
     done
   done
+  echo
+  echo "Floor (one exchange, concurrency ${concurrencies[0]}, a candidate only): peak RSS $(for judge in "${judges[@]}"; do printf '%s%s %s MiB' "${sep:-}" "$judge" "$(median 18 "$judge-floor")"; sep=", "; done)."
   echo
   echo "## Every run, and where the time to the verdict goes"
   echo
   echo "The candidate's rows of the run in ClickHouse were counted every 0.25 s throughout: how many were"
-  echo "in when the replay ended, and how long after that the last one was (the correlator's lag and its"
-  echo "one-second flush). The rest of the time to the verdict is shadowctl's next ask and the verdict"
+  echo "in when the replay ended, and how long after that the last one was (published: the correlator's lag"
+  echo "and its one-second flush; here: the final write). \"Written after\" is, judged here, when shadowctl"
+  echo "printed its \`compared here\` line, its rows all written; the rest of its time to the verdict is the"
   echo "report's queries. CPU seconds are over the whole command, wall time; the broker's and ClickHouse's"
-  echo "include whatever else used them at the time (the machine, broker and ClickHouse are shared)."
+  echo "include whatever else used them at the time (the machine, broker and ClickHouse are shared). Round 0"
+  echo "is the floor."
   echo
-  echo "| run | replay s | req/s | rows in at the end | last row after s | verdict after s | wall s | verdict | CPU s: correlator | broker | ClickHouse | shadowctl | backends | machine busy |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"
-  awk -F'\t' '{ printf "| %s r%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%% |\n", $1, $2, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17 }' "$tmp/runs.tsv"
+  echo "| run | replay s | req/s | rows in at the end | last row after s | written after s | verdict after s | wall s | verdict | CPU s: correlator | broker | ClickHouse | shadowctl | backends | machine busy | peak RSS MiB |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  awk -F'\t' '{ printf "| %s r%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%% | %s |\n", $1, $2, $5, $6, $7, $8, $19, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18 }' "$tmp/runs.tsv"
 } >"$report"
 
 cp "$report" "$results"
