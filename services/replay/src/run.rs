@@ -241,10 +241,13 @@ impl Run {
             limiter.until_ready().await;
             let Ok(slot) = slots.clone().acquire_owned().await else { break };
             let (targets, profile, outlet) = (targets.clone(), self.profile.clone(), outlet.clone());
+            // The slot is held until the exchange is kept, so `concurrency` bounds what waits
+            // on the outlet (the brokers, a write) as well as the replays.
             running.spawn(async move {
                 let replayed = exchange_once(request, primary, &targets, &profile).await;
+                let kept = outlet.keep(replayed).await;
                 drop(slot);
-                outlet.keep(replayed).await
+                kept
             });
             while let Some(done) = running.try_join_next() {
                 summary.count(done.unwrap_or(false));
