@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand, ValueEnum};
 use shadowdiff_core::Role;
 use shadowdiff_demo::backend::{self, Behavior};
-use shadowdiff_demo::load::{self, LoadSpec};
+use shadowdiff_demo::load::{self, CallsSpec, LoadSpec};
 use shadowdiff_demo::traffic;
 use shadowdiff_verdict::VerdictReport;
 
@@ -117,6 +117,16 @@ enum Command {
         changed_percent: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Downstream calls every leg makes per exchange, published to --outbound-topic as
+        /// each deployment's egress tap would (0: none).
+        #[arg(long, default_value_t = 0)]
+        calls_per_leg: usize,
+        #[arg(long)]
+        outbound_topic: Option<String>,
+        /// Publish every request and call first and print a `held ...` line; publish the
+        /// answers after a line on stdin (so a correlator can read the calls first).
+        #[arg(long)]
+        answers_after_stdin: bool,
     },
     /// Receive Alertmanager's webhooks on `POST /alerts` and print one line per alert;
     /// `GET /alerts` lists those received.
@@ -218,8 +228,19 @@ async fn main() -> ExitCode {
             legs,
             changed_percent,
             seed,
+            calls_per_leg,
+            outbound_topic,
+            answers_after_stdin,
         } => {
             let legs = legs.into_iter().map(Role::from).collect();
+            let calls = match (calls_per_leg, outbound_topic) {
+                (0, _) => None,
+                (per_leg, Some(topic)) => Some(CallsSpec { topic, per_leg }),
+                (_, None) => {
+                    eprintln!("--calls-per-leg needs --outbound-topic");
+                    return ExitCode::from(2);
+                }
+            };
             let spec = LoadSpec {
                 brokers,
                 requests_topic,
@@ -229,8 +250,9 @@ async fn main() -> ExitCode {
                 legs,
                 changed_percent,
                 seed,
+                calls,
             };
-            load_exchanges(&spec).await
+            load_exchanges(&spec, answers_after_stdin).await
         }
         Command::Alerts { listen } => receive_alerts(listen).await,
         Command::Report { verdict, candidate, expect, timeout_secs } => {
@@ -281,18 +303,37 @@ async fn receive_alerts(listen: SocketAddr) -> Result<(), String> {
 }
 
 /// Publishes, then prints one `key=value` line for scripts to read.
-async fn load_exchanges(spec: &LoadSpec) -> Result<(), String> {
-    let loaded = load::publish(spec).await.map_err(|e| e.to_string())?;
+async fn load_exchanges(spec: &LoadSpec, answers_after_stdin: bool) -> Result<(), String> {
+    let loaded = if answers_after_stdin {
+        let held = |held: &load::Loaded| {
+            println!("held {}", loaded_line(held));
+            // The script waiting for this line reads it from a file; stdout is a pipe or file.
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        };
+        let go = async {
+            let line = tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new()));
+            let _ = line.await;
+        };
+        load::publish_answers_after(spec, held, go).await
+    } else {
+        load::publish(spec).await
+    };
+    println!("{}", loaded_line(&loaded.map_err(|e| e.to_string())?));
+    Ok(())
+}
+
+/// What a load published, as `key=value` words for scripts.
+fn loaded_line(loaded: &load::Loaded) -> String {
     let seconds = loaded.elapsed.as_secs_f64();
-    println!(
-        "exchanges={} events={} bytes={} changed={} seconds={seconds:.2} events_per_sec={:.0}",
+    format!(
+        "exchanges={} events={} calls={} bytes={} changed={} seconds={seconds:.2} events_per_sec={:.0}",
         loaded.exchanges,
         loaded.events,
+        loaded.calls,
         loaded.bytes,
         loaded.changed,
         loaded.events as f64 / seconds.max(f64::EPSILON),
-    );
-    Ok(())
+    )
 }
 
 async fn report(verdict: &str, candidate: &str, expect: u64, timeout: Duration) -> Result<(), String> {

@@ -1,24 +1,17 @@
-//! Load for the correlator's throughput benchmark (`deploy/bench/correlator-throughput.sh`):
-//! whole exchanges published straight to the request and response topics, event for event
-//! as the tap and the mirror publish them, as fast as the producer takes them.
+//! One exchange of the load: a `GET /items/{n}`, every leg's answer, and with calls asked
+//! for, every leg's downstream calls (`super::calls`).
 //!
-//! Each exchange is a `GET /items/{n}` answered by every leg with the same catalogue item,
-//! padded to the body size asked for. Every leg stamps its own random `trace_id` into the
-//! body (noise the secondary shows too), and a small share of candidate answers carry
-//! another price (a real difference), so the correlator diffs every shadow leg, as it
-//! would in production, and finds what it should.
+//! An exchange is made from its number, its request id and a generator seeded for it alone
+//! ([`Exchange::rng`]), so it can be made again, the same, to publish its answers apart
+//! from its request and calls.
 
-use std::collections::VecDeque;
-use std::time::{Duration, Instant};
-
-use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
-use rdkafka::types::RDKafkaErrorCode;
 use serde_json::{Value, json};
-use shadowdiff_core::codec::{EncodeError, SchemaError};
 use shadowdiff_core::event::now_ms;
-use shadowdiff_core::{CapturedBody, EventCodec, ExpectedLeg, Header, RequestEvent, RequestId, ResponseEvent, Role};
-use shadowdiff_runtime::kafka::{KafkaConfig, Producer};
+use shadowdiff_core::{
+    CapturedBody, ExpectedLeg, Header, OutboundCallEvent, RequestEvent, RequestId, ResponseEvent, Role,
+};
+
+use super::{LoadSpec, calls};
 
 /// Names the mirror's demo profile gives its targets (`deploy/local/config/mirror.toml`).
 const SECONDARY: &str = "secondary";
@@ -26,194 +19,28 @@ const CANDIDATE: &str = "candidate";
 /// The mirror profile and stage every shadow leg is said to be replayed under.
 const PROFILE: &str = "bench";
 const STAGE: &str = "shadow";
-/// Deliveries left unconfirmed at most; beyond it the oldest is awaited before sending more.
-const MAX_IN_FLIGHT: usize = 200_000;
-/// How long a message may wait for the broker before the run fails.
-const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// What to publish, and where.
-#[derive(Debug, Clone)]
-pub struct LoadSpec {
-    pub brokers: String,
-    pub requests_topic: String,
-    pub responses_topic: String,
-    /// Whole exchanges to publish.
-    pub exchanges: u64,
-    /// Size of each response body, in bytes (at least what the item's fields take, ~500).
-    pub body_bytes: usize,
-    /// The legs that answer each request. The request is always published; shadow legs
-    /// (`Secondary`, `Candidate`) each name all shadow legs as expected, as the mirror does.
-    pub legs: Vec<Role>,
-    /// Share of candidate answers, in percent, whose price differs from the primary's.
-    pub changed_percent: f64,
-    /// Seeds item contents, trace ids and which candidate answers change.
-    pub seed: u64,
-}
-
-/// What a run published.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Loaded {
-    pub exchanges: u64,
-    pub events: u64,
-    /// Encoded event bytes, before the producer's compression.
-    pub bytes: u64,
-    /// Candidate answers with a changed price.
-    pub changed: u64,
-    pub elapsed: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    #[error("kafka producer for {brokers}: {source}")]
-    Producer { brokers: String, source: KafkaError },
-    #[error(transparent)]
-    Schema(#[from] SchemaError),
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    #[error("publish to {topic}: {source}")]
-    Publish { topic: String, source: KafkaError },
-    #[error("publish to {topic}: the producer went away before confirming delivery")]
-    Canceled { topic: String },
-}
-
-/// Publishes `spec.exchanges` whole exchanges, then waits until the broker has every event.
-pub async fn publish(spec: &LoadSpec) -> Result<Loaded, LoadError> {
-    let producer = producer(&spec.brokers)?;
-    let codec = EventCodec::new()?;
-    let mut rng = fastrand::Rng::with_seed(spec.seed);
-    let mut pending = Pending::new(&producer, spec);
-    let mut loaded = Loaded { exchanges: 0, events: 0, bytes: 0, changed: 0, elapsed: Duration::ZERO };
-    let started = Instant::now();
-    for n in 0..spec.exchanges {
-        let exchange = Exchange::new(n, spec, &mut rng);
-        loaded.changed += u64::from(exchange.changed);
-        let id = exchange.request.request_id.clone();
-        let payload = codec.encode(&exchange.request)?;
-        loaded.bytes += payload.len() as u64;
-        pending.send(Topic::Requests, &id, &payload).await?;
-        for response in &exchange.responses {
-            let payload = codec.encode(response)?;
-            loaded.bytes += payload.len() as u64;
-            pending.send(Topic::Responses, &id, &payload).await?;
-        }
-        loaded.events += 1 + exchange.responses.len() as u64;
-        loaded.exchanges += 1;
-    }
-    pending.drain().await?;
-    loaded.elapsed = started.elapsed();
-    Ok(loaded)
-}
-
-/// The services' producer (idempotent, lz4, Java-compatible partitioning), with queues deep
-/// enough to keep the broker busy while events are built.
-fn producer(brokers: &str) -> Result<Producer, LoadError> {
-    let properties = [
-        ("queue.buffering.max.messages", "1000000"),
-        ("queue.buffering.max.kbytes", "1048576"),
-        ("batch.num.messages", "10000"),
-    ];
-    KafkaConfig {
-        brokers: brokers.to_owned(),
-        linger: Some(Duration::from_millis(20)),
-        message_timeout: MESSAGE_TIMEOUT,
-        properties: properties
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), shadowdiff_runtime::config::Secret::new((*v).to_owned())))
-            .collect(),
-    }
-    .producer()
-    .map_err(|source| LoadError::Producer { brokers: brokers.to_owned(), source })
-}
-
-/// Which of the two topics an event goes to.
-#[derive(Debug, Clone, Copy)]
-enum Topic {
-    Requests,
-    Responses,
-}
-
-/// Deliveries not yet confirmed, oldest first.
-struct Pending<'a> {
-    producer: &'a Producer,
-    requests: &'a str,
-    responses: &'a str,
-    deliveries: VecDeque<(Topic, DeliveryFuture)>,
-}
-
-impl std::fmt::Debug for Pending<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending").field("deliveries", &self.deliveries.len()).finish_non_exhaustive()
-    }
-}
-
-impl<'a> Pending<'a> {
-    fn new(producer: &'a Producer, spec: &'a LoadSpec) -> Self {
-        Self { producer, requests: &spec.requests_topic, responses: &spec.responses_topic, deliveries: VecDeque::new() }
-    }
-
-    fn name(&self, topic: Topic) -> &'a str {
-        match topic {
-            Topic::Requests => self.requests,
-            Topic::Responses => self.responses,
-        }
-    }
-
-    /// Hands one event to the producer. A full queue is back-pressure: the oldest delivery
-    /// is awaited (or, with none pending, a moment passes) and the event is offered again.
-    async fn send(&mut self, topic: Topic, key: &str, payload: &[u8]) -> Result<(), LoadError> {
-        let name = self.name(topic);
-        let mut record = FutureRecord::to(name).key(key).payload(payload);
-        loop {
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    self.deliveries.push_back((topic, delivery));
-                    break;
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
-                    record = returned;
-                    if !self.confirm_oldest().await? {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                }
-                Err((source, _)) => return Err(LoadError::Publish { topic: name.to_owned(), source }),
-            }
-        }
-        while self.deliveries.len() > MAX_IN_FLIGHT {
-            self.confirm_oldest().await?;
-        }
-        Ok(())
-    }
-
-    /// Awaits the oldest delivery; false when none was pending.
-    async fn confirm_oldest(&mut self) -> Result<bool, LoadError> {
-        let Some((topic, delivery)) = self.deliveries.pop_front() else { return Ok(false) };
-        let name = self.name(topic);
-        match delivery.await {
-            Ok(Ok(_)) => Ok(true),
-            Ok(Err((source, _))) => Err(LoadError::Publish { topic: name.to_owned(), source }),
-            Err(_) => Err(LoadError::Canceled { topic: name.to_owned() }),
-        }
-    }
-
-    async fn drain(&mut self) -> Result<(), LoadError> {
-        while self.confirm_oldest().await? {}
-        Ok(())
-    }
-}
 
 /// One request and the answers of every leg.
 #[derive(Debug)]
-struct Exchange {
-    request: RequestEvent,
-    responses: Vec<ResponseEvent>,
+pub(super) struct Exchange {
+    pub(super) request: RequestEvent,
+    pub(super) responses: Vec<ResponseEvent>,
+    /// The downstream calls of each leg, in the order of `responses`.
+    pub(super) calls: Vec<Vec<OutboundCallEvent>>,
     /// The candidate's answer carries another price.
-    changed: bool,
+    pub(super) changed: bool,
 }
 
 impl Exchange {
-    fn new(n: u64, spec: &LoadSpec, rng: &mut fastrand::Rng) -> Self {
+    /// The generator exchange `n` is made with: seeded from the run's seed and `n` alone.
+    pub(super) fn rng(seed: u64, n: u64) -> fastrand::Rng {
+        fastrand::Rng::with_seed(seed ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// Exchange `n`, with request id `id`, its contents drawn from `rng`.
+    pub(super) fn new(n: u64, id: &RequestId, spec: &LoadSpec, rng: &mut fastrand::Rng) -> Self {
         let item = n % 10_000;
-        let request = request(&RequestId::mint(), item);
+        let request = request(id, item);
         let expected: Vec<ExpectedLeg> =
             spec.legs.iter().filter_map(|role| deployment(*role).map(|d| ExpectedLeg::new(*role, d))).collect();
         let document = item_document(item, spec.body_bytes, rng);
@@ -231,8 +58,13 @@ impl Exchange {
                 let body = serde_json::to_vec(&body).unwrap_or_default();
                 response(&request, *role, &body, &expected, rng)
             })
+            .collect::<Vec<_>>();
+        let per_leg = spec.calls.as_ref().map_or(0, |c| c.per_leg);
+        let calls = responses
+            .iter()
+            .map(|r| calls::made(&request.request_id, item, r.role, &r.deployment, per_leg, rng))
             .collect();
-        Self { request, responses, changed }
+        Self { request, responses, calls, changed }
     }
 }
 
@@ -359,6 +191,7 @@ fn item_document(item: u64, body_bytes: usize, rng: &mut fastrand::Rng) -> Value
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::CallsSpec;
 
     fn spec(legs: Vec<Role>, changed_percent: f64) -> LoadSpec {
         LoadSpec {
@@ -370,6 +203,7 @@ mod tests {
             legs,
             changed_percent,
             seed: 7,
+            calls: None,
         }
     }
 
@@ -390,7 +224,7 @@ mod tests {
     #[test]
     fn shadow_legs_name_every_shadow_leg_and_differ_in_their_trace_id() {
         let legs = vec![Role::Primary, Role::Secondary, Role::Candidate];
-        let exchange = Exchange::new(42, &spec(legs, 0.0), &mut fastrand::Rng::with_seed(3));
+        let exchange = Exchange::new(42, &RequestId::mint(), &spec(legs, 0.0), &mut fastrand::Rng::with_seed(3));
         let [primary, secondary, candidate] = &exchange.responses[..] else {
             panic!("three responses, got {}", exchange.responses.len())
         };
@@ -414,7 +248,7 @@ mod tests {
     #[test]
     fn a_changed_candidate_differs_in_its_price_only() {
         let legs = vec![Role::Primary, Role::Secondary, Role::Candidate];
-        let exchange = Exchange::new(1, &spec(legs, 100.0), &mut fastrand::Rng::with_seed(5));
+        let exchange = Exchange::new(1, &RequestId::mint(), &spec(legs, 100.0), &mut fastrand::Rng::with_seed(5));
         assert!(exchange.changed);
         let (mut p, mut s, mut c) =
             (body(&exchange.responses[0]), body(&exchange.responses[1]), body(&exchange.responses[2]));
@@ -431,9 +265,46 @@ mod tests {
 
     #[test]
     fn without_a_secondary_the_candidate_expects_only_itself() {
-        let exchange =
-            Exchange::new(9, &spec(vec![Role::Primary, Role::Candidate], 0.0), &mut fastrand::Rng::with_seed(2));
+        let exchange = Exchange::new(
+            9,
+            &RequestId::mint(),
+            &spec(vec![Role::Primary, Role::Candidate], 0.0),
+            &mut fastrand::Rng::with_seed(2),
+        );
         assert_eq!(exchange.responses.len(), 2);
         assert_eq!(exchange.responses[1].expected_legs, vec![ExpectedLeg::new(Role::Candidate, CANDIDATE)]);
+    }
+
+    #[test]
+    fn with_calls_asked_for_every_leg_makes_them_under_its_own_deployment() {
+        let legs = vec![Role::Primary, Role::Secondary, Role::Candidate];
+        let with_calls = LoadSpec { calls: Some(CallsSpec { topic: "out".into(), per_leg: 2 }), ..spec(legs, 0.0) };
+        let exchange = Exchange::new(5, &RequestId::mint(), &with_calls, &mut fastrand::Rng::with_seed(8));
+        assert_eq!(exchange.calls.len(), 3);
+        for (response, calls) in exchange.responses.iter().zip(&exchange.calls) {
+            assert_eq!(calls.len(), 2);
+            assert!(calls.iter().all(|c| c.deployment == response.deployment && c.role == response.role));
+            assert!(calls.iter().all(|c| c.request_id == exchange.request.request_id));
+        }
+        let none =
+            Exchange::new(5, &RequestId::mint(), &spec(vec![Role::Primary], 0.0), &mut fastrand::Rng::with_seed(8));
+        assert!(none.calls.iter().all(Vec::is_empty), "no calls unless asked for");
+    }
+
+    #[test]
+    fn an_exchange_made_again_from_its_number_and_id_is_the_same() {
+        let legs = vec![Role::Primary, Role::Secondary, Role::Candidate];
+        let spec = LoadSpec { calls: Some(CallsSpec { topic: "out".into(), per_leg: 2 }), ..spec(legs, 50.0) };
+        let id = RequestId::mint();
+        let make = || Exchange::new(3, &id, &spec, &mut Exchange::rng(spec.seed, 3));
+        let (first, again) = (make(), make());
+        assert_eq!(first.request.request_id, id.as_str());
+        assert_eq!(first.responses.len(), again.responses.len());
+        for (a, b) in first.responses.iter().zip(&again.responses) {
+            assert_eq!((&a.body, a.latency_us), (&b.body, b.latency_us));
+        }
+        assert_eq!(first.changed, again.changed);
+        let other = Exchange::new(4, &id, &spec, &mut Exchange::rng(spec.seed, 4));
+        assert_ne!(first.responses[0].body, other.responses[0].body, "another number, other contents");
     }
 }
