@@ -20,7 +20,7 @@
 #                 at its own pace, and the outbound topic falls behind the responses: at
 #                 50 000 exchanges with 2 calls per deployment, 38% of the calls were read
 #                 after their exchange was written (late, and dropped) with settle_ms = 500,
-#                 15% with 3 000; at 200 000, 2.4% with 20 000, the correlator holding 4.9 GiB.
+#                 15% with 3 000; at 200 000, 2.4% with 20 000, the correlator holding 4.8 GiB.
 #
 #   deploy/bench/correlator-throughput.sh                    the default run (200 000 exchanges)
 #   EXCHANGES=20000 ROUNDS=1 deploy/bench/correlator-throughput.sh    a quick smoke run
