@@ -6,6 +6,12 @@
 #   deploy/local/services.sh up clickhouse
 #                                     ClickHouse alone: enough for `shadowctl replay
 #                                     --correlator-config`, which needs no broker
+#   deploy/local/services.sh up cluster
+#                                     a ClickHouse cluster beside the single server: ZooKeeper
+#                                     (Debian's package) and SHADOWDIFF_CLICKHOUSE_SHARDS (2)
+#                                     servers, one shard each, as cluster `shadowdiff`; shard N
+#                                     answers HTTP on 8130+N (native 9130+N). Services join it
+#                                     with `[clickhouse] cluster = "shadowdiff"`.
 #   deploy/local/services.sh down     stop what `up` started
 #   deploy/local/services.sh status   show what is running and where
 #
@@ -27,10 +33,13 @@ tansu_version="0.6.0"
 kafka_host="${brokers%%,*}"; kafka_port="${kafka_host##*:}"; kafka_host="${kafka_host%:*}"
 ch_hostport="${ch_url#http://}"; ch_hostport="${ch_hostport%%/*}"; ch_port="${ch_hostport##*:}"
 ch_native_port="${SHADOWDIFF_CLICKHOUSE_NATIVE_PORT:-9000}"
+shards="${SHADOWDIFF_CLICKHOUSE_SHARDS:-2}"
+zookeeper_port="${SHADOWDIFF_ZOOKEEPER_PORT:-2181}"
 
-# $1: `clickhouse` to leave the broker out.
+# $1: `clickhouse` to leave the broker out, `cluster` to add ZooKeeper.
 install_missing() {
   local apt_needed=()
+  if [ "${1:-}" = cluster ] && [ ! -f /usr/share/java/zookeeper.jar ]; then apt_needed+=(zookeeper); fi
   command -v clickhouse-server >/dev/null || apt_needed+=(clickhouse-server clickhouse-client)
   command -v curl >/dev/null || apt_needed+=(curl)
   # rdkafka builds its bundled librdkafka with the C toolchain, make and zlib...
@@ -41,7 +50,7 @@ install_missing() {
   dpkg -s libssl-dev >/dev/null 2>&1 || apt_needed+=(libssl-dev)
   command -v pkg-config >/dev/null || apt_needed+=(pkg-config)
   if [ "${#apt_needed[@]}" -gt 0 ]; then apt_install "${apt_needed[@]}"; fi
-  if [ "${1:-}" != clickhouse ] && ! tansu --version 2>/dev/null | grep -q "$tansu_version"; then
+  if [ "${1:-}" = "" ] && ! tansu --version 2>/dev/null | grep -q "$tansu_version"; then
     log "installing tansu $tansu_version from crates.io (takes ~15 minutes on 2 cores, once)"
     cargo install --locked tansu --version "$tansu_version" --features dynostore
   fi
@@ -50,9 +59,11 @@ install_missing() {
 kafka_up() { tcp_open "$kafka_host" "$kafka_port"; }
 clickhouse_up() { [ "$(curl -fsS "$ch_url/ping" 2>/dev/null)" = "Ok." ]; }
 
+# wait_for NAME SECONDS CHECK...
 wait_for() {
-  local what="$1" check="$2" seconds="$3"
-  poll "$seconds" "$check" || die "$what did not come up within ${seconds}s; see $state/$what.log"
+  local what="$1" seconds="$2"
+  shift 2
+  poll "$seconds" "$@" || die "$what did not come up within ${seconds}s; see $state/$what.log"
 }
 
 start_kafka() {
@@ -63,7 +74,7 @@ start_kafka() {
     --advertised-listener-url "tcp://$kafka_host:$kafka_port" \
     --storage-engine memory://tansu/ >"$state/kafka.log" 2>&1 &
   echo $! >"$state/kafka.pid"
-  wait_for kafka kafka_up 30
+  wait_for kafka 30 kafka_up
 }
 
 start_clickhouse() {
@@ -78,7 +89,69 @@ start_clickhouse() {
     --listen_host=127.0.0.1 --http_port="$ch_port" --tcp_port="$ch_native_port" \
     >"$state/clickhouse.log" 2>&1 &
   echo $! >"$state/clickhouse.pid"
-  wait_for clickhouse clickhouse_up 60
+  wait_for clickhouse 60 clickhouse_up
+}
+
+zookeeper_up() { [ "$( (exec 3<>"/dev/tcp/127.0.0.1/$zookeeper_port" && echo ruok >&3 && cat <&3) 2>/dev/null)" = imok ]; }
+
+# ZooKeeper standalone, which replicated tables and ON CLUSTER DDL need on ClickHouse 18.16.
+start_zookeeper() {
+  if zookeeper_up; then log "zookeeper already answering on 127.0.0.1:$zookeeper_port"; return; fi
+  log "starting zookeeper on 127.0.0.1:$zookeeper_port (data in $state/zookeeper)"
+  mkdir -p "$state/zookeeper"
+  # `ruok` is the health check above; ZooKeeper 3.5+ answers only whitelisted words.
+  nohup java -Xmx512m -Dzookeeper.4lw.commands.whitelist=ruok,srvr \
+    -cp "/etc/zookeeper/conf:/usr/share/java/zookeeper.jar" \
+    org.apache.zookeeper.server.ZooKeeperServerMain "$zookeeper_port" "$state/zookeeper" \
+    >"$state/zookeeper.log" 2>&1 &
+  echo $! >"$state/zookeeper.pid"
+  wait_for zookeeper 60 zookeeper_up
+}
+
+shard_http_port() { echo $((8130 + $1)); }
+shard_up() { [ "$(curl -fsS "http://127.0.0.1:$(shard_http_port "$1")/ping" 2>/dev/null)" = "Ok." ]; }
+
+# The cluster as every shard's server sees it: `shadowdiff`, one replica per shard, with the
+# {shard} and {replica} macros replicated tables name their ZooKeeper paths by.
+cluster_config() {
+  local shard="$1" i
+  echo "<yandex>"
+  echo "  <remote_servers><shadowdiff>"
+  for i in $(seq 1 "$shards"); do
+    echo "    <shard><internal_replication>true</internal_replication>"
+    echo "      <replica><host>127.0.0.1</host><port>$((9130 + i))</port></replica></shard>"
+  done
+  echo "  </shadowdiff></remote_servers>"
+  echo "  <zookeeper><node><host>127.0.0.1</host><port>$zookeeper_port</port></node></zookeeper>"
+  echo "  <macros><shard>$(printf %02d "$shard")</shard><replica>r1</replica></macros>"
+  echo "  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>"
+  echo "</yandex>"
+}
+
+start_shard() {
+  local shard="$1" dir="$state/clickhouse-cluster/shard$1" port
+  port="$(shard_http_port "$shard")"
+  if shard_up "$shard"; then log "clickhouse shard $shard already answering on :$port"; return; fi
+  log "starting clickhouse shard $shard on http://127.0.0.1:$port (data in $dir)"
+  mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/config.d"
+  cp /etc/clickhouse-server/config.xml "$dir/config.xml"
+  cluster_config "$shard" >"$dir/config.d/cluster.xml"
+  nohup clickhouse-server --config-file="$dir/config.xml" -- \
+    --users_config=/etc/clickhouse-server/users.xml \
+    --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
+    --format_schema_path="$dir/format_schemas/" \
+    --logger.log="$dir/server.log" --logger.errorlog="$dir/error.log" \
+    --listen_host=127.0.0.1 --http_port="$port" --tcp_port=$((9130 + shard)) \
+    --interserver_http_port=$((9230 + shard)) --interserver_http_host=127.0.0.1 \
+    >"$state/clickhouse-shard$shard.log" 2>&1 &
+  echo $! >"$state/clickhouse-shard$shard.pid"
+  wait_for "clickhouse-shard$shard" 60 shard_up "$shard"
+}
+
+start_cluster() {
+  start_zookeeper
+  local i
+  for i in $(seq 1 "$shards"); do start_shard "$i"; done
 }
 
 create_topics() {
@@ -104,9 +177,17 @@ stop() {
   rm -f "$pidfile"
 }
 
-# $1: `clickhouse` to report ClickHouse alone.
+# $1: `clickhouse` to report ClickHouse alone, `cluster` for the cluster.
 status() {
-  local ok=0
+  local ok=0 i
+  if [ "${1:-}" = cluster ]; then
+    if zookeeper_up; then echo "zookeeper   up    127.0.0.1:$zookeeper_port"; else echo "zookeeper   down  (127.0.0.1:$zookeeper_port)"; ok=1; fi
+    for i in $(seq 1 "$shards"); do
+      if shard_up "$i"; then echo "shard $i     up    http://127.0.0.1:$(shard_http_port "$i")"
+      else echo "shard $i     down  (http://127.0.0.1:$(shard_http_port "$i"))"; ok=1; fi
+    done
+    return $ok
+  fi
   if [ "${1:-}" = clickhouse ]; then :
   elif kafka_up; then echo "kafka       up    SHADOWDIFF_KAFKA_BROKERS=$brokers"; else echo "kafka       down  ($brokers)"; ok=1; fi
   if clickhouse_up; then
@@ -131,10 +212,19 @@ case "${1:-}" in
         start_clickhouse
         status clickhouse
         ;;
-      *) echo "usage: $0 up [clickhouse]" >&2; exit 2 ;;
+      cluster)
+        install_missing cluster
+        start_cluster
+        status cluster
+        ;;
+      *) echo "usage: $0 up [clickhouse|cluster]" >&2; exit 2 ;;
     esac
     ;;
-  down) stop kafka; stop clickhouse ;;
-  status) status ;;
-  *) echo "usage: $0 up [clickhouse]|down|status" >&2; exit 2 ;;
+  down)
+    stop kafka; stop clickhouse
+    for pidfile in "$state"/clickhouse-shard*.pid; do [ -f "$pidfile" ] && stop "$(basename "$pidfile" .pid)"; done
+    stop zookeeper
+    ;;
+  status) status; if [ -f "$state/zookeeper.pid" ]; then status cluster; fi ;;
+  *) echo "usage: $0 up [clickhouse|cluster]|down|status" >&2; exit 2 ;;
 esac

@@ -15,7 +15,14 @@ use testcontainers_modules::kafka::apache::{KAFKA_PORT, Kafka};
 pub const START_HINT: &str = "start them with `deploy/local/services.sh up`, \
      or point SHADOWDIFF_KAFKA_BROKERS and SHADOWDIFF_CLICKHOUSE_URL at running servers";
 
+pub const CLUSTER_HINT: &str = "start it with `deploy/local/services.sh up cluster`, \
+     or point SHADOWDIFF_CLICKHOUSE_CLUSTER_URL at a server of a running cluster and name the \
+     cluster in SHADOWDIFF_CLICKHOUSE_CLUSTER";
+
 const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
+/// Shard 1 of `deploy/local/services.sh up cluster`, and its cluster's name.
+const DEFAULT_CLUSTER_URL: &str = "http://127.0.0.1:8131";
+const DEFAULT_CLUSTER: &str = "shadowdiff";
 const DEFAULT_CLICKHOUSE: &str = "http://127.0.0.1:8123";
 const CLICKHOUSE_IMAGE: (&str, &str) = ("clickhouse/clickhouse-server", "25.8");
 
@@ -23,6 +30,8 @@ const CLICKHOUSE_IMAGE: (&str, &str) = ("clickhouse/clickhouse-server", "25.8");
 pub struct Infra {
     pub brokers: String,
     pub clickhouse_url: String,
+    /// The ClickHouse cluster `clickhouse_url` is a server of, for scenarios run sharded.
+    pub clickhouse_cluster: Option<String>,
     _kafka: Option<ContainerAsync<Kafka>>,
     _clickhouse: Option<ContainerAsync<GenericImage>>,
 }
@@ -53,7 +62,63 @@ impl Infra {
             panic!("ClickHouse at {clickhouse_url} is not reachable ({error}); {START_HINT}");
         }
         eprintln!("using Kafka at {brokers} and ClickHouse at {clickhouse_url}");
-        Self { brokers, clickhouse_url, _kafka: None, _clickhouse: None }
+        Self { brokers, clickhouse_url, clickhouse_cluster: None, _kafka: None, _clickhouse: None }
+    }
+
+    /// The broker of [`Infra::get`], and a ClickHouse cluster in place of the single server:
+    /// `SHADOWDIFF_CLICKHOUSE_CLUSTER_URL` (one of its servers) and
+    /// `SHADOWDIFF_CLICKHOUSE_CLUSTER` (its name), by default `deploy/local/services.sh up
+    /// cluster`'s. Panics with the command that starts it when it does not answer.
+    pub async fn cluster() -> Self {
+        let mut infra = Self::get().await;
+        let url = std::env::var("SHADOWDIFF_CLICKHOUSE_CLUSTER_URL").unwrap_or_else(|_| DEFAULT_CLUSTER_URL.to_owned());
+        let name = std::env::var("SHADOWDIFF_CLICKHOUSE_CLUSTER").unwrap_or_else(|_| DEFAULT_CLUSTER.to_owned());
+        if let Err(error) = clickhouse_ready(&url).await {
+            panic!("ClickHouse cluster server at {url} is not reachable ({error}); {CLUSTER_HINT}");
+        }
+        let shards: u64 = clickhouse_client(&url, "system")
+            .query("SELECT uniqExact(shard_num) FROM system.clusters WHERE cluster = ?")
+            .bind(&name)
+            .fetch_one()
+            .await
+            .unwrap_or_else(|e| panic!("cannot read system.clusters at {url} ({e}); {CLUSTER_HINT}"));
+        assert!(
+            shards >= 2,
+            "the server at {url} has {shards} shards in cluster {name:?}, not 2 or more; {CLUSTER_HINT}"
+        );
+        eprintln!("using the ClickHouse cluster {name} ({shards} shards) through {url}");
+        infra.clickhouse_url = url;
+        infra.clickhouse_cluster = Some(name);
+        infra
+    }
+
+    /// The services' `[clickhouse]` table for `database` on this ClickHouse.
+    pub fn clickhouse_toml(&self, database: &str) -> String {
+        let cluster =
+            self.clickhouse_cluster.as_ref().map(|name| format!("cluster = \"{name}\"\n")).unwrap_or_default();
+        format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n{cluster}", self.clickhouse_url)
+    }
+
+    /// On a cluster, `table`'s local table on each shard, as a table expression
+    /// (`remote('host:port', database, table_local)`), for counting what each shard holds.
+    /// Empty on one server.
+    pub async fn shards(&self, database: &str, table: &str) -> Vec<String> {
+        let Some(cluster) = &self.clickhouse_cluster else { return Vec::new() };
+        let hosts: Vec<(String, u16)> = clickhouse_client(&self.clickhouse_url, "system")
+            .query("SELECT host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num")
+            .bind(cluster)
+            .fetch_all()
+            .await
+            .unwrap_or_else(|e| panic!("cannot read system.clusters ({e}); {CLUSTER_HINT}"));
+        hosts.into_iter().map(|(host, port)| format!("remote('{host}:{port}', {database}, {table}_local)")).collect()
+    }
+
+    /// The statement that drops `database`, from every server of a cluster.
+    pub fn drop_database(&self, database: &str) -> String {
+        match &self.clickhouse_cluster {
+            Some(name) => format!("DROP DATABASE IF EXISTS {database} ON CLUSTER {name}"),
+            None => format!("DROP DATABASE IF EXISTS {database}"),
+        }
     }
 }
 
@@ -79,7 +144,7 @@ async fn containers() -> Result<Infra, Box<dyn std::error::Error>> {
     }
     clickhouse_ready(&clickhouse_url).await?;
     eprintln!("using containers: Kafka at {brokers}, ClickHouse at {clickhouse_url}");
-    Ok(Infra { brokers, clickhouse_url, _kafka: Some(kafka), _clickhouse: Some(clickhouse) })
+    Ok(Infra { brokers, clickhouse_url, clickhouse_cluster: None, _kafka: Some(kafka), _clickhouse: Some(clickhouse) })
 }
 
 async fn kafka_reachable(brokers: &str) -> Result<(), String> {

@@ -81,6 +81,7 @@ pub struct Pipeline {
     correlator: Option<JoinHandle<()>>,
     correlator_config: shadowdiff_correlator::CorrelatorConfig,
     failures: Arc<Mutex<Vec<String>>>,
+    drop_database: String,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -119,8 +120,7 @@ impl Pipeline {
              [admin]\nlisten = \"127.0.0.1:0\"\n",
             infra.brokers, names.requests, names.responses, names.dead_letter, names.outbound
         );
-        let clickhouse =
-            format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{}\"\n", infra.clickhouse_url, names.database);
+        let clickhouse = infra.clickhouse_toml(&names.database);
 
         let shutdown = CancellationToken::new();
         let failures = Arc::new(Mutex::new(Vec::new()));
@@ -194,6 +194,7 @@ impl Pipeline {
         tasks.push(supervise("verdict", verdict.run(shutdown.clone()), &failures));
 
         let clickhouse = crate::infra::clickhouse_client(&infra.clickhouse_url, &names.database);
+        let drop_database = infra.drop_database(&names.database);
         Self {
             names,
             tap_url,
@@ -205,6 +206,7 @@ impl Pipeline {
             correlator,
             correlator_config,
             failures,
+            drop_database,
         }
     }
 
@@ -236,7 +238,7 @@ impl Pipeline {
         for task in self.tasks.into_iter().chain(self.correlator) {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
-        let _ = self.clickhouse.query(&format!("DROP DATABASE IF EXISTS {}", self.names.database)).execute().await;
+        let _ = self.clickhouse.query(&self.drop_database).execute().await;
     }
 }
 

@@ -109,28 +109,52 @@ async fn migrations_are_idempotent_and_rewrites_replace_rows() {
 
 #[tokio::test]
 async fn retention_drops_whole_expired_days_of_each_table() {
+    expired_days_dropped(Infra::get().await).await;
+}
+
+/// The same on a ClickHouse cluster: each day has rows on every shard, and is dropped from
+/// every shard's local table.
+#[tokio::test]
+async fn on_a_clickhouse_cluster_retention_drops_expired_days_from_every_shard() {
+    expired_days_dropped(Infra::cluster().await).await;
+}
+
+async fn expired_days_dropped(infra: Infra) {
     use shadowdiff_store::retention::{Retention, enforce};
     const DAY: u32 = 86_400;
-    let infra = Infra::get().await;
-    let config =
-        ClickHouseConfig { url: infra.clickhouse_url.clone(), database: unique("sd_retention"), ..Default::default() };
+    const DAYS_AGO: [u32; 3] = [40, 10, 1];
+    let config = ClickHouseConfig {
+        url: infra.clickhouse_url.clone(),
+        database: unique("sd_retention"),
+        cluster: infra.clickhouse_cluster.clone(),
+        ..Default::default()
+    };
     let sink = Sink::connect(&config).await.unwrap();
     let now = 1_763_900_000 + 100 * DAY;
-    let at = |days_ago: u32, i: u32| {
-        let ts = now - days_ago * DAY;
-        (ExchangeRow { ts, ..exchange(i) }, DifferenceRow { ts, ..difference(i) }, SampleRow { ts, ..sample(i, "v2") })
-    };
+    // Twelve exchanges, four on each day: enough for every day to reach every shard.
     let mut batch = Batch::default();
-    for (i, days_ago) in [(0, 40), (1, 10), (2, 1)] {
-        let (e, d, s) = at(days_ago, i);
-        batch.exchanges.push(e);
-        batch.differences.push(d);
-        batch.samples.push(s);
+    for i in 0..12 {
+        let ts = now - DAYS_AGO[i as usize % 3] * DAY;
+        batch.exchanges.push(ExchangeRow { ts, ..exchange(i) });
+        batch.differences.push(DifferenceRow { ts, ..difference(i) });
+        batch.samples.push(SampleRow { ts, ..sample(i, "v2") });
     }
     sink.write(&batch).await.unwrap();
+    let kept = |days: u32| -> Vec<String> {
+        let mut ids: Vec<String> =
+            (0..12).filter(|i| DAYS_AGO[*i as usize % 3] <= days).map(|i| format!("req-{i}")).collect();
+        ids.sort();
+        ids
+    };
 
-    let client = config.connect().await.unwrap().client;
-    let dropped = enforce(&client, Retention { comparisons_days: 30, samples_days: 7 }, u64::from(now)).await.unwrap();
+    let clickhouse = config.connect().await.unwrap();
+    let client = clickhouse.client.clone();
+    for shard in infra.shards(&config.database, "exchanges").await {
+        let days: u64 = client.query(&format!("SELECT uniqExact(toDate(ts)) FROM {shard}")).fetch_one().await.unwrap();
+        assert_eq!(days, 3, "every day has rows on {shard}");
+    }
+    let dropped =
+        enforce(&clickhouse, Retention { comparisons_days: 30, samples_days: 7 }, u64::from(now)).await.unwrap();
     assert_eq!(dropped.len(), 4, "{dropped:?}");
     let ids = |table: &'static str| {
         let client = client.clone();
@@ -142,13 +166,18 @@ async fn retention_drops_whole_expired_days_of_each_table() {
                 .unwrap()
         }
     };
-    assert_eq!(ids("exchanges").await, ["req-1", "req-2"], "30 days kept");
-    assert_eq!(ids("differences").await, ["req-1", "req-2"]);
-    assert_eq!(ids("samples").await, ["req-2"], "7 days kept");
-    let again = enforce(&client, Retention { comparisons_days: 30, samples_days: 7 }, u64::from(now)).await.unwrap();
+    assert_eq!(ids("exchanges").await, kept(30), "30 days kept");
+    assert_eq!(ids("differences").await, kept(30));
+    for shard in infra.shards(&config.database, "exchanges").await {
+        let days: u64 = client.query(&format!("SELECT uniqExact(toDate(ts)) FROM {shard}")).fetch_one().await.unwrap();
+        assert_eq!(days, 2, "the expired day is gone from {shard}");
+    }
+    assert_eq!(ids("samples").await, kept(7), "7 days kept");
+    let again =
+        enforce(&clickhouse, Retention { comparisons_days: 30, samples_days: 7 }, u64::from(now)).await.unwrap();
     assert!(again.is_empty(), "nothing left to drop: {again:?}");
 
-    client.query(&format!("DROP DATABASE {}", config.database)).execute().await.unwrap();
+    client.query(&infra.drop_database(&config.database)).execute().await.unwrap();
 }
 
 #[tokio::test]

@@ -101,7 +101,7 @@ async fn migrations_resume_where_another_replica_left_off() {
     let config =
         ClickHouseConfig { url: infra.clickhouse_url.clone(), database: database.clone(), ..Default::default() };
     let clickhouse = config.connect().await.unwrap();
-    migrations::apply(&clickhouse, &database).await.unwrap();
+    migrations::apply(&clickhouse).await.unwrap();
     let client = &clickhouse.client;
     let before = schema(client, &database).await;
 
@@ -116,10 +116,10 @@ async fn migrations_resume_where_another_replica_left_off() {
     .await;
     client.query("ALTER TABLE verdicts DROP COLUMN since").execute().await.unwrap();
 
-    migrations::apply(&clickhouse, &database).await.unwrap_or_else(|e| panic!("resume: {e}"));
+    migrations::apply(&clickhouse).await.unwrap_or_else(|e| panic!("resume: {e}"));
     assert_eq!(schema(client, &database).await, before, "the same schema, each statement applied once");
     // And once more, with everything in place: nothing to do, nothing fails.
-    migrations::apply(&clickhouse, &database).await.unwrap();
+    migrations::apply(&clickhouse).await.unwrap();
 
     let _ = client.query(&format!("DROP DATABASE IF EXISTS {database}")).execute().await;
 }

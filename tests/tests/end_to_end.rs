@@ -29,7 +29,10 @@ async fn backend(behavior: Behavior) -> std::net::SocketAddr {
 }
 
 async fn start() -> (Infra, Pipeline) {
-    let infra = Infra::get().await;
+    start_on(Infra::get().await).await
+}
+
+async fn start_on(infra: Infra) -> (Infra, Pipeline) {
     let honest = Behavior { noise: true, ..Behavior::default() };
     let backends = Backends {
         primary: backend(honest.clone()).await,
@@ -64,7 +67,19 @@ struct DifferenceSummary {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
-    let (_infra, pipeline) = start().await;
+    compared_once_and_the_regression_found(Infra::get().await).await;
+}
+
+/// The same scenario on a ClickHouse cluster of two or more shards (`deploy/local/services.sh
+/// up cluster`): the rows are sharded by request id behind Distributed tables, and every count
+/// and the verdict come out exactly as on one server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_clickhouse_cluster_every_request_is_compared_once_and_the_regression_is_found() {
+    compared_once_and_the_regression_found(Infra::cluster().await).await;
+}
+
+async fn compared_once_and_the_regression_found(infra: Infra) {
+    let (infra, pipeline) = start_on(infra).await;
     let prefix = unique("req");
 
     // The client sees the primary's answer, with its request id echoed.
@@ -190,6 +205,20 @@ async fn every_mirrored_request_is_compared_once_and_the_regression_is_found() {
     assert!(detail.differences.iter().any(|d| d.path == "price" && d.noise == 0 && d.deployment == CANDIDATE));
     assert_eq!(detail.legs.len(), 2, "the secondary's and the candidate's comparisons");
 
+    // On a cluster, every shard holds some of the comparisons, and the distinct request ids
+    // of all legs (the secondary's too) add up to the total: were an exchange's legs split
+    // across shards, its id would count twice.
+    let shards = infra.shards(&pipeline.names.database, "exchanges").await;
+    let mut per_shard: Vec<(u64, u64)> = Vec::new();
+    for shard in &shards {
+        let query = format!("SELECT countIf(deployment = ?), uniqExact(request_id) FROM {shard} FINAL");
+        per_shard.push(pipeline.clickhouse.query(&query).bind(CANDIDATE).fetch_one().await.unwrap());
+    }
+    if infra.clickhouse_cluster.is_some() {
+        assert!(per_shard.len() >= 2 && per_shard.iter().all(|(n, _)| *n > 0), "rows on every shard: {per_shard:?}");
+        assert_eq!(per_shard.iter().map(|(n, _)| n).sum::<u64>(), expected, "{per_shard:?}");
+        assert_eq!(per_shard.iter().map(|(_, ids)| ids).sum::<u64>(), expected, "legs together: {per_shard:?}");
+    }
     pipeline.stop().await;
 }
 

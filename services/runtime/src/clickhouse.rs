@@ -34,6 +34,12 @@ pub struct ClickHouseConfig {
     /// trusted beside the system's.
     #[serde(default)]
     pub ca_file: Option<CaBundle>,
+    /// A cluster from the servers' `remote_servers`, to keep the rows sharded across it:
+    /// migrations run `ON CLUSTER`, rows live in `Replicated*MergeTree` tables named
+    /// `<table>_local`, and the services read and write `Distributed` tables under the plain
+    /// names, sharded by request id. Unset: one server, plain tables.
+    #[serde(default)]
+    pub cluster: Option<String>,
 }
 
 /// On, off, or decided by the server's version.
@@ -69,6 +75,7 @@ impl Default for ClickHouseConfig {
             compression: Toggle::Auto,
             validation: Toggle::Auto,
             ca_file: None,
+            cluster: None,
         }
     }
 }
@@ -82,11 +89,19 @@ pub struct ClickHouse {
     pub server: Client,
     /// `SELECT version()`, e.g. `18.16.1`.
     pub version: String,
+    /// The database `client` is bound to.
+    pub database: String,
+    /// `[clickhouse] cluster`: the tables are sharded across it.
+    pub cluster: Option<String>,
 }
 
 impl std::fmt::Debug for ClickHouse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClickHouse").field("version", &self.version).finish_non_exhaustive()
+        f.debug_struct("ClickHouse")
+            .field("version", &self.version)
+            .field("database", &self.database)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,9 +135,19 @@ impl ClickHouseConfig {
             Toggle::Off => false,
         };
         let compression = if resolve(self.compression) { Compression::Lz4 } else { Compression::None };
-        let server = base.with_compression(compression).with_validation(resolve(self.validation));
+        let mut server = base.with_compression(compression).with_validation(resolve(self.validation));
+        if self.cluster.is_some() {
+            // An insert into a Distributed table returns once its rows are on their shards,
+            // not when they are queued on this server: a batch written is a batch stored,
+            // before the offsets behind it are committed.
+            server = server.with_setting("insert_distributed_sync", "1");
+            // A subquery over a Distributed table inside a query over another is run once,
+            // here, and its result sent to every shard (`GLOBAL IN`): right whatever the
+            // subquery's key, where per-shard subqueries would be right only for request ids.
+            server = server.with_setting("distributed_product_mode", "global");
+        }
         let client = server.clone().with_database(&self.database);
-        Ok(ClickHouse { client, server, version })
+        Ok(ClickHouse { client, server, version, database: self.database.clone(), cluster: self.cluster.clone() })
     }
 }
 
@@ -166,6 +191,11 @@ impl crate::config::Validate for ClickHouseConfig {
         let plain = |c: char| c.is_ascii_alphanumeric() || c == '_';
         if self.database.is_empty() || !self.database.chars().all(plain) {
             errors.push(ConfigError::rule("clickhouse.database", "must be letters, digits and _ only"));
+        }
+        if let Some(cluster) = &self.cluster
+            && (cluster.is_empty() || !cluster.chars().all(plain))
+        {
+            errors.push(ConfigError::rule("clickhouse.cluster", "must be letters, digits and _ only"));
         }
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             errors.push(ConfigError::rule("clickhouse.url", "must be an http:// or https:// URL"));

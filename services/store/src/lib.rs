@@ -7,8 +7,11 @@
 //! expired days).
 //!
 //! Tables are `ReplacingMergeTree`s keyed on the request id and deployment, so a batch that is
-//! written again after a crash replaces itself; readers use `FINAL` to see each row once.
+//! written again after a crash replaces itself; readers use `FINAL` to see each row once. On a
+//! ClickHouse cluster they are sharded by request id behind `Distributed` tables of the same
+//! names ([`layout`]), so every exchange is de-duplicated on its own shard.
 
+pub mod layout;
 pub mod migrations;
 pub mod retention;
 pub mod rows;

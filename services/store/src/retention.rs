@@ -2,11 +2,14 @@
 //! number of days. `releases` (a few rows per rollout) is kept. Every other table is
 //! partitioned by day (`toYYYYMMDD(ts)`), so dropping a day
 //! is one `ALTER TABLE … DROP PARTITION`, the same statement on ClickHouse 18.16 (which has
-//! no table TTL) and on current releases: one mechanism everywhere.
+//! no table TTL) and on current releases: one mechanism everywhere. On a cluster the days
+//! are found through the `Distributed` table, so a day any shard holds is found, and dropped
+//! `ON CLUSTER` from every shard's local table.
 
-use clickhouse::Client;
+use shadowdiff_runtime::clickhouse::ClickHouse;
 
 use crate::StoreError;
+use crate::layout::Layout;
 
 /// How long each table keeps its rows, in days; 0 keeps them forever.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +22,8 @@ pub struct Retention {
 
 /// Drops every daily partition older than its table's retention, as of `now_secs` (Unix
 /// seconds). Returns the partitions dropped, as `table/YYYYMMDD`.
-pub async fn enforce(client: &Client, retention: Retention, now_secs: u64) -> Result<Vec<String>, StoreError> {
+pub async fn enforce(clickhouse: &ClickHouse, retention: Retention, now_secs: u64) -> Result<Vec<String>, StoreError> {
+    let (client, layout) = (&clickhouse.client, Layout::of(clickhouse));
     let mut dropped = Vec::new();
     for (table, days) in [
         ("exchanges", retention.comparisons_days),
@@ -32,36 +36,25 @@ pub async fn enforce(client: &Client, retention: Retention, now_secs: u64) -> Re
         if days == 0 {
             continue;
         }
-        // The oldest day kept, as the partition id ClickHouse uses (YYYYMMDD).
-        let oldest_kept: u32 = client
-            .query("SELECT toUInt32(toYYYYMMDD(toDateTime(?) - ?))")
+        // The days with rows older than the retention, as the partition ids ClickHouse
+        // uses (YYYYMMDD); only those days' parts are read.
+        let expired: Vec<u32> = client
+            .query(&format!(
+                "SELECT DISTINCT toUInt32(toYYYYMMDD(ts)) AS day FROM {table} \
+                 WHERE ts < toStartOfDay(toDateTime(?) - ?) ORDER BY day"
+            ))
             .bind(now_secs)
             .bind(u64::from(days) * 86_400)
-            .fetch_one()
-            .await
-            .map_err(|e| StoreError::new("compute the retention cut-off", e))?;
-        let expired: Vec<String> = client
-            .query(
-                "SELECT DISTINCT partition FROM system.parts \
-                 WHERE database = currentDatabase() AND table = ? AND active AND toUInt32OrZero(partition) < ? \
-                 ORDER BY partition",
-            )
-            .bind(table)
-            .bind(oldest_kept)
             .fetch_all()
             .await
-            .map_err(|e| StoreError::new(format!("list the partitions of {table}"), e))?;
-        for partition in expired {
-            // Only a plain day id (digits) is ever put into the statement.
-            if !partition.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
+            .map_err(|e| StoreError::new(format!("list the expired days of {table}"), e))?;
+        for day in expired {
             client
-                .query(&format!("ALTER TABLE {table} DROP PARTITION {partition}"))
+                .query(&format!("ALTER TABLE {}{} DROP PARTITION {day}", layout.stored(table), layout.on_cluster()))
                 .execute()
                 .await
-                .map_err(|e| StoreError::new(format!("drop partition {partition} of {table}"), e))?;
-            dropped.push(format!("{table}/{partition}"));
+                .map_err(|e| StoreError::new(format!("drop partition {day} of {table}"), e))?;
+            dropped.push(format!("{table}/{day}"));
         }
     }
     Ok(dropped)

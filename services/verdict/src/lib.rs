@@ -58,7 +58,7 @@ impl Verdict {
         // The tables it reads are the correlator's, and its own (verdicts, releases,
         // acceptances): migrated here too, so a verdict never runs against an older schema
         // than its own, whichever service started first. Safe alongside other replicas.
-        shadowdiff_store::migrations::apply(&clickhouse, &config.clickhouse.database).await?;
+        shadowdiff_store::migrations::apply(&clickhouse).await?;
         let listener = TcpListener::bind(config.verdict.listen)
             .await
             .map_err(|source| VerdictError::Bind { addr: config.verdict.listen, source })?;

@@ -52,7 +52,7 @@ impl Sink {
     pub async fn connect(config: &ClickHouseConfig) -> Result<Self, StoreError> {
         let clickhouse =
             config.connect().await.map_err(|e| StoreError::new(format!("connect to {}", config.url), e))?;
-        migrations::apply(&clickhouse, &config.database).await?;
+        migrations::apply(&clickhouse).await?;
         tracing::info!(version = %clickhouse.version, database = %config.database, "clickhouse ready");
         Ok(Self { clickhouse })
     }
@@ -63,7 +63,7 @@ impl Sink {
         if retention.comparisons_days == 0 && retention.samples_days == 0 {
             return;
         }
-        let client = self.clickhouse.client.clone();
+        let clickhouse = self.clickhouse.clone();
         tokio::spawn(async move {
             let mut hourly = tokio::time::interval(RETENTION_EVERY);
             loop {
@@ -72,7 +72,7 @@ impl Sink {
                     _ = hourly.tick() => {}
                 }
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-                match retention::enforce(&client, retention, now).await {
+                match retention::enforce(&clickhouse, retention, now).await {
                     Ok(dropped) if dropped.is_empty() => {}
                     Ok(dropped) => tracing::info!(?dropped, "expired days dropped"),
                     Err(error) => tracing::warn!(%error, "retention failed; retrying in an hour"),
