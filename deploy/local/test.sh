@@ -17,6 +17,8 @@ cd "$repo"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 deploy/local/services.sh up
+# The scenarios that run sharded: ZooKeeper and two ClickHouse shards beside the single server.
+deploy/local/services.sh up cluster
 # Headless Chromium renders the drill-down page in tests/tests/verdict.rs; chromedriver
 # drives it through the console's pages in tests/tests/console.rs.
 command -v chromium >/dev/null || apt_install --no-install-recommends chromium

@@ -25,6 +25,8 @@ pub struct MirrorTopics {
     pub responses: String,
     pub profiles: String,
     pub group: String,
+    /// Of every topic the replicas create (2).
+    pub partitions: i32,
     prefix: String,
 }
 
@@ -41,8 +43,36 @@ impl MirrorTopics {
             responses: format!("{prefix}.responses"),
             profiles: format!("{prefix}.profiles"),
             group: format!("{prefix}-group"),
+            partitions: 2,
             prefix,
         }
+    }
+
+    /// A replica's config: `mirror_keys` and `profiles` (`[[mirror.profiles]]` entries) under
+    /// `[mirror]`, `redaction_keys` under `[mirror.redaction]`, its admin port on `admin`.
+    pub fn config(
+        &self,
+        brokers: &str,
+        mirror_keys: &str,
+        redaction_keys: &str,
+        profiles: &str,
+        admin: SocketAddr,
+    ) -> String {
+        let p = &self.prefix;
+        format!(
+            "[mirror]\ngroup_id = \"{}\"\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n{mirror_keys}\n{profiles}\n\
+             [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n{redaction_keys}\n{}\n\
+             [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n\
+             [topics]\nrequests = \"{}\"\nresponses = \"{}\"\nprofiles = \"{}\"\n\
+             dead_letter = \"{p}.dead-letter\"\noutbound = \"{p}.outbound\"\npartitions = {}\n\
+             [admin]\nlisten = \"{admin}\"\n",
+            self.group,
+            crate::auth::auth_toml(),
+            self.requests,
+            self.responses,
+            self.profiles,
+            self.partitions,
+        )
     }
 
     /// Replicas that consume `requests` and publish to `responses`, topics a tap of the
@@ -97,20 +127,7 @@ impl MirrorUnderTest {
         // before the mirror binds it.
         let reserved = crate::ports::ReservedPort::new();
         let admin = reserved.addr();
-        let p = &topics.prefix;
-        let text = format!(
-            "[mirror]\ngroup_id = \"{}\"\nallowed_targets = [\"127.0.0.1\"]\nallow_loopback = true\n{mirror_keys}\n{profiles}\n\
-             [mirror.redaction]\nhmac_key = \"{TEST_HMAC_KEY}\"\n{redaction_keys}\n{}\n\
-             [kafka]\nbrokers = \"{brokers}\"\nlinger_ms = 1\n\
-             [topics]\nrequests = \"{}\"\nresponses = \"{}\"\nprofiles = \"{}\"\n\
-             dead_letter = \"{p}.dead-letter\"\noutbound = \"{p}.outbound\"\npartitions = 2\n\
-             [admin]\nlisten = \"{admin}\"\n",
-            topics.group,
-            crate::auth::auth_toml(),
-            topics.requests,
-            topics.responses,
-            topics.profiles
-        );
+        let text = topics.config(brokers, mirror_keys, redaction_keys, profiles, admin);
         let config: MirrorConfig = load_str(&text, "mirror test config", Vec::new()).unwrap_or_else(|e| panic!("{e}"));
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();

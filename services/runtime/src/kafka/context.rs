@@ -142,6 +142,26 @@ impl ConsumerContext for GroupContext {
             tracing::info!(service, partitions = revoked.len(), "partitions revoked; their offsets committed");
         }
     }
+
+    /// How many partitions of each topic this member holds, as a gauge: how a group's
+    /// replicas share the partitions, the unit of parallelism. A rebalance revokes every
+    /// partition, then assigns the new share.
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let (list, held) = match rebalance {
+            Rebalance::Assign(list) => (list, true),
+            Rebalance::Revoke(list) => (list, false),
+            Rebalance::Error(_) => return,
+        };
+        let mut per_topic = std::collections::BTreeMap::<String, usize>::new();
+        for element in list.elements() {
+            *per_topic.entry(element.topic().to_owned()).or_default() += 1;
+        }
+        for (topic, partitions) in per_topic {
+            let partitions = if held { partitions } else { 0 };
+            #[allow(clippy::cast_precision_loss)] // a few thousand partitions at most
+            metrics::gauge!("shadowdiff_kafka_assigned_partitions", "topic" => topic).set(partitions as f64);
+        }
+    }
 }
 
 /// A bounded label for the error codes an outage produces; the rest are `other`.

@@ -215,6 +215,9 @@ impl KafkaConfig {
         }
         config
             .set("group.id", group)
+            // Every member gets the same partition numbers of every topic it reads: a
+            // request and its responses, keyed alike, meet in one correlator replica.
+            .set("partition.assignment.strategy", "range")
             .set("enable.auto.commit", "true")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
