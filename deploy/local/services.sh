@@ -128,16 +128,28 @@ cluster_config() {
   echo "</yandex>"
 }
 
+# The default profile's settings for queries over Distributed tables, for everyone who queries
+# the cluster (Grafana, clickhouse-client; the services set them on their own connections):
+# a subquery over a Distributed table inside another runs once and is sent to every shard
+# (GLOBAL IN), and an insert returns once its rows are on their shards.
+cluster_profile() {
+  echo "<yandex><profiles><default>"
+  echo "  <distributed_product_mode>global</distributed_product_mode>"
+  echo "  <insert_distributed_sync>1</insert_distributed_sync>"
+  echo "</default></profiles></yandex>"
+}
+
 start_shard() {
   local shard="$1" dir="$state/clickhouse-cluster/shard$1" port
   port="$(shard_http_port "$shard")"
   if shard_up "$shard"; then log "clickhouse shard $shard already answering on :$port"; return; fi
   log "starting clickhouse shard $shard on http://127.0.0.1:$port (data in $dir)"
-  mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/config.d"
-  cp /etc/clickhouse-server/config.xml "$dir/config.xml"
+  mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/config.d" "$dir/users.d"
+  cp /etc/clickhouse-server/config.xml /etc/clickhouse-server/users.xml "$dir/"
   cluster_config "$shard" >"$dir/config.d/cluster.xml"
+  cluster_profile >"$dir/users.d/cluster.xml"
   nohup clickhouse-server --config-file="$dir/config.xml" -- \
-    --users_config=/etc/clickhouse-server/users.xml \
+    --users_config="$dir/users.xml" \
     --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
     --format_schema_path="$dir/format_schemas/" \
     --logger.log="$dir/server.log" --logger.errorlog="$dir/error.log" \

@@ -25,6 +25,7 @@ pub struct VerdictService {
     pub clickhouse: clickhouse::Client,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    drop_database: String,
 }
 
 impl VerdictService {
@@ -38,10 +39,11 @@ impl VerdictService {
     /// [`Self::start`] on `database`, which another service of the test (a correlator) writes.
     pub async fn start_on(infra: &Infra, database: &str, verdict_toml: &str) -> Self {
         let database = database.to_owned();
-        let clickhouse_toml = format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n", infra.clickhouse_url);
+        let clickhouse_toml = infra.clickhouse_toml(&database);
         let store = shadowdiff_runtime::clickhouse::ClickHouseConfig {
             url: infra.clickhouse_url.clone(),
             database: database.clone(),
+            cluster: infra.clickhouse_cluster.clone(),
             ..Default::default()
         };
         shadowdiff_correlator::sink::Sink::connect(&store)
@@ -67,7 +69,8 @@ impl VerdictService {
             }
         });
         let clickhouse = crate::infra::clickhouse_client(&infra.clickhouse_url, &database);
-        Self { url, admin_url, database, clickhouse, shutdown, task }
+        let drop_database = infra.drop_database(&database);
+        Self { url, admin_url, database, clickhouse, shutdown, task, drop_database }
     }
 
     pub async fn insert(&self, exchanges: &[ExchangeRow], differences: &[DifferenceRow], samples: &[SampleRow]) {
@@ -92,7 +95,7 @@ impl VerdictService {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
-        let _ = self.clickhouse.query(&format!("DROP DATABASE IF EXISTS {}", self.database)).execute().await;
+        let _ = self.clickhouse.query(&self.drop_database).execute().await;
     }
 }
 

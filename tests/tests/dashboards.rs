@@ -32,7 +32,9 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use expect::{PANEL_COLUMNS, check_values};
-use fixture::{CART, Counts, Fixture, Ran, Selection, USERS, current_clickhouse, is_new_error, latency_ratio};
+use fixture::{
+    CART, Counts, Fixture, Ran, Selection, USERS, current_clickhouse, is_new_error, latency_ratio, on_a_cluster,
+};
 use grafana::{QueryRange, VarValue, Variable, Variables, expand, reads_final};
 use promql::{check_promql, registered_metrics};
 
@@ -246,7 +248,7 @@ async fn every_dashboard_query_runs_on_the_fixture() {
                         failures.push(format!("{label}: {e}\n{sql}"));
                     }
                     *answered.entry(format!("{} / {title}", dashboard.file)).or_default() |= !table.rows.is_empty();
-                    ran.push(Ran { label, sql, columns: table.names(), rows: table.rows.len() });
+                    ran.push(Ran { label, before: None, sql, columns: table.names(), answer: table.rows });
                 }
             }
         }
@@ -259,6 +261,7 @@ async fn every_dashboard_query_runs_on_the_fixture() {
     }
     eprintln!("ran {} dashboard queries", ran.len());
     failures.extend(current_clickhouse(&fx, &ran));
+    failures.extend(on_a_cluster(&fx, &ran).await);
     fx.drop_database().await;
     assert!(failures.is_empty(), "{} problem(s):\n\n{}", failures.len(), failures.join("\n\n"));
 }
@@ -306,18 +309,21 @@ async fn readme_ad_hoc_sql_runs_on_the_fixture() {
         if sql.contains('$') {
             failures.push(format!("{label}: Grafana macros or variables do not work in clickhouse-client"));
         }
-        if i == 5 {
+        let before = (i == 5).then(|| {
             // Two replay runs of one window: x-1 differs in run a only, x-2 in run b only,
             // x-3 in both alike.
-            let insert = "INSERT INTO differences (ts, request_id, route, deployment, role, kind, path, \
+            "INSERT INTO differences (ts, request_id, route, deployment, role, kind, path, \
                           primary_value, shadow_value, noise, run) VALUES \
                           (1763900000, 'ci-a:x-1', '/items/{id}', 'build', 'candidate', 'changed_value', 'price', '1', '2', 0, 'ci-a'), \
                           (1763900000, 'ci-b:x-2', '/items/{id}', 'build', 'candidate', 'changed_value', 'stock', '1', '2', 0, 'ci-b'), \
                           (1763900000, 'ci-a:x-3', '/items/{id}', 'build', 'candidate', 'changed_value', 'name', '1', '2', 0, 'ci-a'), \
-                          (1763900000, 'ci-b:x-3', '/items/{id}', 'build', 'candidate', 'changed_value', 'name', '1', '2', 0, 'ci-b')";
-            if let Err(e) = fx.clickhouse.execute(insert).await {
-                failures.push(format!("{label}: the runs' rows: {e}"));
-            }
+                          (1763900000, 'ci-b:x-3', '/items/{id}', 'build', 'candidate', 'changed_value', 'name', '1', '2', 0, 'ci-b')"
+                .to_owned()
+        });
+        if let Some(insert) = &before
+            && let Err(e) = fx.clickhouse.execute(insert).await
+        {
+            failures.push(format!("{label}: the runs' rows: {e}"));
         }
         let t = match fx.clickhouse.run(sql).await {
             Ok(t) => t,
@@ -454,9 +460,10 @@ async fn readme_ad_hoc_sql_runs_on_the_fixture() {
         if t.project(key) != want || want.is_empty() {
             failures.push(format!("{label}: {key:?} = {:?}, want {want:?} (non-empty)", t.project(key)));
         }
-        ran.push(Ran { label, sql: sql.clone(), columns: t.names(), rows: t.rows.len() });
+        ran.push(Ran { label, before, sql: sql.clone(), columns: t.names(), answer: t.rows });
     }
     failures.extend(current_clickhouse(&fx, &ran));
+    failures.extend(on_a_cluster(&fx, &ran).await);
     fx.drop_database().await;
     assert!(failures.is_empty(), "{} problem(s):\n\n{}", failures.len(), failures.join("\n\n"));
 }

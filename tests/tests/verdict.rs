@@ -187,6 +187,33 @@ async fn each_criterion_is_computed_from_the_stored_rows() {
     service.stop().await;
 }
 
+/// On a ClickHouse cluster the rows are sharded behind Distributed tables; every report, each
+/// criterion, path and route in it, is the one the single server gives on the same rows.
+#[tokio::test]
+async fn on_a_clickhouse_cluster_every_report_is_the_one_server_gives() {
+    let (rows, differences) = evidence();
+    let single = VerdictService::start(&Infra::get().await, FROM_START).await;
+    let cluster = VerdictService::start(&Infra::cluster().await, FROM_START).await;
+    for service in [&single, &cluster] {
+        service.insert(&rows, &differences, &[]).await;
+    }
+    let body = |service: &VerdictService, query: String| {
+        let url = format!("{}/v1/verdict?{query}", service.url);
+        async move {
+            let response = reqwest::Client::new().get(url).bearer_auth(TOKEN).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    for candidate in ["clean", "regressed", "erroring", "slow", "slow-env", "not-found", "few"] {
+        let query = format!("candidate={candidate}&stage=10&since={START_TS}");
+        let (one, sharded) = (body(&single, query.clone()).await, body(&cluster, query).await);
+        assert_eq!(sharded, one, "{candidate}");
+    }
+    single.stop().await;
+    cluster.stop().await;
+}
+
 /// What Prometheus alerts on: each candidate's verdict as gauges on the admin port, kept
 /// fresh without anyone asking, at the stage its CD system last asked about; the series of
 /// the stage it left read zero, so an alert on them resolves.

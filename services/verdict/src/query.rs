@@ -283,7 +283,7 @@ pub(crate) async fn noisy_paths(
 ) -> clickhouse::error::Result<Vec<crate::suggest::NoisyPath>> {
     let query = format!(
         "SELECT route, {GENERALISED_PATH} AS path, kind, count() AS count, \
-         any(request_id) AS example, '' AS key \
+         min(request_id) AS example, '' AS key \
          FROM differences FINAL \
          WHERE noise = 1 AND {} \
          GROUP BY route, path, kind \
@@ -334,15 +334,17 @@ fn path_key() -> String {
 
 /// Per route and generalised path (array indices as `[*]`), the candidate's differences that
 /// are not noise and the secondary's differences on the same requests, for every path where
-/// the candidate has any; the most frequent [`MAX_PATHS`]. Examples are three distinct
-/// requests: one response can differ at a path under several array elements.
+/// the candidate has any; the most frequent [`MAX_PATHS`]. Examples are up to three distinct
+/// requests (one response can differ at a path under several array elements): the least
+/// request id in each of three buckets of their hashes, so the same rows give the same
+/// examples whatever order they are read in, on one server or across shards.
 pub(crate) async fn paths(client: &Client, window: &Window) -> clickhouse::error::Result<Vec<PathEvidence>> {
     let candidate = format!("{} AND deployment = ? AND noise = 0", role_is(Role::Candidate));
     let query = format!(
         "SELECT route, {GENERALISED_PATH} AS path, kind, \
          toUInt64(countIf({candidate})) AS candidate, \
          toUInt64(countIf({secondary})) AS secondary, \
-         arraySlice(arrayDistinct(groupArrayIf(30)(request_id, {candidate})), 1, 3) AS examples, \
+         arraySort(arrayFilter(id -> id != '', [{examples}])) AS examples, \
          any({key}) AS key \
          FROM differences FINAL \
          WHERE ts >= toDateTime(?) AND request_id IN (SELECT request_id FROM exchanges WHERE {in_window}) \
@@ -353,8 +355,13 @@ pub(crate) async fn paths(client: &Client, window: &Window) -> clickhouse::error
         secondary = role_is(Role::Secondary),
         in_window = in_window(),
         key = path_key(),
+        examples = (0..3)
+            .map(|bucket| format!("minIf(request_id, {candidate} AND cityHash64(request_id) % 3 = {bucket})"))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
-    let query = client.query(&query).bind(&window.candidate).bind(&window.candidate).bind(window.since);
+    // The candidate's condition binds it: once counting, once per example bucket.
+    let query = (0..4).fold(client.query(&query), |query, _| query.bind(&window.candidate)).bind(window.since);
     let rows: Vec<PathRow> = bind_window(query, window).bind(MAX_PATHS).fetch_all().await?;
     Ok(rows
         .into_iter()

@@ -284,13 +284,18 @@ pub(crate) struct Fixture {
 
 impl Fixture {
     pub(crate) async fn new(prefix: &str) -> Self {
-        let infra = Infra::get().await;
+        let now = u32::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
+        Self::on(Infra::get().await, prefix, now).await
+    }
+
+    /// The fixture as of `now`, written by the correlator's sink to `infra`'s ClickHouse.
+    pub(crate) async fn on(infra: Infra, prefix: &str, now: u32) -> Self {
         let config = ClickHouseConfig {
             url: infra.clickhouse_url.clone(),
             database: unique(prefix),
+            cluster: infra.clickhouse_cluster.clone(),
             ..ClickHouseConfig::default()
         };
-        let now = u32::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
         let batch = fixture(now);
         Sink::connect(&config).await.unwrap().write(&batch).await.unwrap();
         let verdict = |minutes_ago: u32, candidate: &str, stage: &str, verdict: &str| VerdictRow {
@@ -322,7 +327,7 @@ impl Fixture {
 
     pub(crate) async fn drop_database(&self) {
         let server = ClickHouse { database: "default".into(), ..self.clickhouse.clone() };
-        server.execute(&format!("DROP DATABASE {}", self.clickhouse.database)).await.unwrap();
+        server.execute(&self._infra.drop_database(&self.clickhouse.database)).await.unwrap();
     }
 
     pub(crate) fn candidates<'a>(&'a self, sel: &'a Selection) -> impl Iterator<Item = &'a ExchangeRow> + 'a {
@@ -357,9 +362,43 @@ impl Selection {
 #[derive(Debug)]
 pub(crate) struct Ran {
     pub(crate) label: String,
+    /// A statement run on the fixture just before the query, which its answer depends on.
+    pub(crate) before: Option<String>,
     pub(crate) sql: String,
     pub(crate) columns: Vec<String>,
-    pub(crate) rows: usize,
+    pub(crate) answer: Vec<Vec<Value>>,
+}
+
+// ---------------------------------------------------------------------------------------
+// The same queries on a ClickHouse cluster (`deploy/local/services.sh up cluster`), the
+// fixture sharded behind its Distributed tables: every answer must be the one server's.
+
+pub(crate) async fn on_a_cluster(fx: &Fixture, ran: &[Ran]) -> Vec<String> {
+    let cluster = Fixture::on(Infra::cluster().await, "sd_fixture_cluster", fx.now).await;
+    let mut failures = Vec::new();
+    for r in ran {
+        if let Some(before) = &r.before
+            && let Err(e) = cluster.clickhouse.execute(before).await
+        {
+            failures.push(format!("{} on the cluster, before it: {e}", r.label));
+        }
+        match cluster.clickhouse.run(&r.sql).await {
+            Ok(t) if t.names() == r.columns && t.rows == r.answer => {}
+            Ok(t) => failures.push(format!(
+                "{} on the cluster: {:?} {:?}, on one server {:?} {:?}\n{}",
+                r.label,
+                t.names(),
+                t.rows,
+                r.columns,
+                r.answer,
+                r.sql
+            )),
+            Err(e) => failures.push(format!("{} on the cluster: {e}\n{}", r.label, r.sql)),
+        }
+    }
+    eprintln!("{} of {} queries answered alike on the cluster", ran.len() - failures.len(), ran.len());
+    cluster.drop_database().await;
+    failures
 }
 
 // ---------------------------------------------------------------------------------------
@@ -411,7 +450,7 @@ pub(crate) fn current_clickhouse(fx: &Fixture, ran: &[Ran]) -> Vec<String> {
             "differences": fx.batch.differences,
             "samples": fx.batch.samples,
         },
-        "queries": ran.iter().map(|r| json!({"label": r.label, "sql": r.sql, "columns": r.columns, "rows": r.rows})).collect::<Vec<_>>(),
+        "queries": ran.iter().map(|r| json!({"label": r.label, "sql": r.sql, "columns": r.columns, "rows": r.answer.len()})).collect::<Vec<_>>(),
     });
     let file = std::env::temp_dir().join(format!("{}.json", unique("sd_chdb")));
     std::fs::write(&file, spec.to_string()).unwrap();
