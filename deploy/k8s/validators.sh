@@ -12,6 +12,10 @@
 #   prometheus 2.42, prometheus-alertmanager 0.25   Debian  promtool and amtool, for the
 #                              alert rules and the Prometheus and Alertmanager configs
 #
+# No registry reachable here ships a schema or models of the Altinity clickhouse-operator's
+# CRDs (ClickHouseInstallation, ClickHouseKeeperInstallation): the test checks those objects
+# against the CRDs' fields itself, and their pod templates with kubernetes-validate.
+#
 # kubectl (its built-in Kustomize renders deploy/k8s) comes with the machine image; no
 # registry reachable here ships it, so a missing kubectl is reported, not installed.
 set -euo pipefail

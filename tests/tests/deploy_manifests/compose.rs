@@ -170,7 +170,7 @@ fn compose_services_load_their_configs_and_reach_what_they_name() {
             };
             reaches("broker", broker, &advertised);
         }
-        if let Some(url) = &loaded.clickhouse_url {
+        if let Some(url) = loaded.clickhouse_url() {
             // 8123 is the ClickHouse image's HTTP port.
             let clickhouse = |target: &Value| {
                 str_of(&target["image"]).starts_with("clickhouse/clickhouse-server:") && host_port(url).1 == 8123

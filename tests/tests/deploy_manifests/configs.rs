@@ -11,6 +11,7 @@ use shadowdiff_correlator::CorrelatorConfig;
 use shadowdiff_mirror::MirrorConfig;
 use shadowdiff_mirror::vet::TargetPolicy;
 use shadowdiff_runtime::auth::{Auth, AuthConfig, Scope};
+use shadowdiff_runtime::clickhouse::ClickHouseConfig;
 use shadowdiff_runtime::config::load_str;
 use shadowdiff_runtime::kafka::KafkaConfig;
 use shadowdiff_runtime::redaction::RedactionConfig;
@@ -63,7 +64,8 @@ pub(crate) struct Loaded {
     pub(crate) kafka_properties: BTreeMap<String, String>,
     /// Its consumer group, if it reads as one.
     pub(crate) consumer: Option<ConsumerGroup>,
-    pub(crate) clickhouse_url: Option<String>,
+    /// `[clickhouse]`: where its rows are, as whom, on one server or a cluster.
+    pub(crate) clickhouse: Option<ClickHouseConfig>,
     pub(crate) partitions: Option<i32>,
     /// Who may call its API: the verdict API, the mirror's profile API.
     pub(crate) auth: Option<AuthConfig>,
@@ -87,6 +89,10 @@ impl Loaded {
     /// Its API asks for credentials: not open, with tokens or an SSO proxy.
     pub(crate) fn closed(&self) -> bool {
         self.auth.as_ref().is_some_and(|a| !a.open && (!a.tokens.is_empty() || a.proxy.is_some()))
+    }
+
+    pub(crate) fn clickhouse_url(&self) -> Option<&str> {
+        self.clickhouse.as_ref().map(|c| c.url.as_str())
     }
 
     pub(crate) fn listens(&self) -> impl Iterator<Item = SocketAddr> + '_ {
@@ -159,7 +165,7 @@ impl Service {
                     kafka_brokers: Some(c.kafka.brokers.clone()),
                     kafka_properties: properties(&c.kafka),
                     consumer: None,
-                    clickhouse_url: None,
+                    clickhouse: None,
                     partitions: Some(c.topics.partitions),
                     auth: None,
                     redaction: Some(c.tap.redaction.clone()),
@@ -190,7 +196,7 @@ impl Service {
                         group_id: c.mirror.group_id.clone(),
                         topics: c.consumed_topics().map(str::to_owned).to_vec(),
                     }),
-                    clickhouse_url: None,
+                    clickhouse: None,
                     partitions: Some(c.topics.partitions),
                     auth: Some(c.auth.clone()),
                     redaction: Some(c.mirror.redaction.clone()),
@@ -213,7 +219,7 @@ impl Service {
                         group_id: c.correlator.group_id.clone(),
                         topics: c.consumed_topics().map(str::to_owned).to_vec(),
                     }),
-                    clickhouse_url: Some(c.clickhouse.url.clone()),
+                    clickhouse: Some(c.clickhouse.clone()),
                     partitions: Some(c.topics.partitions),
                     auth: None,
                     redaction: None,
@@ -232,7 +238,7 @@ impl Service {
                     kafka_brokers: None,
                     kafka_properties: BTreeMap::new(),
                     consumer: None,
-                    clickhouse_url: Some(c.clickhouse.url.clone()),
+                    clickhouse: Some(c.clickhouse.clone()),
                     partitions: None,
                     auth: Some(c.auth.clone()),
                     redaction: None,

@@ -158,7 +158,7 @@ fn applications_send_plain_http_through_their_egress_tap_and_shadowdiff_past_it(
     assert!(!taps.is_empty(), "{OVERLAY}: no egress tap");
     let namespace = render.namespace();
     let correlator = running.iter().find(|r| r.loaded.service == Service::Correlator).expect("the correlator runs");
-    let clickhouse = correlator.loaded.clickhouse_url.clone().expect("the correlator's ClickHouse");
+    let clickhouse = correlator.loaded.clickhouse_url().map(str::to_owned).expect("the correlator's ClickHouse");
     let dns = Peer::pod("kube-system", json!({ "k8s-app": "kube-dns" }));
 
     for tap in &taps {

@@ -27,6 +27,12 @@
 //! topics its service's config consumes, on its brokers with its credentials, from 1 replica
 //! to no more than the topics' partitions; each of those checks fails on a copy broken for it.
 //!
+//! The ClickHouse cluster example (examples/clickhouse-cluster), run by the Altinity
+//! clickhouse-operator, is checked against its CRDs' fields, for which no registry ships a
+//! schema, and against what the services' cluster mode needs of it, with the services of
+//! overlays/clickhouse-cluster: their cluster, of two shards or more with replicas, their url,
+//! the Keeper, their user and its password's Secret, and the NetworkPolicy in front of it.
+//!
 //! No tree carries a Secret. The placeholder Secrets (components/placeholder-secrets, the
 //! catalogue of the Secrets the trees read), added to a tree, must stop the tap and the mirror
 //! (placeholder redaction keys) and the verdict API (no token list).
@@ -43,7 +49,8 @@
 //! Reading order: `tools` and `configs` serve both halves; `compose` and `dockerfile` check
 //! the Compose stack; `prepared`, `render` and `cluster` model deploy/k8s as it runs, and
 //! `network_policy`, `schemas`, `workloads`, `routing`, `cd_gates`, `egress`, `autoscaling`
-//! and `secrets` check it; `alert_rules` checks the alerts in all three.
+//! and `secrets` check it, `altinity` and `clickhouse_cluster` the ClickHouse cluster it may
+//! use; `alert_rules` checks the alerts in all three.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -58,8 +65,10 @@ mod prepared;
 mod render;
 
 mod alert_rules;
+mod altinity;
 mod autoscaling;
 mod cd_gates;
+mod clickhouse_cluster;
 mod egress;
 mod network_policy;
 mod routing;

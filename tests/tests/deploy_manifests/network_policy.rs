@@ -207,7 +207,7 @@ fn network_policies_fence_the_apis_and_limit_egress() {
                 let (host, port) = host_port(url);
                 outbound(&Peer::any_in(namespace_of_host(&host, namespace)), port, None, "TCP")
             };
-            match &loaded.clickhouse_url {
+            match loaded.clickhouse_url() {
                 Some(url) => assert!(clickhouse_ok(url), "{at}: ClickHouse at {url}"),
                 None => assert!(!clickhouse_ok("http://clickhouse.clickhouse:8123"), "{at} needs no ClickHouse"),
             }

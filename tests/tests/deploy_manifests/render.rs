@@ -53,10 +53,17 @@ pub(crate) fn render(dir: &str) -> &'static Render {
     renders().iter().find(|r| r.dir == dir).unwrap_or_else(|| panic!("no kustomization at deploy/k8s/{dir}"))
 }
 
-/// The trees that get applied: overlays and examples (the base and components render
-/// inside them).
+/// Trees that run what shadowdiff uses, in a namespace of their own, and no shadowdiff
+/// service: the ClickHouse cluster (`clickhouse_cluster` checks it with the overlay that
+/// joins it).
+pub(crate) const BACKING_TREES: [&str; 1] = ["examples/clickhouse-cluster"];
+
+/// The trees of shadowdiff that get applied: overlays and examples (the base and components
+/// render inside them), but for the backing trees.
 pub(crate) fn applied() -> impl Iterator<Item = &'static Render> {
-    renders().iter().filter(|r| r.dir.starts_with("overlays/") || r.dir.starts_with("examples/"))
+    renders().iter().filter(|r| {
+        (r.dir.starts_with("overlays/") || r.dir.starts_with("examples/")) && !BACKING_TREES.contains(&r.dir.as_str())
+    })
 }
 
 /// Each applied tree with components/placeholder-secrets added by a kustomization of its

@@ -2,13 +2,16 @@
 //! strict), the models generated from the Argo Rollouts CRDs and from KEDA's API types (with
 //! the fields and kafka trigger parameters KEDA documents, `autoscaling`), Flagger's documented
 //! fields for its Canary, for which no registry ships a schema, and the Prometheus Operator's
-//! PrometheusRule fields with its rules checked by promtool (`alert_rules`).
+//! PrometheusRule fields with its rules checked by promtool (`alert_rules`), and the Altinity
+//! clickhouse-operator's objects against its CRDs' fields, their pod and volume claim templates
+//! against the Kubernetes API schemas (`altinity`).
 
 use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::alert_rules::prometheus_rule_problems;
+use crate::altinity::{altinity_embedded, altinity_problems};
 use crate::autoscaling::keda_problems;
 use crate::render::{group, kind, name, renders};
 use crate::tools::{INSTALL, Ran, TempFile, path_tool, repo, run, str_of, venv_tool};
@@ -200,7 +203,10 @@ fn kubernetes_objects_validate_against_their_schemas() {
 
     for render in renders() {
         let objects: Vec<&Value> = render.objects.iter().collect();
-        let (kubernetes, custom): (Vec<&Value>, Vec<&Value>) = objects.into_iter().partition(|o| is_kubernetes(o));
+        let (mut kubernetes, custom): (Vec<&Value>, Vec<&Value>) = objects.into_iter().partition(|o| is_kubernetes(o));
+        // The pod and volume claim templates inside the Altinity operator's objects.
+        let embedded: Vec<Value> = custom.iter().flat_map(|o| altinity_embedded(o)).collect();
+        kubernetes.extend(&embedded);
         for version in K8S_VERSIONS {
             let ran = kubernetes_validate(&kubernetes, version);
             assert!(ran.ok, "{}: invalid for Kubernetes {version}:\n{}", render.dir, ran.output);
@@ -217,6 +223,7 @@ fn kubernetes_objects_validate_against_their_schemas() {
                 ("flagger.app", "Canary") => flagger_problems(object),
                 ("keda.sh", _) => keda_problems(object),
                 ("monitoring.coreos.com", "PrometheusRule") => prometheus_rule_problems(object),
+                ("clickhouse.altinity.com" | "clickhouse-keeper.altinity.com", _) => altinity_problems(object),
                 (group, kind) => panic!("{}: nothing validates {group}/{kind}", render.dir),
             };
             let at = format!("{} {}", kind(object), name(object));
