@@ -9,7 +9,8 @@
 #   deploy/local/services.sh up cluster
 #                                     a ClickHouse cluster beside the single server: ZooKeeper
 #                                     (Debian's package) and SHADOWDIFF_CLICKHOUSE_SHARDS (2)
-#                                     servers, one shard each, as cluster `shadowdiff`; shard N
+#                                     shards of SHADOWDIFF_CLICKHOUSE_REPLICAS (2) replicas
+#                                     each, as cluster `shadowdiff`; server N (shard by shard)
 #                                     answers HTTP on 8130+N (native 9130+N). Services join it
 #                                     with `[clickhouse] cluster = "shadowdiff"`.
 #   deploy/local/services.sh down     stop what `up` started
@@ -34,6 +35,7 @@ kafka_host="${brokers%%,*}"; kafka_port="${kafka_host##*:}"; kafka_host="${kafka
 ch_hostport="${ch_url#http://}"; ch_hostport="${ch_hostport%%/*}"; ch_port="${ch_hostport##*:}"
 ch_native_port="${SHADOWDIFF_CLICKHOUSE_NATIVE_PORT:-9000}"
 shards="${SHADOWDIFF_CLICKHOUSE_SHARDS:-2}"
+replicas="${SHADOWDIFF_CLICKHOUSE_REPLICAS:-2}"
 zookeeper_port="${SHADOWDIFF_ZOOKEEPER_PORT:-2181}"
 
 # $1: `clickhouse` to leave the broker out, `cluster` to add ZooKeeper.
@@ -108,22 +110,29 @@ start_zookeeper() {
   wait_for zookeeper 60 zookeeper_up
 }
 
-shard_http_port() { echo $((8130 + $1)); }
-shard_up() { [ "$(curl -fsS "http://127.0.0.1:$(shard_http_port "$1")/ping" 2>/dev/null)" = "Ok." ]; }
+# Server N of the cluster (1-based, shard by shard): shard (N-1)/replicas+1, its replica
+# (N-1)%replicas+1; HTTP on 8130+N, native on 9130+N, replication on 9230+N.
+servers=$((shards * replicas))
+server_http_port() { echo $((8130 + $1)); }
+server_up() { [ "$(curl -fsS "http://127.0.0.1:$(server_http_port "$1")/ping" 2>/dev/null)" = "Ok." ]; }
 
-# The cluster as every shard's server sees it: `shadowdiff`, one replica per shard, with the
-# {shard} and {replica} macros replicated tables name their ZooKeeper paths by.
+# The cluster as every server sees it: `shadowdiff`, its shards and their replicas, and this
+# server's {shard} and {replica}, which replicated tables name their ZooKeeper paths by.
 cluster_config() {
-  local shard="$1" i
+  local server="$1" s r
   echo "<yandex>"
   echo "  <remote_servers><shadowdiff>"
-  for i in $(seq 1 "$shards"); do
+  for s in $(seq 1 "$shards"); do
     echo "    <shard><internal_replication>true</internal_replication>"
-    echo "      <replica><host>127.0.0.1</host><port>$((9130 + i))</port></replica></shard>"
+    for r in $(seq 1 "$replicas"); do
+      echo "      <replica><host>127.0.0.1</host><port>$((9130 + (s - 1) * replicas + r))</port></replica>"
+    done
+    echo "    </shard>"
   done
   echo "  </shadowdiff></remote_servers>"
   echo "  <zookeeper><node><host>127.0.0.1</host><port>$zookeeper_port</port></node></zookeeper>"
-  echo "  <macros><shard>$(printf %02d "$shard")</shard><replica>r1</replica></macros>"
+  printf '  <macros><shard>%02d</shard><replica>r%d</replica></macros>\n' \
+    $(((server - 1) / replicas + 1)) $(((server - 1) % replicas + 1))
   echo "  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>"
   echo "</yandex>"
 }
@@ -131,39 +140,41 @@ cluster_config() {
 # The default profile's settings for queries over Distributed tables, for everyone who queries
 # the cluster (Grafana, clickhouse-client; the services set them on their own connections):
 # a subquery over a Distributed table inside another runs once and is sent to every shard
-# (GLOBAL IN), and an insert returns once its rows are on their shards.
+# (GLOBAL IN), an insert returns once its rows are on their shards, and reads and writes go
+# to the first live replica of each shard, so what was just written is read back.
 cluster_profile() {
   echo "<yandex><profiles><default>"
   echo "  <distributed_product_mode>global</distributed_product_mode>"
   echo "  <insert_distributed_sync>1</insert_distributed_sync>"
+  echo "  <load_balancing>in_order</load_balancing>"
   echo "</default></profiles></yandex>"
 }
 
-start_shard() {
-  local shard="$1" dir="$state/clickhouse-cluster/shard$1" port
-  port="$(shard_http_port "$shard")"
-  if shard_up "$shard"; then log "clickhouse shard $shard already answering on :$port"; return; fi
-  log "starting clickhouse shard $shard on http://127.0.0.1:$port (data in $dir)"
+start_server() {
+  local server="$1" dir="$state/clickhouse-cluster/server$1" port
+  port="$(server_http_port "$server")"
+  if server_up "$server"; then log "clickhouse server $server already answering on :$port"; return; fi
+  log "starting clickhouse server $server of the cluster on http://127.0.0.1:$port (data in $dir)"
   mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/config.d" "$dir/users.d"
   cp /etc/clickhouse-server/config.xml /etc/clickhouse-server/users.xml "$dir/"
-  cluster_config "$shard" >"$dir/config.d/cluster.xml"
+  cluster_config "$server" >"$dir/config.d/cluster.xml"
   cluster_profile >"$dir/users.d/cluster.xml"
   nohup clickhouse-server --config-file="$dir/config.xml" -- \
     --users_config="$dir/users.xml" \
     --path="$dir/data/" --tmp_path="$dir/tmp/" --user_files_path="$dir/user_files/" \
     --format_schema_path="$dir/format_schemas/" \
     --logger.log="$dir/server.log" --logger.errorlog="$dir/error.log" \
-    --listen_host=127.0.0.1 --http_port="$port" --tcp_port=$((9130 + shard)) \
-    --interserver_http_port=$((9230 + shard)) --interserver_http_host=127.0.0.1 \
-    >"$state/clickhouse-shard$shard.log" 2>&1 &
-  echo $! >"$state/clickhouse-shard$shard.pid"
-  wait_for "clickhouse-shard$shard" 60 shard_up "$shard"
+    --listen_host=127.0.0.1 --http_port="$port" --tcp_port=$((9130 + server)) \
+    --interserver_http_port=$((9230 + server)) --interserver_http_host=127.0.0.1 \
+    >"$state/clickhouse-server$server.log" 2>&1 &
+  echo $! >"$state/clickhouse-server$server.pid"
+  wait_for "clickhouse-server$server" 60 server_up "$server"
 }
 
 start_cluster() {
   start_zookeeper
   local i
-  for i in $(seq 1 "$shards"); do start_shard "$i"; done
+  for i in $(seq 1 "$servers"); do start_server "$i"; done
 }
 
 create_topics() {
@@ -194,9 +205,9 @@ status() {
   local ok=0 i
   if [ "${1:-}" = cluster ]; then
     if zookeeper_up; then echo "zookeeper   up    127.0.0.1:$zookeeper_port"; else echo "zookeeper   down  (127.0.0.1:$zookeeper_port)"; ok=1; fi
-    for i in $(seq 1 "$shards"); do
-      if shard_up "$i"; then echo "shard $i     up    http://127.0.0.1:$(shard_http_port "$i")"
-      else echo "shard $i     down  (http://127.0.0.1:$(shard_http_port "$i"))"; ok=1; fi
+    for i in $(seq 1 "$servers"); do
+      if server_up "$i"; then echo "server $i    up    http://127.0.0.1:$(server_http_port "$i")"
+      else echo "server $i    down  (http://127.0.0.1:$(server_http_port "$i"))"; ok=1; fi
     done
     return $ok
   fi
@@ -234,7 +245,7 @@ case "${1:-}" in
     ;;
   down)
     stop kafka; stop clickhouse
-    for pidfile in "$state"/clickhouse-shard*.pid; do [ -f "$pidfile" ] && stop "$(basename "$pidfile" .pid)"; done
+    for pidfile in "$state"/clickhouse-server*.pid; do [ -f "$pidfile" ] && stop "$(basename "$pidfile" .pid)"; done
     stop zookeeper
     ;;
   status) status; if [ -f "$state/zookeeper.pid" ]; then status cluster; fi ;;

@@ -99,18 +99,34 @@ impl Infra {
         format!("[clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n{cluster}", self.clickhouse_url)
     }
 
-    /// On a cluster, `table`'s local table on each shard, as a table expression
-    /// (`remote('host:port', database, table_local)`), for counting what each shard holds.
-    /// Empty on one server.
+    /// On a cluster, `table`'s local table on each shard's first replica, as a table
+    /// expression (`remote('host:port', database, table_local)`), for counting what each
+    /// shard holds. Empty on one server.
     pub async fn shards(&self, database: &str, table: &str) -> Vec<String> {
+        self.replicas(database, table).await.into_iter().filter_map(|replicas| replicas.into_iter().next()).collect()
+    }
+
+    /// [`Infra::shards`], with every replica of each shard.
+    pub async fn replicas(&self, database: &str, table: &str) -> Vec<Vec<String>> {
         let Some(cluster) = &self.clickhouse_cluster else { return Vec::new() };
-        let hosts: Vec<(String, u16)> = clickhouse_client(&self.clickhouse_url, "system")
-            .query("SELECT host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num")
+        let hosts: Vec<(u32, String, u16)> = clickhouse_client(&self.clickhouse_url, "system")
+            .query("SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num")
             .bind(cluster)
             .fetch_all()
             .await
             .unwrap_or_else(|e| panic!("cannot read system.clusters ({e}); {CLUSTER_HINT}"));
-        hosts.into_iter().map(|(host, port)| format!("remote('{host}:{port}', {database}, {table}_local)")).collect()
+        let mut shards: Vec<Vec<String>> = Vec::new();
+        let mut last = None;
+        for (shard, host, port) in hosts {
+            if last != Some(shard) {
+                shards.push(Vec::new());
+                last = Some(shard);
+            }
+            if let Some(replicas) = shards.last_mut() {
+                replicas.push(format!("remote('{host}:{port}', {database}, {table}_local)"));
+            }
+        }
+        shards
     }
 
     /// The statement that drops `database`, from every server of a cluster.

@@ -218,6 +218,19 @@ async fn compared_once_and_the_regression_found(infra: Infra) {
         assert!(per_shard.len() >= 2 && per_shard.iter().all(|(n, _)| *n > 0), "rows on every shard: {per_shard:?}");
         assert_eq!(per_shard.iter().map(|(n, _)| n).sum::<u64>(), expected, "{per_shard:?}");
         assert_eq!(per_shard.iter().map(|(_, ids)| ids).sum::<u64>(), expected, "legs together: {per_shard:?}");
+        // Each shard's replicas come to hold the same rows: the tables replicate.
+        for replicas in infra.replicas(&pipeline.names.database, "exchanges").await {
+            eventually("every replica of a shard holding its rows", DEADLINE, || async {
+                let mut counts = Vec::new();
+                for replica in &replicas {
+                    let sql = format!("SELECT count() FROM {replica}");
+                    counts.push(pipeline.clickhouse.query(&sql).fetch_one::<u64>().await.map_err(|e| e.to_string())?);
+                }
+                let agree = counts.len() >= 2 && counts.windows(2).all(|w| w[0] == w[1]);
+                if agree { Ok(()) } else { Err(format!("{replicas:?}: {counts:?}")) }
+            })
+            .await;
+        }
     }
     pipeline.stop().await;
 }

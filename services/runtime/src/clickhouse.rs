@@ -145,6 +145,10 @@ impl ClickHouseConfig {
             // here, and its result sent to every shard (`GLOBAL IN`): right whatever the
             // subquery's key, where per-shard subqueries would be right only for request ids.
             server = server.with_setting("distributed_product_mode", "global");
+            // Reads and writes go to the first live replica of each shard, so rows just
+            // written are read back (the correlator's look-up of stored comparisons, a gate
+            // asked right after a batch); the other replicas take over when it is down.
+            server = server.with_setting("load_balancing", "in_order");
         }
         let client = server.clone().with_database(&self.database);
         Ok(ClickHouse { client, server, version, database: self.database.clone(), cluster: self.cluster.clone() })

@@ -162,11 +162,12 @@ fn cluster_problems(installation: &Render, services: &Render) -> Vec<String> {
         }
         let profile = user_setting(chi, name_, "profile").as_str().unwrap_or("default");
         let setting = |key: &str| &configuration["profiles"][format!("{profile}/{key}")];
-        // The services write, and set these two on every query of the cluster mode.
+        // The services write, and set these on every query of the cluster mode.
         for (key, theirs) in [
             ("readonly", json!(0)),
             ("insert_distributed_sync", json!(1)),
             ("distributed_product_mode", json!("global")),
+            ("load_balancing", json!("in_order")),
         ] {
             let value = setting(key);
             if !value.is_null() && *value != theirs {
