@@ -400,9 +400,9 @@ async fn a_slow_target_times_out_and_sheds_without_holding_up_consumption() {
 /// Replicas joining and leaving the group replay no request twice in steady state: every
 /// request replayed before a rebalance stays replayed once. The periodic commit is set far
 /// beyond the test (a minute), so only the commit as a rebalance revokes partitions, and the
-/// one on the way out, can tell the next owner where to read on. (On the local broker the
-/// group hands every partition to one member at a time, and this also holds without the
-/// commit on revocation; `offsets.rs` tests that commit itself.)
+/// one on the way out, can tell the next owner where to read on. (`replicas.rs` runs the
+/// replicas as processes on six partitions, where requests are replayed again without the
+/// commit on revocation.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebalance_replays_nothing_twice_that_was_replayed_before_it() {
     let infra = Infra::get().await;
