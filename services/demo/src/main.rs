@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use shadowdiff_core::Role;
 use shadowdiff_demo::backend::{self, Behavior};
 use shadowdiff_demo::load::{self, CallsSpec, LoadSpec};
-use shadowdiff_demo::traffic;
+use shadowdiff_demo::{freshness, traffic};
 use shadowdiff_verdict::VerdictReport;
 
 #[derive(Debug, Parser)]
@@ -95,6 +95,9 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// Send the mix through the tap with known request ids and time each read from its
+    /// answer to its shadow's row in ClickHouse; prints the percentiles.
+    Freshness(freshness::FreshnessArgs),
     /// Publish whole exchanges (request and every leg's response) straight to Kafka as fast
     /// as the broker takes them, for the correlator's benchmark; prints what it published.
     Load {
@@ -127,6 +130,9 @@ enum Command {
         /// answers after a line on stdin (so a correlator can read the calls first).
         #[arg(long)]
         answers_after_stdin: bool,
+        /// Legs whose answers are never published, so every exchange stays open waiting.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        withhold: Vec<Leg>,
     },
     /// Receive Alertmanager's webhooks on `POST /alerts` and print one line per alert;
     /// `GET /alerts` lists those received.
@@ -215,6 +221,9 @@ async fn main() -> ExitCode {
             println!("sent {} reads and {} writes through {tap}; {} failed", sent.reads, sent.writes, sent.failed);
             Ok(())
         }
+        Command::Freshness(args) => {
+            freshness::measure(&args.into()).await.map(|m| println!("{m}")).map_err(|e| e.to_string())
+        }
         Command::Traffic { tap, prefix, reads, writes } => traffic::drive(&tap, &prefix, reads, writes)
             .await
             .map(|sent| println!("sent {} reads and {} writes through {tap}", sent.reads.len(), sent.writes.len()))
@@ -231,6 +240,7 @@ async fn main() -> ExitCode {
             calls_per_leg,
             outbound_topic,
             answers_after_stdin,
+            withhold,
         } => {
             let legs = legs.into_iter().map(Role::from).collect();
             let calls = match (calls_per_leg, outbound_topic) {
@@ -251,6 +261,7 @@ async fn main() -> ExitCode {
                 changed_percent,
                 seed,
                 calls,
+                withheld: withhold.into_iter().map(Role::from).collect(),
             };
             load_exchanges(&spec, answers_after_stdin).await
         }

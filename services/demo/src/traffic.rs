@@ -66,7 +66,7 @@ pub struct MixSummary {
 
 /// One request of the realistic mix: 55% item reads, 25% searches, 12% cart reads, and 8%
 /// writes (new items, cart replacements), with item numbers spread over a catalogue of 1000.
-fn pick(rng: &mut fastrand::Rng, tap: &str, client: &reqwest::Client) -> (bool, reqwest::RequestBuilder) {
+pub(crate) fn pick(rng: &mut fastrand::Rng, tap: &str, client: &reqwest::Client) -> (bool, reqwest::RequestBuilder) {
     const WORDS: [&str; 6] = ["lamp", "desk", "chair", "mug", "rug", "sofa"];
     match rng.u32(..100) {
         0..55 => (false, client.get(format!("{tap}/items/{}", rng.u64(..1000)))),

@@ -204,6 +204,7 @@ mod tests {
             changed_percent,
             seed: 7,
             calls: None,
+            withheld: Vec::new(),
         }
     }
 

@@ -1,6 +1,7 @@
-//! Load for the correlator's throughput benchmark (`deploy/bench/correlator-throughput.sh`):
-//! whole exchanges published straight to the request and response topics, event for event
-//! as the tap and the mirror publish them, as fast as the producer takes them.
+//! Load for the correlator's benchmarks (`deploy/bench/correlator-throughput.sh` and
+//! `correlator-replicas.sh`): whole exchanges published straight to the request and response
+//! topics, event for event as the tap and the mirror publish them, as fast as the producer
+//! takes them.
 //!
 //! Each exchange is a `GET /items/{n}` answered by every leg with the same catalogue item,
 //! padded to the body size asked for. Every leg stamps its own random `trace_id` into the
@@ -54,6 +55,9 @@ pub struct LoadSpec {
     pub seed: u64,
     /// Downstream calls every leg makes per exchange, if any.
     pub calls: Option<CallsSpec>,
+    /// Legs among `legs` whose answers are never published: every exchange stays open in
+    /// the correlator, waiting for them, with the others' bodies (the memory it holds).
+    pub withheld: Vec<Role>,
 }
 
 /// The downstream calls of each exchange: `per_leg` calls by every leg's deployment,
@@ -183,7 +187,7 @@ impl<'a> Publishing<'a> {
                         self.loaded.calls += 1;
                     }
                 }
-                if pass != Pass::RequestsAndCalls {
+                if pass != Pass::RequestsAndCalls && !self.spec.withheld.contains(&response.role) {
                     self.send(Topic::Responses, &id, response).await?;
                 }
             }
