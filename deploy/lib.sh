@@ -161,3 +161,93 @@ for name in $(compgen -e); do
   case "$name" in SHADOWDIFF_*) clean_env+=(-u "$name") ;; esac
 done
 unset name
+
+# --- benchmark measurements, and the shared Kafka and ClickHouse ------------------------------
+#
+#   cpu_ticks PID             utime + stime of a live process, in clock ticks (0 once it is gone)
+#   machine_ticks             "BUSY ALL": the whole machine's CPU ticks (idle and iowait are not busy)
+#   pid_of NAME               the pid of deploy/local/services.sh's NAME (kafka, clickhouse), or ""
+#   ch_query SQL              SQL on $ch_url (ch_query_secs, 30, at most), the answer on stdout
+#   forget_recorded KIND NAME removes a recorded "topic NAME" (on the first of $brokers, with
+#                             tansu) or "database NAME"; a script with kinds of its own defines it again
+#   forget KIND NAME          forget_recorded now, and its line out of the record
+#   results_section FILE NAME REPORT  REPORT's text as the section NAME of the results FILE, between
+#                             "<!-- NAME -->" and "<!-- /NAME -->" lines: the section replaced, or
+#                             added at the end, the rest kept, so two benchmarks share one file
+#   correlator_bench_toml GROUP DATABASE ADMIN_PORT  a correlator config for a benchmark run on
+#                             stdout, from the caller's window_ms, flush_interval_ms, max_open_bytes,
+#                             settle_ms, {requests,responses,dead_letter,outbound}_topic, partitions,
+#                             brokers and ch_url
+
+# Fields 14 and 15 of /proc/PID/stat, counted after the parenthesised command name, which
+# may hold spaces.
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
+machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
+pid_of() { local f="$repo/.local/$1.pid"; if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then cat "$f"; else echo ""; fi; }
+ch_query() { curl -fsS --max-time "${ch_query_secs:-30}" "$ch_url/" --data-binary "$1"; }
+
+forget_recorded() {
+  case "$1" in
+    topic) tansu topic delete "$2" --broker "tcp://${brokers%%,*}" >/dev/null 2>&1 || log "could not delete topic $2" ;;
+    database) ch_query "DROP DATABASE IF EXISTS $2" >/dev/null 2>&1 || log "could not drop database $2" ;;
+  esac
+}
+forget() {
+  forget_recorded "$1" "$2"
+  grep -vxF "$1 $2" "$run_record" >"$run_record.tmp" || true
+  mv "$run_record.tmp" "$run_record"
+}
+
+results_section() {
+  local file="$1" name="$2" report="$3"
+  touch "$file"
+  awk -v name="$name" -v report="$report" '
+    function emit() { print "<!-- " name " -->"; while ((getline line < report) > 0) print line; print "<!-- /" name " -->"; done = 1 }
+    $0 == "<!-- " name " -->" { skip = 1; emit(); next }
+    $0 == "<!-- /" name " -->" { skip = 0; next }
+    !skip { print }
+    END { if (!done) { if (NR) print ""; emit() } }' "$file" >"$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+correlator_bench_toml() {
+  cat <<EOT
+# Written by a benchmark under deploy/bench for one run.
+[correlator]
+group_id = "$1"
+# Exchanges complete as soon as their expected legs are in; the window only bounds stragglers.
+# A backlog's requests are read far ahead of their answers, and wait for them this long.
+window_ms = $window_ms
+# One insert per table and interval: ClickHouse prefers few large inserts.
+flush_interval_ms = $flush_interval_ms
+# Exchanges wait for their answers in memory, their requests and calls read far ahead.
+max_open_bytes = $max_open_bytes
+# No hourly retention task on a throwaway database.
+retention_days = 0
+samples_retention_days = 0
+
+[correlator.outbound]
+settle_ms = ${settle_ms:-0}
+
+[topics]
+requests = "$requests_topic"
+responses = "$responses_topic"
+dead_letter = "$dead_letter_topic"
+outbound = "$outbound_topic"
+partitions = $partitions
+create = false
+
+[kafka]
+brokers = "$brokers"
+
+[clickhouse]
+url = "$ch_url"
+database = "$2"
+
+[admin]
+listen = "127.0.0.1:$3"
+
+[log]
+level = "warn"
+EOT
+}

@@ -58,7 +58,8 @@
 # The results count events read after their exchange was written (late), and say so when
 # there are any.
 #
-# The table goes to stdout and to deploy/bench/results-correlator.md. A benchmark, not a
+# The table goes to stdout and to its section of deploy/bench/results-correlator.md (one and
+# two replicas, and the memory an open exchange holds: correlator-replicas.sh). A benchmark, not a
 # test: it fails only when the rows never all arrive, never because it was slow.
 set -euo pipefail
 
@@ -98,7 +99,6 @@ done
 case "$order" in answers-last | whole) ;; *) die "ORDER: answers-last or whole, not $order" ;; esac
 
 kafka_host="${brokers%%,*}"
-ch_query() { curl -fsS --max-time 30 "$ch_url/" --data-binary "$1"; }
 
 # --- what this run starts and creates: recorded (deploy/lib.sh), so a run killed with
 # --- SIGKILL is cleaned by the next ----------------------------------------------------------
@@ -108,20 +108,9 @@ ch_query() { curl -fsS --max-time 30 "$ch_url/" --data-binary "$1"; }
 run_claim "$repo/.local/bench/correlator.lock" "$repo/.local/bench/correlator-running"
 # The correlator commits and stops within a second or two; perf writes its data file.
 stop_grace_secs=15
-# The runs' topics and databases, recorded as "topic NAME" and "database NAME".
-forget_recorded() {
-  case "$1" in
-    topic) tansu topic delete "$2" --broker "tcp://$kafka_host" >/dev/null 2>&1 || log "could not delete topic $2" ;;
-    database) ch_query "DROP DATABASE IF EXISTS $2" >/dev/null 2>&1 || log "could not drop database $2" ;;
-  esac
-}
-# forget KIND NAME: removes it now, and its line from the record. The broker keeps every
-# topic in memory, and each run loads over a gigabyte.
-forget() {
-  forget_recorded "$1" "$2"
-  grep -vxF "$1 $2" "$run_record" >"$run_record.tmp" || true
-  mv "$run_record.tmp" "$run_record"
-}
+# The runs' topics and databases, recorded as "topic NAME" and "database NAME", go with
+# lib.sh's forget_recorded; each run forgets its own as it ends (lib.sh's forget), since the
+# broker keeps every topic in memory, and each run loads over a gigabyte.
 
 # --- prerequisites ---------------------------------------------------------------------
 
@@ -147,12 +136,6 @@ demo_bin="$bin_dir/shadowdiff-demo"
 ln -s "$demo_bin" "$tmp/shadowdiff-demo"
 
 clk_tck="$(getconf CLK_TCK)"
-# cpu_ticks PID: utime + stime of a live process, in clock ticks (fields 14 and 15 of
-# /proc/PID/stat, counted after the parenthesised command name, which may hold spaces).
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
-# busy_ticks / all_ticks: the whole machine's CPU from /proc/stat (idle and iowait are not busy).
-machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
-pid_of() { local f="$repo/.local/$1.pid"; if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then cat "$f"; else echo ""; fi; }
 ch_pid="$(pid_of clickhouse)"; broker_pid="$(pid_of kafka)"
 ticks_or_na() { if [ -n "$1" ]; then cpu_ticks "$1"; else echo ""; fi; }
 now() { date +%s.%N; }
@@ -211,46 +194,7 @@ run_once() {
   fi
 
   # --- the correlator --------------------------------------------------------------------
-  cat >"$dir/correlator.toml" <<EOF
-# Written by deploy/bench/correlator-throughput.sh for one run.
-[correlator]
-group_id = "$run_id"
-# Exchanges complete as soon as their expected legs are in; the window only bounds stragglers.
-# With answers-last, the first exchanges wait for their answers until they are published.
-window_ms = $window_ms
-# One insert per table and interval: ClickHouse prefers few large inserts.
-flush_interval_ms = $flush_interval_ms
-# Exchanges wait for their answers in memory, their requests and calls read far ahead.
-max_open_bytes = $max_open_bytes
-# No hourly retention task on a throwaway database.
-retention_days = 0
-samples_retention_days = 0
-
-[correlator.outbound]
-# With answers-last, every call is read before its exchange's answers (see the script's header).
-settle_ms = $settle_ms
-
-[topics]
-requests = "$requests_topic"
-responses = "$responses_topic"
-dead_letter = "$dead_letter_topic"
-outbound = "$outbound_topic"
-partitions = $partitions
-create = false
-
-[kafka]
-brokers = "$brokers"
-
-[clickhouse]
-url = "$ch_url"
-database = "$database"
-
-[admin]
-listen = "127.0.0.1:$admin_port"
-
-[log]
-level = "warn"
-EOF
+  correlator_bench_toml "$run_id" "$database" "$admin_port" >"$dir/correlator.toml"
 
   # SHADOWDIFF_* variables override the config file; the benchmark runs the file as written.
   "$correlator_bin" --config "$dir/correlator.toml" --check-config >/dev/null || die "the generated config does not pass --check-config"
@@ -603,7 +547,8 @@ report="$tmp/results.md"
   done
 } >"$report"
 
-cp "$report" "$results"
+# The file's other sections (correlator-replicas.sh's) stay as they are.
+results_section "$results" throughput "$report"
 echo
 cat "$report"
 log "written to ${results#"$repo/"}"

@@ -189,7 +189,6 @@ curl -fsS --max-time 2 "http://127.0.0.1:$backend_port/stock/7" >/dev/null || di
 # --- measuring ---------------------------------------------------------------------------
 
 clk_tck="$(getconf CLK_TCK)"
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
 
 # calls NAME URL SECONDS [NAME=VALUE...]: one wrk run of egress-calls.lua with those
 # variables set; prints "calls/s p50 p90 p99 p99.9 errors", latencies in ms. `timeout`

@@ -96,9 +96,8 @@ fresh_broker_port=$((base + 9))
 reader_token=shadowdiff-local-demo-reader
 
 kafka_host="${brokers%%,*}"
-# pid_of NAME: the pid deploy/local/services.sh started NAME (kafka, clickhouse) with, if it runs.
-pid_of() { local f="$repo/.local/$1.pid"; if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then cat "$f"; else echo ""; fi; }
-ch_query() { curl -fsS --max-time 60 "$ch_url/" --data-binary "$1"; }
+# pid_of, ch_query, cpu_ticks and machine_ticks come from lib.sh.
+ch_query_secs=60
 now() { echo "$EPOCHREALTIME"; }
 calc() { awk "BEGIN { $1 }"; }
 
@@ -434,11 +433,8 @@ backend baseline "$baseline_port"
 baseline_pid="$started"
 
 clk_tck="$(getconf CLK_TCK)"
-cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
 ch_pid="$(pid_of clickhouse)"
 ticks_or_zero() { if [ -n "$1" ]; then cpu_ticks "$1"; else echo 0; fi; }
-# busy_ticks all_ticks: the whole machine's CPU from /proc/stat (idle and iowait are not busy).
-machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
 
 # count_rows RUN: the candidate's rows of the run in its database (run_db) so far.
 count_rows() {
