@@ -19,8 +19,8 @@
 # One run per setting (SETTINGS), all in this script run, each with its own topics,
 # consumer groups, database, tap, egress taps, mirror and correlator:
 #   default   the demo's configs as written: the tap's linger 200 ms (its default), the
-#             correlator's window_ms 3000, flush_interval_ms 1000 (its default),
-#             [correlator.outbound] settle_ms 1000, librdkafka's fetch.wait.max.ms (500)
+#             egress taps' 5 ms, the correlator's window_ms 3000, flush_interval_ms 1000 (its
+#             default), [correlator.outbound] settle_ms 250, and its 10 ms fetches
 #   linger    the tap's [kafka] linger_ms = LINGER_MS
 #   window    the correlator's window_ms = WINDOW_MS. A whole exchange (request, primary and
 #             every expected shadow) is taken out of the join as its last leg arrives
@@ -47,7 +47,8 @@
 #   WINDOW_MS           the correlator's window in the window run (30000, its default)
 #   FLUSH_INTERVAL_MS   the correlator's flush interval in the flush run (200)
 #   SETTLE_MS           the correlator's settle time in the settle run (0)
-#   FETCH_WAIT_MS       the correlator's fetch.wait.max.ms in the fetch run (10, the mirror's)
+#   FETCH_WAIT_MS       the correlator's fetch.wait.max.ms in the fetch run (500, librdkafka's
+#                       default, where the correlator's own is 10)
 #   PORT_OFFSET         added to every port of the demo's configs (10000)
 #   SHADOWDIFF_KAFKA_BROKERS  the broker, started by deploy/local/services.sh (127.0.0.1:9092)
 #   SHADOWDIFF_CLICKHOUSE_URL the ClickHouse HTTP endpoint (http://127.0.0.1:8123)
@@ -75,7 +76,7 @@ linger_ms="${LINGER_MS:-5}"
 window_ms="${WINDOW_MS:-30000}"
 flush_interval_ms="${FLUSH_INTERVAL_MS:-200}"
 settle_ms="${SETTLE_MS:-0}"
-fetch_wait_ms="${FETCH_WAIT_MS:-10}"
+fetch_wait_ms="${FETCH_WAIT_MS:-500}"
 offset="${PORT_OFFSET:-10000}"
 brokers="${SHADOWDIFF_KAFKA_BROKERS:-127.0.0.1:9092}"
 ch_url="${SHADOWDIFF_CLICKHOUSE_URL:-http://127.0.0.1:8123}"
@@ -90,9 +91,9 @@ tap_env[linger]="SHADOWDIFF_KAFKA_LINGER_MS=$linger_ms"; means[linger]="tap \`li
 correlator_env[window]="SHADOWDIFF_CORRELATOR_WINDOW_MS=$window_ms"; means[window]="correlator \`window_ms = $window_ms\` (3000)"
 correlator_env[flush]="SHADOWDIFF_CORRELATOR_FLUSH_INTERVAL_MS=$flush_interval_ms"
 means[flush]="correlator \`flush_interval_ms = $flush_interval_ms\` (1000)"
-correlator_env[settle]="SHADOWDIFF_CORRELATOR_OUTBOUND__SETTLE_MS=$settle_ms"; means[settle]="correlator \`settle_ms = $settle_ms\` (1000)"
+correlator_env[settle]="SHADOWDIFF_CORRELATOR_OUTBOUND__SETTLE_MS=$settle_ms"; means[settle]="correlator \`settle_ms = $settle_ms\` (250)"
 correlator_env[fetch]="SHADOWDIFF_KAFKA_PROPERTIES__FETCH.WAIT.MAX.MS=$fetch_wait_ms"
-means[fetch]="correlator \`fetch.wait.max.ms = $fetch_wait_ms\` (500)"
+means[fetch]="correlator \`fetch.wait.max.ms = $fetch_wait_ms\` (10)"
 for s in "${settings[@]}"; do [ -n "${means[$s]:-}" ] || die "SETTINGS: $s is not one of ${!means[*]}"; done
 
 # One run at a time: a second would measure the first.

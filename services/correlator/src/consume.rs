@@ -60,7 +60,10 @@ impl Correlator {
             },
             shutdown.clone(),
         );
-        let consumer = config.kafka.consumer(&config.correlator.group_id)?;
+        // Fetches held 10 ms at most: an exchange's legs and calls, read from three topics,
+        // come in as they are published, not in half-second bursts (the time an exchange
+        // waits for calls still on their way, `settle_ms`, need not cover a held fetch).
+        let consumer = config.kafka.prompt_consumer(&config.correlator.group_id)?;
         consumer.subscribe(&config.consumed_topics())?;
         let producer = config.kafka.producer()?;
         let dead_letters = DeadLetter::new(
