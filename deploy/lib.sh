@@ -165,6 +165,8 @@ unset name
 # --- benchmark measurements, and the shared Kafka and ClickHouse ------------------------------
 #
 #   cpu_ticks PID             utime + stime of a live process, in clock ticks (0 once it is gone)
+#   ticks_or_zero PID         cpu_ticks PID, or 0 when PID is "" (a server pid_of did not find)
+#   calc PROGRAM              awk's BEGIN { PROGRAM }: the benchmarks' arithmetic and formatting
 #   machine_ticks             "BUSY ALL": the whole machine's CPU ticks (idle and iowait are not busy)
 #   pid_of NAME               the pid of deploy/local/services.sh's NAME (kafka, clickhouse), or ""
 #   ch_query SQL              SQL on $ch_url (ch_query_secs, 30, at most), the answer on stdout
@@ -182,6 +184,8 @@ unset name
 # Fields 14 and 15 of /proc/PID/stat, counted after the parenthesised command name, which
 # may hold spaces.
 cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{ print $12 + $13 }' || echo 0; }
+ticks_or_zero() { if [ -n "$1" ]; then cpu_ticks "$1"; else echo 0; fi; }
+calc() { awk "BEGIN { $1 }"; }
 machine_ticks() { awk '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; print busy, busy + $5 + $6 }' /proc/stat; }
 pid_of() { local f="$repo/.local/$1.pid"; if [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null; then cat "$f"; else echo ""; fi; }
 ch_query() { curl -fsS --max-time "${ch_query_secs:-30}" "$ch_url/" --data-binary "$1"; }

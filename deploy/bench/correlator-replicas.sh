@@ -117,7 +117,6 @@ clk_tck="$(getconf CLK_TCK)"
 ch_pid="$(pid_of clickhouse)"; broker_pid="$(pid_of kafka)"
 stamp="$(date +%Y%m%d%H%M%S)"
 now() { date +%s.%N; }
-calc() { awk "BEGIN { $1 }"; }
 kib() { awk -v k="$2" '$1 == k ":" { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 # What each run measured: stat[LABEL:KEY].
@@ -168,7 +167,6 @@ metric() {
     | awk -v name="$2" -v label="${3:-}" '$1 ~ ("^" name "([{]|$)") && index($1, label) { s += $NF } END { printf "%.0f", s }'
 }
 candidate_rows() { ch_query "SELECT count() FROM $1.exchanges FINAL WHERE role = 'candidate'" 2>/dev/null || echo 0; }
-ticks_or_zero() { if [ -n "$1" ]; then cpu_ticks "$1"; else echo 0; fi; }
 # idle PID NAME: waits until PID has used no more than 2 ticks of CPU in a second.
 idle() {
   local before after

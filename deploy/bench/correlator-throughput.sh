@@ -139,7 +139,6 @@ clk_tck="$(getconf CLK_TCK)"
 ch_pid="$(pid_of clickhouse)"; broker_pid="$(pid_of kafka)"
 ticks_or_na() { if [ -n "$1" ]; then cpu_ticks "$1"; else echo ""; fi; }
 now() { date +%s.%N; }
-calc() { awk "BEGIN { $1 }"; }
 
 # What each run measured: stat[LABEL:KEY].
 declare -A stat

@@ -131,9 +131,7 @@ done
 
 clk_tck="$(getconf CLK_TCK)"
 ch_pid="$(pid_of clickhouse)"; broker_pid="$(pid_of kafka)"
-ticks_or_zero() { if [ -n "$1" ]; then cpu_ticks "$1"; else echo 0; fi; }
 stamp="$(date +%Y%m%d%H%M%S)"
-calc() { awk "BEGIN { $1 }"; }
 
 # start NAME COMMAND...: a server, its log in $tmp/NAME.log; its pid in started_pid.
 start() {

@@ -99,7 +99,6 @@ kafka_host="${brokers%%,*}"
 # pid_of, ch_query, cpu_ticks and machine_ticks come from lib.sh.
 ch_query_secs=60
 now() { echo "$EPOCHREALTIME"; }
-calc() { awk "BEGIN { $1 }"; }
 
 [ "$exchanges" -ge 100 ] || die "EXCHANGES must be at least 100"
 [ "$runs" -ge 1 ] || die "RUNS must be at least 1"
@@ -434,7 +433,6 @@ baseline_pid="$started"
 
 clk_tck="$(getconf CLK_TCK)"
 ch_pid="$(pid_of clickhouse)"
-ticks_or_zero() { if [ -n "$1" ]; then cpu_ticks "$1"; else echo 0; fi; }
 
 # count_rows RUN: the candidate's rows of the run in its database (run_db) so far.
 count_rows() {
