@@ -32,10 +32,6 @@ impl Layout {
         &self.database
     }
 
-    pub fn cluster(&self) -> Option<&str> {
-        self.cluster.as_deref()
-    }
-
     /// ` ON CLUSTER <name>` on a cluster, else nothing: what makes a DDL statement run on
     /// every server.
     pub fn on_cluster(&self) -> String {
