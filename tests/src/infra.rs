@@ -20,7 +20,8 @@ pub const CLUSTER_HINT: &str = "start it with `deploy/local/services.sh up clust
      cluster in SHADOWDIFF_CLICKHOUSE_CLUSTER";
 
 const DEFAULT_BROKERS: &str = "127.0.0.1:9092";
-/// Shard 1 of `deploy/local/services.sh up cluster`, and its cluster's name.
+/// Server 1 of `deploy/local/services.sh up cluster` (shard 1's first replica), and its
+/// cluster's name.
 const DEFAULT_CLUSTER_URL: &str = "http://127.0.0.1:8131";
 const DEFAULT_CLUSTER: &str = "shadowdiff";
 const DEFAULT_CLICKHOUSE: &str = "http://127.0.0.1:8123";
@@ -110,23 +111,16 @@ impl Infra {
     pub async fn replicas(&self, database: &str, table: &str) -> Vec<Vec<String>> {
         let Some(cluster) = &self.clickhouse_cluster else { return Vec::new() };
         let hosts: Vec<(u32, String, u16)> = clickhouse_client(&self.clickhouse_url, "system")
-            .query("SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num")
+            .query("SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? ORDER BY replica_num")
             .bind(cluster)
             .fetch_all()
             .await
             .unwrap_or_else(|e| panic!("cannot read system.clusters ({e}); {CLUSTER_HINT}"));
-        let mut shards: Vec<Vec<String>> = Vec::new();
-        let mut last = None;
+        let mut shards = std::collections::BTreeMap::<u32, Vec<String>>::new();
         for (shard, host, port) in hosts {
-            if last != Some(shard) {
-                shards.push(Vec::new());
-                last = Some(shard);
-            }
-            if let Some(replicas) = shards.last_mut() {
-                replicas.push(format!("remote('{host}:{port}', {database}, {table}_local)"));
-            }
+            shards.entry(shard).or_default().push(format!("remote('{host}:{port}', {database}, {table}_local)"));
         }
-        shards
+        shards.into_values().collect()
     }
 
     /// The statement that drops `database`, from every server of a cluster.
