@@ -127,9 +127,12 @@ async fn two_mirrors_and_two_correlators_share_six_partitions_through_a_rebalanc
              [kafka]\nbrokers = \"{}\"\nlinger_ms = 1\n\
              [topics]\nrequests = \"{}\"\nresponses = \"{}\"\ndead_letter = \"{id}.dead-letter\"\n\
              outbound = \"{outbound}\"\nprofiles = \"{}\"\npartitions = {PARTITIONS}\n\
-             [clickhouse]\nurl = \"{}\"\ndatabase = \"{database}\"\n\
-             [admin]\nlisten = \"{admin}\"\n",
-            infra.brokers, topics.requests, topics.responses, topics.profiles, infra.clickhouse_url
+             {}[admin]\nlisten = \"{admin}\"\n",
+            infra.brokers,
+            topics.requests,
+            topics.responses,
+            topics.profiles,
+            infra.clickhouse_toml(&database)
         )
     };
     let mirror = |name: &'static str| Replica::start("shadowdiff-mirror", name, mirror_config, &dir);
