@@ -5,7 +5,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::ports::ReservedPort;
 
@@ -50,6 +51,39 @@ impl Browser {
         })
         .await;
         Self { client, driver }
+    }
+
+    /// Clicks what `locator` finds and waits for the page that opens. A click returns once
+    /// its navigation has started, not once the new page is there: reading the page before
+    /// then reads the old one.
+    pub async fn follow(&self, locator: Locator<'_>) {
+        let page = self.page().await;
+        let found = self.client.find(locator).await.unwrap_or_else(|e| panic!("{locator:?}: {e}"));
+        found.click().await.unwrap_or_else(|e| panic!("click on {locator:?}: {e}"));
+        self.replaced(page, &format!("the page {locator:?} opens")).await;
+    }
+
+    /// Goes back a page, as the browser's button does, and waits for it.
+    pub async fn back(&self) {
+        let page = self.page().await;
+        self.client.back().await.unwrap_or_else(|e| panic!("back: {e}"));
+        self.replaced(page, "the page before").await;
+    }
+
+    /// The current page's root element: it goes stale once another page replaced it.
+    async fn page(&self) -> Element {
+        self.client.find(Locator::Css("html")).await.unwrap_or_else(|e| panic!("the current page: {e}"))
+    }
+
+    async fn replaced(&self, page: Element, what: &str) {
+        crate::eventually(what, Duration::from_secs(20), || async {
+            match page.tag_name().await {
+                Ok(_) => Err("the page before is still shown".to_owned()),
+                Err(e) if e.is_stale_element_reference() || e.is_no_such_element() => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await;
     }
 
     /// Ends the session and the driver.

@@ -116,7 +116,7 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     screenshot(&browser, "console-overview").await;
 
     // Its page, by its link: the verdict, the failing criteria, the systematic path.
-    client.find(Locator::LinkText(REGRESSED)).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::LinkText(REGRESSED)).await;
     assert!(text(&browser, "#verdict").await.ends_with("fail"), "{}", text(&browser, "#verdict").await);
     let divergence = text(&browser, "#criteria tr:nth-child(4)").await;
     assert!(divergence.starts_with("divergence_rate fail"), "{divergence}");
@@ -131,25 +131,25 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     let band = client.find_all(Locator::Css("#divergence-chart svg polygon")).await.unwrap();
     assert_eq!(band.len(), 1, "the divergence's interval band");
     // A shorter window, by its link: the URL says so and the charts follow.
-    client.find(Locator::LinkText("15 min")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::LinkText("15 min")).await;
     let url = client.current_url().await.unwrap();
     assert_eq!(url.query(), Some("stage=shadow&since=15m"), "{url}");
     assert!(text(&browser, "#ranges a.current").await == "15 min");
     screenshot(&browser, "console-candidate").await;
     client.execute("document.getElementById('charts').scrollIntoView()", vec![]).await.unwrap();
     screenshot(&browser, "console-charts").await;
-    client.back().await.unwrap();
+    browser.back().await;
     let candidate_url = client.current_url().await.unwrap();
 
     // An example request opens the drill-down page; back returns to the candidate.
     let example = format!("{REGRESSED}-0");
-    client.find(Locator::LinkText(&example)).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::LinkText(&example)).await;
     assert!(text(&browser, "h1").await.contains(&example));
-    client.back().await.unwrap();
+    browser.back().await;
     assert_eq!(client.current_url().await.unwrap(), candidate_url, "back to the candidate's page");
 
     // The systematic path opens the comparisons filtered to it: the 30 that changed it.
-    client.find(Locator::Css("#systematic a code")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#systematic a code")).await;
     let filtered = client.find_all(Locator::Css("#comparisons tr td:nth-child(2) a")).await.unwrap();
     assert_eq!(filtered.len(), 30, "{}", text(&browser, "body").await);
     assert_eq!(
@@ -162,14 +162,14 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     let route = client.find(Locator::Css("input[name=route]")).await.unwrap();
     route.clear().await.unwrap();
     route.send_keys("/orders/{id}").await.unwrap();
-    client.find(Locator::Css("#filters button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#filters button")).await;
     assert!(text(&browser, "#none").await.contains("No comparison matches"), "{}", text(&browser, "body").await);
-    client.back().await.unwrap();
-    client.back().await.unwrap();
+    browser.back().await;
+    browser.back().await;
     assert_eq!(client.current_url().await.unwrap(), candidate_url, "back through the filters to the candidate");
 
     // Another stage's gate is a link: a URL to bookmark and share.
-    client.find(Locator::LinkText("50")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::LinkText("50")).await;
     let url = client.current_url().await.unwrap();
     assert_eq!(url.query(), Some("stage=50"), "{url}");
     assert!(text(&browser, "#verdict").await.starts_with("Verdict at stage 50"));
@@ -199,7 +199,7 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
         }
     };
     let first = ids(&browser).await;
-    client.find(Locator::Id("older")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Id("older")).await;
     let second = ids(&browser).await;
     assert_eq!((first.len(), second.len()), (50, 50));
     assert!(first.iter().all(|id| !second.contains(id)), "pages overlap");
@@ -212,7 +212,7 @@ async fn a_person_finds_the_failing_candidate_its_reasons_and_a_request_in_detai
     client.goto(&format!("{base}/candidates/{REGRESSED}?stage=10")).await.unwrap();
     let reason = client.find(Locator::Css("#systematic form.accept input[name=reason]")).await.unwrap();
     reason.send_keys("prices rise on purpose in v2").await.unwrap();
-    client.find(Locator::Css("#systematic form.accept button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#systematic form.accept button")).await;
     let accepted = text(&browser, "#accepted").await;
     assert!(accepted.contains("items[*].price") && accepted.contains("sso:ann"), "{accepted}");
     assert!(accepted.contains("prices rise on purpose in v2"), "{accepted}");
@@ -260,7 +260,7 @@ async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_consol
     let percent = client.find(Locator::Css("section[id='checkout'] input[name=error_percent]")).await.unwrap();
     percent.clear().await.unwrap();
     percent.send_keys("150").await.unwrap();
-    client.find(Locator::Css("section[id='checkout'] form.faults button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("section[id='checkout'] form.faults button")).await;
     let problem = text(&browser, "section[id='checkout'] span.problem[data-field=error_percent]").await;
     assert_eq!(problem, "faults.error_percent: between 0 and 100");
     assert_eq!(fault(&browser, "checkout", "error_percent").await, "150", "what was typed, shown again");
@@ -270,7 +270,7 @@ async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_consol
     let percent = client.find(Locator::Css("section[id='checkout'] input[name=error_percent]")).await.unwrap();
     percent.clear().await.unwrap();
     percent.send_keys("2.5").await.unwrap();
-    client.find(Locator::Css("section[id='checkout'] form.faults button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("section[id='checkout'] form.faults button")).await;
     eventually("the fault applied", Duration::from_secs(20), || async {
         client.goto(&format!("{base}/profiles")).await.map_err(|e| e.to_string())?;
         let value = fault(&browser, "checkout", "error_percent").await;
@@ -281,7 +281,7 @@ async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_consol
     // A new profile, from the form: the mirror's problem is shown at its field, with what was
     // typed; corrected, it is saved and listed.
     client.goto(&format!("{base}/profiles")).await.unwrap();
-    client.find(Locator::Id("new-profile")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Id("new-profile")).await;
     let input = |name: &str| format!("#profile-form [name='{name}']");
     for (name, value) in
         [("id", "search"), ("targets[0].name", "v3 beta"), ("targets[0].base_url", "http://127.0.0.1:9")]
@@ -290,7 +290,7 @@ async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_consol
         field.clear().await.unwrap();
         field.send_keys(value).await.unwrap();
     }
-    client.find(Locator::Css("#profile-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#profile-form button[type=submit]")).await;
     let problem = text(&browser, "#profile-form span.problem[data-field='targets[0].name']").await;
     assert!(problem.starts_with("targets[0].name: 1 to"), "{problem}");
     let typed = client.find(Locator::Css(&input("targets[0].name"))).await.unwrap().prop("value").await.unwrap();
@@ -299,7 +299,7 @@ async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_consol
     let name = client.find(Locator::Css(&input("targets[0].name"))).await.unwrap();
     name.clear().await.unwrap();
     name.send_keys("v3").await.unwrap();
-    client.find(Locator::Css("#profile-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#profile-form button[type=submit]")).await;
     eventually("the new profile listed", Duration::from_secs(20), || async {
         client.goto(&format!("{base}/profiles")).await.map_err(|e| e.to_string())?;
         match client.find(Locator::Css("section[id='search']")).await {
@@ -313,18 +313,18 @@ async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_consol
     // Its stage, set from the list; its sample, from the edit form, which keeps the rest.
     let stage = client.find(Locator::Css("section[id='search'] form.stage select")).await.unwrap();
     stage.select_by_value("50").await.unwrap();
-    client.find(Locator::Css("section[id='search'] form.stage button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("section[id='search'] form.stage button")).await;
     eventually("the stage set", Duration::from_secs(20), || async {
         client.goto(&format!("{base}/profiles")).await.map_err(|e| e.to_string())?;
         let section = text(&browser, "section[id='search']").await;
         if section.contains("stage 50") { Ok(()) } else { Err(section) }
     })
     .await;
-    client.find(Locator::Css("section[id='search'] a.edit")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("section[id='search'] a.edit")).await;
     let sample = client.find(Locator::Css(&input("sample_percent"))).await.unwrap();
     sample.clear().await.unwrap();
     sample.send_keys("25").await.unwrap();
-    client.find(Locator::Css("#profile-form button[type=submit]")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#profile-form button[type=submit]")).await;
     eventually("the edit applied", Duration::from_secs(20), || async {
         client.goto(&format!("{base}/profiles")).await.map_err(|e| e.to_string())?;
         let section = text(&browser, "section[id='search']").await;
@@ -351,7 +351,7 @@ async fn a_person_sees_a_profiles_targets_and_changes_its_faults_from_the_consol
 
     // Deleted from the page, the profile goes.
     client.goto(&format!("{base}/profiles")).await.unwrap();
-    client.find(Locator::Css("section[id='checkout'] form.delete button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("section[id='checkout'] form.delete button")).await;
     eventually("the profile deleted", Duration::from_secs(20), || async {
         client.goto(&format!("{base}/profiles")).await.map_err(|e| e.to_string())?;
         let body = text(&browser, "body").await;
@@ -378,20 +378,21 @@ async fn a_person_signs_in_with_a_token_and_out_again() {
     assert_eq!(url.path(), "/sign-in", "{url}");
     let token = client.find(Locator::Css("#sign-in input[name=token]")).await.unwrap();
     token.send_keys("not-a-token").await.unwrap();
-    client.find(Locator::Css("#sign-in button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#sign-in button")).await;
     assert_eq!(text(&browser, "#sign-in span.problem[data-field=token]").await, "missing or unknown credentials");
     screenshot(&browser, "console-sign-in").await;
 
     let token = client.find(Locator::Css("#sign-in input[name=token]")).await.unwrap();
     token.send_keys(shadowdiff_tests::auth::READ_TOKEN).await.unwrap();
-    client.find(Locator::Css("#sign-in button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#sign-in button")).await;
     assert_eq!(client.current_url().await.unwrap().as_str(), wanted, "back to the page asked for");
     assert!(text(&browser, "#verdict").await.starts_with("Verdict at stage 10"));
     // The cookie is out of scripts' reach.
     let seen: serde_json::Value = client.execute("return document.cookie", vec![]).await.unwrap();
     assert_eq!(seen, serde_json::json!(""), "HttpOnly");
 
-    client.find(Locator::Css("form.sign-out button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("form.sign-out button")).await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/sign-in", "signed out, to the form");
     client.goto(&format!("{}/", service.url)).await.unwrap();
     assert_eq!(client.current_url().await.unwrap().path(), "/sign-in", "signed out");
     browser.stop().await;
@@ -418,7 +419,7 @@ async fn a_person_watches_a_candidates_verdict_appear_as_traffic_flows() {
     client.goto(&format!("{}/", pipeline.verdict_url)).await.unwrap();
     let token = client.find(Locator::Css("#sign-in input[name=token]")).await.unwrap();
     token.send_keys(shadowdiff_tests::auth::READ_TOKEN).await.unwrap();
-    client.find(Locator::Css("#sign-in button")).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::Css("#sign-in button")).await;
     assert!(text(&browser, "#empty").await.contains("No candidate"), "nothing before traffic");
 
     let http = reqwest::Client::new();
@@ -437,7 +438,7 @@ async fn a_person_watches_a_candidates_verdict_appear_as_traffic_flows() {
         }
     })
     .await;
-    client.find(Locator::LinkText(CANDIDATE)).await.unwrap().click().await.unwrap();
+    browser.follow(Locator::LinkText(CANDIDATE)).await;
     eventually("its verdict to fail", Duration::from_secs(60), || async {
         client.refresh().await.map_err(|e| e.to_string())?;
         let verdict = text(&browser, "#verdict").await;
