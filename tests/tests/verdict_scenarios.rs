@@ -27,8 +27,8 @@ const SERVICE_TIME: Duration = Duration::from_micros(4_000);
 const BATCH: u64 = 100;
 /// Reads sent at most before a scenario settles for the verdict it has.
 const CAP: u64 = 6_000;
-/// The same for the latency scenario: 8% more service time is about 6% of the latency the
-/// primary's users see here, against a 5% bound, so its interval needs the most evidence.
+/// The same for the latency scenario: 8% against a 5% bound, its interval needs the most
+/// evidence.
 const LATENCY_CAP: u64 = 10_000;
 /// How long the last batch's comparisons may take to reach the report.
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -63,7 +63,17 @@ fn honest(instance: &str) -> Behavior {
 /// The verdict first reached for `candidate` against an honest primary and secondary, and
 /// the number of reads sent by then.
 async fn first_verdict(name: &str, candidate: Behavior, cap: u64) -> (VerdictReport, u64) {
-    let _alone = ONE_AT_A_TIME.lock().await;
+    let alone = ONE_AT_A_TIME.lock().await;
+    first_verdict_alone(&alone, name, candidate, cap).await
+}
+
+/// [`first_verdict`], for a scenario that already holds the machine to itself.
+async fn first_verdict_alone(
+    _alone: &tokio::sync::MutexGuard<'_, ()>,
+    name: &str,
+    candidate: Behavior,
+    cap: u64,
+) -> (VerdictReport, u64) {
     let infra = Infra::get().await;
     // Each backend apart from the pipeline, as in production: their latency is compared.
     let backends = Backends {
@@ -79,6 +89,11 @@ async fn first_verdict(name: &str, candidate: Behavior, cap: u64) -> (VerdictRep
     .await;
     let query = format!("candidate={CANDIDATE}&stage=shadow");
     let prefix = unique(name);
+    // Events the tap drops (counted, by design, when the broker cannot take them) never reach
+    // the report. The count is this process's: its pipelines run one at a time.
+    let dropped =
+        || shadowdiff_tests::admin::metric(&pipeline.verdict_admin_url, "shadowdiff_tap_events_dropped_total", "");
+    let dropped_before = dropped().await;
     let mut sent = 0;
     let report = loop {
         let batch = BATCH.min(cap - sent);
@@ -91,10 +106,16 @@ async fn first_verdict(name: &str, candidate: Behavior, cap: u64) -> (VerdictRep
         if sent >= cap {
             break eventually("every read sent in the report", DEADLINE, || async {
                 let report = shadowdiff_tests::verdict::report(&pipeline.verdict_url, &query).await;
-                if report.verdict != Decision::Inconclusive || report.samples >= sent {
+                let lost_by_design = (dropped().await - dropped_before) as u64;
+                if report.verdict != Decision::Inconclusive || report.samples + lost_by_design >= sent {
                     Ok(report)
                 } else {
-                    Err(format!("{} of {sent} reads; services: {:?}", report.samples, pipeline.failures()))
+                    Err(format!(
+                        "{} of {sent} reads; services: {:?}; {}",
+                        report.samples,
+                        pipeline.failures(),
+                        losses(&pipeline.verdict_admin_url).await
+                    ))
                 }
             })
             .await;
@@ -113,6 +134,24 @@ async fn first_verdict(name: &str, candidate: Behavior, cap: u64) -> (VerdictRep
     );
     pipeline.stop().await;
     (report, sent)
+}
+
+/// The counters of every place a read can be lost on its way to the report, summed over
+/// this process's pipelines, for a failure to show.
+async fn losses(admin_url: &str) -> String {
+    let mut seen = Vec::new();
+    for name in [
+        "shadowdiff_tap_events_dropped_total",
+        "shadowdiff_mirror_skipped_total",
+        "shadowdiff_mirror_replay_errors_total",
+        "shadowdiff_dead_lettered_total",
+        "shadowdiff_correlator_events_ignored_total",
+        "shadowdiff_correlator_evicted_total",
+        "shadowdiff_correlator_rows_rejected_total",
+    ] {
+        seen.push(format!("{name}={}", shadowdiff_tests::admin::metric(admin_url, name, "").await));
+    }
+    seen.join(" ")
 }
 
 /// Every criterion with its status and reason, for a failure to show.
@@ -161,10 +200,35 @@ async fn a_candidate_identical_to_the_primary_passes_through_heavy_noise() {
     assert_eq!(report.verdict, Decision::Pass, "{}", explain(&report, sent));
 }
 
+/// The latency a backend as the primary runs it answers in here, at p50, read directly: on
+/// a loaded machine well above its service time.
+async fn p50_as_users_see_it() -> Duration {
+    let backend = shadowdiff_tests::serve_apart(backend::app(honest("probe"))).await;
+    let client = reqwest::Client::new();
+    let mut took = Vec::new();
+    for i in 0..300 {
+        let start = std::time::Instant::now();
+        let response = client.get(format!("http://{backend}/items/{}", i % BATCH)).send().await.unwrap();
+        response.bytes().await.unwrap();
+        took.push(start.elapsed());
+    }
+    took.sort_unstable();
+    took[took.len() / 2]
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn eight_percent_more_service_time_fails_on_latency() {
-    let candidate = Behavior { service_time: Duration::from_micros(4_320), ..honest("candidate") };
-    let (report, sent) = first_verdict("latency_plus_8pct", candidate, LATENCY_CAP).await;
+async fn a_candidate_eight_percent_slower_than_the_primary_fails_on_latency() {
+    let alone = ONE_AT_A_TIME.lock().await;
+    // 8% of the latency the primary's users see, measured on this machine now, against the
+    // gate's 5% bound: a fixed addition to the service time would be diluted below the
+    // bound on a machine loaded enough to stretch every answer, and a pass would be right.
+    let users_see = p50_as_users_see_it().await;
+    let candidate = Behavior { service_time: SERVICE_TIME + users_see.mul_f64(0.08), ..honest("candidate") };
+    println!(
+        "latency_plus_8pct: the primary answers in {users_see:?} at p50; the candidate sleeps {:?}",
+        candidate.service_time
+    );
+    let (report, sent) = first_verdict_alone(&alone, "latency_plus_8pct", candidate, LATENCY_CAP).await;
     // It fails on latency in most runs here. On a machine as loaded as a whole test suite
     // makes this one, the replay path's spread can keep the p50 interval across the 5% bound
     // for all 10,000 requests: then it must still never pass, and the interval must show the
