@@ -109,7 +109,9 @@ pub struct OutboundConfig {
     /// How long a whole exchange waits after its last event for downstream calls still on
     /// their way, before it is written. 0 (the default): none, for deployments without
     /// egress taps; with them, a few times the taps' `linger_ms` (500), or calls that come
-    /// after their exchange's answers are dropped as late.
+    /// after their exchange's answers are dropped as late. Whatever it is, an exchange whose
+    /// tapped deployments made different numbers of calls waits on for them, up to
+    /// `window_ms`.
     #[serde(default = "default_settle", rename = "settle_ms", with = "serde_duration::millis")]
     pub settle: Duration,
     /// Calls kept per exchange, all deployments together; more are counted and dropped

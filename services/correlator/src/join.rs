@@ -1,5 +1,6 @@
 //! Per-request join state: every event with the same request id lands in one [`Exchange`],
-//! which becomes final when its window has passed since its first event.
+//! which becomes final when its window has passed since its first event, or once it is whole
+//! and its downstream calls have settled.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -8,6 +9,11 @@ use std::time::{Duration, Instant};
 use shadowdiff_core::{OutboundCallEvent, RequestEvent, ResponseEvent, Role};
 
 use shadowdiff_runtime::kafka::Hold;
+
+use crate::bounded::RouteMap;
+
+/// Shadow deployments remembered as having an egress tap, at most.
+const MAX_TAPPED_DEPLOYMENTS: usize = 1000;
 
 /// One decoded event.
 #[derive(Debug)]
@@ -55,6 +61,9 @@ pub(crate) struct Exchange {
     /// The calls every deployment made downstream for this request, as their egress taps
     /// published them, each once.
     pub(crate) calls: Vec<OutboundCallEvent>,
+    /// The shadow deployments whose calls are compared with the primary's: both are known
+    /// to have egress taps ([`EgressTaps`]). Set when the exchange is taken out.
+    pub(crate) tapped: Vec<String>,
     /// The offset of every event read into this exchange, held until its rows are written.
     pub(crate) holds: Vec<Hold>,
     /// Memory held by its legs.
@@ -80,6 +89,26 @@ impl Exchange {
                 self.shadows.iter().any(|s| s.deployment == leg.deployment)
                     && (!leg.timed_by_tap || self.tap_timings.iter().any(|(d, _)| *d == leg.deployment))
             })
+    }
+
+    /// Every tapped shadow that answered made as many calls as the primary: nothing says a
+    /// call is still on its way. A shadow that really dropped or added a call differs too, and
+    /// is then written when its window has passed.
+    fn calls_agree(&self, taps: &EgressTaps) -> bool {
+        let made = |shadow: Option<&str>| {
+            self.calls
+                .iter()
+                .filter(|c| match shadow {
+                    None => c.role == Role::Primary,
+                    Some(deployment) => c.role != Role::Primary && c.deployment == deployment,
+                })
+                .count()
+        };
+        let primary = made(None);
+        self.shadows
+            .iter()
+            .filter(|s| s.error.is_none() && taps.both(&s.deployment))
+            .all(|s| made(Some(&s.deployment)) == primary)
     }
 
     fn add(&mut self, leg: Leg) -> bool {
@@ -138,6 +167,29 @@ pub(crate) enum Added {
     OverBound,
 }
 
+/// Which deployments have an egress tap: those whose calls have been seen. A shadow's calls
+/// are compared with the primary's only when both are known to be tapped, so a deployment
+/// without a tap is never taken for one that stopped calling.
+#[derive(Debug)]
+struct EgressTaps {
+    primary: bool,
+    shadows: RouteMap<String, ()>,
+}
+
+impl EgressTaps {
+    fn saw(&mut self, call: &OutboundCallEvent) {
+        if call.role == Role::Primary {
+            self.primary = true;
+        } else {
+            self.shadows.entry(call.deployment.clone(), || ());
+        }
+    }
+
+    fn both(&self, shadow: &str) -> bool {
+        self.primary && self.shadows.peek(&shadow.to_owned()).is_some()
+    }
+}
+
 /// How much join state may be held before the oldest exchanges are emitted early.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Bounds {
@@ -151,8 +203,10 @@ pub(crate) struct Bounds {
 pub(crate) struct Joiner {
     window: Duration,
     /// How long a whole exchange waits after its last event for downstream calls still on
-    /// their way; zero: none.
+    /// their way; zero: none. One whose deployments made different numbers of calls waits
+    /// on, up to its window.
     settle: Duration,
+    taps: EgressTaps,
     /// Whole exchanges waiting out `settle`, by the time of the event that made or found them
     /// whole; an id is listed again with each later event, and only its latest listing counts.
     settling: VecDeque<(Instant, String)>,
@@ -172,6 +226,7 @@ impl Joiner {
         Self {
             window,
             settle,
+            taps: EgressTaps { primary: false, shadows: RouteMap::new(MAX_TAPPED_DEPLOYMENTS, "egress_taps") },
             settling: VecDeque::new(),
             bounds,
             bytes: 0,
@@ -187,6 +242,9 @@ impl Joiner {
         let id = leg.request_id();
         if self.finished.contains_key(id) {
             return Added::Late;
+        }
+        if let Leg::Call(call) = &leg {
+            self.taps.saw(call);
         }
         if !self.open.contains_key(id) {
             self.opened.push_back((now, id.to_owned()));
@@ -232,20 +290,20 @@ impl Joiner {
     }
 
     /// Takes out the exchange for `id` if it is whole, so it is written without waiting for
-    /// its window. With a settle time, a whole exchange first waits it out for downstream
-    /// calls still on their way, and is taken by [`Joiner::expire`].
+    /// its window. With a settle time, or calls that do not agree yet, a whole exchange first
+    /// waits for downstream calls still on their way, and is taken by [`Joiner::expire`].
     pub(crate) fn take_complete(&mut self, id: &str, now: Instant) -> Option<Exchange> {
-        if !self.open.get(id).is_some_and(Exchange::complete) {
-            return None;
-        }
-        if !self.settle.is_zero() {
+        let exchange = self.open.get(id).filter(|e| e.complete())?;
+        if !self.settle.is_zero() || !exchange.calls_agree(&self.taps) {
             self.settling.push_back((now, id.to_owned()));
             return None;
         }
         self.finish(id.to_owned(), now)
     }
 
-    /// Takes out the whole exchanges that have had no event for the settle time.
+    /// Takes out the whole exchanges that have had no event for the settle time and whose
+    /// deployments' calls agree. The others stay until a later event lists them again, or
+    /// until their window has passed.
     fn settled(&mut self, now: Instant) -> Vec<Exchange> {
         let mut done = Vec::new();
         while let Some((listed, _)) = self.settling.front() {
@@ -254,7 +312,7 @@ impl Joiner {
             }
             let Some((listed, id)) = self.settling.pop_front() else { break };
             // Only the latest listing of an exchange counts: it was listed with its last event.
-            if self.open.get(&id).is_some_and(|e| e.last == Some(listed)) {
+            if self.open.get(&id).is_some_and(|e| e.last == Some(listed) && e.calls_agree(&self.taps)) {
                 done.extend(self.finish(id, now));
             }
         }
@@ -278,7 +336,9 @@ impl Joiner {
     /// remembered: a shadow leg that comes after all opens a new exchange, written with what
     /// is missing, rather than being dropped as late.
     fn finish(&mut self, id: String, now: Instant) -> Option<Exchange> {
-        let exchange = self.open.remove(&id)?;
+        let mut exchange = self.open.remove(&id)?;
+        exchange.tapped =
+            exchange.shadows.iter().map(|s| &s.deployment).filter(|d| self.taps.both(d)).cloned().collect();
         self.bytes -= exchange.bytes;
         if !exchange.shadows.is_empty() {
             self.finished.insert(id.clone(), now);
@@ -428,6 +488,52 @@ mod tests {
         let done = joiner.expire(later + settle);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].calls.len(), 2);
+    }
+
+    /// A call `deployment`, a shadow, made for `id`.
+    fn shadow_call(id: &str, call_id: &str, deployment: &str) -> Leg {
+        let Leg::Call(mut call) = downstream(id, call_id) else { unreachable!() };
+        call.deployment = deployment.into();
+        call.role = Role::Candidate;
+        Leg::Call(call)
+    }
+
+    #[test]
+    fn a_whole_exchange_whose_deployments_made_different_calls_waits_for_them_up_to_its_window() {
+        let t0 = Instant::now();
+        let window = Duration::from_secs(3);
+        let mut joiner = Joiner::new(window, Duration::ZERO, Bounds { exchanges: 100, bytes: 1 << 20, calls: 256 });
+        let whole = |joiner: &mut Joiner, id: &str, at: Instant| {
+            joiner.add(request(id), pos(1), at);
+            joiner.add(response(id, Role::Primary, "prod"), pos(2), at);
+            joiner.add(shadow(id, "v2", &["v2"]), pos(3), at);
+            joiner.take_complete(id, at)
+        };
+        // Before any call is seen, nobody is known to be tapped: nothing to wait for.
+        assert!(whole(&mut joiner, "untapped", t0).is_some());
+
+        // Both tapped, the same calls: taken at once, as with no calls at all.
+        joiner.add(downstream("same", "p1"), pos(4), t0);
+        joiner.add(shadow_call("same", "s1", "v2"), pos(5), t0);
+        let same = whole(&mut joiner, "same", t0).expect("calls agree");
+        assert_eq!(same.tapped, ["v2"], "v2's calls are compared");
+
+        // The primary called, v2's call is still on its way: it waits, and is taken with it.
+        joiner.add(downstream("late", "p1"), pos(6), t0);
+        assert!(whole(&mut joiner, "late", t0).is_none(), "v2 made fewer calls so far");
+        assert!(joiner.expire(t0 + Duration::from_secs(1)).is_empty());
+        let at = t0 + Duration::from_secs(2);
+        assert_eq!(joiner.add(shadow_call("late", "s1", "v2"), pos(7), at), Added::Joined, "not late");
+        let late = joiner.take_complete("late", at).expect("now they agree");
+        assert_eq!(late.calls.len(), 2);
+
+        // v2 really dropped the call: written, without it, once the window has passed.
+        joiner.add(downstream("dropped", "p1"), pos(8), t0);
+        assert!(whole(&mut joiner, "dropped", t0).is_none());
+        assert!(joiner.expire(t0 + window - Duration::from_millis(1)).is_empty());
+        let done = joiner.expire(t0 + window);
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].calls.len(), done[0].tapped.as_slice()), (1, ["v2".to_owned()].as_slice()));
     }
 
     /// The mirror's leg of `v2`, which a sidecar tap fronts, measured at `latency_us`.

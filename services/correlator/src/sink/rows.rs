@@ -12,7 +12,6 @@ use shadowdiff_core::{ExpectedLeg, OutboundCallEvent, RequestEvent, ResponseEven
 use shadowdiff_runtime::kafka::Hold;
 use shadowdiff_store::{DifferenceRow, ExchangeRow, OutboundCallRow, OutboundDifferenceRow, Outcome, SampleRow};
 
-use crate::bounded::RouteMap;
 use crate::sink::calls::{self, CallDifference};
 
 use crate::config::CorrelatorSection;
@@ -20,9 +19,6 @@ use crate::join::Exchange;
 use crate::noise::{NoiseModel, Subject};
 use crate::sink::fields::{Fields, call_difference_rows, difference_rows, sample_row};
 use crate::sink::samples::SampleBudget;
-
-/// Shadow deployments remembered as having an egress tap, at most.
-const MAX_TAPPED_DEPLOYMENTS: usize = 1000;
 
 /// Rows waiting to be written, with the holds on the offsets they release once written.
 #[derive(Debug, Default)]
@@ -49,32 +45,8 @@ pub(crate) struct RowBuilder {
     noise: NoiseModel,
     max_value_bytes: usize,
     samples: SampleBudget,
-    egress: EgressTaps,
     /// Hosts whose calls must come in the primary's order.
     ordered: HashSet<String>,
-}
-
-/// Which deployments have an egress tap: those whose calls have been seen. A shadow's calls
-/// are compared with the primary's only when both are known to be tapped, so a deployment
-/// without a tap is never taken for one that stopped calling.
-#[derive(Debug)]
-struct EgressTaps {
-    primary: bool,
-    shadows: RouteMap<String, ()>,
-}
-
-impl EgressTaps {
-    fn saw(&mut self, call: &OutboundCallEvent) {
-        if call.role == Role::Primary {
-            self.primary = true;
-        } else {
-            self.shadows.entry(call.deployment.clone(), || ());
-        }
-    }
-
-    fn both(&self, shadow: &str) -> bool {
-        self.primary && self.shadows.peek(&shadow.to_owned()).is_some()
-    }
 }
 
 impl RowBuilder {
@@ -84,7 +56,6 @@ impl RowBuilder {
             noise: NoiseModel::new(config.noise),
             max_value_bytes: config.max_value_bytes,
             samples: SampleBudget::new(config.samples_per_route_minute, config.max_sampled_routes),
-            egress: EgressTaps { primary: false, shadows: RouteMap::new(MAX_TAPPED_DEPLOYMENTS, "egress_taps") },
             ordered: config.outbound.ordered_destinations.iter().cloned().collect(),
         }
     }
@@ -99,11 +70,11 @@ impl RowBuilder {
     /// candidate does (`crate::noise`). Both the raw count and the noise count are stored.
     pub(crate) fn add(&mut self, batch: &mut Batch, exchange: Exchange) -> Vec<Outcome> {
         let missing = missing_legs(&exchange);
-        let Exchange { request, primary, shadows, holds, calls, .. } = exchange;
+        let Exchange { request, primary, shadows, holds, calls, tapped, .. } = exchange;
         batch.holds.extend(holds);
         let (request, primary) = (request.as_ref(), primary.as_ref());
         let fields = Fields::new(request, primary);
-        let calls = self.calls(batch, &fields, &shadows, &calls);
+        let calls = self.calls(batch, &fields, &shadows, &calls, &tapped);
         let options = self.rules.for_route(&fields.route);
         let mut secondary = Secondary::compare(request, primary, &shadows, options);
         let mut outcomes = Vec::with_capacity(shadows.len());
@@ -144,16 +115,16 @@ impl RowBuilder {
     /// Writes the exchange's downstream calls, and compares each tapped shadow's with the
     /// primary's (the secondary's first: its differences are noise for the others).
     fn calls(
-        &mut self,
+        &self,
         batch: &mut Batch,
         fields: &Fields<'_>,
         shadows: &[ResponseEvent],
         made: &[OutboundCallEvent],
+        tapped: &[String],
     ) -> ComparedCalls {
-        made.iter().for_each(|call| self.egress.saw(call));
         let primary = calls::made_by(made, |c| c.role == Role::Primary);
         let mut compared = ComparedCalls::default();
-        for shadow in shadows.iter().filter(|s| self.egress.both(&s.deployment) && s.error.is_none()) {
+        for shadow in shadows.iter().filter(|s| tapped.contains(&s.deployment) && s.error.is_none()) {
             let own = calls::made_by(made, |c| c.role != Role::Primary && c.deployment == shadow.deployment);
             let found = calls::compare(&primary, &own, &self.rules.default, &self.ordered);
             compared.found.push((shadow.deployment.clone(), shadow.role, found));
