@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clickhouse::Row;
 use serde::Deserialize;
-use shadowdiff_core::{OutboundCallEvent, Role};
+use shadowdiff_core::{Header, OutboundCallEvent, Role};
 use shadowdiff_tests::correlator::{CorrelatorUnderTest, Exchange, Reply, call};
 use shadowdiff_tests::infra::Infra;
 use shadowdiff_tests::verdict::VerdictService;
@@ -70,6 +70,9 @@ async fn added_dropped_and_changed_downstream_calls_are_exact_rows_and_the_secon
             vec![("POST", "payments", "/charges", &c_charge)],
         ),
         ("same", vec![PRICE, STOCK], vec![PRICE, STOCK], vec![PRICE, STOCK]),
+        // The candidate's stub tap could not answer the call the primary made (its record
+        // came too late): the candidate answered in another world, and is not compared.
+        ("stub_missed", vec![STOCK], vec![STOCK], vec![STOCK]),
     ];
     let publisher = &correlator.publisher;
     for (name, primary, secondary, candidate) in &scenarios {
@@ -79,11 +82,17 @@ async fn added_dropped_and_changed_downstream_calls_are_exact_rows_and_the_secon
             .candidate("v2", Reply::json(r#"{"ok": true}"#));
         // The exchange is whole before its calls arrive: it waits for them (settle_ms).
         publisher.exchange(&exchange).await;
-        let made = [
+        let mut made = [
             calls(&id, "prod", Role::Primary, primary),
             calls(&id, "prod-b", Role::Secondary, secondary),
             calls(&id, "v2", Role::Candidate, candidate),
         ];
+        if *name == "stub_missed" {
+            for call in &mut made[2] {
+                call.response.status = Some(502);
+                call.response.headers = vec![Header::new(shadowdiff_core::headers::STUB, "unmatched")];
+            }
+        }
         for event in made.iter().flatten() {
             publisher.call(event).await;
         }
@@ -145,14 +154,22 @@ async fn added_dropped_and_changed_downstream_calls_are_exact_rows_and_the_secon
     })
     .await;
 
-    // Nothing more comes: every exchange is written whole, once.
+    // Nothing more comes: every exchange is written whole, once; the stub's miss is the
+    // candidate's only row that is not compared.
+    let outcomes: Vec<(String, String)> = correlator
+        .clickhouse
+        .query("SELECT deployment, outcome FROM exchanges FINAL WHERE outcome != 'complete'")
+        .fetch_all()
+        .await
+        .unwrap();
+    assert_eq!(outcomes, [("v2".to_owned(), "stub_missed".to_owned())]);
     let compared: u64 = correlator
         .clickhouse
         .query("SELECT count() FROM exchanges FINAL WHERE outcome = 'complete'")
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!(compared, 2 * scenarios.len() as u64);
+    assert_eq!(compared, 2 * scenarios.len() as u64 - 1);
     let again: u64 =
         correlator.clickhouse.query("SELECT count() FROM outbound_differences FINAL").fetch_one().await.unwrap();
     assert_eq!(again as usize, found.len());

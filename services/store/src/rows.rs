@@ -16,6 +16,11 @@ pub enum Outcome {
     ShadowError,
     /// The mirror expected this leg, and it did not arrive within the window.
     MissingShadow,
+    /// A stub tap could not answer one of this shadow's calls with the primary's recorded
+    /// answer, though the primary made that call (its record came too late, or cut): the
+    /// shadow answered in another world than the primary's, so neither its answer nor its
+    /// calls are compared.
+    StubMissed,
 }
 
 impl Outcome {
@@ -28,6 +33,7 @@ impl Outcome {
             Self::PrimaryError => "primary_error",
             Self::ShadowError => "shadow_error",
             Self::MissingShadow => "missing_shadow",
+            Self::StubMissed => "stub_missed",
         }
     }
 }

@@ -100,7 +100,7 @@ pub(crate) fn compare(
             found.push(difference("extra_call", "", count(p.len()), count(s.len()), is_write(s[p.len()])));
         }
     }
-    for call in shadow.iter().filter(|c| header_value(&c.response.headers, STUB) == Some(b"unmatched".as_slice())) {
+    for call in shadow.iter().filter(|c| is_unmatched(c)) {
         let status = call.response.status.map(|s| s.to_string()).unwrap_or_default();
         found.push(CallDifference {
             call: call_of(call),
@@ -144,6 +144,23 @@ impl<'a> FromIterator<&'a String> for BTreeMultiset {
         }
         Self(counts)
     }
+}
+
+/// Whether a stub tap failed `shadow` on a call `primary` made: one of its calls is recorded
+/// `unmatched`, and the primary made at least as many calls of that kind. A call the primary
+/// never made, or made fewer times, is the shadow's own, and stays a difference.
+pub(crate) fn stub_missed(primary: &[&OutboundCallEvent], shadow: &[&OutboundCallEvent]) -> bool {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    shadow.iter().any(|call| {
+        let key = call_of(call);
+        let nth = seen.entry(key.clone()).or_default();
+        *nth += 1;
+        is_unmatched(call) && primary.iter().filter(|p| call_of(p) == key).count() >= *nth
+    })
+}
+
+fn is_unmatched(call: &OutboundCallEvent) -> bool {
+    header_value(&call.response.headers, STUB) == Some(b"unmatched".as_slice())
 }
 
 /// The calls among `calls` that `made` says are one deployment's, in the order they were made
@@ -295,6 +312,30 @@ mod tests {
             ]
         );
         assert_eq!(found[1].shadow, "502");
+        assert!(!stub_missed(&p, &c), "the primary never made it: the candidate's own call");
+    }
+
+    #[test]
+    fn a_call_the_primary_made_that_the_stub_could_not_answer_is_the_stubs_miss() {
+        let unmatched = |mut call: OutboundCallEvent| {
+            call.response.status = Some(502);
+            call.response.headers = vec![Header { name: STUB.into(), value: b"unmatched".to_vec() }];
+            call
+        };
+        let primary = [call("prod", 1, "GET", "inventory", "/stock/1", "")];
+        let late = [unmatched(call("v2", 1, "GET", "inventory", "/stock/1", ""))];
+        let twice = [
+            call("v2", 1, "GET", "inventory", "/stock/1", ""),
+            unmatched(call("v2", 2, "GET", "inventory", "/stock/1", "")),
+        ];
+        let p: Vec<_> = primary.iter().collect();
+        assert!(stub_missed(&p, &late.iter().collect::<Vec<_>>()), "the primary's record did not come in time");
+        assert!(
+            !stub_missed(&p, &twice.iter().collect::<Vec<_>>()),
+            "a second call the primary never made is the shadow's"
+        );
+        let matched = [call("v2", 1, "GET", "inventory", "/stock/1", "")];
+        assert!(!stub_missed(&p, &matched.iter().collect::<Vec<_>>()));
     }
 
     #[test]

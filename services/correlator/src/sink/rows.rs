@@ -80,7 +80,10 @@ impl RowBuilder {
         let mut outcomes = Vec::with_capacity(shadows.len());
         let mut diverged: Vec<&ResponseEvent> = Vec::new();
         for shadow in &shadows {
-            let outcome = classify(request, primary, shadow);
+            let outcome = match classify(request, primary, shadow) {
+                Outcome::Complete if calls.missed.contains(&shadow.deployment) => Outcome::StubMissed,
+                outcome => outcome,
+            };
             outcomes.push(outcome);
             let found = match primary {
                 Some(p) if outcome == Outcome::Complete => {
@@ -96,7 +99,7 @@ impl RowBuilder {
             }
             let row = fields.compared(shadow, outcome, &found, noise);
             batch.differences.extend(difference_rows(&row, found, is_noise, self.max_value_bytes));
-            if let Some((found, noise)) = calls.of(shadow) {
+            if let Some((found, noise)) = calls.of(shadow).filter(|_| outcome != Outcome::StubMissed) {
                 batch.outbound_differences.extend(call_difference_rows(&row, found, noise, self.max_value_bytes));
             }
             batch.exchanges.push(row);
@@ -126,6 +129,9 @@ impl RowBuilder {
         let mut compared = ComparedCalls::default();
         for shadow in shadows.iter().filter(|s| tapped.contains(&s.deployment) && s.error.is_none()) {
             let own = calls::made_by(made, |c| c.role != Role::Primary && c.deployment == shadow.deployment);
+            if calls::stub_missed(&primary, &own) {
+                compared.missed.push(shadow.deployment.clone());
+            }
             let found = calls::compare(&primary, &own, &self.rules.default, &self.ordered);
             compared.found.push((shadow.deployment.clone(), shadow.role, found));
         }
@@ -165,6 +171,8 @@ struct ComparedCalls {
     found: Vec<(String, Role, Vec<CallDifference>)>,
     /// The secondary whose differences are noise for the others.
     secondary: Option<String>,
+    /// The shadows a stub tap failed on a call the primary made ([`calls::stub_missed`]).
+    missed: Vec<String>,
 }
 
 impl ComparedCalls {
