@@ -38,7 +38,7 @@
 #
 # Knobs (environment):
 #   SETTINGS            the runs, in order ("default linger window flush settle fetch")
-#   RATE                requests per second through the tap (200, demo.sh's DEMO_RATE)
+#   RATE                requests per second through the tap (200: twice demo.sh's DEMO_RATE)
 #   DURATION_SECS       seconds each run sends requests, the warm-up included (40)
 #   WARMUP_SECS         seconds of requests sent first and not timed (5)
 #   POLL_MS             how often ClickHouse is asked for the rows: the resolution (50)
