@@ -33,8 +33,8 @@ set -euo pipefail
 cd "$repo"
 
 regress_every=20
-# 100 requests/s: at 200 the demo's dozen debug-built processes hold both cores of a 2-core
-# machine, the shadows' p50 goes from 15 ms to 140 ms, and the stubs' recordings come late.
+# 100 requests/s, for headroom: on a local broker aged by a day of test runs, 200 held both
+# cores of a 2-core machine and the stubs' recordings came late (README, the demo).
 rate="${DEMO_RATE:-100}"
 stage_wait="${DEMO_STAGE_WAIT:-90s}"
 case "${1:-}" in
