@@ -203,9 +203,13 @@ async fn a_build_that_changes_some_answers_fails_at_exactly_those_requests() {
     pipeline.stop().await;
 }
 
-/// A gate a few hundred honest exchanges can pass: the shadow gate's bounds, loosened.
+/// A gate a few hundred honest exchanges can pass: the shadow gate's bounds, loosened. These
+/// tests judge what a replay compares, not its latency: at full speed on two shared cores, the
+/// p95 of 200 requests is their 10 slowest, which is contention. An honest build's p95 came out
+/// +50.14% in a whole-suite run, with the secondary's A/A spread at +388%, so the tail's bound
+/// is 100%.
 const GATE: &str = "[verdict.gates.shadow]\nmin_samples = 100\nmax_divergence_rate = 0.05\n\
-                    max_latency_p50_delta = 0.5\nmax_latency_p95_delta = 0.5\n";
+                    max_latency_p50_delta = 0.5\nmax_latency_p95_delta = 1.0\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_twice_the_speed_a_replay_takes_half_the_recorded_time_and_a_recording_replays_alike() {
