@@ -202,6 +202,22 @@ forget() {
   mv "$run_record.tmp" "$run_record"
 }
 
+# A benchmark's rounds: every configuration CONFIG ran `rounds` times, its figures in the
+# associative array `stat` under "CONFIG-rROUND:KEY".
+# median_run CONFIG: the label of CONFIG's run with the median exchanges/s (wall, `per_wall`);
+# of two middle runs, the slower.
+median_run() {
+  local round
+  for round in $(seq "$rounds"); do echo "${stat[$1-r$round:per_wall]} $1-r$round"; done \
+    | sort -n | awk '{ l[NR] = $2 } END { print l[int((NR + 1) / 2)] }'
+}
+# every_run CONFIG KEY: KEY of each of CONFIG's runs, in the order run.
+every_run() {
+  local round out=""
+  for round in $(seq "$rounds"); do out+="${out:+, }${stat[$1-r$round:$2]}"; done
+  echo "$out"
+}
+
 results_section() {
   local file="$1" name="$2" report="$3"
   touch "$file"

@@ -271,7 +271,7 @@ load backlog --exchanges "$exchanges" || die "the load generator failed"
 [ "$(loaded backlog exchanges)" = "$exchanges" ] || die "the load generator published $(loaded backlog exchanges) of $exchanges exchanges"
 log "loaded: $(tail -1 "$tmp/backlog.load")"
 for round in $(seq "$rounds"); do
-  for n in "${replicas[@]}"; do read_backlog "r$n-round$round" "$n"; done
+  for n in "${replicas[@]}"; do read_backlog "r$n-r$round" "$n"; done
 done
 forget_topics
 
@@ -338,17 +338,10 @@ fi
 
 # --- the report ----------------------------------------------------------------------------
 
-# median LABEL-PREFIX: the label of the configuration's run with the median exchanges/s (wall);
-# of two middle runs, the slower.
-median() {
-  local round
-  for round in $(seq "$rounds"); do echo "${stat[$1-round$round:per_wall]} $1-round$round"; done \
-    | sort -n | awk '{ l[NR] = $2 } END { print l[int((NR + 1) / 2)] }'
-}
 declare -A med
-for n in "${replicas[@]}"; do med[$n]="$(median "r$n")"; done
+for n in "${replicas[@]}"; do med[$n]="$(median_run "r$n")"; done
 cells() { local n out=""; for n in "${replicas[@]}"; do out+=" ${stat[${med[$n]}:$1]} |"; done; echo "$out"; }
-every() { local round out=""; for round in $(seq "$rounds"); do out+="${out:+, }${stat[r$1-round$round:$2]}"; done; echo "$out"; }
+every() { every_run "r$1" "$2"; }
 header="| measure |"; rule="|---|"
 for n in "${replicas[@]}"; do
   if [ "$n" = 1 ]; then header+=" 1 replica |"; else header+=" $n replicas |"; fi
@@ -404,7 +397,7 @@ report="$tmp/results.md"
     echo "$(ratio "${stat[$m:all_active_rate]}" "${stat[$b:all_active_rate]}")× once every replica was writing, $(ratio "${stat[$m:cpu]}" "${stat[$b:cpu]}")× the correlator CPU in all. Round by round, exchanges/s (wall): $base: $(every "$base" per_wall); $n: $(every "$n" per_wall)."
     # Runs whose replicas wrote more rows than there are: a rebalance moved partitions mid-run.
     for round in $(seq "$rounds"); do
-      l="r$n-round$round"
+      l="r$n-r$round"
       if [ "${stat[$l:written]}" -gt $((2 * exchanges)) ]; then
         echo "$l: the replicas wrote ${stat[$l:written]} exchange rows for $((2 * exchanges)) comparisons (some read twice after a rebalance),"
         echo "every replica writing after ${stat[$l:all_active]}, ${stat[$l:per_wall]} exchanges/s (wall); not complete per replica: ${stat[$l:incomplete_each]}."

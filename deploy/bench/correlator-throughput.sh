@@ -427,21 +427,10 @@ done
 
 # --- the report --------------------------------------------------------------------------
 
-# median_label CALLS: the label of the configuration's run with the median exchanges/s (wall);
-# of two middle runs, the slower.
-median_label() {
-  local round
-  for round in $(seq "$rounds"); do echo "${stat[c$1-r$round:per_wall]} c$1-r$round"; done \
-    | sort -n | awk '{ l[NR] = $2 } END { print l[int((NR + 1) / 2)] }'
-}
 # every CALLS KEY: KEY of each of the configuration's runs, in the order run.
-every() {
-  local round out=""
-  for round in $(seq "$rounds"); do out+="${out:+, }${stat[c$1-r$round:$2]}"; done
-  echo "$out"
-}
+every() { every_run "c$1" "$2"; }
 declare -A med
-for calls in "${calls_per_exchange[@]}"; do med[$calls]="$(median_label "$calls")"; done
+for calls in "${calls_per_exchange[@]}"; do med[$calls]="$(median_run "c$calls")"; done
 # cells KEY [FORMAT]: one table cell per configuration, from its median run.
 cells() {
   local calls out=""
