@@ -12,14 +12,18 @@ pub async fn healthz(admin_url: &str) -> Result<(u16, serde_json::Value), String
 /// The sum of every series of metric `name` whose labels contain `labels` (`""` for all),
 /// 0 when there is none.
 pub async fn metric(admin_url: &str, name: &str, labels: &str) -> f64 {
-    let page = reqwest::get(format!("{admin_url}/metrics"))
+    sum(&metrics(admin_url).await, name, labels)
+}
+
+/// `/metrics`, the whole page: to read several metrics of one moment, with [`sum`].
+pub async fn metrics(admin_url: &str) -> String {
+    reqwest::get(format!("{admin_url}/metrics"))
         .await
         .and_then(reqwest::Response::error_for_status)
         .unwrap_or_else(|e| panic!("GET {admin_url}/metrics: {e}"))
         .text()
         .await
-        .unwrap_or_else(|e| panic!("GET {admin_url}/metrics: {e}"));
-    sum(&page, name, labels)
+        .unwrap_or_else(|e| panic!("GET {admin_url}/metrics: {e}"))
 }
 
 /// [`metric`] on a page already fetched.

@@ -139,6 +139,7 @@ async fn first_verdict_alone(
 /// The counters of every place a read can be lost on its way to the report, summed over
 /// this process's pipelines, for a failure to show.
 async fn losses(admin_url: &str) -> String {
+    let page = shadowdiff_tests::admin::metrics(admin_url).await;
     let mut seen = Vec::new();
     for name in [
         "shadowdiff_tap_events_dropped_total",
@@ -149,7 +150,7 @@ async fn losses(admin_url: &str) -> String {
         "shadowdiff_correlator_evicted_total",
         "shadowdiff_correlator_rows_rejected_total",
     ] {
-        seen.push(format!("{name}={}", shadowdiff_tests::admin::metric(admin_url, name, "").await));
+        seen.push(format!("{name}={}", shadowdiff_tests::admin::sum(&page, name, "")));
     }
     seen.join(" ")
 }
